@@ -1,0 +1,471 @@
+//! [`StreamApplication`]: a named, validated DAG of processors.
+
+use crate::partitioner::PartitionerSpec;
+use crate::processor::{Processor, ProcessorDescription};
+use crate::task::TaskFactory;
+use gearpump_core::{Graph, ProcessorId, UserConfig};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// Why an application was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    /// The name is empty or has characters other than letters, digits and underscore.
+    #[error("invalid application name {name:?}: {reason}")]
+    InvalidAppName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The DAG has no processor.
+    #[error("the application has no processors")]
+    EmptyDag,
+    /// A processor has parallelism 0.
+    #[error("processor {task_type:?} has parallelism 0; it needs at least one task")]
+    ZeroParallelism {
+        /// The processor's task type.
+        task_type: String,
+    },
+    /// The DAG has a cycle.
+    #[error("the DAG has a cycle through processors {processors:?}")]
+    Cycle {
+        /// The task types of the processors on (or after) the cycle.
+        processors: Vec<String>,
+    },
+    /// Two edges join the same pair of processors.
+    #[error("duplicate edge from {from:?} to {to:?}; at most one edge may join two processors")]
+    DuplicateEdge {
+        /// The upstream processor's task type.
+        from: String,
+        /// The downstream processor's task type.
+        to: String,
+    },
+    /// A processor names a task type the application binary does not contain.
+    #[error("unknown task type {task_type:?}: this application binary has no such task")]
+    UnknownTaskType {
+        /// The name that was not found.
+        task_type: String,
+    },
+    /// A co-location edge joins processors of different parallelism.
+    #[error(
+        "partitioner {partitioner:?} from {from:?} ({from_parallelism} tasks) to {to:?} ({to_parallelism} tasks) needs equal parallelism"
+    )]
+    ParallelismMismatch {
+        /// The partitioner's name.
+        partitioner: String,
+        /// The upstream processor's task type.
+        from: String,
+        /// Its parallelism.
+        from_parallelism: u32,
+        /// The downstream processor's task type.
+        to: String,
+        /// Its parallelism.
+        to_parallelism: u32,
+    },
+}
+
+/// Task types by stable name: how an application binary finds the code for a processor that is
+/// named rather than given (REST `submitdag`, dynamic DAG changes).
+#[derive(Clone, Default)]
+pub struct TaskRegistry {
+    factories: BTreeMap<String, TaskFactory>,
+}
+
+impl TaskRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `factory` under `task_type`, replacing any earlier one.
+    pub fn register(&mut self, task_type: impl Into<String>, factory: TaskFactory) {
+        self.factories.insert(task_type.into(), factory);
+    }
+
+    /// The factory for `task_type`.
+    pub fn get(&self, task_type: &str) -> Option<&TaskFactory> {
+        self.factories.get(task_type)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for TaskRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+/// An edge of a validated DAG.
+#[derive(Clone, Debug)]
+pub struct DagEdge {
+    /// The upstream processor.
+    pub from: ProcessorId,
+    /// The downstream processor.
+    pub to: ProcessorId,
+    /// How messages are spread over the downstream tasks.
+    pub partitioner: PartitionerSpec,
+}
+
+/// A validated DAG: processors numbered in topological order, each with the factory for its
+/// tasks.
+#[derive(Clone)]
+pub struct Dag {
+    processors: Vec<ProcessorDescription>,
+    factories: Vec<TaskFactory>,
+    edges: Vec<DagEdge>,
+}
+
+impl Dag {
+    /// The processors, indexed by `ProcessorId`.
+    pub fn processors(&self) -> &[ProcessorDescription] {
+        &self.processors
+    }
+
+    /// One processor.
+    pub fn processor(&self, id: ProcessorId) -> &ProcessorDescription {
+        &self.processors[id.0 as usize]
+    }
+
+    /// The factory for a processor's tasks.
+    pub fn factory(&self, id: ProcessorId) -> &TaskFactory {
+        &self.factories[id.0 as usize]
+    }
+
+    /// All edges.
+    pub fn edges(&self) -> &[DagEdge] {
+        &self.edges
+    }
+
+    /// The edges leaving `id`.
+    pub fn outgoing(&self, id: ProcessorId) -> impl Iterator<Item = &DagEdge> {
+        self.edges.iter().filter(move |e| e.from == id)
+    }
+
+    /// The processors directly upstream of `id`.
+    pub fn upstream(&self, id: ProcessorId) -> Vec<ProcessorId> {
+        self.edges.iter().filter(|e| e.to == id).map(|e| e.from).collect()
+    }
+
+    /// The total number of tasks.
+    pub fn task_count(&self) -> u32 {
+        self.processors.iter().map(|p| p.parallelism).sum()
+    }
+}
+
+impl fmt::Debug for Dag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dag").field("processors", &self.processors).field("edges", &self.edges).finish()
+    }
+}
+
+/// A streaming application: a name, a config and a validated [`Dag`].
+#[derive(Clone, Debug)]
+pub struct StreamApplication {
+    name: String,
+    config: UserConfig,
+    dag: Dag,
+}
+
+impl StreamApplication {
+    /// Starts building an application called `name` (letters, digits and underscore).
+    pub fn builder(name: impl Into<String>) -> StreamApplicationBuilder {
+        StreamApplicationBuilder {
+            name: name.into(),
+            config: UserConfig::empty(),
+            graph: Graph::new(),
+            nodes: HashMap::new(),
+            registry: TaskRegistry::new(),
+        }
+    }
+
+    /// The application's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The application config.
+    pub fn config(&self) -> &UserConfig {
+        &self.config
+    }
+
+    /// The DAG.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// The same application under another name (the CLI's `-namePrefix`).
+    pub fn renamed(mut self, name: impl Into<String>) -> Result<Self, AppError> {
+        let name = name.into();
+        validate_name(&name)?;
+        self.name = name;
+        Ok(self)
+    }
+}
+
+/// Builds a [`StreamApplication`]; see [`StreamApplication::builder`].
+///
+/// Edges read like the guide's `split ~ partitioner ~> sum`:
+/// `.edge(&split, PartitionerSpec::hash(), &sum)`, or `.path([&a, &b, &c])` for a chain of
+/// hash edges.
+pub struct StreamApplicationBuilder {
+    name: String,
+    config: UserConfig,
+    graph: Graph<Processor, PartitionerSpec>,
+    nodes: HashMap<u64, usize>,
+    registry: TaskRegistry,
+}
+
+impl StreamApplicationBuilder {
+    /// Sets the application config.
+    #[must_use]
+    pub fn config(mut self, config: UserConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a processor (needed only for one with no edges).
+    #[must_use]
+    pub fn processor(mut self, p: &Processor) -> Self {
+        self.node(p);
+        self
+    }
+
+    /// Adds the edge `from ~ partitioner ~> to`.
+    #[must_use]
+    pub fn edge(mut self, from: &Processor, partitioner: PartitionerSpec, to: &Processor) -> Self {
+        let a = self.node(from);
+        let b = self.node(to);
+        self.graph.add_edge(a, partitioner, b);
+        self
+    }
+
+    /// Adds hash edges along a chain of processors: `a ~> b ~> c`.
+    #[must_use]
+    pub fn path<'p>(mut self, chain: impl IntoIterator<Item = &'p Processor>) -> Self {
+        let mut previous: Option<&Processor> = None;
+        for p in chain {
+            match previous {
+                Some(prev) => self = self.edge(prev, PartitionerSpec::hash(), p),
+                None => self = self.processor(p),
+            }
+            previous = Some(p);
+        }
+        self
+    }
+
+    /// Registers a task type by name for processors made with [`Processor::named`].
+    #[must_use]
+    pub fn register(mut self, task_type: impl Into<String>, factory: TaskFactory) -> Self {
+        self.registry.register(task_type, factory);
+        self
+    }
+
+    fn node(&mut self, p: &Processor) -> usize {
+        match self.nodes.get(&p.key()) {
+            Some(&i) => i,
+            None => {
+                let i = self.graph.add_node(p.clone());
+                self.nodes.insert(p.key(), i);
+                i
+            }
+        }
+    }
+
+    /// Validates and builds the application.
+    pub fn build(self) -> Result<StreamApplication, AppError> {
+        validate_name(&self.name)?;
+        let nodes = self.graph.nodes();
+        if nodes.is_empty() {
+            return Err(AppError::EmptyDag);
+        }
+        if let Some(p) = nodes.iter().find(|p| p.parallelism() == 0) {
+            return Err(AppError::ZeroParallelism { task_type: p.task_type().to_string() });
+        }
+        let mut seen = HashSet::new();
+        for (from, spec, to) in self.graph.edges() {
+            if !seen.insert((*from, *to)) {
+                return Err(AppError::DuplicateEdge {
+                    from: nodes[*from].task_type().to_string(),
+                    to: nodes[*to].task_type().to_string(),
+                });
+            }
+            let (a, b) = (&nodes[*from], &nodes[*to]);
+            if spec.requires_equal_parallelism() && a.parallelism() != b.parallelism() {
+                return Err(AppError::ParallelismMismatch {
+                    partitioner: spec.name().to_string(),
+                    from: a.task_type().to_string(),
+                    from_parallelism: a.parallelism(),
+                    to: b.task_type().to_string(),
+                    to_parallelism: b.parallelism(),
+                });
+            }
+        }
+        let order = self.graph.topological_order().map_err(|e| AppError::Cycle {
+            processors: e.nodes.iter().map(|&i| nodes[i].task_type().to_string()).collect(),
+        })?;
+        // Node index → processor id (its position in the topological order).
+        let mut id_of = vec![ProcessorId(0); nodes.len()];
+        for (position, &node) in order.iter().enumerate() {
+            id_of[node] = ProcessorId(position as u32);
+        }
+        let mut processors = Vec::with_capacity(nodes.len());
+        let mut factories = Vec::with_capacity(nodes.len());
+        for &node in &order {
+            let p = &nodes[node];
+            let factory = p
+                .factory()
+                .or_else(|| self.registry.get(p.task_type()))
+                .cloned()
+                .ok_or_else(|| AppError::UnknownTaskType { task_type: p.task_type().to_string() })?;
+            processors.push(p.describe(id_of[node]));
+            factories.push(factory);
+        }
+        let mut edges: Vec<DagEdge> = self
+            .graph
+            .edges()
+            .iter()
+            .map(|(f, spec, t)| DagEdge { from: id_of[*f], to: id_of[*t], partitioner: spec.clone() })
+            .collect();
+        edges.sort_by_key(|e| (e.from, e.to));
+        Ok(StreamApplication { name: self.name, config: self.config, dag: Dag { processors, factories, edges } })
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), AppError> {
+    if name.is_empty() {
+        return Err(AppError::InvalidAppName { name: name.to_string(), reason: "it is empty" });
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(AppError::InvalidAppName {
+            name: name.to_string(),
+            reason: "only letters, digits and underscore are allowed",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Task, TaskContext, TaskResult};
+    use gearpump_core::Message;
+
+    struct Nop;
+    impl Task for Nop {
+        fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    fn p(name: &str, parallelism: u32) -> Processor {
+        Processor::from_fn(name, parallelism, |_| Ok(Nop))
+    }
+
+    #[test]
+    fn guide_wordcount_graph_has_two_nodes_and_one_hash_edge() {
+        let split = p("Split", 4);
+        let sum = p("Sum", 3);
+        let app = StreamApplication::builder("wordCount").edge(&split, PartitionerSpec::hash(), &sum).build().unwrap();
+        let dag = app.dag();
+        let names: Vec<_> = dag.processors().iter().map(|p| (p.task_type.as_str(), p.parallelism)).collect();
+        assert_eq!(names, vec![("Split", 4), ("Sum", 3)]);
+        assert_eq!(dag.edges().len(), 1);
+        let e = &dag.edges()[0];
+        assert_eq!((e.from, e.to, e.partitioner.name()), (ProcessorId(0), ProcessorId(1), "hash"));
+        assert_eq!(dag.task_count(), 7);
+    }
+
+    #[test]
+    fn processor_ids_follow_topological_order_stably() {
+        let (a, b, c, d) = (p("A", 1), p("B", 1), p("C", 1), p("D", 1));
+        // Declared sink-first; ids must still run upstream to downstream.
+        let build = || {
+            StreamApplication::builder("x")
+                .edge(&c, PartitionerSpec::hash(), &d)
+                .edge(&a, PartitionerSpec::hash(), &b)
+                .edge(&b, PartitionerSpec::shuffle(), &c)
+                .build()
+                .unwrap()
+        };
+        let first: Vec<_> = build().dag().processors().iter().map(|p| p.task_type.clone()).collect();
+        assert_eq!(first, vec!["A", "B", "C", "D"]);
+        for _ in 0..5 {
+            let again: Vec<_> = build().dag().processors().iter().map(|p| p.task_type.clone()).collect();
+            assert_eq!(again, first);
+        }
+    }
+
+    #[test]
+    fn invalid_applications_are_rejected_with_typed_errors() {
+        let (a, b, c) = (p("A", 1), p("B", 2), p("C", 1));
+        let cases: Vec<(StreamApplicationBuilder, AppError)> = vec![
+            (
+                StreamApplication::builder("x").path([&a, &b, &c]).edge(&c, PartitionerSpec::hash(), &a),
+                AppError::Cycle { processors: vec!["A".into(), "B".into(), "C".into()] },
+            ),
+            (
+                StreamApplication::builder("x").edge(&a, PartitionerSpec::hash(), &b).edge(
+                    &a,
+                    PartitionerSpec::shuffle(),
+                    &b,
+                ),
+                AppError::DuplicateEdge { from: "A".into(), to: "B".into() },
+            ),
+            (
+                StreamApplication::builder("x").path([&a, &p("Zero", 0)]),
+                AppError::ZeroParallelism { task_type: "Zero".into() },
+            ),
+            (
+                StreamApplication::builder("x").path([&a, &Processor::named("no.such.Task", 1)]),
+                AppError::UnknownTaskType { task_type: "no.such.Task".into() },
+            ),
+            (
+                StreamApplication::builder("bad name!").processor(&a),
+                AppError::InvalidAppName {
+                    name: "bad name!".into(),
+                    reason: "only letters, digits and underscore are allowed",
+                },
+            ),
+            (StreamApplication::builder("").processor(&a), AppError::InvalidAppName { name: "".into(), reason: "it is empty" }),
+            (StreamApplication::builder("x"), AppError::EmptyDag),
+            (
+                StreamApplication::builder("x").edge(&a, PartitionerSpec::co_location(), &b),
+                AppError::ParallelismMismatch {
+                    partitioner: "co_location".into(),
+                    from: "A".into(),
+                    from_parallelism: 1,
+                    to: "B".into(),
+                    to_parallelism: 2,
+                },
+            ),
+        ];
+        for (builder, expected) in cases {
+            let err = builder.build().unwrap_err();
+            assert_eq!(err, expected);
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn named_task_types_resolve_through_the_registry() {
+        let factory: TaskFactory = std::sync::Arc::new(|_: &crate::TaskInfo| Ok(Box::new(Nop) as Box<dyn Task>));
+        let app = StreamApplication::builder("x")
+            .path([&p("A", 1), &Processor::named("my.Task", 1)])
+            .register("my.Task", factory)
+            .build()
+            .unwrap();
+        assert_eq!(app.dag().processor(ProcessorId(1)).task_type, "my.Task");
+    }
+
+    #[test]
+    fn self_edge_is_a_cycle() {
+        let a = p("A", 1);
+        let err = StreamApplication::builder("x").edge(&a, PartitionerSpec::hash(), &a).build().unwrap_err();
+        assert!(matches!(err, AppError::Cycle { .. }));
+    }
+}

@@ -1,0 +1,36 @@
+//! # gearpump-core
+//!
+//! The vocabulary every other Gearpump crate speaks, with no async runtime and no I/O:
+//!
+//! - [`ids`]: newtype ids for applications, processors, tasks, executors and workers. A
+//!   [`TaskId`] packs into eight bytes (`processor << 32 | index`), which is all the data plane
+//!   puts on the wire to address a task.
+//! - [`time`]: [`Timestamp`], application time in milliseconds, with [`Timestamp::MIN`] and
+//!   [`Timestamp::MAX`] (a source whose watermark reaches `MAX` has ended).
+//! - [`message`]: [`Message`] = value + timestamp. The value is a shared, immutable, type-erased
+//!   [`Value`]: inside one process it moves by reference (never serialised); across processes it
+//!   is encoded with serde.
+//! - [`config`]: [`UserConfig`], the typed key/value configuration handed to applications and
+//!   tasks.
+//! - [`graph`]: [`Graph`], a small directed graph with a stable topological order, used for the
+//!   processor DAG.
+//!
+//! ```
+//! use gearpump_core::{Message, Timestamp};
+//!
+//! let msg = Message::new(String::from("hello"), Timestamp(42));
+//! assert_eq!(msg.get::<String>().map(String::as_str), Some("hello"));
+//! assert_eq!(msg.timestamp(), Timestamp(42));
+//! ```
+
+pub mod config;
+pub mod graph;
+pub mod ids;
+pub mod message;
+pub mod time;
+
+pub use config::{ConfigError, UserConfig};
+pub use graph::{CycleError, Graph, NodeIndex};
+pub use ids::{AppId, ExecutorId, ProcessorId, TaskId, TaskIndex, WorkerId};
+pub use message::{CodecError, Message, Value};
+pub use time::Timestamp;
