@@ -1,0 +1,150 @@
+//! The embedded cluster and the blocking client.
+
+use crate::master::{AppSummary, Board, ClusterConfig, KillError, Master, MasterCommand, SubmitError, WorkerSummary};
+use gearpump_api::StreamApplication;
+use gearpump_core::AppId;
+use gearpump_streaming::{AppStats, Runtime, TaskPool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Waiting for an application failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// No such application.
+    #[error("application {0} does not exist")]
+    UnknownApp(AppId),
+    /// It did not end in time; here is where it stands.
+    #[error("application {} is still {} after waiting", .0.id, .0.status)]
+    Timeout(Box<AppSummary>),
+}
+
+/// A blocking client of a cluster. Cheap to clone. Call it from ordinary threads, not from
+/// inside an async task.
+#[derive(Clone)]
+pub struct ClusterClient {
+    master: mpsc::UnboundedSender<MasterCommand>,
+    board: Arc<Board>,
+}
+
+impl ClusterClient {
+    /// Submits an application; returns its id.
+    pub fn submit(&self, app: StreamApplication) -> Result<AppId, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.master.send(MasterCommand::Submit { app, reply }).map_err(|_| SubmitError::ClusterStopped)?;
+        answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
+    }
+
+    /// Kills a running application.
+    pub fn kill(&self, id: AppId) -> Result<(), KillError> {
+        let (reply, answer) = oneshot::channel();
+        self.master.send(MasterCommand::Kill { id, reply }).map_err(|_| KillError::ClusterStopped)?;
+        answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
+    }
+
+    /// Every application, by id.
+    pub fn list(&self) -> Vec<AppSummary> {
+        self.board.apps.lock().values().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// One application.
+    pub fn status(&self, id: AppId) -> Option<AppSummary> {
+        self.board.apps.lock().get(&id).map(|(s, _)| s.clone())
+    }
+
+    /// The workers.
+    pub fn workers(&self) -> Vec<WorkerSummary> {
+        self.board.workers.lock().clone()
+    }
+
+    /// A running or finished application's counters and clock.
+    pub fn stats(&self, id: AppId) -> Option<AppStats> {
+        self.board.apps.lock().get(&id).map(|(_, stats)| stats.lock().clone())
+    }
+
+    /// Waits until the application ends (succeeded, failed or terminated), at most `timeout`.
+    pub fn wait(&self, id: AppId, timeout: Duration) -> Result<AppSummary, WaitError> {
+        self.wait_for(id, timeout, |s| s.status.is_terminal())
+    }
+
+    /// Waits until the application is active (or has ended), at most `timeout`.
+    pub fn wait_active(&self, id: AppId, timeout: Duration) -> Result<AppSummary, WaitError> {
+        self.wait_for(id, timeout, |s| s.status != gearpump_streaming::AppStatus::Pending)
+    }
+
+    fn wait_for(&self, id: AppId, timeout: Duration, done: impl Fn(&AppSummary) -> bool) -> Result<AppSummary, WaitError> {
+        // A timeout too large for the clock waits forever.
+        let deadline = Instant::now().checked_add(timeout);
+        let mut apps = self.board.apps.lock();
+        loop {
+            let summary = apps.get(&id).map(|(s, _)| s.clone()).ok_or(WaitError::UnknownApp(id))?;
+            if done(&summary) {
+                return Ok(summary);
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.board.changed.wait_until(&mut apps, deadline).timed_out() {
+                        let summary = apps.get(&id).map(|(s, _)| s.clone()).ok_or(WaitError::UnknownApp(id))?;
+                        return if done(&summary) { Ok(summary) } else { Err(WaitError::Timeout(Box::new(summary))) };
+                    }
+                }
+                None => self.board.changed.wait(&mut apps),
+            }
+        }
+    }
+}
+
+/// Master, workers, AppMasters and executors in this process.
+pub struct EmbeddedCluster {
+    rt: Option<tokio::runtime::Runtime>,
+    runtime: Runtime,
+    client: ClusterClient,
+}
+
+impl EmbeddedCluster {
+    /// Starts an embedded cluster.
+    pub fn start(config: ClusterConfig) -> EmbeddedCluster {
+        // The control plane is light: one thread. The cores go to the task pool.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gearpump-control")
+            .enable_all()
+            .build()
+            .expect("starting the control-plane runtime");
+        let runtime = Runtime::new(TaskPool::new(config.task_threads));
+        let board = Arc::new(Board::default());
+        tracing::info!(workers = config.workers, slots = config.slots_per_worker, threads = config.task_threads, "Starting an embedded cluster.");
+        let master = {
+            let _guard = rt.enter();
+            Master::spawn(config, runtime.clone(), board.clone())
+        };
+        EmbeddedCluster { rt: Some(rt), runtime, client: ClusterClient { master, board } }
+    }
+
+    /// A client of this cluster.
+    pub fn client(&self) -> ClusterClient {
+        self.client.clone()
+    }
+
+    /// Kills what still runs, waits briefly for it to stop, and shuts everything down.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        for app in self.client.list() {
+            if !app.status.is_terminal() && self.client.kill(app.id).is_ok() {
+                let _ = self.client.wait(app.id, Duration::from_secs(10));
+            }
+        }
+        rt.shutdown_timeout(Duration::from_secs(2));
+        self.runtime.shutdown();
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,32 @@
+//! # gearpump-cluster
+//!
+//! The cluster: a master that owns workers' slots and applications, workers that host
+//! executors, and the client that submits, lists, kills and waits for applications.
+//!
+//! - [`scheduler`]: slot allocation as a pure function (the priority scheduler: each slot to
+//!   the worker with the most free slots, so an application spreads over the cluster).
+//! - [`master`]: the master actor. It assigns application ids from 1, refuses a duplicate
+//!   running name, starts each application's AppMaster on a worker, answers its request for
+//!   slots, records status changes and frees slots when an application ends.
+//! - [`EmbeddedCluster`]: master, workers, AppMasters and executors in one process, the default
+//!   a newcomer meets first and what most tests use.
+//! - [`ClusterClient`]: a blocking client: `submit`, `list`, `status`, `kill`, `wait`, `stats`.
+//!
+//! ```no_run
+//! use gearpump_cluster::{ClusterConfig, EmbeddedCluster};
+//! # fn app() -> gearpump_api::StreamApplication { unimplemented!() }
+//! let cluster = EmbeddedCluster::start(ClusterConfig::default());
+//! let client = cluster.client();
+//! let id = client.submit(app()).unwrap();
+//! let summary = client.wait(id, std::time::Duration::from_secs(60)).unwrap();
+//! println!("application {id} ended {}", summary.status);
+//! cluster.shutdown();
+//! ```
+
+mod client;
+pub mod master;
+pub mod scheduler;
+
+pub use client::{ClusterClient, EmbeddedCluster, WaitError};
+pub use master::{AppSummary, ClusterConfig, KillError, SubmitError, WorkerSummary};
+pub use gearpump_streaming::{AppStats, AppStatus};

@@ -1,0 +1,47 @@
+//! Slot allocation, as a pure function.
+
+use gearpump_core::WorkerId;
+
+/// Allocates `wanted` slots over workers given as `(worker, free slots)`: each slot goes to the
+/// worker with the most free slots left (ties to the lower id), so an application spreads
+/// evenly. Returns `(worker, slots)` in worker order, or `None` if there are not enough.
+pub fn allocate(workers: &[(WorkerId, u32)], wanted: u32) -> Option<Vec<(WorkerId, u32)>> {
+    let total: u64 = workers.iter().map(|&(_, free)| u64::from(free)).sum();
+    if u64::from(wanted) > total {
+        return None;
+    }
+    let mut free: Vec<(WorkerId, u32, u32)> = workers.iter().map(|&(w, f)| (w, f, 0)).collect();
+    free.sort_by_key(|&(w, _, _)| w);
+    for _ in 0..wanted {
+        let best = free
+            .iter_mut()
+            .filter(|(_, f, _)| *f > 0)
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .expect("enough slots were checked");
+        best.1 -= 1;
+        best.2 += 1;
+    }
+    Some(free.into_iter().filter(|&(_, _, n)| n > 0).map(|(w, _, n)| (w, n)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_table() {
+        let w = |i| WorkerId(i);
+        let cases: Vec<(Vec<(WorkerId, u32)>, u32, Option<Vec<(WorkerId, u32)>>)> = vec![
+            (vec![(w(1), 100), (w(2), 100)], 4, Some(vec![(w(1), 2), (w(2), 2)])),
+            (vec![(w(1), 100), (w(2), 100)], 3, Some(vec![(w(1), 2), (w(2), 1)])),
+            (vec![(w(1), 1), (w(2), 5)], 4, Some(vec![(w(2), 4)])),
+            (vec![(w(1), 2), (w(2), 3)], 5, Some(vec![(w(1), 2), (w(2), 3)])),
+            (vec![(w(1), 2), (w(2), 3)], 6, None),
+            (vec![], 1, None),
+            (vec![(w(1), 0)], 0, Some(vec![])),
+        ];
+        for (workers, wanted, expected) in cases {
+            assert_eq!(allocate(&workers, wanted), expected, "{workers:?} wanting {wanted}");
+        }
+    }
+}

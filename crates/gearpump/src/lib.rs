@@ -1,0 +1,73 @@
+//! # gearpump
+//!
+//! Gearpump in Rust: a real-time streaming engine. An application is a DAG of processors, each
+//! run as parallel tasks joined by partitioners, with flow control, a global min clock and an
+//! embedded cluster for running it all in one process.
+//!
+//! This crate is what an application depends on. It re-exports the application API
+//! ([`prelude`]) and provides [`run`], the entry point an application binary's `main` calls:
+//! with no cluster configured it starts an embedded cluster (master, workers, AppMaster and
+//! executors in this process), submits the application, reports what happens, and returns a
+//! [`RunReport`].
+//!
+//! ```no_run
+//! use gearpump::prelude::*;
+//!
+//! struct Numbers(u64);
+//! impl Task for Numbers {
+//!     fn on_start(&mut self, ctx: &mut TaskContext<'_>, _: StartTime) -> TaskResult {
+//!         ctx.send_self(Message::new((), Timestamp(0)));
+//!         Ok(())
+//!     }
+//!     fn on_next(&mut self, ctx: &mut TaskContext<'_>, _: Message) -> TaskResult {
+//!         if self.0 < 1000 {
+//!             self.0 += 1;
+//!             ctx.output(Message::new(self.0, Timestamp(self.0 as i64)));
+//!             ctx.send_self(Message::new((), Timestamp(0)));
+//!         }
+//!         Ok(())
+//!     }
+//!     fn watermark(&self) -> Option<Timestamp> {
+//!         (self.0 >= 1000).then_some(Timestamp::MAX)
+//!     }
+//! }
+//! struct Print;
+//! impl Task for Print {
+//!     fn on_next(&mut self, _: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+//!         println!("{:?}", msg.get::<u64>());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() {
+//!     let numbers = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+//!     let print = Processor::from_fn("Print", 1, |_| Ok(Print));
+//!     let app = StreamApplication::builder("numbers").path([&numbers, &print]).build().unwrap();
+//!     let report = gearpump::run(app, gearpump::RunOptions::default()).unwrap();
+//!     println!("{}", report.summary_line());
+//! }
+//! ```
+
+pub mod cli;
+mod run;
+
+pub use run::{RunError, RunOptions, RunReport, init_logging, run};
+
+pub use gearpump_api as api;
+pub use gearpump_api::{
+    AppError, CreateTask, DataSink, DataSource, LifeTime, Message, MulticastPartitioner, Partitioner,
+    PartitionerSpec, Processor, SinkTask, SourceTask, StartTime, StreamApplication, Task, TaskContext, TaskError,
+    TaskInfo, TaskResult, TimerId, Timestamp, UserConfig, Value,
+};
+pub use gearpump_cluster::{
+    AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, EmbeddedCluster, KillError, SubmitError,
+    WaitError,
+};
+pub use gearpump_core::{AppId, ProcessorId, TaskId};
+pub use gearpump_transport::FlowConfig;
+
+/// Everything an application author usually needs, in one import.
+pub mod prelude {
+    pub use gearpump_api::prelude::*;
+    pub use gearpump_api::{PartitionerSpec, Processor, StreamApplication, TaskError};
+}

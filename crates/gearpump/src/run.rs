@@ -1,0 +1,120 @@
+//! [`run`]: the entry point of an application binary.
+
+use gearpump_api::StreamApplication;
+use gearpump_cluster::{AppSummary, ClusterConfig, EmbeddedCluster, SubmitError, WaitError};
+use gearpump_core::AppId;
+use gearpump_streaming::{AppStats, AppStatus};
+use std::time::{Duration, Instant};
+
+/// How [`run`] runs an application.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Kill the application after this long (the examples' `-runseconds`); `None` runs until it
+    /// ends by itself.
+    pub run_for: Option<Duration>,
+    /// The embedded cluster's settings.
+    pub cluster: ClusterConfig,
+}
+
+/// Running the application failed before it could end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The cluster refused it.
+    #[error("the application was refused: {0}")]
+    Submit(#[from] SubmitError),
+    /// It could not be waited for.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+}
+
+/// What happened to an application run by [`run`].
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Its id.
+    pub app_id: AppId,
+    /// How it ended.
+    pub summary: AppSummary,
+    /// Time from active to its end.
+    pub elapsed: Duration,
+    /// Its final counters.
+    pub stats: AppStats,
+    /// Ids of processors with no downstream processor.
+    pub sinks: Vec<gearpump_core::ProcessorId>,
+}
+
+impl RunReport {
+    /// Messages received by the sink processors (those with no downstream).
+    pub fn messages_processed(&self) -> u64 {
+        self.stats.processors.iter().filter(|p| self.sinks.contains(&p.id)).map(|p| p.received).sum()
+    }
+
+    /// [`RunReport::messages_processed`] per second of the run.
+    pub fn messages_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 { self.messages_processed() as f64 / secs } else { 0.0 }
+    }
+
+    /// One line: how the application ended, messages processed, messages/s.
+    pub fn summary_line(&self) -> String {
+        let mut line = format!(
+            "Summary: application {} (app {}) {} after {:.1} s: {} messages processed, {:.0} messages/s",
+            self.summary.name,
+            self.app_id,
+            self.summary.status,
+            self.elapsed.as_secs_f64(),
+            self.messages_processed(),
+            self.messages_per_second()
+        );
+        if let Some(e) = &self.summary.error {
+            line.push_str(&format!(" (error: {e})"));
+        }
+        line
+    }
+}
+
+/// Sets up logging to stderr once per process: `RUST_LOG` if set, else `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs `app` to its end (or for `options.run_for`) on an embedded cluster in this process, and
+/// reports what happened.
+pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, RunError> {
+    init_logging();
+    let sinks: Vec<_> = app
+        .dag()
+        .processors()
+        .iter()
+        .filter(|p| app.dag().outgoing(p.id).next().is_none())
+        .map(|p| p.id)
+        .collect();
+    tracing::info!("No cluster configured: running {} on an embedded cluster.", app.name());
+    let cluster = EmbeddedCluster::start(options.cluster.clone());
+    let client = cluster.client();
+    let app_id = client.submit(app)?;
+    let active = client.wait_active(app_id, Duration::from_secs(60))?;
+    let started = Instant::now();
+    if active.status == AppStatus::Active {
+        match options.run_for {
+            Some(d) => tracing::info!(%app_id, "Application is active; running for {:.0} s.", d.as_secs_f64()),
+            None => tracing::info!(%app_id, "Application is active; running until it ends (Ctrl-C to stop)."),
+        }
+    }
+    let summary = match options.run_for {
+        None => client.wait(app_id, Duration::MAX)?,
+        Some(d) => match client.wait(app_id, d) {
+            Ok(s) => s,
+            Err(WaitError::Timeout(_)) => {
+                let _ = client.kill(app_id);
+                client.wait(app_id, Duration::from_secs(30))?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let elapsed = started.elapsed();
+    let stats = client.stats(app_id).unwrap_or_default();
+    cluster.shutdown();
+    Ok(RunReport { app_id, summary, elapsed, stats, sinks })
+}

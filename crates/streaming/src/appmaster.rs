@@ -1,0 +1,343 @@
+//! The AppMaster of a streaming application: asks the master for slots, places the tasks on
+//! executors, runs the clock service, and decides when the application has succeeded, failed
+//! or been killed.
+
+use crate::executor::{Deployment, Executor, Runtime};
+use crate::task::TaskEvent;
+use gearpump_api::{StartTime, StreamApplication};
+use gearpump_clock::ClockService;
+use gearpump_core::{AppId, ExecutorId, ProcessorId, TaskId, Timestamp, WorkerId};
+use gearpump_transport::flow::FlowConfig;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The status of an application (`spec/reference.md`): `pending` → `active` → one of
+/// `succeeded`, `failed`, `terminated`. Terminal states never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AppStatus {
+    /// Submitted; not yet running.
+    Pending,
+    /// Running.
+    Active,
+    /// Its min clock reached the end of time.
+    Succeeded,
+    /// A task failed (or it could not start).
+    Failed,
+    /// Killed.
+    Terminated,
+}
+
+impl AppStatus {
+    /// Whether the status is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, AppStatus::Succeeded | AppStatus::Failed | AppStatus::Terminated)
+    }
+
+    /// The lowercase name used by the CLI and REST API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Pending => "pending",
+            AppStatus::Active => "active",
+            AppStatus::Succeeded => "succeeded",
+            AppStatus::Failed => "failed",
+            AppStatus::Terminated => "terminated",
+        }
+    }
+}
+
+impl fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One task's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskStats {
+    /// The task.
+    pub task: TaskId,
+    /// Messages received from upstream.
+    pub received: u64,
+    /// Messages sent downstream (once per target).
+    pub sent: u64,
+    /// The most input messages it ever had queued.
+    pub max_queued: u64,
+    /// The most un-acked messages to one downstream task it ever had.
+    pub max_pending: u64,
+    /// Its last reported min clock.
+    pub clock: Timestamp,
+}
+
+/// One processor's counters, summed over its tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessorStats {
+    /// The processor.
+    pub id: ProcessorId,
+    /// Its task type.
+    pub task_type: String,
+    /// Messages its tasks received.
+    pub received: u64,
+    /// Messages its tasks sent.
+    pub sent: u64,
+    /// Per task.
+    pub tasks: Vec<TaskStats>,
+}
+
+/// Where an executor runs and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorSummary {
+    /// Its id.
+    pub id: ExecutorId,
+    /// Its worker.
+    pub worker: WorkerId,
+    /// Its tasks.
+    pub tasks: Vec<TaskId>,
+}
+
+/// A snapshot of a running (or finished) application.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppStats {
+    /// The application min clock.
+    pub min_clock: Option<Timestamp>,
+    /// Per processor.
+    pub processors: Vec<ProcessorStats>,
+    /// The executors.
+    pub executors: Vec<ExecutorSummary>,
+}
+
+/// What an AppMaster asks of, or tells, the master.
+#[derive(Debug)]
+pub enum ToMaster {
+    /// Asks for `slots` slots; the answer is a list of (worker, slots on it).
+    RequestResources {
+        /// The application.
+        app_id: AppId,
+        /// Slots wanted.
+        slots: u32,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<Vec<(WorkerId, u32)>, String>>,
+    },
+    /// The application's status changed. A terminal status also releases its slots.
+    Status {
+        /// The application.
+        app_id: AppId,
+        /// Its new status.
+        status: AppStatus,
+        /// The error behind a failure.
+        error: Option<String>,
+    },
+}
+
+/// Commands to a running AppMaster.
+#[derive(Debug)]
+pub enum AppMasterCommand {
+    /// Stop every task and end as `terminated`.
+    Kill,
+}
+
+/// Everything an AppMaster needs to run.
+pub struct AppMasterSpec {
+    /// The application's id.
+    pub app_id: AppId,
+    /// The application.
+    pub app: StreamApplication,
+    /// The process runtime its tasks run on.
+    pub runtime: Runtime,
+    /// Flow-control settings.
+    pub flow: FlowConfig,
+    /// How often tasks report their clocks (100 ms).
+    pub clock_interval: Duration,
+    /// Where it reports to the master.
+    pub to_master: mpsc::UnboundedSender<ToMaster>,
+    /// Where it publishes its stats.
+    pub stats: Arc<Mutex<AppStats>>,
+}
+
+/// Starts an AppMaster on the current tokio runtime; returns its command channel.
+pub fn spawn(spec: AppMasterSpec) -> mpsc::UnboundedSender<AppMasterCommand> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(spec, rx));
+    tx
+}
+
+/// Places tasks round robin over executors, each up to its slots, processor by processor.
+fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Executor> {
+    let mut executors: Vec<(Executor, u32)> = allocation
+        .iter()
+        .enumerate()
+        .map(|(i, &(worker, slots))| (Executor { id: ExecutorId(i as i32), worker, tasks: Vec::new() }, slots))
+        .collect();
+    let mut next = 0;
+    let n = executors.len();
+    for p in app.dag().processors() {
+        for index in 0..p.parallelism {
+            // Total slots equal total tasks, so a free executor always exists.
+            while executors[next % n].1 == 0 {
+                next += 1;
+            }
+            let (ex, free) = &mut executors[next % n];
+            ex.tasks.push(TaskId { processor: p.id, index });
+            *free -= 1;
+            next += 1;
+        }
+    }
+    executors.into_iter().map(|(e, _)| e).collect()
+}
+
+fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockService) -> AppStats {
+    let mut processors: Vec<ProcessorStats> = app
+        .dag()
+        .processors()
+        .iter()
+        .map(|p| ProcessorStats { id: p.id, task_type: p.task_type.clone(), received: 0, sent: 0, tasks: Vec::new() })
+        .collect();
+    for cell in deployment.cells() {
+        let c = cell.counters();
+        let s = TaskStats {
+            task: cell.id(),
+            received: c.received.load(Ordering::Relaxed),
+            sent: c.sent.load(Ordering::Relaxed),
+            max_queued: c.max_queued.load(Ordering::Relaxed),
+            max_pending: c.max_pending.load(Ordering::Relaxed),
+            clock: Timestamp(c.clock.load(Ordering::Relaxed)),
+        };
+        let p = &mut processors[cell.id().processor.0 as usize];
+        p.received += s.received;
+        p.sent += s.sent;
+        p.tasks.push(s);
+    }
+    for p in &mut processors {
+        p.tasks.sort_by_key(|t| t.task);
+    }
+    AppStats {
+        min_clock: Some(clock.min_clock()),
+        processors,
+        executors: deployment
+            .executors
+            .iter()
+            .map(|e| ExecutorSummary { id: e.id, worker: e.worker, tasks: e.tasks.clone() })
+            .collect(),
+    }
+}
+
+async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMasterCommand>) {
+    let AppMasterSpec { app_id, app, runtime, flow, clock_interval, to_master, stats } = spec;
+    let report = |status: AppStatus, error: Option<String>| {
+        let _ = to_master.send(ToMaster::Status { app_id, status, error });
+    };
+    let dag = app.dag();
+    let total = dag.task_count();
+
+    let (reply, answer) = oneshot::channel();
+    if to_master.send(ToMaster::RequestResources { app_id, slots: total, reply }).is_err() {
+        return;
+    }
+    let allocation = match answer.await {
+        Ok(Ok(allocation)) => allocation,
+        Ok(Err(error)) => return report(AppStatus::Failed, Some(error)),
+        Err(_) => return,
+    };
+    let executors = place(&app, &allocation);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
+    let deployment = match Deployment::launch(&runtime, app_id, &app, executors, flow, session, &events_tx) {
+        Ok(d) => d,
+        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
+    };
+    drop(events_tx);
+    let start = Timestamp(0);
+    let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
+    let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
+    let mut clock = ClockService::new(&parallelism, &edges, start);
+    deployment.start(StartTime(start));
+    *stats.lock() = snapshot(&app, &deployment, &clock);
+    report(AppStatus::Active, None);
+
+    let mut tick = tokio::time::interval(clock_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outcome: Option<(AppStatus, Option<String>)> = None;
+    let mut stopped = 0u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if outcome.is_none() {
+                    deployment.tick();
+                }
+                *stats.lock() = snapshot(&app, &deployment, &clock);
+            }
+            event = events.recv() => match event {
+                Some(TaskEvent::Clock { task, clock: c }) => {
+                    if outcome.is_some() {
+                        continue;
+                    }
+                    if let Some(upstream) = clock.report(task, c) {
+                        deployment.upstream_clock(task, upstream);
+                    }
+                    if clock.is_finished() {
+                        tracing::info!(%app_id, "Every source ended and every message was processed.");
+                        outcome = Some((AppStatus::Succeeded, None));
+                        deployment.stop();
+                    }
+                }
+                Some(TaskEvent::Failed { task, error }) => {
+                    if outcome.is_none() {
+                        outcome = Some((AppStatus::Failed, Some(format!("task {task} failed: {error}"))));
+                        deployment.stop();
+                    }
+                }
+                Some(TaskEvent::Stopped { .. }) => {
+                    stopped += 1;
+                    if stopped >= total && outcome.is_some() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            command = commands.recv() => {
+                // A kill, or every handle dropped: either way the application ends here.
+                let (Some(AppMasterCommand::Kill) | None) = command;
+                if outcome.is_none() {
+                    outcome = Some((AppStatus::Terminated, None));
+                    deployment.stop();
+                }
+            }
+        }
+    }
+    *stats.lock() = snapshot(&app, &deployment, &clock);
+    deployment.clear();
+    let (status, error) = outcome.unwrap_or((AppStatus::Failed, Some("the AppMaster lost its tasks".into())));
+    report(status, error);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gearpump_api::{Message, Processor, Task, TaskContext, TaskResult};
+
+    struct Nop;
+    impl Task for Nop {
+        fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn placement_spreads_each_processor_over_executors_within_slots() {
+        let a = Processor::from_fn("A", 3, |_| Ok(Nop));
+        let b = Processor::from_fn("B", 2, |_| Ok(Nop));
+        let app = StreamApplication::builder("x").path([&a, &b]).build().unwrap();
+        let placed = place(&app, &[(WorkerId(1), 2), (WorkerId(2), 3)]);
+        let tasks: Vec<Vec<TaskId>> = placed.iter().map(|e| e.tasks.clone()).collect();
+        assert_eq!(
+            tasks,
+            vec![
+                vec![TaskId::new(0, 0), TaskId::new(0, 2)],
+                vec![TaskId::new(0, 1), TaskId::new(1, 0), TaskId::new(1, 1)],
+            ]
+        );
+    }
+}

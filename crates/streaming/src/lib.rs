@@ -1,0 +1,36 @@
+//! # gearpump-streaming
+//!
+//! The streaming runtime: how the tasks of an application run.
+//!
+//! ```text
+//!   AppMaster (tokio task)                      TaskPool (fixed threads)
+//!   ├─ asks the master for slots                ┌──────────────────────────────┐
+//!   ├─ Deployment::launch ── creates ──────────▶│ TaskCell: inbox (data|control)│
+//!   │    one TaskCell per task, wired to        │   TaskRunner: user Task,     │
+//!   │    its downstream cells                   │   out edges (partitioner,    │
+//!   ├─ every 100 ms: Tick to every task ───────▶│   per-target OutboundFlow),  │
+//!   │◀── TaskEvent::Clock(task, min clock) ─────│   InboundFlow                │
+//!   ├─ ClockService::report → upstream clock ──▶│                              │
+//!   └─ min clock = MAX → Stop all → succeeded   └──────────────────────────────┘
+//! ```
+//!
+//! - [`pool::TaskPool`]: a fixed set of threads running task activations from one run queue.
+//! - [`task::TaskCell`]: a task's mailbox. Data and control are separate queues; data is taken
+//!   only while the task is started and not back-pressured.
+//! - The task runner (private) calls the user's [`gearpump_api::Task`], partitions its output into per-target
+//!   batches of up to `ack_once_every` messages, each followed by an AckRequest, and stops
+//!   taking input while any downstream task has `max_pending` un-acked messages.
+//! - [`executor::Deployment`]: every task of an application, placed on executors.
+//! - [`appmaster`]: the AppMaster actor: resources, placement, clock service, outcome.
+
+pub mod appmaster;
+pub mod executor;
+pub mod pool;
+pub mod task;
+mod timer;
+
+pub use appmaster::{
+    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, ProcessorStats, TaskStats, ToMaster,
+};
+pub use executor::{Deployment, Runtime};
+pub use pool::TaskPool;

@@ -1,0 +1,637 @@
+//! A task's home in an executor: its mailbox ([`TaskCell`]) and the runner that drives the
+//! user's [`Task`] through it.
+//!
+//! Data (batches from upstream, self messages, timers) and control (start, acks, clock ticks,
+//! upstream clocks, stop) arrive in separate queues. Control is always handled; data only while
+//! the task is started and none of its downstream tasks has `max_pending` un-acked messages.
+//! That gate is the back-pressure: a blocked task stops draining its input, its upstream's
+//! messages stay un-acked, and the upstream blocks in turn, up to the source.
+
+use crate::pool::{PoolShared, Runnable};
+use crate::timer::{TimerTarget, Timers};
+use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, TaskIo, TimerId};
+use gearpump_core::{Message, TaskId, Timestamp};
+use gearpump_transport::flow::{FlowConfig, InboundFlow, OutboundFlow};
+use gearpump_transport::{AckMessage, AckRequest, DataBatch, SessionId};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How many input messages one activation handles before letting other tasks run.
+const ACTIVATION_BUDGET: usize = 4096;
+
+/// What a task tells its AppMaster.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// The task's min clock.
+    Clock {
+        /// The task.
+        task: TaskId,
+        /// Its min clock.
+        clock: Timestamp,
+    },
+    /// The task failed; it handles no more input.
+    Failed {
+        /// The task.
+        task: TaskId,
+        /// What went wrong.
+        error: String,
+    },
+    /// The task has stopped (after `on_stop`).
+    Stopped {
+        /// The task.
+        task: TaskId,
+    },
+}
+
+pub(crate) enum Input {
+    Batch { from: TaskId, session: SessionId, len: usize, messages: std::vec::IntoIter<Message>, ack_request: Option<AckRequest>, counted: bool },
+    SelfMessage(Message),
+    Timer(TimerId),
+}
+
+pub(crate) enum Control {
+    Start(StartTime),
+    Ack(AckMessage),
+    Tick,
+    UpstreamClock(Timestamp),
+    Stop,
+}
+
+#[derive(Default)]
+struct Inbox {
+    data: VecDeque<Input>,
+    control: VecDeque<Control>,
+}
+
+/// Counters a task publishes for the AppMaster, metrics and tests.
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    /// Messages received from upstream tasks.
+    pub received: AtomicU64,
+    /// Messages sent to downstream tasks (counted once per target).
+    pub sent: AtomicU64,
+    /// Input messages queued now (inbox and taken but unprocessed).
+    pub queued: AtomicU64,
+    /// The most input messages ever queued at once.
+    pub max_queued: AtomicU64,
+    /// The most un-acked messages to one downstream task ever seen.
+    pub max_pending: AtomicU64,
+    /// The task's last reported min clock.
+    pub clock: AtomicI64,
+}
+
+/// A task's mailbox and runner.
+pub struct TaskCell {
+    id: TaskId,
+    inbox: Mutex<Inbox>,
+    scheduled: AtomicBool,
+    blocked: AtomicBool,
+    runner: Mutex<Option<TaskRunner>>,
+    pool: Arc<PoolShared>,
+    events: UnboundedSender<TaskEvent>,
+    counters: TaskCounters,
+}
+
+impl TaskCell {
+    pub(crate) fn new(id: TaskId, pool: Arc<PoolShared>, events: UnboundedSender<TaskEvent>) -> Arc<TaskCell> {
+        Arc::new(TaskCell {
+            id,
+            inbox: Mutex::new(Inbox::default()),
+            scheduled: AtomicBool::new(false),
+            // Until started, data waits.
+            blocked: AtomicBool::new(true),
+            runner: Mutex::new(None),
+            pool,
+            events,
+            counters: TaskCounters { clock: AtomicI64::new(i64::MIN), ..TaskCounters::default() },
+        })
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task's counters.
+    pub fn counters(&self) -> &TaskCounters {
+        &self.counters
+    }
+
+    pub(crate) fn install(&self, runner: TaskRunner) {
+        *self.runner.lock() = Some(runner);
+    }
+
+    /// Drops the runner (and the references to other cells it holds).
+    pub(crate) fn clear(&self) {
+        self.runner.lock().take();
+    }
+
+    fn schedule(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
+            self.pool.submit(self.clone());
+        }
+    }
+
+    /// Delivers a batch from an upstream task.
+    pub(crate) fn push_batch(self: &Arc<Self>, batch: DataBatch) {
+        let len = batch.messages.len();
+        self.push_data(
+            Input::Batch {
+                from: batch.from,
+                session: batch.session,
+                len,
+                messages: batch.messages.into_iter(),
+                ack_request: batch.ack_request,
+                counted: false,
+            },
+            len,
+        );
+    }
+
+    fn push_data(self: &Arc<Self>, input: Input, len: usize) {
+        self.inbox.lock().data.push_back(input);
+        if len > 0 {
+            let queued = self.counters.queued.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+            self.counters.max_queued.fetch_max(queued, Ordering::Relaxed);
+        }
+        if !self.blocked.load(Ordering::SeqCst) {
+            self.schedule();
+        }
+    }
+
+    /// Delivers a control message; control is handled even when the task is back-pressured.
+    pub(crate) fn push_control(self: &Arc<Self>, control: Control) {
+        self.inbox.lock().control.push_back(control);
+        self.schedule();
+    }
+}
+
+impl Runnable for TaskCell {
+    fn run(self: Arc<Self>) {
+        let mut more = false;
+        {
+            let mut guard = self.runner.lock();
+            if let Some(runner) = guard.as_mut() {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| runner.activate(&self))) {
+                    Ok(m) => more = m,
+                    Err(panic) => {
+                        let error = panic_message(&panic);
+                        tracing::error!(task = %self.id, %error, "Task panicked.");
+                        guard.take();
+                        let _ = self.events.send(TaskEvent::Failed { task: self.id, error });
+                        let _ = self.events.send(TaskEvent::Stopped { task: self.id });
+                    }
+                }
+            } else {
+                // Stopped or never installed: discard whatever arrives.
+                let mut inbox = self.inbox.lock();
+                inbox.data.clear();
+                inbox.control.clear();
+            }
+        }
+        self.scheduled.store(false, Ordering::SeqCst);
+        let pending = {
+            let inbox = self.inbox.lock();
+            !inbox.control.is_empty() || (!inbox.data.is_empty() && !self.blocked.load(Ordering::SeqCst))
+        };
+        if more || pending {
+            self.schedule();
+        }
+    }
+}
+
+impl TimerTarget for TaskCell {
+    fn fire(self: Arc<Self>, timer: TimerId) {
+        self.push_data(Input::Timer(timer), 0);
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panic: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panic: {s}")
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// One downstream task of an edge.
+struct Target {
+    id: TaskId,
+    cell: Arc<TaskCell>,
+    buffer: Vec<Message>,
+    flow: OutboundFlow,
+    blocked: bool,
+}
+
+/// One outgoing edge of the task.
+pub(crate) struct OutEdge {
+    pub(crate) partitioner: PartitionerInstance,
+    targets: Vec<Target>,
+}
+
+impl OutEdge {
+    pub(crate) fn new(partitioner: PartitionerInstance, targets: Vec<(TaskId, Arc<TaskCell>)>, flow: FlowConfig) -> Self {
+        OutEdge {
+            partitioner,
+            targets: targets
+                .into_iter()
+                .map(|(id, cell)| Target {
+                    id,
+                    cell,
+                    buffer: Vec::with_capacity(flow.ack_once_every as usize),
+                    flow: OutboundFlow::new(flow),
+                    blocked: false,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The runtime side of [`TaskIo`]: outputs, self messages, timers.
+struct RunnerIo {
+    me: TaskId,
+    me_cell: Weak<TaskCell>,
+    session: SessionId,
+    index: u32,
+    edges: Vec<OutEdge>,
+    /// Downstream task → (edge, target) for routing acks.
+    target_of: HashMap<TaskId, (usize, usize)>,
+    blocked_targets: usize,
+    self_queue: Vec<Message>,
+    timers: Arc<Timers>,
+    active_timers: HashMap<TimerId, (Arc<AtomicBool>, bool)>,
+    next_timer: u64,
+    upstream_clock: Timestamp,
+    max_output_ts: Timestamp,
+    sent: u64,
+    max_pending: u64,
+    multicast: Vec<u32>,
+}
+
+impl RunnerIo {
+    #[inline]
+    fn send_to(&mut self, edge: usize, target: usize, msg: Message) {
+        let t = &mut self.edges[edge].targets[target];
+        let ts = msg.timestamp();
+        t.buffer.push(msg);
+        self.sent += 1;
+        if let Some(req) = t.flow.on_send(ts) {
+            Self::flush(self.me, self.session, t, Some(req));
+        }
+        if !t.blocked && !t.flow.allows_more() {
+            t.blocked = true;
+            self.blocked_targets += 1;
+            self.max_pending = self.max_pending.max(t.flow.pending());
+        }
+    }
+
+    fn flush(me: TaskId, session: SessionId, t: &mut Target, ack_request: Option<AckRequest>) {
+        if t.buffer.is_empty() && ack_request.is_none() {
+            return;
+        }
+        let capacity = t.buffer.capacity();
+        let messages = std::mem::replace(&mut t.buffer, Vec::with_capacity(capacity));
+        t.cell.push_batch(DataBatch { from: me, session, messages, ack_request });
+    }
+
+    fn flush_all(&mut self) {
+        for e in &mut self.edges {
+            for t in &mut e.targets {
+                if !t.buffer.is_empty() {
+                    Self::flush(self.me, self.session, t, None);
+                }
+            }
+        }
+    }
+
+    fn for_each_target(&mut self, mut f: impl FnMut(TaskId, SessionId, &mut Target)) {
+        for e in &mut self.edges {
+            for t in &mut e.targets {
+                f(self.me, self.session, t);
+            }
+        }
+    }
+
+    fn min_unacked(&self) -> Timestamp {
+        self.edges.iter().flat_map(|e| e.targets.iter()).map(|t| t.flow.min_unacked_timestamp()).min().unwrap_or(Timestamp::MAX)
+    }
+}
+
+impl TaskIo for RunnerIo {
+    #[inline]
+    fn output(&mut self, msg: Message) {
+        if msg.timestamp() > self.max_output_ts {
+            self.max_output_ts = msg.timestamp();
+        }
+        let edges = self.edges.len();
+        for e in 0..edges {
+            let last_edge = e + 1 == edges;
+            let n = self.edges[e].targets.len() as u32;
+            match &mut self.edges[e].partitioner {
+                PartitionerInstance::Unicast(p) => {
+                    if let Some(i) = p.get_partition(&msg, n, self.index) {
+                        let i = i as usize;
+                        if i < n as usize {
+                            let m = if last_edge { return self.send_to(e, i, msg) } else { msg.clone() };
+                            self.send_to(e, i, m);
+                        }
+                    }
+                }
+                PartitionerInstance::Broadcast => {
+                    for i in 0..n as usize {
+                        self.send_to(e, i, msg.clone());
+                    }
+                }
+                PartitionerInstance::Multicast(p) => {
+                    let mut out = std::mem::take(&mut self.multicast);
+                    out.clear();
+                    p.get_partitions(&msg, n, self.index, &mut out);
+                    for &i in &out {
+                        if i < n {
+                            self.send_to(e, i as usize, msg.clone());
+                        }
+                    }
+                    self.multicast = out;
+                }
+            }
+        }
+    }
+
+    fn send_self(&mut self, msg: Message) {
+        self.self_queue.push(msg);
+    }
+
+    fn schedule(&mut self, delay: Duration, interval: Option<Duration>) -> TimerId {
+        self.next_timer += 1;
+        let id = TimerId(self.next_timer);
+        let target: Weak<dyn TimerTarget> = self.me_cell.clone();
+        let cancel = self.timers.schedule(target, id, delay, interval);
+        self.active_timers.insert(id, (cancel, interval.is_some()));
+        id
+    }
+
+    fn cancel(&mut self, timer: TimerId) {
+        if let Some((flag, _)) = self.active_timers.remove(&timer) {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn upstream_min_clock(&self) -> Timestamp {
+        self.upstream_clock
+    }
+}
+
+/// Drives one user task.
+pub(crate) struct TaskRunner {
+    task: Box<dyn Task>,
+    info: TaskInfo,
+    io: RunnerIo,
+    inbound: InboundFlow,
+    local: VecDeque<Input>,
+    is_source: bool,
+    started: bool,
+    done: bool,
+    directory: Arc<crate::executor::Directory>,
+    received: u64,
+}
+
+impl TaskRunner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        task: Box<dyn Task>,
+        info: TaskInfo,
+        cell: &Arc<TaskCell>,
+        session: SessionId,
+        edges: Vec<OutEdge>,
+        is_source: bool,
+        timers: Arc<Timers>,
+        directory: Arc<crate::executor::Directory>,
+    ) -> Self {
+        let mut target_of = HashMap::new();
+        for (e, edge) in edges.iter().enumerate() {
+            for (t, target) in edge.targets.iter().enumerate() {
+                target_of.insert(target.id, (e, t));
+            }
+        }
+        TaskRunner {
+            task,
+            io: RunnerIo {
+                me: info.task_id,
+                me_cell: Arc::downgrade(cell),
+                session,
+                index: info.task_id.index,
+                edges,
+                target_of,
+                blocked_targets: 0,
+                self_queue: Vec::new(),
+                timers,
+                active_timers: HashMap::new(),
+                next_timer: 0,
+                upstream_clock: Timestamp::MIN,
+                max_output_ts: Timestamp::MIN,
+                sent: 0,
+                max_pending: 0,
+                multicast: Vec::new(),
+            },
+            info,
+            inbound: InboundFlow::default(),
+            local: VecDeque::new(),
+            is_source,
+            started: false,
+            done: false,
+            directory,
+            received: 0,
+        }
+    }
+
+    fn fail(&mut self, cell: &TaskCell, error: String) {
+        Self::fail_task(&mut self.done, cell, error);
+    }
+
+    fn fail_task(done: &mut bool, cell: &TaskCell, error: String) {
+        tracing::error!(task = %cell.id, %error, "Task failed.");
+        *done = true;
+        let _ = cell.events.send(TaskEvent::Failed { task: cell.id, error });
+    }
+
+    /// One activation: control first, then up to a budget of input. Returns whether input
+    /// that could be handled now remains.
+    fn activate(&mut self, cell: &Arc<TaskCell>) -> bool {
+        let (controls, data) = {
+            let mut inbox = cell.inbox.lock();
+            (std::mem::take(&mut inbox.control), std::mem::take(&mut inbox.data))
+        };
+        self.local.extend(data);
+        for c in controls {
+            self.handle_control(cell, c);
+        }
+        if self.done {
+            self.local.clear();
+            cell.blocked.store(true, Ordering::SeqCst);
+            return false;
+        }
+        let mut budget = ACTIVATION_BUDGET;
+        let mut consumed = 0u64;
+        while budget > 0 && self.started && self.io.blocked_targets == 0 && !self.done {
+            let Some(input) = self.local.front_mut() else { break };
+            match input {
+                Input::Batch { from, session, len, messages, ack_request, counted } => {
+                    let (from, session) = (*from, *session);
+                    if !*counted {
+                        *counted = true;
+                        if *len > 0 && !self.inbound.on_data(from, session, *len) {
+                            tracing::debug!(task = %cell.id, %from, session, "Dropped messages of an unknown session.");
+                            consumed += *len as u64;
+                            self.local.pop_front();
+                            continue;
+                        }
+                        self.received += *len as u64;
+                    }
+                    while let Some(msg) = messages.next() {
+                        budget -= 1;
+                        let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                        if let Err(e) = self.task.on_next(&mut ctx, msg) {
+                            Self::fail_task(&mut self.done, cell, e.to_string());
+                            break;
+                        }
+                        if budget == 0 || self.io.blocked_targets > 0 {
+                            break;
+                        }
+                    }
+                    if messages.len() == 0 {
+                        let req = ack_request.take();
+                        consumed += *len as u64;
+                        self.local.pop_front();
+                        if let Some(req) = req
+                            && let Some(ack) = self.inbound.on_ack_request(from, session, req)
+                            && let Some(sender) = self.directory.get(from)
+                        {
+                            sender.push_control(Control::Ack(AckMessage { from: cell.id, session, ack }));
+                        }
+                    }
+                }
+                Input::SelfMessage(_) => {
+                    let Some(Input::SelfMessage(msg)) = self.local.pop_front() else { unreachable!() };
+                    budget -= 1;
+                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                    if let Err(e) = self.task.on_next(&mut ctx, msg) {
+                        self.fail(cell, e.to_string());
+                    }
+                }
+                Input::Timer(timer) => {
+                    let timer = *timer;
+                    self.local.pop_front();
+                    budget -= 1;
+                    let Some(&(_, periodic)) = self.io.active_timers.get(&timer) else { continue };
+                    if !periodic {
+                        self.io.active_timers.remove(&timer);
+                    }
+                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                    if let Err(e) = self.task.on_timer(&mut ctx, timer) {
+                        self.fail(cell, e.to_string());
+                    }
+                }
+            }
+            if !self.io.self_queue.is_empty() {
+                self.local.extend(self.io.self_queue.drain(..).map(Input::SelfMessage));
+            }
+        }
+        self.io.flush_all();
+        if consumed > 0 {
+            cell.counters.queued.fetch_sub(consumed, Ordering::Relaxed);
+        }
+        cell.counters.received.store(self.received, Ordering::Relaxed);
+        cell.counters.sent.store(self.io.sent, Ordering::Relaxed);
+        cell.counters.max_pending.fetch_max(self.io.max_pending, Ordering::Relaxed);
+        let blocked = !self.started || self.done || self.io.blocked_targets > 0;
+        cell.blocked.store(blocked, Ordering::SeqCst);
+        !blocked && !self.local.is_empty()
+    }
+
+    fn handle_control(&mut self, cell: &Arc<TaskCell>, control: Control) {
+        match control {
+            Control::Start(start) => {
+                if self.started || self.done {
+                    return;
+                }
+                self.started = true;
+                self.io.upstream_clock = start.0;
+                self.io.max_output_ts = start.0;
+                // Register this session with every downstream task before any message.
+                self.io.for_each_target(|me, session, t| {
+                    let req = t.flow.initial_request();
+                    TaskRunner::send_request(me, session, t, req);
+                });
+                let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                if let Err(e) = self.task.on_start(&mut ctx, start) {
+                    self.fail(cell, e.to_string());
+                }
+                self.local.extend(self.io.self_queue.drain(..).map(Input::SelfMessage));
+            }
+            Control::Ack(ack) => {
+                if ack.session != self.io.session {
+                    return;
+                }
+                let Some(&(e, t)) = self.io.target_of.get(&ack.from) else { return };
+                let target = &mut self.io.edges[e].targets[t];
+                if let Err(loss) = target.flow.on_ack(ack.ack) {
+                    let error = format!("{loss} (to {})", ack.from);
+                    self.fail(cell, error);
+                    return;
+                }
+                if target.blocked && target.flow.allows_more() {
+                    target.blocked = false;
+                    self.io.blocked_targets -= 1;
+                }
+            }
+            Control::Tick => {
+                if !self.started || self.done {
+                    return;
+                }
+                self.io.for_each_target(|me, session, t| {
+                    if let Some(req) = t.flow.idle_request() {
+                        TaskRunner::send_request(me, session, t, req);
+                    }
+                });
+                let own = self.task.watermark().unwrap_or(if self.is_source { self.io.max_output_ts } else { Timestamp::MAX });
+                let upstream = if self.is_source { Timestamp::MAX } else { self.io.upstream_clock };
+                let clock = own.min(upstream).min(self.io.min_unacked());
+                cell.counters.clock.store(clock.0, Ordering::Relaxed);
+                let _ = cell.events.send(TaskEvent::Clock { task: cell.id, clock });
+            }
+            Control::UpstreamClock(clock) => {
+                if clock > self.io.upstream_clock && self.started && !self.done {
+                    self.io.upstream_clock = clock;
+                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                    if let Err(e) = self.task.on_watermark_progress(&mut ctx, clock) {
+                        self.fail(cell, e.to_string());
+                    }
+                }
+            }
+            Control::Stop => {
+                if self.started {
+                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                    self.task.on_stop(&mut ctx);
+                }
+                for (flag, _) in self.io.active_timers.values() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                self.io.active_timers.clear();
+                self.done = true;
+                self.started = false;
+                let _ = cell.events.send(TaskEvent::Stopped { task: cell.id });
+            }
+        }
+    }
+
+    fn send_request(me: TaskId, session: SessionId, t: &mut Target, req: AckRequest) {
+        RunnerIo::flush(me, session, t, Some(req));
+    }
+}

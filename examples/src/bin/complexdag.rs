@@ -1,0 +1,21 @@
+//! ComplexDAG on the embedded cluster: `complexdag -runseconds 10`.
+
+use clap::Parser;
+use gearpump_examples::{complexdag, run_example};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// 12 processors, 15 hash edges; every node appends its name to the message.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// How long to run, in seconds; negative runs until killed.
+    #[arg(long, default_value_t = 60, allow_negative_numbers = true)]
+    runseconds: i64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
+    run_example(complexdag::application(None, None)?, args.runseconds)
+}

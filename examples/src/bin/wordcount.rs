@@ -1,0 +1,29 @@
+//! WordCount on the embedded cluster: `wordcount -split 2 -sum 2 -runseconds 30`.
+
+use clap::Parser;
+use gearpump::PartitionerSpec;
+use gearpump_examples::{run_example, wordcount};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Split cycles a fixed text into words; Sum counts them and logs throughput every 5 s.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many Split tasks.
+    #[arg(long, default_value_t = 1)]
+    split: u32,
+    /// How many Sum tasks.
+    #[arg(long, default_value_t = 1)]
+    sum: u32,
+    /// How long to run, in seconds; negative runs until killed.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    runseconds: i64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
+    let app = wordcount::application(args.split, args.sum, PartitionerSpec::hash(), None, None)?;
+    run_example(app, args.runseconds)
+}
