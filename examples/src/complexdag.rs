@@ -59,7 +59,7 @@ impl Task for Source {
         }
         let now = Timestamp::now();
         for _ in 0..100 {
-            if self.limit == Some(self.sent) {
+            if self.limit == Some(self.sent) || ctx.is_backpressured() {
                 break;
             }
             ctx.output(Message::new(vec![self.name.clone()], now));
@@ -108,14 +108,17 @@ impl Task for Node {
 /// The ComplexDAG application; sources end after `messages` each if given; sinks record paths
 /// into `sink` if given.
 pub fn application(messages: Option<u64>, sink: Option<PathSink>) -> Result<StreamApplication, gearpump::AppError> {
+    let sink = sink.unwrap_or_default();
     let processors: BTreeMap<&str, Processor> = NODES
         .iter()
         .map(|&name| {
             let p = if name.starts_with("Source") {
                 Processor::from_fn(name, 1, move |_| Ok(Source { name: name.to_string(), limit: messages, sent: 0 }))
             } else {
-                let sink = if name.starts_with("Sink") { Some(sink.clone().unwrap_or_default()) } else { None };
-                Processor::from_fn(name, 1, move |_| Ok(Node { name: name.to_string(), sink: sink.clone(), seen: BTreeMap::new() }))
+                let sink = name.starts_with("Sink").then(|| sink.clone());
+                Processor::from_fn(name, 1, move |_| {
+                    Ok(Node { name: name.to_string(), sink: sink.clone(), seen: BTreeMap::new() })
+                })
             };
             (name, p)
         })

@@ -23,6 +23,18 @@ pub fn run_for(seconds: i64) -> Option<Duration> {
     u64::try_from(seconds).ok().map(Duration::from_secs)
 }
 
+/// Runs `body` as a binary's `main`: an error is printed with its causes (no backtrace) and the
+/// process exits with status 1.
+pub fn main_with(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    match body() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs an example application on the embedded cluster and prints its summary line.
 pub fn run_example(app: gearpump::StreamApplication, runseconds: i64) -> anyhow::Result<()> {
     let options = gearpump::RunOptions { run_for: run_for(runseconds), ..Default::default() };

@@ -56,8 +56,11 @@ impl Task for SolProducer {
         for _ in 0..n {
             ctx.output(Message::from_shared(self.payloads[self.next].clone(), now));
             self.next = (self.next + 1) % PAYLOADS;
+            self.sent += 1;
+            if ctx.is_backpressured() {
+                break;
+            }
         }
-        self.sent += n;
         if self.limit != Some(self.sent) {
             ctx.send_self(Message::new(Produce, now));
         }
@@ -88,7 +91,8 @@ pub fn application(
     stages: u32,
     messages_per_producer: Option<u64>,
 ) -> Result<StreamApplication, gearpump::AppError> {
-    let producer = Processor::from_fn("SOLStreamProducer", producers, SolProducer::new).description("SOLStreamProducer");
+    let producer =
+        Processor::from_fn("SOLStreamProducer", producers, SolProducer::new).description("SOLStreamProducer");
     let mut config = UserConfig::empty().with(SolProducer::BYTES_PER_MESSAGE, bytes_per_message);
     if let Some(m) = messages_per_producer {
         config.set(SolProducer::MESSAGES, m);

@@ -431,7 +431,10 @@ mod tests {
                     reason: "only letters, digits and underscore are allowed",
                 },
             ),
-            (StreamApplication::builder("").processor(&a), AppError::InvalidAppName { name: "".into(), reason: "it is empty" }),
+            (
+                StreamApplication::builder("").processor(&a),
+                AppError::InvalidAppName { name: "".into(), reason: "it is empty" },
+            ),
             (StreamApplication::builder("x"), AppError::EmptyDag),
             (
                 StreamApplication::builder("x").edge(&a, PartitionerSpec::co_location(), &b),
@@ -460,6 +463,33 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(app.dag().processor(ProcessorId(1)).task_type, "my.Task");
+    }
+
+    struct Typed;
+    impl Task for Typed {
+        fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+            Ok(())
+        }
+    }
+    impl crate::CreateTask for Typed {
+        fn create(_: &crate::TaskInfo) -> Result<Self, crate::TaskError> {
+            Ok(Typed)
+        }
+    }
+
+    #[test]
+    fn typed_processors_are_named_by_their_type_path() {
+        let typed = Processor::new::<Typed>(2)
+            .description("typed")
+            .config(UserConfig::empty().with("k", 1))
+            .life(crate::LifeTime { birth: gearpump_core::Timestamp(5), death: gearpump_core::Timestamp::MAX });
+        let app = StreamApplication::builder("typed").processor(&typed).build().unwrap();
+        let p = app.dag().processor(ProcessorId(0));
+        assert_eq!(p.task_type, std::any::type_name::<Typed>());
+        assert!(p.task_type.ends_with("::Typed"));
+        assert_eq!((p.parallelism, p.description.as_str()), (2, "typed"));
+        assert_eq!(p.config.get::<u32>("k").unwrap(), Some(1));
+        assert!(!p.life.contains(gearpump_core::Timestamp(4)) && p.life.contains(gearpump_core::Timestamp(5)));
     }
 
     #[test]

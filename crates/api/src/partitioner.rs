@@ -77,7 +77,11 @@ impl PartitionerSpec {
 
     /// Every message to every downstream task.
     pub fn broadcast() -> Self {
-        PartitionerSpec { name: Self::BROADCAST.into(), factory: Arc::new(|| PartitionerInstance::Broadcast), colocated: false }
+        PartitionerSpec {
+            name: Self::BROADCAST.into(),
+            factory: Arc::new(|| PartitionerInstance::Broadcast),
+            colocated: false,
+        }
     }
 
     /// Upstream task `i` sends to downstream task `i`; the two processors must have the same
@@ -289,9 +293,7 @@ mod tests {
 
     #[test]
     fn shuffle_grouping_permutes_each_round() {
-        let PartitionerInstance::Unicast(mut p) = PartitionerSpec::shuffle_grouping().instantiate() else {
-            panic!()
-        };
+        let PartitionerInstance::Unicast(mut p) = PartitionerSpec::shuffle_grouping().instantiate() else { panic!() };
         for _ in 0..10 {
             let mut round: Vec<u32> = (0..5).map(|_| p.get_partition(&msg("x"), 5, 0).unwrap()).collect();
             round.sort_unstable();
@@ -315,9 +317,8 @@ mod tests {
 
     #[test]
     fn group_by_sends_equal_keys_together() {
-        let spec = PartitionerSpec::group_by("first_char", |m: &Message| {
-            m.get::<String>().and_then(|s| s.chars().next())
-        });
+        let spec =
+            PartitionerSpec::group_by("first_char", |m: &Message| m.get::<String>().and_then(|s| s.chars().next()));
         let a = targets(&spec, &msg("apple"), 5, 0);
         assert_eq!(targets(&spec, &msg("avocado"), 5, 2), a);
         assert_eq!(spec.name(), "first_char");

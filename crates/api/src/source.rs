@@ -69,7 +69,7 @@ impl<S: DataSource> SourceTask<S> {
 
     fn read_some(&mut self, ctx: &mut TaskContext<'_>) -> TaskResult {
         let mut read = 0;
-        while read < self.batch {
+        while read < self.batch && !ctx.is_backpressured() {
             match self.source.read()? {
                 Some(msg) => {
                     ctx.output(msg);

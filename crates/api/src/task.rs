@@ -130,9 +130,11 @@ pub trait TaskIo {
     fn schedule(&mut self, delay: Duration, interval: Option<Duration>) -> TimerId;
     /// Cancels a timer; unknown or fired one-shot timers are ignored.
     fn cancel(&mut self, timer: TimerId);
-    /// The min clock of the upstream processors (`Timestamp::MAX` for a task with none... see
-    /// [`TaskContext::upstream_min_clock`]).
+    /// The min clock of the upstream processors; see [`TaskContext::upstream_min_clock`].
     fn upstream_min_clock(&self) -> Timestamp;
+    /// Whether a downstream task has the maximum of un-acked messages; see
+    /// [`TaskContext::is_backpressured`].
+    fn is_backpressured(&self) -> bool;
 }
 
 /// A task's window on the runtime, passed to every [`Task`] callback.
@@ -179,6 +181,15 @@ impl<'a> TaskContext<'a> {
     /// delivered to this task. A source has no upstream; for it this is its start time.
     pub fn upstream_min_clock(&self) -> Timestamp {
         self.io.upstream_min_clock()
+    }
+
+    /// Whether a downstream task has the maximum number of un-acked messages
+    /// (`max-pending-message-count-per-connection`). The runtime takes no more input while it
+    /// is so; a task that emits many messages per call (a source reading a batch) should stop
+    /// early and message itself to continue, so the window is never overrun.
+    #[inline]
+    pub fn is_backpressured(&self) -> bool {
+        self.io.is_backpressured()
     }
 
     /// This task's id.

@@ -63,9 +63,7 @@ impl ClockService {
     /// Reports for unknown tasks are ignored (and answered with `None`).
     pub fn report(&mut self, task: TaskId, clock: Timestamp) -> Option<Timestamp> {
         let p = task.processor.0 as usize;
-        let Some(slot) = self.processors.get_mut(p).and_then(|pc| pc.tasks.get_mut(task.index as usize)) else {
-            return None;
-        };
+        let slot = self.processors.get_mut(p).and_then(|pc| pc.tasks.get_mut(task.index as usize))?;
         *slot = clock;
         let pc = &mut self.processors[p];
         let task_min = pc.tasks.iter().copied().min().unwrap_or(Timestamp::MAX);

@@ -72,7 +72,12 @@ impl ClusterClient {
         self.wait_for(id, timeout, |s| s.status != gearpump_streaming::AppStatus::Pending)
     }
 
-    fn wait_for(&self, id: AppId, timeout: Duration, done: impl Fn(&AppSummary) -> bool) -> Result<AppSummary, WaitError> {
+    fn wait_for(
+        &self,
+        id: AppId,
+        timeout: Duration,
+        done: impl Fn(&AppSummary) -> bool,
+    ) -> Result<AppSummary, WaitError> {
         // A timeout too large for the clock waits forever.
         let deadline = Instant::now().checked_add(timeout);
         let mut apps = self.board.apps.lock();
@@ -113,7 +118,12 @@ impl EmbeddedCluster {
             .expect("starting the control-plane runtime");
         let runtime = Runtime::new(TaskPool::new(config.task_threads));
         let board = Arc::new(Board::default());
-        tracing::info!(workers = config.workers, slots = config.slots_per_worker, threads = config.task_threads, "Starting an embedded cluster.");
+        tracing::info!(
+            workers = config.workers,
+            slots = config.slots_per_worker,
+            threads = config.task_threads,
+            "Starting an embedded cluster."
+        );
         let master = {
             let _guard = rt.enter();
             Master::spawn(config, runtime.clone(), board.clone())

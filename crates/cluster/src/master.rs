@@ -123,10 +123,13 @@ pub enum KillError {
     ClusterStopped,
 }
 
+/// An application's summary and its live stats, as the board holds them.
+pub(crate) type AppEntry = (AppSummary, Arc<Mutex<AppStats>>);
+
 /// Read side of the master's state, shared with clients so `list` and `wait` need no round trip.
 #[derive(Default)]
 pub(crate) struct Board {
-    pub(crate) apps: Mutex<BTreeMap<AppId, (AppSummary, Arc<Mutex<AppStats>>)>>,
+    pub(crate) apps: Mutex<BTreeMap<AppId, AppEntry>>,
     pub(crate) workers: Mutex<Vec<WorkerSummary>>,
     pub(crate) changed: Condvar,
 }
@@ -160,10 +163,15 @@ pub(crate) struct Master {
 
 impl Master {
     /// Starts the master actor with `config.workers` workers registered.
-    pub(crate) fn spawn(config: ClusterConfig, runtime: Runtime, board: Arc<Board>) -> mpsc::UnboundedSender<MasterCommand> {
+    pub(crate) fn spawn(
+        config: ClusterConfig,
+        runtime: Runtime,
+        board: Arc<Board>,
+    ) -> mpsc::UnboundedSender<MasterCommand> {
         let (tx, commands) = mpsc::unbounded_channel();
         let (to_master, from_appmasters) = mpsc::unbounded_channel();
-        let workers = (1..=config.workers).map(|i| Worker { id: WorkerId(i), slots: config.slots_per_worker, used: 0 }).collect();
+        let workers =
+            (1..=config.workers).map(|i| Worker { id: WorkerId(i), slots: config.slots_per_worker, used: 0 }).collect();
         let master = Master { config, runtime, workers, apps: BTreeMap::new(), next_id: 1, board, to_master };
         for w in &master.workers {
             tracing::info!(worker = %w.id, slots = w.slots, "Worker registered.");

@@ -28,10 +28,12 @@ pub fn allocate(workers: &[(WorkerId, u32)], wanted: u32) -> Option<Vec<(WorkerI
 mod tests {
     use super::*;
 
+    type Slots = Vec<(WorkerId, u32)>;
+
     #[test]
     fn allocation_table() {
         let w = |i| WorkerId(i);
-        let cases: Vec<(Vec<(WorkerId, u32)>, u32, Option<Vec<(WorkerId, u32)>>)> = vec![
+        let cases: Vec<(Slots, u32, Option<Slots>)> = vec![
             (vec![(w(1), 100), (w(2), 100)], 4, Some(vec![(w(1), 2), (w(2), 2)])),
             (vec![(w(1), 100), (w(2), 100)], 3, Some(vec![(w(1), 2), (w(2), 1)])),
             (vec![(w(1), 1), (w(2), 5)], 4, Some(vec![(w(2), 4)])),

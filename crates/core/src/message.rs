@@ -42,10 +42,7 @@ where
         let hasher = HashFlavor(rustc_hash::FxHasher::default());
         // Serialising into a hasher cannot fail for the types serde derives; a custom
         // `Serialize` that errors still hashes what it wrote before failing.
-        match postcard::serialize_with_flavor::<T, HashFlavor, u64>(self, hasher) {
-            Ok(hash) => hash,
-            Err(_) => 0,
-        }
+        postcard::serialize_with_flavor::<T, HashFlavor, u64>(self, hasher).unwrap_or_default()
     }
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {

@@ -55,13 +55,12 @@ pub use run::{RunError, RunOptions, RunReport, init_logging, run};
 
 pub use gearpump_api as api;
 pub use gearpump_api::{
-    AppError, CreateTask, DataSink, DataSource, LifeTime, Message, MulticastPartitioner, Partitioner,
-    PartitionerSpec, Processor, SinkTask, SourceTask, StartTime, StreamApplication, Task, TaskContext, TaskError,
-    TaskInfo, TaskResult, TimerId, Timestamp, UserConfig, Value,
+    AppError, CreateTask, DataSink, DataSource, LifeTime, Message, MulticastPartitioner, Partitioner, PartitionerSpec,
+    Processor, SinkTask, SourceTask, StartTime, StreamApplication, Task, TaskContext, TaskError, TaskInfo, TaskResult,
+    TimerId, Timestamp, UserConfig, Value,
 };
 pub use gearpump_cluster::{
-    AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, EmbeddedCluster, KillError, SubmitError,
-    WaitError,
+    AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, EmbeddedCluster, KillError, SubmitError, WaitError,
 };
 pub use gearpump_core::{AppId, ProcessorId, TaskId};
 pub use gearpump_transport::FlowConfig;

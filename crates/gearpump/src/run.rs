@@ -83,15 +83,10 @@ pub fn init_logging() {
 /// reports what happened.
 pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, RunError> {
     init_logging();
-    let sinks: Vec<_> = app
-        .dag()
-        .processors()
-        .iter()
-        .filter(|p| app.dag().outgoing(p.id).next().is_none())
-        .map(|p| p.id)
-        .collect();
+    let sinks: Vec<_> =
+        app.dag().processors().iter().filter(|p| app.dag().outgoing(p.id).next().is_none()).map(|p| p.id).collect();
     tracing::info!("No cluster configured: running {} on an embedded cluster.", app.name());
-    let cluster = EmbeddedCluster::start(options.cluster.clone());
+    let cluster = EmbeddedCluster::start(options.cluster);
     let client = cluster.client();
     let app_id = client.submit(app)?;
     let active = client.wait_active(app_id, Duration::from_secs(60))?;

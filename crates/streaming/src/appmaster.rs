@@ -164,6 +164,33 @@ pub fn spawn(spec: AppMasterSpec) -> mpsc::UnboundedSender<AppMasterCommand> {
     tx
 }
 
+/// Config key: ask for an Ack after this many messages to one task.
+pub const ACK_ONCE_EVERY_KEY: &str = "gearpump.streaming.ack-once-every-message-count";
+/// Config key: stop taking input while this many messages to one task are un-acked.
+pub const MAX_PENDING_KEY: &str = "gearpump.streaming.max-pending-message-count-per-connection";
+
+/// The cluster's flow settings with the application config's overrides on top.
+pub fn flow_from_config(
+    config: &gearpump_core::UserConfig,
+    base: FlowConfig,
+) -> Result<FlowConfig, gearpump_core::ConfigError> {
+    let flow = FlowConfig {
+        ack_once_every: config.get_or(ACK_ONCE_EVERY_KEY, base.ack_once_every)?,
+        max_pending: config.get_or(MAX_PENDING_KEY, base.max_pending)?,
+    };
+    for (key, value) in [(ACK_ONCE_EVERY_KEY, flow.ack_once_every), (MAX_PENDING_KEY, flow.max_pending)] {
+        if value == 0 {
+            return Err(gearpump_core::ConfigError {
+                key: key.to_string(),
+                value: "0".into(),
+                expected: "a positive count",
+                reason: "must be at least 1".into(),
+            });
+        }
+    }
+    Ok(flow)
+}
+
 /// Places tasks round robin over executors, each up to its slots, processor by processor.
 fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Executor> {
     let mut executors: Vec<(Executor, u32)> = allocation
@@ -240,6 +267,10 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         Ok(Ok(allocation)) => allocation,
         Ok(Err(error)) => return report(AppStatus::Failed, Some(error)),
         Err(_) => return,
+    };
+    let flow = match flow_from_config(app.config(), flow) {
+        Ok(flow) => flow,
+        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };
     let executors = place(&app, &allocation);
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -323,6 +354,17 @@ mod tests {
         fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
             Ok(())
         }
+    }
+
+    #[test]
+    fn application_config_overrides_flow_settings_and_names_bad_keys() {
+        let base = FlowConfig::default();
+        let conf = gearpump_core::UserConfig::empty().with(ACK_ONCE_EVERY_KEY, 10);
+        assert_eq!(flow_from_config(&conf, base).unwrap(), FlowConfig { ack_once_every: 10, max_pending: 1000 });
+        let bad = gearpump_core::UserConfig::empty().with(MAX_PENDING_KEY, "lots");
+        assert_eq!(flow_from_config(&bad, base).unwrap_err().key, MAX_PENDING_KEY);
+        let zero = gearpump_core::UserConfig::empty().with(ACK_ONCE_EVERY_KEY, 0);
+        assert_eq!(flow_from_config(&zero, base).unwrap_err().key, ACK_ONCE_EVERY_KEY);
     }
 
     #[test]

@@ -77,7 +77,6 @@ impl Deployment {
         session: u32,
         events: &UnboundedSender<TaskEvent>,
     ) -> Result<Deployment, TaskError> {
-        let dag = app.dag();
         let mut directory = Directory::default();
         let mut all = Vec::new();
         for ex in &executors {
@@ -88,7 +87,27 @@ impl Deployment {
             }
         }
         let directory = Arc::new(directory);
-        for cell in &all {
+        let deployment = Deployment { executors, directory, all };
+        if let Err(e) = deployment.wire(runtime, app_id, app, flow, session) {
+            // Installed runners hold their downstream cells; drop them or the cells leak.
+            deployment.clear();
+            return Err(e);
+        }
+        Ok(deployment)
+    }
+
+    /// Builds every task and its outgoing edges, and installs its runner.
+    fn wire(
+        &self,
+        runtime: &Runtime,
+        app_id: AppId,
+        app: &StreamApplication,
+        flow: FlowConfig,
+        session: u32,
+    ) -> Result<(), TaskError> {
+        let dag = app.dag();
+        let directory = &self.directory;
+        for cell in &self.all {
             let id = cell.id();
             let processor = dag.processor(id.processor);
             let info = TaskInfo {
@@ -115,10 +134,11 @@ impl Deployment {
                 })
                 .collect();
             let is_source = dag.upstream(id.processor).is_empty();
-            let runner = TaskRunner::new(task, info, cell, session, edges, is_source, runtime.timers.clone(), directory.clone());
+            let runner =
+                TaskRunner::new(task, info, cell, session, edges, is_source, runtime.timers.clone(), directory.clone());
             cell.install(runner);
         }
-        Ok(Deployment { executors, directory, all })
+        Ok(())
     }
 
     /// Starts every task from `start`.

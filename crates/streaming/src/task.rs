@@ -49,11 +49,19 @@ pub enum TaskEvent {
 }
 
 pub(crate) enum Input {
-    Batch { from: TaskId, session: SessionId, len: usize, messages: std::vec::IntoIter<Message>, ack_request: Option<AckRequest>, counted: bool },
+    Batch {
+        from: TaskId,
+        session: SessionId,
+        len: usize,
+        messages: std::vec::IntoIter<Message>,
+        ack_request: Option<AckRequest>,
+        counted: bool,
+    },
     SelfMessage(Message),
     Timer(TimerId),
 }
 
+#[derive(Clone, Copy)]
 pub(crate) enum Control {
     Start(StartTime),
     Ack(AckMessage),
@@ -154,11 +162,12 @@ impl TaskCell {
     }
 
     fn push_data(self: &Arc<Self>, input: Input, len: usize) {
-        self.inbox.lock().data.push_back(input);
+        // Count before the push, so the runner's decrement can never run ahead of it.
         if len > 0 {
             let queued = self.counters.queued.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
             self.counters.max_queued.fetch_max(queued, Ordering::Relaxed);
         }
+        self.inbox.lock().data.push_back(input);
         if !self.blocked.load(Ordering::SeqCst) {
             self.schedule();
         }
@@ -237,7 +246,11 @@ pub(crate) struct OutEdge {
 }
 
 impl OutEdge {
-    pub(crate) fn new(partitioner: PartitionerInstance, targets: Vec<(TaskId, Arc<TaskCell>)>, flow: FlowConfig) -> Self {
+    pub(crate) fn new(
+        partitioner: PartitionerInstance,
+        targets: Vec<(TaskId, Arc<TaskCell>)>,
+        flow: FlowConfig,
+    ) -> Self {
         OutEdge {
             partitioner,
             targets: targets
@@ -271,7 +284,6 @@ struct RunnerIo {
     upstream_clock: Timestamp,
     max_output_ts: Timestamp,
     sent: u64,
-    max_pending: u64,
     multicast: Vec<u32>,
 }
 
@@ -288,7 +300,6 @@ impl RunnerIo {
         if !t.blocked && !t.flow.allows_more() {
             t.blocked = true;
             self.blocked_targets += 1;
-            self.max_pending = self.max_pending.max(t.flow.pending());
         }
     }
 
@@ -319,8 +330,19 @@ impl RunnerIo {
         }
     }
 
+    /// The most un-acked messages to any one target now. Acks are applied only between
+    /// activations, so this taken at the end of one is the peak of that activation.
+    fn current_max_pending(&self) -> u64 {
+        self.edges.iter().flat_map(|e| e.targets.iter()).map(|t| t.flow.pending()).max().unwrap_or(0)
+    }
+
     fn min_unacked(&self) -> Timestamp {
-        self.edges.iter().flat_map(|e| e.targets.iter()).map(|t| t.flow.min_unacked_timestamp()).min().unwrap_or(Timestamp::MAX)
+        self.edges
+            .iter()
+            .flat_map(|e| e.targets.iter())
+            .map(|t| t.flow.min_unacked_timestamp())
+            .min()
+            .unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -386,6 +408,11 @@ impl TaskIo for RunnerIo {
     fn upstream_min_clock(&self) -> Timestamp {
         self.upstream_clock
     }
+
+    #[inline]
+    fn is_backpressured(&self) -> bool {
+        self.blocked_targets > 0
+    }
 }
 
 /// Drives one user task.
@@ -437,7 +464,6 @@ impl TaskRunner {
                 upstream_clock: Timestamp::MIN,
                 max_output_ts: Timestamp::MIN,
                 sent: 0,
-                max_pending: 0,
                 multicast: Vec::new(),
             },
             info,
@@ -478,7 +504,6 @@ impl TaskRunner {
             return false;
         }
         let mut budget = ACTIVATION_BUDGET;
-        let mut consumed = 0u64;
         while budget > 0 && self.started && self.io.blocked_targets == 0 && !self.done {
             let Some(input) = self.local.front_mut() else { break };
             match input {
@@ -488,13 +513,13 @@ impl TaskRunner {
                         *counted = true;
                         if *len > 0 && !self.inbound.on_data(from, session, *len) {
                             tracing::debug!(task = %cell.id, %from, session, "Dropped messages of an unknown session.");
-                            consumed += *len as u64;
+                            cell.counters.queued.fetch_sub(*len as u64, Ordering::Relaxed);
                             self.local.pop_front();
                             continue;
                         }
                         self.received += *len as u64;
                     }
-                    while let Some(msg) = messages.next() {
+                    for msg in messages.by_ref() {
                         budget -= 1;
                         let mut ctx = TaskContext::new(&self.info, &mut self.io);
                         if let Err(e) = self.task.on_next(&mut ctx, msg) {
@@ -507,7 +532,10 @@ impl TaskRunner {
                     }
                     if messages.len() == 0 {
                         let req = ack_request.take();
-                        consumed += *len as u64;
+                        // Uncount before acking: the Ack lets the sender refill the queue.
+                        if *len > 0 {
+                            cell.counters.queued.fetch_sub(*len as u64, Ordering::Relaxed);
+                        }
                         self.local.pop_front();
                         if let Some(req) = req
                             && let Some(ack) = self.inbound.on_ack_request(from, session, req)
@@ -544,12 +572,9 @@ impl TaskRunner {
             }
         }
         self.io.flush_all();
-        if consumed > 0 {
-            cell.counters.queued.fetch_sub(consumed, Ordering::Relaxed);
-        }
         cell.counters.received.store(self.received, Ordering::Relaxed);
         cell.counters.sent.store(self.io.sent, Ordering::Relaxed);
-        cell.counters.max_pending.fetch_max(self.io.max_pending, Ordering::Relaxed);
+        cell.counters.max_pending.fetch_max(self.io.current_max_pending(), Ordering::Relaxed);
         let blocked = !self.started || self.done || self.io.blocked_targets > 0;
         cell.blocked.store(blocked, Ordering::SeqCst);
         !blocked && !self.local.is_empty()
@@ -600,7 +625,11 @@ impl TaskRunner {
                         TaskRunner::send_request(me, session, t, req);
                     }
                 });
-                let own = self.task.watermark().unwrap_or(if self.is_source { self.io.max_output_ts } else { Timestamp::MAX });
+                let own = self.task.watermark().unwrap_or(if self.is_source {
+                    self.io.max_output_ts
+                } else {
+                    Timestamp::MAX
+                });
                 let upstream = if self.is_source { Timestamp::MAX } else { self.io.upstream_clock };
                 let clock = own.min(upstream).min(self.io.min_unacked());
                 cell.counters.clock.store(clock.0, Ordering::Relaxed);

@@ -77,7 +77,14 @@ impl Timers {
         let mut s = self.state.lock();
         s.seq += 1;
         let seq = s.seq;
-        s.heap.push(Reverse(Entry { due: Instant::now() + delay, seq, timer, interval, cancelled: cancelled.clone(), target }));
+        s.heap.push(Reverse(Entry {
+            due: Instant::now() + delay,
+            seq,
+            timer,
+            interval,
+            cancelled: cancelled.clone(),
+            target,
+        }));
         drop(s);
         self.cond.notify_one();
         cancelled

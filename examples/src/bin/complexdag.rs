@@ -8,14 +8,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// 12 processors, 15 hash edges; every node appends its name to the message.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// How long to run, in seconds; negative runs until killed.
     #[arg(long, default_value_t = 60, allow_negative_numbers = true)]
     runseconds: i64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    gearpump_examples::main_with(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     run_example(complexdag::application(None, None)?, args.runseconds)
 }

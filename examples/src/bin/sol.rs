@@ -8,7 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The throughput benchmark: producers → shuffle → stages of processors.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// How many producer tasks.
     #[arg(long = "streamProducer", default_value_t = 1)]
@@ -27,7 +27,11 @@ struct Args {
     runseconds: i64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    gearpump_examples::main_with(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let a = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     if a.stages < 2 {
         anyhow::bail!("-stages must be at least 2 (a producer and a processor stage), got {}", a.stages);

@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Split cycles a fixed text into words; Sum counts them and logs throughput every 5 s.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// How many Split tasks.
     #[arg(long, default_value_t = 1)]
@@ -22,7 +22,11 @@ struct Args {
     runseconds: i64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    gearpump_examples::main_with(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     let app = wordcount::application(args.split, args.sum, PartitionerSpec::hash(), None, None)?;
     run_example(app, args.runseconds)

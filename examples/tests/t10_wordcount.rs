@@ -1,0 +1,67 @@
+//! A finite WordCount gives exact counts for every parallelism and partitioner.
+
+use gearpump::{AppStatus, ClusterConfig, EmbeddedCluster, Message, PartitionerSpec};
+use gearpump_examples::wordcount::{self, CountSink, TEXT_TO_SPLIT, expected_counts};
+use std::time::Duration;
+
+const ROUNDS: u64 = 300;
+
+fn run_wordcount(cluster: &EmbeddedCluster, split: u32, sum: u32, partitioner: PartitionerSpec) {
+    let counts = CountSink::default();
+    let label = format!("split {split}, sum {sum}, {}", partitioner.name());
+    let app = wordcount::application(split, sum, partitioner, Some(ROUNDS), Some(counts.clone())).unwrap();
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let summary = client.wait(id, Duration::from_secs(120)).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{label}: {summary:?}");
+    let got = counts.lock().clone();
+    assert_eq!(got, expected_counts(TEXT_TO_SPLIT, ROUNDS), "{label}");
+    let stats = client.stats(id).unwrap();
+    let words = TEXT_TO_SPLIT.split_whitespace().count() as u64 * ROUNDS;
+    assert_eq!(stats.processors[0].sent, words, "{label}: Split sent");
+    assert_eq!(stats.processors[1].received, words, "{label}: Sum received");
+    assert_eq!(stats.min_clock, Some(gearpump::Timestamp::MAX), "{label}: min clock at the end");
+}
+
+#[test]
+fn exact_counts_with_hash_partitioning_for_every_parallelism() {
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    for split in 1..=4 {
+        for sum in 1..=4 {
+            run_wordcount(&cluster, split, sum, PartitionerSpec::hash());
+        }
+    }
+    cluster.shutdown();
+}
+
+#[test]
+fn exact_counts_with_group_by_partitioning_for_every_parallelism() {
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let by_first_letter =
+        PartitionerSpec::group_by("first_letter", |m: &Message| m.get::<String>().and_then(|w| w.chars().next()));
+    for split in 1..=4 {
+        for sum in 1..=4 {
+            run_wordcount(&cluster, split, sum, by_first_letter.clone());
+        }
+    }
+    cluster.shutdown();
+}
+
+#[test]
+fn tasks_spread_over_both_workers_and_slots_are_freed() {
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let app = wordcount::application(2, 2, PartitionerSpec::hash(), None, None).unwrap();
+    let id = client.submit(app).unwrap();
+    assert_eq!(client.wait_active(id, Duration::from_secs(30)).unwrap().status, AppStatus::Active);
+    // 4 tasks + 1 AppMaster slot over two workers.
+    let used: Vec<u32> = client.workers().iter().map(|w| w.used).collect();
+    assert_eq!(used.iter().sum::<u32>(), 5, "{used:?}");
+    assert!(used.iter().all(|&u| u >= 2), "both workers host tasks: {used:?}");
+    let stats = client.stats(id).unwrap();
+    assert_eq!(stats.executors.len(), 2);
+    client.kill(id).unwrap();
+    assert_eq!(client.wait(id, Duration::from_secs(30)).unwrap().status, AppStatus::Terminated);
+    assert!(client.workers().iter().all(|w| w.used == 0), "{:?}", client.workers());
+    cluster.shutdown();
+}
