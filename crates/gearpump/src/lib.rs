@@ -70,3 +70,8 @@ pub mod prelude {
     pub use gearpump_api::prelude::*;
     pub use gearpump_api::{PartitionerSpec, Processor, StreamApplication, TaskError};
 }
+
+/// The README's code compiles: its snippets run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
