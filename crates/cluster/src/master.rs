@@ -43,6 +43,23 @@ impl Default for ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// The settings `gear.conf` gives: `gearpump.worker.slots` and the flow-control keys
+    /// (`gearpump.streaming.ack-once-every-message-count`,
+    /// `gearpump.streaming.max-pending-message-count-per-connection`); the rest as default.
+    pub fn from_gear_config(conf: &gearpump_config::GearConfig) -> Result<Self, gearpump_config::ConfigError> {
+        conf.validate()?;
+        Ok(ClusterConfig {
+            slots_per_worker: conf.get_num("gearpump.worker.slots")?,
+            flow: FlowConfig {
+                ack_once_every: conf.get_num("gearpump.streaming.ack-once-every-message-count")?,
+                max_pending: conf.get_num("gearpump.streaming.max-pending-message-count-per-connection")?,
+            },
+            ..ClusterConfig::default()
+        })
+    }
+}
+
 /// An application as the master lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppSummary {

@@ -31,6 +31,23 @@ mod tests {
     type Slots = Vec<(WorkerId, u32)>;
 
     #[test]
+    fn cluster_config_follows_gear_conf() {
+        let conf = gearpump_config::GearConfig::defaults()
+            .with_str(
+                "conf/gear.conf",
+                "gearpump.worker.slots = 7\ngearpump.streaming.ack-once-every-message-count = 50",
+            )
+            .unwrap();
+        let cluster = crate::ClusterConfig::from_gear_config(&conf).unwrap();
+        assert_eq!(cluster.slots_per_worker, 7);
+        assert_eq!((cluster.flow.ack_once_every, cluster.flow.max_pending), (50, 1000));
+        let bad = gearpump_config::GearConfig::defaults().with_str("x", "gearpump.worker.slots = 0").unwrap();
+        assert!(
+            crate::ClusterConfig::from_gear_config(&bad).unwrap_err().to_string().contains("gearpump.worker.slots")
+        );
+    }
+
+    #[test]
     fn allocation_table() {
         let w = |i| WorkerId(i);
         let cases: Vec<(Slots, u32, Option<Slots>)> = vec![

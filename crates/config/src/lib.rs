@@ -1,0 +1,554 @@
+//! # gearpump-config
+//!
+//! `gear.conf`: the configuration of every Gearpump daemon and application, in HOCON.
+//!
+//! The built-in defaults ([`DEFAULTS`], `src/gear.conf`) carry every key of the guide's
+//! Configuration Guide with its default. Layers are stacked on top, each winning over the ones
+//! before: defaults < `conf/gear.conf` < `-conf FILE` < application config < command line.
+//! Every layer is validated as it is added: a key the defaults do not know is an error naming
+//! the key, the layer it came from and the nearest known key; a value of the wrong type is an
+//! error naming the key, the layer and the type expected. Maps meant for free keys
+//! (`gearpump.serializers`) accept any key.
+//!
+//! ```
+//! use gearpump_config::GearConfig;
+//!
+//! let conf = GearConfig::defaults()
+//!     .with_str("conf/gear.conf", "gearpump.worker.slots = 8")
+//!     .unwrap()
+//!     .with_override("gearpump.hostname", "10.0.0.7")
+//!     .unwrap();
+//! assert_eq!(conf.worker_slots(), 8);
+//! assert_eq!(conf.hostname(), "10.0.0.7");
+//!
+//! let err = GearConfig::defaults().with_str("my.conf", "gearpump.worker.slot = 8").unwrap_err();
+//! assert_eq!(err.to_string(), "my.conf: unknown config key `gearpump.worker.slot` (did you mean `gearpump.worker.slots`?)");
+//! ```
+
+use hocon::{HoconValue, ScalarType};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The built-in defaults.
+pub const DEFAULTS: &str = include_str!("gear.conf");
+
+/// Keys under these prefixes are free-form maps.
+const FREE_MAPS: [&str; 1] = ["gearpump.serializers"];
+
+/// A configuration layer could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The layer is not valid HOCON (or its file could not be read).
+    #[error("{source_name}: {message}")]
+    Parse {
+        /// The layer: a file path or a description.
+        source_name: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The layer sets a key that does not exist.
+    #[error("{source_name}: unknown config key `{key}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownKey {
+        /// The layer.
+        source_name: String,
+        /// The key.
+        key: String,
+        /// The closest known key, if one is close.
+        suggestion: Option<String>,
+    },
+    /// The layer gives a key a value of the wrong type.
+    #[error("{source_name}: config key `{key}` must be {expected}, found {found}")]
+    WrongType {
+        /// The layer.
+        source_name: String,
+        /// The key.
+        key: String,
+        /// What the key takes.
+        expected: &'static str,
+        /// What was given.
+        found: String,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("config key `{key}`: {value:?} {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why not.
+        reason: String,
+    },
+}
+
+/// A master's address from `gearpump.cluster.masters`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostPort {
+    /// Host name or IP.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| "is not host:port".to_string())?;
+        if host.is_empty() {
+            return Err("has no host".into());
+        }
+        let port = port.parse::<u16>().map_err(|_| format!("has a bad port {port:?}"))?;
+        Ok(HostPort { host: host.to_string(), port })
+    }
+}
+
+/// The layered, validated configuration.
+#[derive(Debug, Clone)]
+pub struct GearConfig {
+    /// Leaf values by dotted path, after layering.
+    values: BTreeMap<String, HoconValue>,
+    /// The layers applied, lowest first.
+    layers: Vec<String>,
+}
+
+impl Default for GearConfig {
+    fn default() -> Self {
+        Self::defaults()
+    }
+}
+
+impl GearConfig {
+    /// The built-in defaults alone.
+    pub fn defaults() -> Self {
+        let parsed = hocon::parse(DEFAULTS).expect("the built-in defaults parse");
+        let mut values = BTreeMap::new();
+        for key in parsed.keys() {
+            if let Some(v) = parsed.get(key) {
+                flatten(key, v, &mut values);
+            }
+        }
+        GearConfig { values, layers: vec!["defaults".into()] }
+    }
+
+    /// Adds the layer in `path`, if the file exists (as `conf/gear.conf` may not).
+    pub fn with_optional_file(self, path: &Path) -> Result<Self, ConfigError> {
+        if path.exists() { self.with_file(path) } else { Ok(self) }
+    }
+
+    /// Adds the layer in `path`; a missing file is an error.
+    pub fn with_file(self, path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Parse { source_name: name.clone(), message: format!("cannot read: {e}") })?;
+        self.with_str(&name, &text)
+    }
+
+    /// Adds a layer given as HOCON text, named `source_name` in errors.
+    pub fn with_str(mut self, source_name: &str, text: &str) -> Result<Self, ConfigError> {
+        let parsed = hocon::parse(text)
+            .map_err(|e| ConfigError::Parse { source_name: source_name.into(), message: e.to_string() })?;
+        let mut layer = BTreeMap::new();
+        for key in parsed.keys() {
+            if let Some(v) = parsed.get(key) {
+                flatten(key, v, &mut layer);
+            }
+        }
+        for (key, value) in &layer {
+            self.check(source_name, key, value)?;
+        }
+        // A layer that sets a free map replaces entries one by one, like any other key.
+        self.values.extend(layer);
+        self.layers.push(source_name.to_string());
+        Ok(self)
+    }
+
+    /// Adds one `key = value` (the command line's top layer). The value is HOCON: `8`, `true`,
+    /// `"text"` or bare text.
+    pub fn with_override(self, key: &str, value: &str) -> Result<Self, ConfigError> {
+        let quoted = if value.parse::<f64>().is_ok() || value == "true" || value == "false" || value.starts_with('[') {
+            value.to_string()
+        } else {
+            format!("{value:?}")
+        };
+        self.with_str("command line", &format!("{key} = {quoted}"))
+    }
+
+    fn check(&self, source_name: &str, key: &str, value: &HoconValue) -> Result<(), ConfigError> {
+        if FREE_MAPS.iter().any(|m| key.starts_with(&format!("{m}."))) {
+            return Ok(());
+        }
+        let Some(default) = self.values.get(key) else {
+            return Err(ConfigError::UnknownKey {
+                source_name: source_name.into(),
+                key: key.into(),
+                suggestion: self.closest_key(key),
+            });
+        };
+        let (expected, ok) = match default {
+            HoconValue::Scalar(s) => match s.value_type {
+                ScalarType::Number => ("a number", scalar_raw(value).is_some_and(|r| r.parse::<f64>().is_ok())),
+                ScalarType::Boolean => ("true or false", scalar_raw(value).is_some_and(|r| parse_bool(r).is_some())),
+                _ => ("a string", matches!(value, HoconValue::Scalar(_))),
+            },
+            HoconValue::Array(_) => ("a list", matches!(value, HoconValue::Array(_))),
+            _ => ("an object", matches!(value, HoconValue::Object(_))),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ConfigError::WrongType {
+                source_name: source_name.into(),
+                key: key.into(),
+                expected,
+                found: describe(value),
+            })
+        }
+    }
+
+    fn closest_key(&self, key: &str) -> Option<String> {
+        self.values
+            .keys()
+            .map(|k| (edit_distance(k, key), k))
+            .filter(|(d, _)| *d <= 3.max(key.len() / 5))
+            .min()
+            .map(|(_, k)| k.clone())
+    }
+
+    /// The layers applied, lowest first.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    /// Every key and its value as HOCON text, sorted (for `config` REST routes and logs).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, String)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), render(v)))
+    }
+
+    /// The raw string of a scalar key.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.values.get(key).and_then(scalar_raw)
+    }
+
+    /// A numeric key as `T`, with an error naming the key when it does not fit.
+    pub fn get_num<T: TryFrom<i64>>(&self, key: &str) -> Result<T, ConfigError> {
+        let raw = self.get_str(key).unwrap_or_default();
+        let n = raw
+            .parse::<i64>()
+            .or_else(|_| raw.parse::<f64>().map(|f| f as i64))
+            .map_err(|_| invalid(key, raw, "is not a number"))?;
+        T::try_from(n).map_err(|_| invalid(key, raw, "is out of range"))
+    }
+
+    /// A boolean key.
+    pub fn get_bool(&self, key: &str) -> Result<bool, ConfigError> {
+        let raw = self.get_str(key).unwrap_or_default();
+        parse_bool(raw).ok_or_else(|| invalid(key, raw, "is not true or false"))
+    }
+
+    /// The entries of a free map such as `gearpump.serializers`, by their key within it.
+    pub fn map(&self, prefix: &str) -> BTreeMap<String, String> {
+        let p = format!("{prefix}.");
+        self.values
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&p).map(|rest| (rest.trim_matches('"').to_string(), render(v))))
+            .collect()
+    }
+
+    /// `gearpump.hostname`.
+    pub fn hostname(&self) -> &str {
+        self.get_str("gearpump.hostname").unwrap_or("127.0.0.1")
+    }
+
+    /// `gearpump.cluster.masters`.
+    pub fn masters(&self) -> Result<Vec<HostPort>, ConfigError> {
+        let key = "gearpump.cluster.masters";
+        let Some(HoconValue::Array(items)) = self.values.get(key) else { return Ok(Vec::new()) };
+        let masters = items
+            .iter()
+            .map(|item| {
+                let raw = scalar_raw(item).unwrap_or_default();
+                raw.parse::<HostPort>().map_err(|reason| invalid(key, raw, &reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if masters.is_empty() {
+            return Err(invalid(key, "[]", "must name at least one master"));
+        }
+        Ok(masters)
+    }
+
+    /// `gearpump.worker.slots`.
+    pub fn worker_slots(&self) -> u32 {
+        self.get_num("gearpump.worker.slots").unwrap_or(100)
+    }
+
+    /// The REST/dashboard port: `gearpump.services.port` if a layer set it, else
+    /// `gearpump.services.http`.
+    pub fn services_port(&self) -> Result<u16, ConfigError> {
+        let port_set =
+            self.values.get("gearpump.services.port") != Self::defaults().values.get("gearpump.services.port");
+        self.get_num(if port_set { "gearpump.services.port" } else { "gearpump.services.http" })
+    }
+
+    /// Checks every typed key once, so a daemon fails at start-up rather than later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.masters()?;
+        self.services_port()?;
+        for key in [
+            "gearpump.worker.slots",
+            "gearpump.netty.max-retries",
+            "gearpump.netty.base-sleep-ms",
+            "gearpump.netty.max-sleep-ms",
+            "gearpump.netty.message-batch-size",
+            "gearpump.netty.fulsh-check-interval",
+            "gearpump.netty.buffer-size",
+            "gearpump.streaming.ack-once-every-message-count",
+            "gearpump.streaming.max-pending-message-count-per-connection",
+            "gearpump.application.total-retries",
+            "gearpump.metrics.sample-rate",
+            "gearpump.metrics.report-interval-ms",
+            "gearpump.retainHistoryData.hours",
+            "gearpump.retainHistoryData.intervalMs",
+            "gearpump.retainRecentData.seconds",
+            "gearpump.retainRecentData.intervalMs",
+        ] {
+            let n: u64 = self.get_num(key)?;
+            if n == 0 && !key.contains("retries") {
+                return Err(invalid(key, "0", "must be positive"));
+            }
+        }
+        for key in ["gearpump.services.ws", "gearpump.metrics.graphite.port"] {
+            self.get_num::<u16>(key)?;
+        }
+        self.get_bool("gearpump.metrics.enabled")?;
+        let reporter = self.get_str("gearpump.metrics.reporter").unwrap_or_default();
+        if !["logfile", "graphite", "akka"].contains(&reporter) {
+            return Err(invalid("gearpump.metrics.reporter", reporter, "is not one of logfile, graphite, akka"));
+        }
+        let scheduler = self.get_str("gearpump.scheduling.scheduler-class").unwrap_or_default();
+        if !["priority", "io.gearpump.cluster.scheduler.PriorityScheduler"].contains(&scheduler) {
+            return Err(invalid(
+                "gearpump.scheduling.scheduler-class",
+                scheduler,
+                "is not a known scheduler (priority)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw {
+        "true" | "yes" | "on" => Some(true),
+        "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn scalar_raw(v: &HoconValue) -> Option<&str> {
+    match v {
+        HoconValue::Scalar(s) => Some(s.raw.as_str()),
+        _ => None,
+    }
+}
+
+fn describe(v: &HoconValue) -> String {
+    match v {
+        HoconValue::Scalar(s) => format!("{:?}", s.raw),
+        HoconValue::Array(_) => "a list".into(),
+        HoconValue::Object(_) => "an object".into(),
+        _ => "an unresolved value".into(),
+    }
+}
+
+fn render(v: &HoconValue) -> String {
+    match v {
+        HoconValue::Scalar(s) => s.raw.clone(),
+        HoconValue::Array(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
+        HoconValue::Object(m) if m.is_empty() => "{}".into(),
+        _ => "{…}".into(),
+    }
+}
+
+/// Flattens objects into dotted leaf paths; empty objects and lists are leaves.
+fn flatten(prefix: &str, value: &HoconValue, out: &mut BTreeMap<String, HoconValue>) {
+    match value {
+        HoconValue::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                // Keys holding dots (type names in free maps) are quoted to stay one segment.
+                let segment = if k.contains('.') { format!("\"{k}\"") } else { k.clone() };
+                flatten(&format!("{prefix}.{segment}"), v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), value.clone());
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the guide's Configuration Guide, with its default.
+    const GUIDE: &[(&str, &str)] = &[
+        ("gearpump.hostname", "127.0.0.1"),
+        ("gearpump.cluster.masters", "[127.0.0.1:3000]"),
+        ("gearpump.metrics.enabled", "false"),
+        ("gearpump.metrics.sample-rate", "10"),
+        ("gearpump.metrics.report-interval-ms", "15000"),
+        ("gearpump.metrics.reporter", "logfile"),
+        ("gearpump.metrics.graphite.host", "127.0.0.1"),
+        ("gearpump.metrics.graphite.port", "2003"),
+        ("gearpump.retainHistoryData.hours", "72"),
+        ("gearpump.retainHistoryData.intervalMs", "3600000"),
+        ("gearpump.retainRecentData.seconds", "300"),
+        ("gearpump.retainRecentData.intervalMs", "15000"),
+        ("gearpump.log.daemon.dir", "logs"),
+        ("gearpump.log.application.dir", "logs"),
+        ("gearpump.serializers", "{}"),
+        ("gearpump.worker.slots", "100"),
+        ("gearpump.appmaster.vmargs", ""),
+        ("gearpump.appmaster.extraClasspath", ""),
+        ("gearpump.executor.vmargs", ""),
+        ("gearpump.executor.extraClasspath", ""),
+        ("gearpump.jarstore.rootpath", "jarstore/"),
+        ("gearpump.scheduling.scheduler-class", "priority"),
+        ("gearpump.services.host", "127.0.0.1"),
+        ("gearpump.services.port", "8090"),
+        ("gearpump.services.ws", "8091"),
+        ("gearpump.netty.buffer-size", "5242880"),
+        ("gearpump.netty.max-retries", "30"),
+        ("gearpump.netty.base-sleep-ms", "100"),
+        ("gearpump.netty.max-sleep-ms", "1000"),
+        ("gearpump.netty.message-batch-size", "262144"),
+        ("gearpump.netty.fulsh-check-interval", "10"),
+        ("gearpump.task-dispatcher", "pinned"),
+        ("gearpump.streaming.ack-once-every-message-count", "100"),
+        ("gearpump.streaming.max-pending-message-count-per-connection", "1000"),
+        ("gearpump.application.total-retries", "5"),
+    ];
+
+    #[test]
+    fn defaults_carry_every_guide_key() {
+        let conf = GearConfig::defaults();
+        let entries: BTreeMap<&str, String> = conf.entries().collect();
+        for (key, value) in GUIDE {
+            assert_eq!(entries.get(key).map(String::as_str), Some(*value), "{key}");
+        }
+        conf.validate().unwrap();
+        assert_eq!(conf.masters().unwrap(), vec![HostPort { host: "127.0.0.1".into(), port: 3000 }]);
+        assert_eq!(conf.services_port().unwrap(), 8090);
+    }
+
+    #[test]
+    fn layers_stack_with_later_ones_winning() {
+        let conf = GearConfig::defaults()
+            .with_str("conf/gear.conf", "gearpump { worker.slots = 4, hostname = \"a\" }")
+            .unwrap()
+            .with_str(
+                "-conf extra.conf",
+                "gearpump.worker.slots = 6\ngearpump.cluster.masters = [\"h1:3000\", \"h2:3001\"]",
+            )
+            .unwrap()
+            .with_override("gearpump.hostname", "b")
+            .unwrap();
+        assert_eq!(conf.worker_slots(), 6);
+        assert_eq!(conf.hostname(), "b");
+        assert_eq!(conf.masters().unwrap().len(), 2);
+        assert_eq!(conf.layers(), ["defaults", "conf/gear.conf", "-conf extra.conf", "command line"]);
+    }
+
+    #[test]
+    fn bad_layers_name_the_key_and_the_file() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "gearpump.worker.slotz = 3",
+                "a.conf: unknown config key `gearpump.worker.slotz` (did you mean `gearpump.worker.slots`?)",
+            ),
+            ("gearpump.nonsense.thing = 3", "a.conf: unknown config key `gearpump.nonsense.thing`"),
+            (
+                "gearpump.worker.slots = many",
+                "a.conf: config key `gearpump.worker.slots` must be a number, found \"many\"",
+            ),
+            (
+                "gearpump.metrics.enabled = 3",
+                "a.conf: config key `gearpump.metrics.enabled` must be true or false, found \"3\"",
+            ),
+            (
+                "gearpump.cluster.masters = \"h:1\"",
+                "a.conf: config key `gearpump.cluster.masters` must be a list, found \"h:1\"",
+            ),
+            ("gearpump.worker = 3", "a.conf: unknown config key `gearpump.worker`"),
+        ];
+        for (text, expected) in cases {
+            let err = GearConfig::defaults().with_str("a.conf", text).unwrap_err();
+            assert_eq!(err.to_string(), *expected, "{text}");
+        }
+        let err = GearConfig::defaults().with_str("a.conf", "gearpump { worker {").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { ref source_name, .. } if source_name == "a.conf"), "{err}");
+        let err = GearConfig::defaults().with_file(Path::new("/no/such/gear.conf")).unwrap_err();
+        assert!(err.to_string().starts_with("/no/such/gear.conf: cannot read"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_bad_values() {
+        let cases: &[(&str, &str)] = &[
+            ("gearpump.cluster.masters = [\"nohost\"]", "gearpump.cluster.masters"),
+            ("gearpump.cluster.masters = [\"h:99999\"]", "gearpump.cluster.masters"),
+            ("gearpump.cluster.masters = []", "gearpump.cluster.masters"),
+            ("gearpump.worker.slots = -1", "gearpump.worker.slots"),
+            ("gearpump.streaming.ack-once-every-message-count = 0", "gearpump.streaming.ack-once-every-message-count"),
+            ("gearpump.metrics.reporter = \"kafka\"", "gearpump.metrics.reporter"),
+            ("gearpump.services.port = 70000", "gearpump.services.port"),
+        ];
+        for (text, key) in cases {
+            let conf = GearConfig::defaults().with_str("a.conf", text).unwrap();
+            match conf.validate().unwrap_err() {
+                ConfigError::Invalid { key: k, .. } => assert_eq!(&k, key, "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn free_maps_take_any_key() {
+        let conf = GearConfig::defaults()
+            .with_str("app", "gearpump.serializers { \"my_app::Point\" = \"point_codec\" }")
+            .unwrap();
+        assert_eq!(conf.map("gearpump.serializers").get("my_app::Point").map(String::as_str), Some("point_codec"));
+        let dotted = GearConfig::defaults().with_str("app", "gearpump.serializers { \"a.b.C\" = \"c\" }").unwrap();
+        assert_eq!(dotted.map("gearpump.serializers").get("a.b.C").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn services_port_follows_whichever_key_was_set() {
+        let via_port = GearConfig::defaults().with_str("a", "gearpump.services.port = 9000").unwrap();
+        assert_eq!(via_port.services_port().unwrap(), 9000);
+        let via_http = GearConfig::defaults().with_str("a", "gearpump.services.http = 9001").unwrap();
+        assert_eq!(via_http.services_port().unwrap(), 9001);
+    }
+}
