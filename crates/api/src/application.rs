@@ -3,7 +3,7 @@
 use crate::partitioner::PartitionerSpec;
 use crate::processor::{Processor, ProcessorDescription};
 use crate::task::TaskFactory;
-use gearpump_core::{Graph, ProcessorId, UserConfig};
+use gearpump_core::{Codecs, Graph, ProcessorId, UserConfig, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -169,6 +169,7 @@ pub struct StreamApplication {
     name: String,
     config: UserConfig,
     dag: Dag,
+    codecs: Codecs,
 }
 
 impl StreamApplication {
@@ -180,6 +181,7 @@ impl StreamApplication {
             graph: Graph::new(),
             nodes: HashMap::new(),
             registry: TaskRegistry::new(),
+            codecs: Codecs::default(),
         }
     }
 
@@ -196,6 +198,11 @@ impl StreamApplication {
     /// The DAG.
     pub fn dag(&self) -> &Dag {
         &self.dag
+    }
+
+    /// The value types its messages may carry between processes, with their codecs.
+    pub fn codecs(&self) -> &Codecs {
+        &self.codecs
     }
 
     /// The same application under another name (the CLI's `-namePrefix`).
@@ -218,6 +225,7 @@ pub struct StreamApplicationBuilder {
     graph: Graph<Processor, PartitionerSpec>,
     nodes: HashMap<u64, usize>,
     registry: TaskRegistry,
+    codecs: Codecs,
 }
 
 impl StreamApplicationBuilder {
@@ -262,6 +270,26 @@ impl StreamApplicationBuilder {
     #[must_use]
     pub fn register(mut self, task_type: impl Into<String>, factory: TaskFactory) -> Self {
         self.registry.register(task_type, factory);
+        self
+    }
+
+    /// Lets messages carrying `T` cross processes, encoded with serde. Common types (strings,
+    /// numbers, bytes, pairs) are registered already.
+    #[must_use]
+    pub fn message_type<T: Value + serde::de::DeserializeOwned>(mut self) -> Self {
+        self.codecs.register::<T>();
+        self
+    }
+
+    /// Gives `T` a custom codec between processes (the guide's application-level serializer).
+    #[must_use]
+    pub fn message_codec<T, E, D>(mut self, encode: E, decode: D) -> Self
+    where
+        T: Value,
+        E: Fn(&T, &mut Vec<u8>) -> Result<(), gearpump_core::CodecError> + Send + Sync + 'static,
+        D: Fn(&[u8]) -> Result<T, gearpump_core::CodecError> + Send + Sync + 'static,
+    {
+        self.codecs.register_custom(encode, decode);
         self
     }
 
@@ -332,7 +360,12 @@ impl StreamApplicationBuilder {
             .map(|(f, spec, t)| DagEdge { from: id_of[*f], to: id_of[*t], partitioner: spec.clone() })
             .collect();
         edges.sort_by_key(|e| (e.from, e.to));
-        Ok(StreamApplication { name: self.name, config: self.config, dag: Dag { processors, factories, edges } })
+        Ok(StreamApplication {
+            name: self.name,
+            config: self.config,
+            dag: Dag { processors, factories, edges },
+            codecs: self.codecs,
+        })
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`message`]: [`Message`] = value + timestamp. The value is a shared, immutable, type-erased
 //!   [`Value`]: inside one process it moves by reference (never serialised); across processes it
 //!   is encoded with serde.
+//! - [`codec`]: [`Codecs`], the registry of value types that may cross a process boundary and
+//!   their codecs (serde by default, custom per type).
 //! - [`config`]: [`UserConfig`], the typed key/value configuration handed to applications and
 //!   tasks.
 //! - [`graph`]: [`Graph`], a small directed graph with a stable topological order, used for the
@@ -23,12 +25,14 @@
 //! assert_eq!(msg.timestamp(), Timestamp(42));
 //! ```
 
+pub mod codec;
 pub mod config;
 pub mod graph;
 pub mod ids;
 pub mod message;
 pub mod time;
 
+pub use codec::{Codec, Codecs, type_hash};
 pub use config::{ConfigError, UserConfig};
 pub use graph::{CycleError, Graph, NodeIndex};
 pub use ids::{AppId, ExecutorId, ProcessorId, TaskId, TaskIndex, WorkerId};

@@ -9,6 +9,8 @@
 //!   the oldest un-acked timestamp for the clock. [`flow::InboundFlow`] is the receiver's side:
 //!   it registers each sender's session, drops messages of unknown sessions (zombies of an
 //!   earlier incarnation) and answers AckRequests with the count received.
+//! - [`wire`]: the frame format on TCP, and [`tcp`]: the data server and connections, with
+//!   dynamic batching and connect retries.
 //! - [`DataBatch`] and [`AckMessage`]: the units delivered between tasks, in process by moving
 //!   them, across processes by the TCP transport. Only ids travel: the sender's [`TaskId`],
 //!   its session, the messages, and an optional AckRequest that follows them.
@@ -32,6 +34,8 @@
 //! ```
 
 pub mod flow;
+pub mod tcp;
+pub mod wire;
 
 pub use flow::{Ack, AckRequest, FlowConfig, MessageLoss};
 

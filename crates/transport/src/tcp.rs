@@ -1,0 +1,401 @@
+//! The TCP data plane: one [`DataServer`] per executor, one [`Connection`] per peer.
+//!
+//! Each connection has a writer thread and a reader thread. Senders append encoded frames to
+//! the connection's buffer and return; the writer swaps the buffer out and writes it whole.
+//! That is the guide's dynamic batching without a timer: when the socket takes data at once,
+//! a frame goes out alone; while a write is in progress, frames pile up and leave together.
+//! Flow control bounds the buffer (at most `max_pending` messages per target are un-acked).
+//!
+//! Both ends start with a Hello frame. A peer that sends anything else, a frame that does not
+//! decode, or a frame over the size limit loses its connection, with a warning naming it; the
+//! server and every other connection carry on.
+
+use crate::wire::{self, Frame};
+use crate::{AckMessage, AckRequest, DataBatch};
+use gearpump_core::{CodecError, Codecs, Message, TaskId};
+use parking_lot::{Condvar, Mutex};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where inbound frames go.
+pub trait FrameSink: Send + Sync + 'static {
+    /// A batch for local task `target`; Acks for it go back through `reply`.
+    fn batch(&self, target: TaskId, batch: DataBatch, reply: &Arc<Connection>);
+    /// An Ack for local sending task `target`.
+    fn ack(&self, target: TaskId, ack: AckMessage);
+}
+
+/// Connect retries (`gearpump.netty.max-retries`, `base-sleep-ms`, `max-sleep-ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub max_retries: u32,
+    /// The first wait; doubled each time.
+    pub base_sleep: Duration,
+    /// The longest wait.
+    pub max_sleep: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 30, base_sleep: Duration::from_millis(100), max_sleep: Duration::from_millis(1000) }
+    }
+}
+
+/// Traffic counters of a connection.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Bytes written.
+    pub bytes_out: AtomicU64,
+    /// Writes (syscall batches).
+    pub writes: AtomicU64,
+    /// Bytes read.
+    pub bytes_in: AtomicU64,
+}
+
+struct Outbox {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+/// One TCP connection between two executors.
+pub struct Connection {
+    peer: SocketAddr,
+    stream: TcpStream,
+    outbox: Mutex<Outbox>,
+    ready: Condvar,
+    codecs: Arc<Codecs>,
+    closed: AtomicBool,
+    stats: ConnectionStats,
+}
+
+impl Connection {
+    /// Connects to `addr`, retrying per `retry`, and starts the connection's threads.
+    pub fn connect(
+        addr: SocketAddr,
+        sink: Arc<dyn FrameSink>,
+        codecs: Arc<Codecs>,
+        retry: RetryPolicy,
+    ) -> io::Result<Arc<Connection>> {
+        let mut attempt = 0;
+        let mut sleep = retry.base_sleep;
+        let stream = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if attempt < retry.max_retries => {
+                    tracing::debug!(%addr, attempt, error = %e, "Data connection failed; retrying.");
+                    std::thread::sleep(sleep);
+                    sleep = (sleep * 2).min(retry.max_sleep);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Self::start(stream, sink, codecs)
+    }
+
+    fn start(stream: TcpStream, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<Arc<Connection>> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let mut hello = Vec::new();
+        wire::encode_hello(&mut hello);
+        let conn = Arc::new(Connection {
+            peer,
+            stream: stream.try_clone()?,
+            outbox: Mutex::new(Outbox { buf: hello, closed: false }),
+            ready: Condvar::new(),
+            codecs,
+            closed: AtomicBool::new(false),
+            stats: ConnectionStats::default(),
+        });
+        let writer_stream = stream.try_clone()?;
+        let w = conn.clone();
+        std::thread::Builder::new().name(format!("gearpump-tx-{peer}")).spawn(move || w.write_loop(writer_stream))?;
+        let r = conn.clone();
+        std::thread::Builder::new().name(format!("gearpump-rx-{peer}")).spawn(move || r.read_loop(stream, &*sink))?;
+        Ok(conn)
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn append(&self, f: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>) -> Result<(), CodecError> {
+        let mut out = self.outbox.lock();
+        if out.closed {
+            // A closed connection drops what it is given; the flow counts will show the loss.
+            return Ok(());
+        }
+        let was_empty = out.buf.is_empty();
+        f(&mut out.buf)?;
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a batch for remote task `target`. An error means a value could not be encoded.
+    pub fn send_batch(
+        &self,
+        target: TaskId,
+        from: TaskId,
+        session: u32,
+        messages: &[Message],
+        ack_request: Option<AckRequest>,
+    ) -> Result<(), CodecError> {
+        let codecs = &self.codecs;
+        self.append(|buf| wire::encode_batch(buf, target, from, session, messages, ack_request, codecs))
+    }
+
+    /// Queues an Ack for remote sending task `target`.
+    pub fn send_ack(&self, target: TaskId, ack: &AckMessage) {
+        let _ = self.append(|buf| {
+            wire::encode_ack(buf, target, ack);
+            Ok(())
+        });
+    }
+
+    /// Closes the connection; both threads end.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.outbox.lock().closed = true;
+        self.ready.notify_all();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn write_loop(&self, mut stream: TcpStream) {
+        let mut spare = Vec::new();
+        loop {
+            {
+                let mut out = self.outbox.lock();
+                while out.buf.is_empty() && !out.closed {
+                    self.ready.wait(&mut out);
+                }
+                if out.closed {
+                    return;
+                }
+                std::mem::swap(&mut out.buf, &mut spare);
+            }
+            if let Err(e) = stream.write_all(&spare) {
+                if !self.is_closed() {
+                    tracing::warn!(peer = %self.peer, error = %e, "Data connection write failed; closing it.");
+                }
+                self.close();
+                return;
+            }
+            self.stats.bytes_out.fetch_add(spare.len() as u64, Ordering::Relaxed);
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            spare.clear();
+            // Do not keep a huge buffer alive after a burst.
+            if spare.capacity() > 8 << 20 {
+                spare = Vec::new();
+            }
+        }
+    }
+
+    fn read_loop(self: &Arc<Self>, stream: TcpStream, sink: &dyn FrameSink) {
+        let mut reader = BufReader::with_capacity(256 << 10, stream);
+        let mut body = Vec::new();
+        let mut first = true;
+        let result: Result<(), String> = loop {
+            let mut prefix = [0u8; 4];
+            match reader.read_exact(&mut prefix) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
+                Err(e) => break Err(e.to_string()),
+            }
+            let len = match wire::frame_len(prefix) {
+                Ok(len) => len,
+                Err(e) => break Err(e.to_string()),
+            };
+            body.resize(len, 0);
+            if let Err(e) = reader.read_exact(&mut body) {
+                break Err(e.to_string());
+            }
+            self.stats.bytes_in.fetch_add(4 + len as u64, Ordering::Relaxed);
+            let frame = match wire::decode_body(&body, &self.codecs) {
+                Ok(f) => f,
+                Err(e) => break Err(e.to_string()),
+            };
+            match (first, frame) {
+                (true, Frame::Hello { .. }) => first = false,
+                (true, _) => break Err(wire::WireError::NotHello.to_string()),
+                (false, Frame::Hello { .. }) => break Err("a second Hello".into()),
+                (false, Frame::Batch { target, batch }) => sink.batch(target, batch, self),
+                (false, Frame::Ack { target, ack }) => sink.ack(target, ack),
+            }
+        };
+        if let Err(error) = result
+            && !self.is_closed()
+        {
+            tracing::warn!(peer = %self.peer, %error, "Closing a data connection that sent bad data.");
+        }
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({})", self.peer)
+    }
+}
+
+/// An executor's data port: accepts connections from peer executors.
+pub struct DataServer {
+    addr: SocketAddr,
+    stopped: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<Arc<Connection>>>>,
+}
+
+impl DataServer {
+    /// Binds `addr` (port 0 for any) and starts accepting.
+    pub fn bind(addr: SocketAddr, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<DataServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<Arc<Connection>>>> = Arc::default();
+        let (stop, conns) = (stopped.clone(), connections.clone());
+        std::thread::Builder::new().name(format!("gearpump-data-{}", addr.port())).spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match stream.and_then(|s| Connection::start(s, sink.clone(), codecs.clone())) {
+                    Ok(c) => conns.lock().push(c),
+                    Err(e) => tracing::warn!(error = %e, "Accepting a data connection failed."),
+                }
+            }
+        })?;
+        Ok(DataServer { addr, stopped, connections })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and closes every accepted connection.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the accept loop.
+        let _ = TcpStream::connect(self.addr);
+        for c in self.connections.lock().drain(..) {
+            c.close();
+        }
+    }
+}
+
+impl Drop for DataServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Ack;
+    use gearpump_core::Timestamp;
+    use std::sync::mpsc;
+
+    struct Collect(Mutex<mpsc::Sender<(TaskId, Option<DataBatch>, Option<AckMessage>)>>);
+    impl FrameSink for Collect {
+        fn batch(&self, target: TaskId, batch: DataBatch, reply: &Arc<Connection>) {
+            // Answer every AckRequest as a receiver would.
+            if let Some(req) = batch.ack_request {
+                let ack =
+                    AckMessage { from: target, session: batch.session, ack: Ack { seq: req.seq, received: req.sent } };
+                reply.send_ack(batch.from, &ack);
+            }
+            let _ = self.0.lock().send((target, Some(batch), None));
+        }
+        fn ack(&self, target: TaskId, ack: AckMessage) {
+            let _ = self.0.lock().send((target, None, Some(ack)));
+        }
+    }
+
+    fn sink() -> (Arc<dyn FrameSink>, mpsc::Receiver<(TaskId, Option<DataBatch>, Option<AckMessage>)>) {
+        let (tx, rx) = mpsc::channel();
+        (Arc::new(Collect(Mutex::new(tx))), rx)
+    }
+
+    #[test]
+    fn batches_go_out_and_acks_come_back() {
+        let codecs = Arc::new(Codecs::default());
+        let (server_sink, server_rx) = sink();
+        let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), server_sink, codecs.clone()).unwrap();
+        let (client_sink, client_rx) = sink();
+        let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
+        let (to, from) = (TaskId::new(1, 0), TaskId::new(0, 0));
+        for round in 0..100u64 {
+            let msgs: Vec<_> = (0..100).map(|i| Message::new(round * 100 + i, Timestamp(i as i64))).collect();
+            let req = AckRequest { seq: round as u32 + 1, sent: (round + 1) * 100 };
+            conn.send_batch(to, from, 7, &msgs, Some(req)).unwrap();
+        }
+        let mut next = 0u64;
+        for _ in 0..100 {
+            let (target, batch, _) = server_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(target, to);
+            for m in batch.unwrap().messages {
+                assert_eq!(m.get::<u64>(), Some(&next));
+                next += 1;
+            }
+        }
+        for seq in 1..=100u32 {
+            let (target, _, ack) = client_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(target, from);
+            assert_eq!(ack.unwrap().ack, Ack { seq, received: u64::from(seq) * 100 });
+        }
+        // Dynamic batching: fewer writes than frames.
+        assert!(conn.stats().writes.load(Ordering::Relaxed) <= 101);
+        conn.close();
+        server.shutdown();
+    }
+
+    #[test]
+    fn garbage_closes_only_its_own_connection() {
+        let codecs = Arc::new(Codecs::default());
+        let (server_sink, server_rx) = sink();
+        let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), server_sink, codecs.clone()).unwrap();
+        for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xff; 64][..], &[5, 0, 0, 0, 0, b'G', b'P', b'D', b'Q'][..]] {
+            let mut s = TcpStream::connect(server.local_addr()).unwrap();
+            s.write_all(garbage).unwrap();
+            // The server closes it: reading ends (after its Hello) without hanging.
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+        // A well-behaved peer still gets through.
+        let (client_sink, _client_rx) = sink();
+        let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
+        conn.send_batch(TaskId::new(1, 0), TaskId::new(0, 0), 1, &[Message::new(5u64, Timestamp(0))], None).unwrap();
+        let (_, batch, _) = server_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(batch.unwrap().messages[0].get::<u64>(), Some(&5));
+        server.shutdown();
+    }
+
+    #[test]
+    fn connect_gives_up_after_the_retries() {
+        let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let retry =
+            RetryPolicy { max_retries: 2, base_sleep: Duration::from_millis(1), max_sleep: Duration::from_millis(2) };
+        let (s, _rx) = sink();
+        assert!(Connection::connect(free, s, Arc::new(Codecs::default()), retry).is_err());
+    }
+}
