@@ -152,7 +152,7 @@ pub(crate) struct Board {
 }
 
 pub(crate) enum MasterCommand {
-    Submit { app: StreamApplication, reply: oneshot::Sender<Result<AppId, SubmitError>> },
+    Submit { app: Box<StreamApplication>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
     Kill { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
 }
 
@@ -207,7 +207,7 @@ impl Master {
             tokio::select! {
                 c = commands.recv() => match c {
                     Some(MasterCommand::Submit { app, reply }) => {
-                        let _ = reply.send(self.submit(app));
+                        let _ = reply.send(self.submit(*app));
                     }
                     Some(MasterCommand::Kill { id, reply }) => {
                         let _ = reply.send(self.kill(id));
