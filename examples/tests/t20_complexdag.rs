@@ -6,8 +6,18 @@ use std::time::Duration;
 
 #[test]
 fn every_sink_sees_every_path_of_the_dag_once_per_message() {
+    check_paths(ClusterConfig::default());
+}
+
+#[test]
+fn every_path_arrives_over_tcp_too() {
+    let data_plane = gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() };
+    check_paths(ClusterConfig { data_plane, ..ClusterConfig::default() });
+}
+
+fn check_paths(config: ClusterConfig) {
     const MESSAGES: u64 = 2_000;
-    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let cluster = EmbeddedCluster::start(config);
     let client = cluster.client();
     let sink = PathSink::default();
     let app = complexdag::application(Some(MESSAGES), Some(sink.clone())).unwrap();

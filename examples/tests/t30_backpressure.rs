@@ -45,8 +45,20 @@ impl Task for Slow {
 
 #[test]
 fn slow_sink_bounds_every_queue_and_holds_back_the_source() {
+    check_backpressure(gearpump::DataPlane::InMemory);
+}
+
+#[test]
+fn back_pressure_works_the_same_over_tcp() {
+    check_backpressure(gearpump::DataPlane::Tcp {
+        host: [127, 0, 0, 1].into(),
+        retry: gearpump::RetryPolicy::default(),
+    });
+}
+
+fn check_backpressure(data_plane: gearpump::DataPlane) {
     let flow = FlowConfig::default();
-    let cluster = EmbeddedCluster::start(ClusterConfig { flow, ..ClusterConfig::default() });
+    let cluster = EmbeddedCluster::start(ClusterConfig { flow, data_plane, ..ClusterConfig::default() });
     let client = cluster.client();
     let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
     let middle = Processor::from_fn("Forward", 2, |_| Ok(Forward));

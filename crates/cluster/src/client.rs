@@ -31,7 +31,9 @@ impl ClusterClient {
     /// Submits an application; returns its id.
     pub fn submit(&self, app: StreamApplication) -> Result<AppId, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.master.send(MasterCommand::Submit { app: Box::new(app), reply }).map_err(|_| SubmitError::ClusterStopped)?;
+        self.master
+            .send(MasterCommand::Submit { app: Box::new(app), reply })
+            .map_err(|_| SubmitError::ClusterStopped)?;
         answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
     }
 

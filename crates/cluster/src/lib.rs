@@ -28,5 +28,5 @@ pub mod master;
 pub mod scheduler;
 
 pub use client::{ClusterClient, EmbeddedCluster, WaitError};
-pub use gearpump_streaming::{AppStats, AppStatus};
+pub use gearpump_streaming::{AppStats, AppStatus, DataPlane};
 pub use master::{AppSummary, ClusterConfig, KillError, SubmitError, WorkerSummary};

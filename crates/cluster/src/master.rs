@@ -4,7 +4,7 @@ use crate::scheduler;
 use gearpump_api::{AppError, StreamApplication};
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
-use gearpump_streaming::{AppStats, AppStatus, Runtime, ToMaster};
+use gearpump_streaming::{AppStats, AppStatus, DataPlane, Runtime, ToMaster};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     pub flow: FlowConfig,
     /// How often tasks report their clock (100 ms).
     pub clock_interval: Duration,
+    /// How tasks of different executors exchange messages: in memory (default), or over
+    /// loopback TCP exactly as between processes.
+    pub data_plane: DataPlane,
     /// The user recorded as the submitter.
     pub user: String,
 }
@@ -38,6 +41,7 @@ impl Default for ClusterConfig {
             task_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             flow: FlowConfig::default(),
             clock_interval: Duration::from_millis(100),
+            data_plane: DataPlane::InMemory,
             user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
         }
     }
@@ -279,6 +283,7 @@ impl Master {
             app,
             runtime: self.runtime.clone(),
             flow: self.config.flow,
+            data_plane: self.config.data_plane,
             clock_interval: self.config.clock_interval,
             to_master: self.to_master.clone(),
             stats,

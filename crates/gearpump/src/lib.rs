@@ -60,10 +60,12 @@ pub use gearpump_api::{
     TimerId, Timestamp, UserConfig, Value,
 };
 pub use gearpump_cluster::{
-    AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, EmbeddedCluster, KillError, SubmitError, WaitError,
+    AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, DataPlane, EmbeddedCluster, KillError, SubmitError,
+    WaitError,
 };
 pub use gearpump_core::{AppId, ProcessorId, TaskId};
 pub use gearpump_transport::FlowConfig;
+pub use gearpump_transport::tcp::RetryPolicy;
 
 /// Everything an application author usually needs, in one import.
 pub mod prelude {

@@ -2,7 +2,7 @@
 //! executors, runs the clock service, and decides when the application has succeeded, failed
 //! or been killed.
 
-use crate::executor::{Deployment, Executor, Runtime};
+use crate::executor::{DataPlane, Deployment, Executor, LaunchSpec, Runtime};
 use crate::task::TaskEvent;
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_clock::ClockService;
@@ -149,6 +149,8 @@ pub struct AppMasterSpec {
     pub runtime: Runtime,
     /// Flow-control settings.
     pub flow: FlowConfig,
+    /// The data plane between executors.
+    pub data_plane: DataPlane,
     /// How often tasks report their clocks (100 ms).
     pub clock_interval: Duration,
     /// Where it reports to the master.
@@ -252,7 +254,7 @@ fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockServi
 }
 
 async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMasterCommand>) {
-    let AppMasterSpec { app_id, app, runtime, flow, clock_interval, to_master, stats } = spec;
+    let AppMasterSpec { app_id, app, runtime, flow, data_plane, clock_interval, to_master, stats } = spec;
     let report = |status: AppStatus, error: Option<String>| {
         let _ = to_master.send(ToMaster::Status { app_id, status, error });
     };
@@ -275,7 +277,8 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let executors = place(&app, &allocation);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
-    let deployment = match Deployment::launch(&runtime, app_id, &app, executors, flow, session, &events_tx) {
+    let launch = LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane };
+    let deployment = match Deployment::launch(&launch, &app, executors) {
         Ok(d) => d,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };

@@ -1,20 +1,42 @@
-//! An executor: a group of tasks of one application, placed on one worker.
+//! Executors: groups of an application's tasks, each on a worker, and the data plane between
+//! them.
 //!
-//! In the embedded cluster every executor of every application lives in one process and shares
-//! one [`TaskPool`]; tasks find each other through the application's [`Directory`], and
-//! messages between them move without serialisation.
+//! With [`DataPlane::InMemory`] every executor of the process shares one [`Directory`] and
+//! messages between any two tasks move without serialisation. With [`DataPlane::Tcp`] each
+//! executor has its own directory and data server, and a message to a task of another executor
+//! is encoded onto a TCP connection, exactly as between processes; only tasks of the same
+//! executor exchange values in memory.
 
 use crate::pool::TaskPool;
-use crate::task::{Control, OutEdge, TaskCell, TaskEvent, TaskRunner};
+use crate::task::{Control, Destination, OutEdge, TaskCell, TaskEvent, TaskRunner};
 use crate::timer::Timers;
 use gearpump_api::{StartTime, StreamApplication, TaskError, TaskInfo};
-use gearpump_core::{AppId, ExecutorId, TaskId, WorkerId};
+use gearpump_core::{AppId, Codecs, ExecutorId, TaskId, Timestamp, WorkerId};
 use gearpump_transport::flow::FlowConfig;
+use gearpump_transport::tcp::{Connection, DataServer, FrameSink, RetryPolicy};
+use gearpump_transport::{AckMessage, DataBatch};
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Every task of an application, by id.
+/// How tasks of different executors exchange messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DataPlane {
+    /// By moving values in memory (the embedded cluster's default).
+    #[default]
+    InMemory,
+    /// Over TCP, one data server per executor bound on `host`.
+    Tcp {
+        /// The address executors bind and connect to.
+        host: IpAddr,
+        /// Connect retries.
+        retry: RetryPolicy,
+    },
+}
+
+/// Tasks reachable in memory, by id.
 #[derive(Default)]
 pub struct Directory {
     cells: HashMap<TaskId, Arc<TaskCell>>,
@@ -24,6 +46,29 @@ impl Directory {
     /// The cell of `task`.
     pub fn get(&self, task: TaskId) -> Option<&Arc<TaskCell>> {
         self.cells.get(&task)
+    }
+}
+
+/// Delivers frames arriving on an executor's connections to its tasks.
+struct ExecutorSink {
+    directory: Arc<Directory>,
+}
+
+impl FrameSink for ExecutorSink {
+    fn batch(&self, target: TaskId, batch: DataBatch, reply: &Arc<Connection>) {
+        match self.directory.get(target) {
+            Some(cell) => cell.push_batch_from(batch, Some(reply.clone())),
+            None => {
+                tracing::warn!(%target, peer = %reply.peer(), "Dropped a batch for a task this executor does not run.")
+            }
+        }
+    }
+
+    fn ack(&self, target: TaskId, ack: AckMessage) {
+        match self.directory.get(target) {
+            Some(cell) => cell.push_control(Control::Ack(ack)),
+            None => tracing::warn!(%target, "Dropped an Ack for a task this executor does not run."),
+        }
     }
 }
 
@@ -61,34 +106,62 @@ impl Runtime {
 pub struct Deployment {
     /// The executors and their tasks.
     pub executors: Vec<Executor>,
-    directory: Arc<Directory>,
     all: Vec<Arc<TaskCell>>,
+    cells: HashMap<TaskId, Arc<TaskCell>>,
+    /// Per executor (one shared entry for the in-memory data plane).
+    directories: Vec<Arc<Directory>>,
+    servers: Vec<DataServer>,
+    connections: Mutex<HashMap<(usize, usize), Arc<Connection>>>,
+}
+
+/// Everything [`Deployment::launch`] needs besides the application.
+pub struct LaunchSpec<'a> {
+    /// The process runtime.
+    pub runtime: &'a Runtime,
+    /// The application's id.
+    pub app_id: AppId,
+    /// Flow-control settings.
+    pub flow: FlowConfig,
+    /// The tasks' session.
+    pub session: u32,
+    /// Where tasks report.
+    pub events: &'a UnboundedSender<TaskEvent>,
+    /// The data plane between executors.
+    pub data_plane: DataPlane,
 }
 
 impl Deployment {
-    /// Creates every task of `app`, placed as `placement` says, wired to its downstream tasks.
+    /// Creates every task of `app`, placed on `executors`, wired to its downstream tasks.
     /// Nothing runs until [`Deployment::start`].
     pub fn launch(
-        runtime: &Runtime,
-        app_id: AppId,
+        spec: &LaunchSpec<'_>,
         app: &StreamApplication,
         executors: Vec<Executor>,
-        flow: FlowConfig,
-        session: u32,
-        events: &UnboundedSender<TaskEvent>,
     ) -> Result<Deployment, TaskError> {
-        let mut directory = Directory::default();
+        let mut per_executor: Vec<Directory> = executors.iter().map(|_| Directory::default()).collect();
         let mut all = Vec::new();
-        for ex in &executors {
+        let mut cells = HashMap::new();
+        for (e, ex) in executors.iter().enumerate() {
             for &task in &ex.tasks {
-                let cell = TaskCell::new(task, runtime.pool.shared().clone(), events.clone());
-                directory.cells.insert(task, cell.clone());
+                let cell = TaskCell::new(task, spec.runtime.pool.shared().clone(), spec.events.clone());
+                per_executor[e].cells.insert(task, cell.clone());
+                cells.insert(task, cell.clone());
                 all.push(cell);
             }
         }
-        let directory = Arc::new(directory);
-        let deployment = Deployment { executors, directory, all };
-        if let Err(e) = deployment.wire(runtime, app_id, app, flow, session) {
+        let directories: Vec<Arc<Directory>> = match spec.data_plane {
+            DataPlane::InMemory => vec![Arc::new(Directory { cells: cells.clone() })],
+            DataPlane::Tcp { .. } => per_executor.into_iter().map(Arc::new).collect(),
+        };
+        let mut deployment = Deployment {
+            executors,
+            all,
+            cells,
+            directories,
+            servers: Vec::new(),
+            connections: Mutex::new(HashMap::new()),
+        };
+        if let Err(e) = deployment.wire(spec, app) {
             // Installed runners hold their downstream cells; drop them or the cells leak.
             deployment.clear();
             return Err(e);
@@ -96,49 +169,98 @@ impl Deployment {
         Ok(deployment)
     }
 
+    fn executor_of(&self) -> HashMap<TaskId, usize> {
+        self.executors.iter().enumerate().flat_map(|(e, ex)| ex.tasks.iter().map(move |t| (*t, e))).collect()
+    }
+
     /// Builds every task and its outgoing edges, and installs its runner.
-    fn wire(
-        &self,
-        runtime: &Runtime,
-        app_id: AppId,
-        app: &StreamApplication,
-        flow: FlowConfig,
-        session: u32,
-    ) -> Result<(), TaskError> {
+    fn wire(&mut self, spec: &LaunchSpec<'_>, app: &StreamApplication) -> Result<(), TaskError> {
         let dag = app.dag();
-        let directory = &self.directory;
+        let codecs = Arc::new(app.codecs().clone());
+        let executor_of = self.executor_of();
+        let tcp = match spec.data_plane {
+            DataPlane::Tcp { host, retry } => {
+                for directory in &self.directories {
+                    let sink = Arc::new(ExecutorSink { directory: directory.clone() });
+                    let server = DataServer::bind(SocketAddr::new(host, 0), sink, codecs.clone())
+                        .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
+                    self.servers.push(server);
+                }
+                Some(retry)
+            }
+            DataPlane::InMemory => None,
+        };
         for cell in &self.all {
             let id = cell.id();
+            let mine = executor_of[&id];
             let processor = dag.processor(id.processor);
             let info = TaskInfo {
                 task_id: id,
                 parallelism: processor.parallelism,
-                app_id,
+                app_id: spec.app_id,
                 app_name: app.name().to_string(),
                 description: processor.description.clone(),
                 config: Arc::new(app.config().clone().merge(&processor.config)),
             };
             let task = (dag.factory(id.processor))(&info)
                 .map_err(|e| TaskError::msg(format!("creating task {id} of {:?}: {e}", processor.task_type)))?;
-            let edges = dag
-                .outgoing(id.processor)
-                .map(|edge| {
-                    let n = dag.processor(edge.to).parallelism;
-                    let targets = (0..n)
-                        .map(|i| {
-                            let t = TaskId { processor: edge.to, index: i };
-                            (t, directory.get(t).expect("every task of the DAG is placed").clone())
-                        })
-                        .collect();
-                    OutEdge::new(edge.partitioner.instantiate(), targets, flow)
-                })
-                .collect();
+            let mut edges = Vec::new();
+            for edge in dag.outgoing(id.processor) {
+                let n = dag.processor(edge.to).parallelism;
+                let mut targets = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    let t = TaskId { processor: edge.to, index: i };
+                    let theirs = executor_of[&t];
+                    let dest = match tcp {
+                        Some(retry) if theirs != mine => {
+                            Destination::Remote(self.connection(mine, theirs, retry, &codecs)?)
+                        }
+                        _ => Destination::Local(self.cells[&t].clone()),
+                    };
+                    targets.push((t, dest));
+                }
+                edges.push(OutEdge::new(edge.partitioner.instantiate(), targets, spec.flow));
+            }
             let is_source = dag.upstream(id.processor).is_empty();
-            let runner =
-                TaskRunner::new(task, info, cell, session, edges, is_source, runtime.timers.clone(), directory.clone());
+            let directory = self.directories[if tcp.is_some() { mine } else { 0 }].clone();
+            let runner = TaskRunner::new(
+                task,
+                info,
+                cell,
+                spec.session,
+                edges,
+                is_source,
+                spec.runtime.timers.clone(),
+                directory,
+            );
             cell.install(runner);
         }
         Ok(())
+    }
+
+    /// The connection from executor `from` to executor `to`, made on first use.
+    fn connection(
+        &self,
+        from: usize,
+        to: usize,
+        retry: RetryPolicy,
+        codecs: &Arc<Codecs>,
+    ) -> Result<Arc<Connection>, TaskError> {
+        let mut conns = self.connections.lock();
+        if let Some(c) = conns.get(&(from, to)) {
+            return Ok(c.clone());
+        }
+        let sink = Arc::new(ExecutorSink { directory: self.directories[from].clone() });
+        let addr = self.servers[to].local_addr();
+        let conn = Connection::connect(addr, sink, codecs.clone(), retry)
+            .map_err(|e| TaskError::msg(format!("connecting to the data port {addr}: {e}")))?;
+        conns.insert((from, to), conn.clone());
+        Ok(conn)
+    }
+
+    /// The data ports of the executors (TCP data plane only).
+    pub fn data_ports(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(DataServer::local_addr).collect()
     }
 
     /// Starts every task from `start`.
@@ -156,8 +278,8 @@ impl Deployment {
     }
 
     /// Tells `task` its upstream min clock.
-    pub fn upstream_clock(&self, task: TaskId, clock: gearpump_core::Timestamp) {
-        if let Some(cell) = self.directory.get(task) {
+    pub fn upstream_clock(&self, task: TaskId, clock: Timestamp) {
+        if let Some(cell) = self.cells.get(&task) {
             cell.push_control(Control::UpstreamClock(clock));
         }
     }
@@ -174,10 +296,16 @@ impl Deployment {
         &self.all
     }
 
-    /// Drops every runner, releasing the tasks.
+    /// Drops every runner (releasing the tasks) and closes the data plane.
     pub fn clear(&self) {
         for cell in &self.all {
             cell.clear();
+        }
+        for (_, c) in self.connections.lock().drain() {
+            c.close();
+        }
+        for s in &self.servers {
+            s.shutdown();
         }
     }
 }

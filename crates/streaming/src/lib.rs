@@ -32,5 +32,5 @@ mod timer;
 pub use appmaster::{
     AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, ProcessorStats, TaskStats, ToMaster,
 };
-pub use executor::{Deployment, Runtime};
+pub use executor::{DataPlane, Deployment, Runtime};
 pub use pool::TaskPool;

@@ -12,6 +12,7 @@ use crate::timer::{TimerTarget, Timers};
 use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, TaskIo, TimerId};
 use gearpump_core::{Message, TaskId, Timestamp};
 use gearpump_transport::flow::{FlowConfig, InboundFlow, OutboundFlow};
+use gearpump_transport::tcp::Connection;
 use gearpump_transport::{AckMessage, AckRequest, DataBatch, SessionId};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +57,8 @@ pub(crate) enum Input {
         messages: std::vec::IntoIter<Message>,
         ack_request: Option<AckRequest>,
         counted: bool,
+        /// The connection a remote batch came on; its Acks go back that way.
+        reply: Option<Arc<Connection>>,
     },
     SelfMessage(Message),
     Timer(TimerId),
@@ -145,8 +148,13 @@ impl TaskCell {
         }
     }
 
-    /// Delivers a batch from an upstream task.
+    /// Delivers a batch from an upstream task in this process.
     pub(crate) fn push_batch(self: &Arc<Self>, batch: DataBatch) {
+        self.push_batch_from(batch, None);
+    }
+
+    /// Delivers a batch, remembering the connection it came on (if remote) for its Acks.
+    pub(crate) fn push_batch_from(self: &Arc<Self>, batch: DataBatch, reply: Option<Arc<Connection>>) {
         let len = batch.messages.len();
         self.push_data(
             Input::Batch {
@@ -156,6 +164,7 @@ impl TaskCell {
                 messages: batch.messages.into_iter(),
                 ack_request: batch.ack_request,
                 counted: false,
+                reply,
             },
             len,
         );
@@ -230,10 +239,18 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Where a downstream task lives.
+pub(crate) enum Destination {
+    /// In this process: batches move into its mailbox.
+    Local(Arc<TaskCell>),
+    /// In another executor: batches are encoded onto the connection to it.
+    Remote(Arc<Connection>),
+}
+
 /// One downstream task of an edge.
 struct Target {
     id: TaskId,
-    cell: Arc<TaskCell>,
+    dest: Destination,
     buffer: Vec<Message>,
     flow: OutboundFlow,
     blocked: bool,
@@ -246,18 +263,14 @@ pub(crate) struct OutEdge {
 }
 
 impl OutEdge {
-    pub(crate) fn new(
-        partitioner: PartitionerInstance,
-        targets: Vec<(TaskId, Arc<TaskCell>)>,
-        flow: FlowConfig,
-    ) -> Self {
+    pub(crate) fn new(partitioner: PartitionerInstance, targets: Vec<(TaskId, Destination)>, flow: FlowConfig) -> Self {
         OutEdge {
             partitioner,
             targets: targets
                 .into_iter()
-                .map(|(id, cell)| Target {
+                .map(|(id, dest)| Target {
                     id,
-                    cell,
+                    dest,
                     buffer: Vec::with_capacity(flow.ack_once_every as usize),
                     flow: OutboundFlow::new(flow),
                     blocked: false,
@@ -285,6 +298,8 @@ struct RunnerIo {
     max_output_ts: Timestamp,
     sent: u64,
     multicast: Vec<u32>,
+    /// A send that failed during a callback; the runner fails the task with it.
+    error: Option<String>,
 }
 
 impl RunnerIo {
@@ -294,8 +309,10 @@ impl RunnerIo {
         let ts = msg.timestamp();
         t.buffer.push(msg);
         self.sent += 1;
-        if let Some(req) = t.flow.on_send(ts) {
-            Self::flush(self.me, self.session, t, Some(req));
+        if let Some(req) = t.flow.on_send(ts)
+            && let Err(err) = Self::flush(self.me, self.session, t, Some(req))
+        {
+            self.error.get_or_insert(err);
         }
         if !t.blocked && !t.flow.allows_more() {
             t.blocked = true;
@@ -303,29 +320,48 @@ impl RunnerIo {
         }
     }
 
-    fn flush(me: TaskId, session: SessionId, t: &mut Target, ack_request: Option<AckRequest>) {
+    /// Sends the target's buffered messages (and an AckRequest after them). A value that
+    /// cannot be encoded for a remote target is an error for the task.
+    fn flush(me: TaskId, session: SessionId, t: &mut Target, ack_request: Option<AckRequest>) -> Result<(), String> {
         if t.buffer.is_empty() && ack_request.is_none() {
-            return;
+            return Ok(());
         }
-        let capacity = t.buffer.capacity();
-        let messages = std::mem::replace(&mut t.buffer, Vec::with_capacity(capacity));
-        t.cell.push_batch(DataBatch { from: me, session, messages, ack_request });
+        match &t.dest {
+            Destination::Local(cell) => {
+                let capacity = t.buffer.capacity();
+                let messages = std::mem::replace(&mut t.buffer, Vec::with_capacity(capacity));
+                cell.push_batch(DataBatch { from: me, session, messages, ack_request });
+                Ok(())
+            }
+            Destination::Remote(conn) => {
+                let sent = conn.send_batch(t.id, me, session, &t.buffer, ack_request);
+                t.buffer.clear();
+                sent.map_err(|e| format!("sending to {}: {e}", t.id))
+            }
+        }
     }
 
     fn flush_all(&mut self) {
         for e in &mut self.edges {
             for t in &mut e.targets {
-                if !t.buffer.is_empty() {
-                    Self::flush(self.me, self.session, t, None);
+                if !t.buffer.is_empty()
+                    && let Err(err) = Self::flush(self.me, self.session, t, None)
+                {
+                    self.error.get_or_insert(err);
                 }
             }
         }
     }
 
-    fn for_each_target(&mut self, mut f: impl FnMut(TaskId, SessionId, &mut Target)) {
+    /// Sends an AckRequest to every target for which `request` gives one.
+    fn request_acks(&mut self, mut request: impl FnMut(&mut OutboundFlow) -> Option<AckRequest>) {
         for e in &mut self.edges {
             for t in &mut e.targets {
-                f(self.me, self.session, t);
+                if let Some(req) = request(&mut t.flow)
+                    && let Err(err) = Self::flush(self.me, self.session, t, Some(req))
+                {
+                    self.error.get_or_insert(err);
+                }
             }
         }
     }
@@ -465,6 +501,7 @@ impl TaskRunner {
                 max_output_ts: Timestamp::MIN,
                 sent: 0,
                 multicast: Vec::new(),
+                error: None,
             },
             info,
             inbound: InboundFlow::default(),
@@ -507,7 +544,7 @@ impl TaskRunner {
         while budget > 0 && self.started && self.io.blocked_targets == 0 && !self.done {
             let Some(input) = self.local.front_mut() else { break };
             match input {
-                Input::Batch { from, session, len, messages, ack_request, counted } => {
+                Input::Batch { from, session, len, messages, ack_request, counted, reply } => {
                     let (from, session) = (*from, *session);
                     if !*counted {
                         *counted = true;
@@ -532,6 +569,7 @@ impl TaskRunner {
                     }
                     if messages.len() == 0 {
                         let req = ack_request.take();
+                        let reply = reply.take();
                         // Uncount before acking: the Ack lets the sender refill the queue.
                         if *len > 0 {
                             cell.counters.queued.fetch_sub(*len as u64, Ordering::Relaxed);
@@ -539,9 +577,16 @@ impl TaskRunner {
                         self.local.pop_front();
                         if let Some(req) = req
                             && let Some(ack) = self.inbound.on_ack_request(from, session, req)
-                            && let Some(sender) = self.directory.get(from)
                         {
-                            sender.push_control(Control::Ack(AckMessage { from: cell.id, session, ack }));
+                            let ack = AckMessage { from: cell.id, session, ack };
+                            match reply {
+                                Some(conn) => conn.send_ack(from, &ack),
+                                None => {
+                                    if let Some(sender) = self.directory.get(from) {
+                                        sender.push_control(Control::Ack(ack));
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -570,8 +615,16 @@ impl TaskRunner {
             if !self.io.self_queue.is_empty() {
                 self.local.extend(self.io.self_queue.drain(..).map(Input::SelfMessage));
             }
+            if let Some(e) = self.io.error.take() {
+                self.fail(cell, e);
+            }
         }
         self.io.flush_all();
+        if let Some(e) = self.io.error.take()
+            && !self.done
+        {
+            self.fail(cell, e);
+        }
         cell.counters.received.store(self.received, Ordering::Relaxed);
         cell.counters.sent.store(self.io.sent, Ordering::Relaxed);
         cell.counters.max_pending.fetch_max(self.io.current_max_pending(), Ordering::Relaxed);
@@ -590,10 +643,7 @@ impl TaskRunner {
                 self.io.upstream_clock = start.0;
                 self.io.max_output_ts = start.0;
                 // Register this session with every downstream task before any message.
-                self.io.for_each_target(|me, session, t| {
-                    let req = t.flow.initial_request();
-                    TaskRunner::send_request(me, session, t, req);
-                });
+                self.io.request_acks(|flow| Some(flow.initial_request()));
                 let mut ctx = TaskContext::new(&self.info, &mut self.io);
                 if let Err(e) = self.task.on_start(&mut ctx, start) {
                     self.fail(cell, e.to_string());
@@ -620,11 +670,7 @@ impl TaskRunner {
                 if !self.started || self.done {
                     return;
                 }
-                self.io.for_each_target(|me, session, t| {
-                    if let Some(req) = t.flow.idle_request() {
-                        TaskRunner::send_request(me, session, t, req);
-                    }
-                });
+                self.io.request_acks(OutboundFlow::idle_request);
                 let own = self.task.watermark().unwrap_or(if self.is_source {
                     self.io.max_output_ts
                 } else {
@@ -658,9 +704,5 @@ impl TaskRunner {
                 let _ = cell.events.send(TaskEvent::Stopped { task: cell.id });
             }
         }
-    }
-
-    fn send_request(me: TaskId, session: SessionId, t: &mut Target, req: AckRequest) {
-        RunnerIo::flush(me, session, t, Some(req));
     }
 }
