@@ -35,9 +35,24 @@ pub fn main_with(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::Exi
     }
 }
 
+/// The examples' `-dataPlane`: `memory` (default) or `tcp` (every edge between executors on a
+/// loopback TCP connection, as between processes).
+pub fn data_plane(name: &str) -> anyhow::Result<gearpump::DataPlane> {
+    match name {
+        "memory" => Ok(gearpump::DataPlane::InMemory),
+        "tcp" => Ok(gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() }),
+        other => anyhow::bail!("-dataPlane must be memory or tcp, got {other:?}"),
+    }
+}
+
 /// Runs an example application on the embedded cluster and prints its summary line.
-pub fn run_example(app: gearpump::StreamApplication, runseconds: i64) -> anyhow::Result<()> {
-    let options = gearpump::RunOptions { run_for: run_for(runseconds), ..Default::default() };
+pub fn run_example(
+    app: gearpump::StreamApplication,
+    runseconds: i64,
+    data_plane: gearpump::DataPlane,
+) -> anyhow::Result<()> {
+    let cluster = gearpump::ClusterConfig { data_plane, ..Default::default() };
+    let options = gearpump::RunOptions { run_for: run_for(runseconds), cluster };
     let report = gearpump::run(app, options)?;
     println!("{}", report.summary_line());
     if report.summary.status == gearpump::AppStatus::Failed {

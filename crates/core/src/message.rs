@@ -46,10 +46,19 @@ where
     }
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let bytes = postcard::to_stdvec(self)
-            .map_err(|e| CodecError::Encode { type_name: std::any::type_name::<T>(), reason: e.to_string() })?;
-        out.extend_from_slice(&bytes);
-        Ok(())
+        // Straight into the frame buffer: no intermediate allocation per message.
+        let len = out.len();
+        let taken = std::mem::take(out);
+        match postcard::to_extend(self, taken) {
+            Ok(extended) => {
+                *out = extended;
+                Ok(())
+            }
+            Err(e) => Err(CodecError::Encode {
+                type_name: std::any::type_name::<T>(),
+                reason: format!("{e} (at byte {len})"),
+            }),
+        }
     }
 }
 

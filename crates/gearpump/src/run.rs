@@ -54,7 +54,17 @@ impl RunReport {
         if secs > 0.0 { self.messages_processed() as f64 / secs } else { 0.0 }
     }
 
-    /// One line: how the application ended, messages processed, messages/s.
+    /// Receive latency at the sink processors: the worst task's median and 99th percentile,
+    /// in microseconds.
+    pub fn sink_latency(&self) -> Option<(u64, u64)> {
+        let tasks = self.stats.processors.iter().filter(|p| self.sinks.contains(&p.id)).flat_map(|p| &p.tasks);
+        let latencies: Vec<_> = tasks.filter_map(|t| t.latency).collect();
+        let p50 = latencies.iter().map(|l| l.p50_us).max()?;
+        let p99 = latencies.iter().map(|l| l.p99_us).max()?;
+        Some((p50, p99))
+    }
+
+    /// One line: how the application ended, messages processed, messages/s, latency.
     pub fn summary_line(&self) -> String {
         let mut line = format!(
             "Summary: application {} (app {}) {} after {:.1} s: {} messages processed, {:.0} messages/s",
@@ -65,6 +75,9 @@ impl RunReport {
             self.messages_processed(),
             self.messages_per_second()
         );
+        if let Some((p50, p99)) = self.sink_latency() {
+            line.push_str(&format!(", receive latency p50 {:.3} ms, p99 {:.3} ms", p50 as f64 / 1e3, p99 as f64 / 1e3));
+        }
         if let Some(e) = &self.summary.error {
             line.push_str(&format!(" (error: {e})"));
         }

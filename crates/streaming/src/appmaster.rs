@@ -70,6 +70,21 @@ pub struct TaskStats {
     pub max_pending: u64,
     /// Its last reported min clock.
     pub clock: Timestamp,
+    /// Receive latency of its input, if it has any.
+    pub latency: Option<Latency>,
+}
+
+/// Receive-latency percentiles: from a batch's flush at the sender to its processing here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latency {
+    /// Samples (one per batch of up to `ack_once_every` messages).
+    pub samples: u64,
+    /// Median, in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, in microseconds.
+    pub p99_us: u64,
+    /// 99.9th percentile, in microseconds.
+    pub p999_us: u64,
 }
 
 /// One processor's counters, summed over its tasks.
@@ -233,6 +248,15 @@ fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockServi
             max_queued: c.max_queued.load(Ordering::Relaxed),
             max_pending: c.max_pending.load(Ordering::Relaxed),
             clock: Timestamp(c.clock.load(Ordering::Relaxed)),
+            latency: match c.latency_samples.load(Ordering::Relaxed) {
+                0 => None,
+                samples => Some(Latency {
+                    samples,
+                    p50_us: c.latency_p50_us.load(Ordering::Relaxed),
+                    p99_us: c.latency_p99_us.load(Ordering::Relaxed),
+                    p999_us: c.latency_p999_us.load(Ordering::Relaxed),
+                }),
+            },
         };
         let p = &mut processors[cell.id().processor.0 as usize];
         p.received += s.received;

@@ -12,9 +12,10 @@ use crate::task::{Control, Destination, OutEdge, TaskCell, TaskEvent, TaskRunner
 use crate::timer::Timers;
 use gearpump_api::{StartTime, StreamApplication, TaskError, TaskInfo};
 use gearpump_core::{AppId, Codecs, ExecutorId, TaskId, Timestamp, WorkerId};
+use gearpump_transport::AckMessage;
 use gearpump_transport::flow::FlowConfig;
 use gearpump_transport::tcp::{Connection, DataServer, FrameSink, RetryPolicy};
-use gearpump_transport::{AckMessage, DataBatch};
+use gearpump_transport::wire::EncodedBatch;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -55,9 +56,9 @@ struct ExecutorSink {
 }
 
 impl FrameSink for ExecutorSink {
-    fn batch(&self, target: TaskId, batch: DataBatch, reply: &Arc<Connection>) {
+    fn batch(&self, target: TaskId, batch: EncodedBatch, reply: &Arc<Connection>) {
         match self.directory.get(target) {
-            Some(cell) => cell.push_batch_from(batch, Some(reply.clone())),
+            Some(cell) => cell.push_encoded(batch, reply.clone()),
             None => {
                 tracing::warn!(%target, peer = %reply.peer(), "Dropped a batch for a task this executor does not run.")
             }

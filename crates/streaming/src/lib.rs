@@ -30,7 +30,7 @@ pub mod task;
 mod timer;
 
 pub use appmaster::{
-    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, ProcessorStats, TaskStats, ToMaster,
+    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, Latency, ProcessorStats, TaskStats, ToMaster,
 };
 pub use executor::{DataPlane, Deployment, Runtime};
 pub use pool::TaskPool;

@@ -13,7 +13,8 @@ use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, 
 use gearpump_core::{Message, TaskId, Timestamp};
 use gearpump_transport::flow::{FlowConfig, InboundFlow, OutboundFlow};
 use gearpump_transport::tcp::Connection;
-use gearpump_transport::{AckMessage, AckRequest, DataBatch, SessionId};
+use gearpump_transport::wire::{BatchHeader, EncodedBatch};
+use gearpump_transport::{AckMessage, AckRequest, DataBatch, SessionId, now_nanos};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -59,6 +60,10 @@ pub(crate) enum Input {
         counted: bool,
         /// The connection a remote batch came on; its Acks go back that way.
         reply: Option<Arc<Connection>>,
+        /// The latency probe: when the sender flushed the batch (ns since the epoch).
+        sent_at: u64,
+        /// A remote batch's messages, still encoded: decoded when the task reaches them.
+        encoded: Option<EncodedBatch>,
     },
     SelfMessage(Message),
     Timer(TimerId),
@@ -94,6 +99,14 @@ pub struct TaskCounters {
     pub max_pending: AtomicU64,
     /// The task's last reported min clock.
     pub clock: AtomicI64,
+    /// Receive-latency samples (one per input batch).
+    pub latency_samples: AtomicU64,
+    /// Receive latency, median, in microseconds.
+    pub latency_p50_us: AtomicU64,
+    /// Receive latency, 99th percentile, in microseconds.
+    pub latency_p99_us: AtomicU64,
+    /// Receive latency, 99.9th percentile, in microseconds.
+    pub latency_p999_us: AtomicU64,
 }
 
 /// A task's mailbox and runner.
@@ -153,6 +166,25 @@ impl TaskCell {
         self.push_batch_from(batch, None);
     }
 
+    /// Delivers a batch that came over `reply`, its messages still encoded.
+    pub(crate) fn push_encoded(self: &Arc<Self>, batch: EncodedBatch, reply: Arc<Connection>) {
+        let len = batch.count as usize;
+        self.push_data(
+            Input::Batch {
+                from: batch.from,
+                session: batch.session,
+                len,
+                messages: Vec::new().into_iter(),
+                ack_request: batch.ack_request,
+                counted: false,
+                reply: Some(reply),
+                sent_at: batch.sent_at,
+                encoded: Some(batch),
+            },
+            len,
+        );
+    }
+
     /// Delivers a batch, remembering the connection it came on (if remote) for its Acks.
     pub(crate) fn push_batch_from(self: &Arc<Self>, batch: DataBatch, reply: Option<Arc<Connection>>) {
         let len = batch.messages.len();
@@ -165,6 +197,8 @@ impl TaskCell {
                 ack_request: batch.ack_request,
                 counted: false,
                 reply,
+                sent_at: batch.sent_at,
+                encoded: None,
             },
             len,
         );
@@ -330,11 +364,12 @@ impl RunnerIo {
             Destination::Local(cell) => {
                 let capacity = t.buffer.capacity();
                 let messages = std::mem::replace(&mut t.buffer, Vec::with_capacity(capacity));
-                cell.push_batch(DataBatch { from: me, session, messages, ack_request });
+                cell.push_batch(DataBatch { from: me, session, messages, ack_request, sent_at: now_nanos() });
                 Ok(())
             }
             Destination::Remote(conn) => {
-                let sent = conn.send_batch(t.id, me, session, &t.buffer, ack_request);
+                let header = BatchHeader { target: t.id, from: me, session, sent_at: now_nanos(), ack_request };
+                let sent = conn.send_batch(header, &t.buffer);
                 t.buffer.clear();
                 sent.map_err(|e| format!("sending to {}: {e}", t.id))
             }
@@ -463,6 +498,8 @@ pub(crate) struct TaskRunner {
     done: bool,
     directory: Arc<crate::executor::Directory>,
     received: u64,
+    /// Receive latency (µs) of this task's input batches: flush at the sender to processed here.
+    latency: hdrhistogram::Histogram<u64>,
 }
 
 impl TaskRunner {
@@ -511,6 +548,7 @@ impl TaskRunner {
             done: false,
             directory,
             received: 0,
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
         }
     }
 
@@ -544,7 +582,7 @@ impl TaskRunner {
         while budget > 0 && self.started && self.io.blocked_targets == 0 && !self.done {
             let Some(input) = self.local.front_mut() else { break };
             match input {
-                Input::Batch { from, session, len, messages, ack_request, counted, reply } => {
+                Input::Batch { from, session, len, messages, ack_request, counted, reply, sent_at, encoded } => {
                     let (from, session) = (*from, *session);
                     if !*counted {
                         *counted = true;
@@ -555,6 +593,19 @@ impl TaskRunner {
                             continue;
                         }
                         self.received += *len as u64;
+                        if let Some(enc) = encoded.take() {
+                            let codecs = reply.as_ref().map(|c| c.codecs().clone()).unwrap_or_default();
+                            match enc.decode(&codecs) {
+                                Ok(decoded) => *messages = decoded.into_iter(),
+                                Err(e) => {
+                                    // The sender's binary and ours disagree on a type, or the
+                                    // stream is corrupt: nothing safe to do but stop.
+                                    let error = format!("cannot decode a batch from {from}: {e}");
+                                    Self::fail_task(&mut self.done, cell, error);
+                                    break;
+                                }
+                            }
+                        }
                     }
                     for msg in messages.by_ref() {
                         budget -= 1;
@@ -570,6 +621,10 @@ impl TaskRunner {
                     if messages.len() == 0 {
                         let req = ack_request.take();
                         let reply = reply.take();
+                        if *sent_at > 0 {
+                            let micros = now_nanos().saturating_sub(*sent_at) / 1_000;
+                            self.latency.saturating_record(micros.max(1));
+                        }
                         // Uncount before acking: the Ack lets the sender refill the queue.
                         if *len > 0 {
                             cell.counters.queued.fetch_sub(*len as u64, Ordering::Relaxed);
@@ -679,6 +734,12 @@ impl TaskRunner {
                 let upstream = if self.is_source { Timestamp::MAX } else { self.io.upstream_clock };
                 let clock = own.min(upstream).min(self.io.min_unacked());
                 cell.counters.clock.store(clock.0, Ordering::Relaxed);
+                let l = &self.latency;
+                let c = &cell.counters;
+                c.latency_samples.store(l.len(), Ordering::Relaxed);
+                c.latency_p50_us.store(l.value_at_quantile(0.5), Ordering::Relaxed);
+                c.latency_p99_us.store(l.value_at_quantile(0.99), Ordering::Relaxed);
+                c.latency_p999_us.store(l.value_at_quantile(0.999), Ordering::Relaxed);
                 let _ = cell.events.send(TaskEvent::Clock { task: cell.id, clock });
             }
             Control::UpstreamClock(clock) => {

@@ -56,6 +56,14 @@ pub struct DataBatch {
     pub messages: Vec<Message>,
     /// An AckRequest to answer after the messages.
     pub ack_request: Option<AckRequest>,
+    /// When the batch left the sender, in nanoseconds since the Unix epoch (0: unknown): the
+    /// latency probe. The receiver records the time from it to when the batch is processed.
+    pub sent_at: u64,
+}
+
+/// Now, in nanoseconds since the Unix epoch (for [`DataBatch::sent_at`]).
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 /// An Ack from a downstream task back to the sender.

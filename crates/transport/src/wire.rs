@@ -3,7 +3,7 @@
 //! ```text
 //! frame  = len:u32le  body            (len = body length, at most MAX_FRAME)
 //! body   = 0 "GPDP" version:u16le                                    Hello (first frame)
-//!        | 1 target:u64 from:u64 session:u32 req:u8 [seq:u32 sent:u64]
+//!        | 1 target:u64 from:u64 session:u32 sent_at:u64 req:u8 [seq:u32 sent:u64]
 //!            count:u32 message*                                      Batch
 //!        | 2 target:u64 from:u64 session:u32 seq:u32 received:u64     Ack
 //! message = ts:i64 tag:u8 [hash:u64 namelen:u16 name] len:u32 bytes
@@ -14,6 +14,39 @@
 //! means "as the previous message". All integers are little-endian.
 
 use crate::{AckMessage, AckRequest, DataBatch, flow::Ack};
+
+/// Decodes a whole frame body, a batch's messages included (for tests and tools).
+pub fn decode_body(body: &[u8], codecs: &Codecs) -> Result<DecodedFrame, WireError> {
+    Ok(match decode_frame(body.to_vec())? {
+        Frame::Hello { version } => DecodedFrame::Hello { version },
+        Frame::Batch { target, batch } => DecodedFrame::Batch { target, batch: batch.into_batch(codecs)? },
+        Frame::Ack { target, ack } => DecodedFrame::Ack { target, ack },
+    })
+}
+
+/// A frame with a batch's messages decoded.
+#[derive(Debug)]
+pub enum DecodedFrame {
+    /// See [`Frame::Hello`].
+    Hello {
+        /// The peer's version.
+        version: u16,
+    },
+    /// See [`Frame::Batch`].
+    Batch {
+        /// The receiving task.
+        target: TaskId,
+        /// The batch.
+        batch: DataBatch,
+    },
+    /// See [`Frame::Ack`].
+    Ack {
+        /// The sending task.
+        target: TaskId,
+        /// The Ack.
+        ack: AckMessage,
+    },
+}
 use gearpump_core::{CodecError, Codecs, Message, TaskId, Timestamp, Value};
 use std::any::{Any, TypeId};
 
@@ -28,6 +61,68 @@ const HELLO: u8 = 0;
 const BATCH: u8 = 1;
 const ACK: u8 = 2;
 
+/// A batch whose header is decoded and whose messages are still bytes. The receiving task
+/// decodes them ([`EncodedBatch::decode`]) on its own thread, so values are allocated and
+/// dropped by the same thread and the connection's reader stays light.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    /// The sending task.
+    pub from: TaskId,
+    /// The sender's session.
+    pub session: u32,
+    /// The latency probe.
+    pub sent_at: u64,
+    /// The AckRequest following the messages.
+    pub ack_request: Option<AckRequest>,
+    /// How many messages.
+    pub count: u32,
+    body: Vec<u8>,
+    offset: usize,
+}
+
+impl EncodedBatch {
+    /// Decodes the messages.
+    pub fn decode(&self, codecs: &Codecs) -> Result<Vec<Message>, WireError> {
+        let mut c = Cursor(&self.body[self.offset..]);
+        let count = self.count as usize;
+        // Each message takes at least 17 bytes: never trust a count beyond what is there.
+        let mut messages = Vec::with_capacity(count.min(c.0.len() / 17));
+        let mut codec = None;
+        for _ in 0..count {
+            let ts = Timestamp(c.u64("a timestamp")? as i64);
+            if c.u8("a type tag")? != 0 {
+                let hash = c.u64("a type hash")?;
+                let name_len = c.u16("a type name length")? as usize;
+                let name = c.take(name_len, "a type name")?;
+                codec = Some(codecs.for_hash(hash).ok_or_else(|| WireError::UnknownType {
+                    hash,
+                    name: String::from_utf8_lossy(name).into_owned(),
+                })?);
+            }
+            let len = c.u32("a value length")? as usize;
+            let bytes = c.take(len, "a value")?;
+            let value = codec.ok_or(WireError::NoType)?.decode(bytes)?;
+            messages.push(Message::from_shared(value, ts));
+        }
+        if !c.0.is_empty() {
+            return Err(WireError::Trailing(c.0.len()));
+        }
+        Ok(messages)
+    }
+
+    /// Decodes the messages into a [`DataBatch`].
+    pub fn into_batch(self, codecs: &Codecs) -> Result<DataBatch, WireError> {
+        let messages = self.decode(codecs)?;
+        Ok(DataBatch {
+            from: self.from,
+            session: self.session,
+            messages,
+            ack_request: self.ack_request,
+            sent_at: self.sent_at,
+        })
+    }
+}
+
 /// A decoded frame.
 #[derive(Debug)]
 pub enum Frame {
@@ -40,8 +135,8 @@ pub enum Frame {
     Batch {
         /// The receiving task.
         target: TaskId,
-        /// The batch.
-        batch: DataBatch,
+        /// The batch, its messages still encoded.
+        batch: EncodedBatch,
     },
     /// An Ack for the sending task `target`.
     Ack {
@@ -132,21 +227,35 @@ pub fn encode_ack(out: &mut Vec<u8>, target: TaskId, ack: &AckMessage) {
     finish(out, at);
 }
 
-/// Appends a Batch frame for `target`. On an encoding error nothing is appended.
+/// The header of a Batch frame.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchHeader {
+    /// The receiving task.
+    pub target: TaskId,
+    /// The sending task.
+    pub from: TaskId,
+    /// The sender's session.
+    pub session: u32,
+    /// The latency probe: when the batch left, in nanoseconds since the epoch.
+    pub sent_at: u64,
+    /// An AckRequest following the messages.
+    pub ack_request: Option<AckRequest>,
+}
+
+/// Appends a Batch frame. On an encoding error nothing is appended.
 pub fn encode_batch(
     out: &mut Vec<u8>,
-    target: TaskId,
-    from: TaskId,
-    session: u32,
+    h: BatchHeader,
     messages: &[Message],
-    ack_request: Option<AckRequest>,
     codecs: &Codecs,
 ) -> Result<(), CodecError> {
+    let BatchHeader { target, from, session, sent_at, ack_request } = h;
     let start = out.len();
     let at = begin(out, BATCH);
     put_u64(out, target.to_u64());
     put_u64(out, from.to_u64());
     put_u32(out, session);
+    put_u64(out, sent_at);
     match ack_request {
         Some(req) => {
             out.push(1);
@@ -230,9 +339,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes a frame body (everything after the length prefix).
-pub fn decode_body(body: &[u8], codecs: &Codecs) -> Result<Frame, WireError> {
-    let mut c = Cursor(body);
+/// Decodes a frame body (everything after the length prefix). A batch's messages are left
+/// encoded; see [`EncodedBatch::decode`].
+pub fn decode_frame(body: Vec<u8>) -> Result<Frame, WireError> {
+    let mut c = Cursor(&body);
     let frame = match c.u8("the frame kind")? {
         HELLO => {
             let magic: [u8; 4] = c.take(4, "the magic")?.try_into().expect("4 bytes");
@@ -246,31 +356,16 @@ pub fn decode_body(body: &[u8], codecs: &Codecs) -> Result<Frame, WireError> {
             let target = TaskId::from_u64(c.u64("the target")?);
             let from = TaskId::from_u64(c.u64("the sender")?);
             let session = c.u32("the session")?;
+            let sent_at = c.u64("the send time")?;
             let ack_request = match c.u8("the AckRequest flag")? {
                 0 => None,
                 _ => Some(AckRequest { seq: c.u32("the AckRequest seq")?, sent: c.u64("the AckRequest count")? }),
             };
-            let count = c.u32("the message count")? as usize;
-            // Each message takes at least 17 bytes: never trust a count beyond what is there.
-            let mut messages = Vec::with_capacity(count.min(c.0.len() / 17));
-            let mut codec = None;
-            for _ in 0..count {
-                let ts = Timestamp(c.u64("a timestamp")? as i64);
-                if c.u8("a type tag")? != 0 {
-                    let hash = c.u64("a type hash")?;
-                    let name_len = c.u16("a type name length")? as usize;
-                    let name = c.take(name_len, "a type name")?;
-                    codec = Some(codecs.for_hash(hash).ok_or_else(|| WireError::UnknownType {
-                        hash,
-                        name: String::from_utf8_lossy(name).into_owned(),
-                    })?);
-                }
-                let len = c.u32("a value length")? as usize;
-                let bytes = c.take(len, "a value")?;
-                let value = codec.ok_or(WireError::NoType)?.decode(bytes)?;
-                messages.push(Message::from_shared(value, ts));
-            }
-            Frame::Batch { target, batch: DataBatch { from, session, messages, ack_request } }
+            let count = c.u32("the message count")?;
+            let offset = body.len() - c.0.len();
+            let batch = EncodedBatch { from, session, sent_at, ack_request, count, body: Vec::new(), offset };
+            // The messages are checked when the receiving task decodes them.
+            return Ok(Frame::Batch { target, batch: EncodedBatch { body, ..batch } });
         }
         ACK => {
             let target = TaskId::from_u64(c.u64("the target")?);
@@ -291,6 +386,10 @@ pub fn decode_body(body: &[u8], codecs: &Codecs) -> Result<Frame, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header() -> BatchHeader {
+        BatchHeader { target: TaskId::new(1, 0), from: TaskId::new(0, 0), session: 1, sent_at: 0, ack_request: None }
+    }
 
     fn split(buf: &[u8]) -> Vec<&[u8]> {
         let mut frames = Vec::new();
@@ -314,16 +413,26 @@ mod tests {
             Message::new(7u64, Timestamp(-3)),
         ];
         let req = Some(AckRequest { seq: 4, sent: 300 });
-        encode_batch(&mut buf, TaskId::new(1, 2), TaskId::new(0, 5), 9, &messages, req, &codecs).unwrap();
+        let h = BatchHeader {
+            target: TaskId::new(1, 2),
+            from: TaskId::new(0, 5),
+            session: 9,
+            sent_at: 77,
+            ack_request: req,
+        };
+        encode_batch(&mut buf, h, &messages, &codecs).unwrap();
         let ack = AckMessage { from: TaskId::new(1, 2), session: 9, ack: Ack { seq: 4, received: 300 } };
         encode_ack(&mut buf, TaskId::new(0, 5), &ack);
         let frames = split(&buf);
         assert_eq!(frames.len(), 3);
-        assert!(matches!(decode_body(frames[0], &codecs).unwrap(), Frame::Hello { version: VERSION }));
+        assert!(matches!(decode_body(frames[0], &codecs).unwrap(), DecodedFrame::Hello { version: VERSION }));
         match decode_body(frames[1], &codecs).unwrap() {
-            Frame::Batch { target, batch } => {
+            DecodedFrame::Batch { target, batch } => {
                 assert_eq!(target, TaskId::new(1, 2));
-                assert_eq!((batch.from, batch.session, batch.ack_request), (TaskId::new(0, 5), 9, req));
+                assert_eq!(
+                    (batch.from, batch.session, batch.ack_request, batch.sent_at),
+                    (TaskId::new(0, 5), 9, req, 77)
+                );
                 let got: Vec<_> = batch.messages.iter().map(|m| (format!("{:?}", m.value()), m.timestamp())).collect();
                 assert_eq!(
                     got,
@@ -337,7 +446,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match decode_body(frames[2], &codecs).unwrap() {
-            Frame::Ack { target, ack: got } => assert_eq!((target, got), (TaskId::new(0, 5), ack)),
+            DecodedFrame::Ack { target, ack: got } => assert_eq!((target, got), (TaskId::new(0, 5), ack)),
             other => panic!("{other:?}"),
         }
     }
@@ -347,7 +456,7 @@ mod tests {
         let codecs = Codecs::default();
         let words: Vec<_> = (0..10).map(|i| Message::new(i.to_string(), Timestamp(i))).collect();
         let mut buf = Vec::new();
-        encode_batch(&mut buf, TaskId::new(1, 0), TaskId::new(0, 0), 1, &words, None, &codecs).unwrap();
+        encode_batch(&mut buf, header(), &words, &codecs).unwrap();
         let name = std::any::type_name::<String>().as_bytes();
         assert_eq!(buf.windows(name.len()).filter(|w| *w == name).count(), 1);
     }
@@ -358,7 +467,7 @@ mod tests {
         struct Mine(u8);
         let mut buf = vec![1, 2, 3];
         let msgs = vec![Message::new(1u64, Timestamp(0)), Message::new(Mine(1), Timestamp(0))];
-        let err = encode_batch(&mut buf, TaskId::new(1, 0), TaskId::new(0, 0), 1, &msgs, None, &Codecs::default());
+        let err = encode_batch(&mut buf, header(), &msgs, &Codecs::default());
         assert!(err.unwrap_err().to_string().contains("Mine"));
         assert_eq!(buf, vec![1, 2, 3]);
     }
@@ -368,7 +477,7 @@ mod tests {
         let codecs = Codecs::default();
         let mut good = Vec::new();
         let msgs: Vec<_> = (0..5).map(|i| Message::new(format!("m{i}"), Timestamp(i))).collect();
-        encode_batch(&mut good, TaskId::new(1, 0), TaskId::new(0, 0), 1, &msgs, None, &codecs).unwrap();
+        encode_batch(&mut good, header(), &msgs, &codecs).unwrap();
         let body = &good[4..];
         // Every truncation fails cleanly.
         for cut in 0..body.len() {

@@ -21,5 +21,5 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
-    run_example(complexdag::application(None, None)?, args.runseconds)
+    run_example(complexdag::application(None, None)?, args.runseconds, gearpump::DataPlane::InMemory)
 }

@@ -25,6 +25,9 @@ struct Args {
     /// How long to run, in seconds; negative runs until killed.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     runseconds: i64,
+    /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
+    #[arg(long = "dataPlane", default_value = "memory")]
+    data_plane: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,5 +40,5 @@ fn run() -> anyhow::Result<()> {
         anyhow::bail!("-stages must be at least 2 (a producer and a processor stage), got {}", a.stages);
     }
     let app = sol::application(a.stream_producer, a.stream_processor, a.bytes_per_message, a.stages, None)?;
-    run_example(app, a.runseconds)
+    run_example(app, a.runseconds, gearpump_examples::data_plane(&a.data_plane)?)
 }

@@ -20,6 +20,9 @@ struct Args {
     /// How long to run, in seconds; negative runs until killed.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     runseconds: i64,
+    /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
+    #[arg(long = "dataPlane", default_value = "memory")]
+    data_plane: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,5 +32,5 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     let app = wordcount::application(args.split, args.sum, PartitionerSpec::hash(), None, None)?;
-    run_example(app, args.runseconds)
+    run_example(app, args.runseconds, gearpump_examples::data_plane(&args.data_plane)?)
 }
