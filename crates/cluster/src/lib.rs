@@ -10,6 +10,7 @@
 //!   slots, records status changes and frees slots when an application ends.
 //! - [`EmbeddedCluster`]: master, workers, AppMasters and executors in one process, the default
 //!   a newcomer meets first and what most tests use.
+//! - [`daemon`]: the networked master and worker daemons and the master's client.
 //! - [`ClusterClient`]: a blocking client: `submit`, `list`, `status`, `kill`, `wait`, `stats`.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 //! ```
 
 mod client;
+pub mod daemon;
 pub mod master;
 pub mod scheduler;
 

@@ -300,6 +300,9 @@ impl GearConfig {
         self.services_port()?;
         for key in [
             "gearpump.worker.slots",
+            "gearpump.cluster.heartbeat-interval-ms",
+            "gearpump.cluster.worker-timeout-ms",
+            "gearpump.cluster.master-timeout-ms",
             "gearpump.netty.max-retries",
             "gearpump.netty.base-sleep-ms",
             "gearpump.netty.max-sleep-ms",

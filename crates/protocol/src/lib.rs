@@ -1,0 +1,214 @@
+//! # gearpump-protocol
+//!
+//! The control plane: what clients, masters, workers, AppMasters and executors say to each
+//! other, and how it is framed on TCP.
+//!
+//! Control traffic is light (registrations, heartbeats, submissions, clock reports), so it is
+//! plain framed serde: each frame is a little-endian `u32` length and a postcard-encoded
+//! message, after a four-byte magic (`GPCP`) and a version from the connecting side. No RPC
+//! framework: the message enums below are the whole protocol, readable in one place, and
+//! postcard is already how values cross processes. A peer that sends the wrong magic, an
+//! oversized frame or bytes that do not decode gets a [`ProtocolError`] naming what was wrong
+//! and loses its connection; the daemon carries on.
+
+use gearpump_core::{AppId, WorkerId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The magic that opens a control connection.
+pub const MAGIC: [u8; 4] = *b"GPCP";
+/// The protocol version.
+pub const VERSION: u16 = 1;
+/// The largest control frame (an uploaded application binary travels in chunks below it).
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// A control connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The socket failed.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer is not speaking this protocol.
+    #[error("not a Gearpump control connection: magic {magic:?}, version {version}")]
+    BadHello {
+        /// The magic given.
+        magic: [u8; 4],
+        /// The version given.
+        version: u16,
+    },
+    /// A frame over [`MAX_FRAME`].
+    #[error("control frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    TooLarge(usize),
+    /// A frame that does not decode.
+    #[error("undecodable control message: {0}")]
+    Decode(String),
+    /// The peer closed the connection.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Writes the opening magic and version.
+pub async fn write_hello<W: AsyncWriteExt + Unpin>(w: &mut W) -> Result<(), ProtocolError> {
+    let mut hello = MAGIC.to_vec();
+    hello.extend_from_slice(&VERSION.to_le_bytes());
+    w.write_all(&hello).await?;
+    Ok(())
+}
+
+/// Reads and checks the opening magic and version.
+pub async fn read_hello<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(), ProtocolError> {
+    let mut hello = [0u8; 6];
+    r.read_exact(&mut hello).await.map_err(eof)?;
+    let magic: [u8; 4] = hello[..4].try_into().expect("4 bytes");
+    let version = u16::from_le_bytes([hello[4], hello[5]]);
+    if magic != MAGIC || version != VERSION {
+        return Err(ProtocolError::BadHello { magic, version });
+    }
+    Ok(())
+}
+
+fn eof(e: std::io::Error) -> ProtocolError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof { ProtocolError::Closed } else { ProtocolError::Io(e) }
+}
+
+/// Writes one message.
+pub async fn write_msg<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), ProtocolError> {
+    let body = postcard::to_stdvec(msg).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(ProtocolError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one message.
+pub async fn read_msg<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<T, ProtocolError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.map_err(eof)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await.map_err(eof)?;
+    postcard::from_bytes(&body).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+/// An application as the master reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// Its id.
+    pub id: AppId,
+    /// Its name.
+    pub name: String,
+    /// `pending`, `active`, `succeeded`, `failed` or `terminated`.
+    pub status: String,
+    /// The worker its AppMaster runs on.
+    pub worker: Option<WorkerId>,
+    /// Who submitted it.
+    pub user: String,
+    /// Submission time, ms since the epoch.
+    pub submission_time: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A worker as the master reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its id.
+    pub id: WorkerId,
+    /// Where it runs.
+    pub host: String,
+    /// Its slots.
+    pub slots: u32,
+    /// Slots in use.
+    pub used: u32,
+    /// Whether it is alive.
+    pub alive: bool,
+}
+
+/// What anyone may ask of, or tell, the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterRequest {
+    /// A worker joins with its slots.
+    RegisterWorker {
+        /// The worker's host.
+        host: String,
+        /// Its slots.
+        slots: u32,
+        /// Its process id.
+        pid: u32,
+    },
+    /// A worker is alive.
+    Heartbeat {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// The applications.
+    ListApps,
+    /// The workers.
+    ListWorkers,
+    /// Kill an application.
+    KillApp {
+        /// The application.
+        app_id: AppId,
+    },
+}
+
+/// The master's answers and notices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterReply {
+    /// A worker's id.
+    WorkerRegistered {
+        /// The id.
+        worker: WorkerId,
+        /// How often to send heartbeats.
+        heartbeat_interval_ms: u64,
+    },
+    /// The applications.
+    Apps(Vec<AppInfo>),
+    /// The workers.
+    Workers(Vec<WorkerInfo>),
+    /// A request succeeded.
+    Ok,
+    /// A request failed.
+    Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_round_trip_and_garbage_is_named() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_hello(&mut a).await.unwrap();
+        write_msg(&mut a, &MasterRequest::KillApp { app_id: AppId(3) }).await.unwrap();
+        read_hello(&mut b).await.unwrap();
+        let got: MasterRequest = read_msg(&mut b).await.unwrap();
+        assert_eq!(got, MasterRequest::KillApp { app_id: AppId(3) });
+
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert!(matches!(read_hello(&mut b).await, Err(ProtocolError::BadHello { .. })));
+
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+        assert!(matches!(read_msg::<_, MasterRequest>(&mut b).await, Err(ProtocolError::TooLarge(_))));
+
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&[3, 0, 0, 0, 99, 99, 99]).await.unwrap();
+        assert!(matches!(read_msg::<_, MasterRequest>(&mut b).await, Err(ProtocolError::Decode(_))));
+        drop(a);
+        assert!(matches!(read_msg::<_, MasterRequest>(&mut b).await, Err(ProtocolError::Closed)));
+    }
+}
