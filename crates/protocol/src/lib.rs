@@ -28,7 +28,7 @@ pub const MAX_FRAME: usize = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The socket failed.
-    #[error("connection error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The peer is not speaking this protocol.
     #[error("not a Gearpump control connection: magic {magic:?}, version {version}")]
