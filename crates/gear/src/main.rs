@@ -166,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Info => {
-            let apps = match ask(&masters, MasterRequest::ListApps)? {
+            let apps = match ask(&masters, &MasterRequest::ListApps)? {
                 MasterReply::Apps(apps) => apps,
                 other => bail!("unexpected answer from the master: {other:?}"),
             };
@@ -177,7 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Kill { appid } => match ask(&masters, MasterRequest::KillApp { app_id: AppId(appid) })? {
+        Command::Kill { appid } => match ask(&masters, &MasterRequest::KillApp { app_id: AppId(appid) })? {
             MasterReply::Ok => {
                 println!("Killed application {appid}.");
                 Ok(())
@@ -189,13 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// One request to the first master that answers.
-fn ask(masters: &[HostPort], req: MasterRequest) -> anyhow::Result<MasterReply> {
+fn ask(masters: &[HostPort], req: &MasterRequest) -> anyhow::Result<MasterReply> {
     let list: Vec<String> = masters.iter().map(ToString::to_string).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let mut client = MasterClient::connect(masters)
             .await
             .with_context(|| format!("no master answers at {}", list.join(", ")))?;
-        Ok(client.ask(&req, Duration::from_secs(30)).await?)
+        Ok(client.ask(req, Duration::from_secs(30)).await?)
     })
 }
