@@ -90,6 +90,7 @@ pub struct Sum {
     report_every: Duration,
     timer: Option<TimerId>,
     sink: Option<CountSink>,
+    output: Option<std::path::PathBuf>,
 }
 
 impl Sum {
@@ -103,8 +104,13 @@ impl Sum {
             report_every,
             timer: None,
             sink: None,
+            output: None,
         }
     }
+
+    /// Config key: a directory where each Sum task writes its counts (`sum-<index>.txt`, one
+    /// `word count` line each) when it stops.
+    pub const OUTPUT: &'static str = "sum.output";
 
     /// Adds this task's counts to `sink` when it stops.
     #[must_use]
@@ -116,6 +122,7 @@ impl Sum {
 
 impl Task for Sum {
     fn on_start(&mut self, ctx: &mut TaskContext<'_>, _start: StartTime) -> TaskResult {
+        self.output = ctx.config().get_str(Self::OUTPUT).map(std::path::PathBuf::from);
         self.snapshot_time = Instant::now();
         self.timer = Some(ctx.schedule(self.report_every, self.report_every));
         Ok(())
@@ -147,6 +154,17 @@ impl Task for Sum {
         if let Some(t) = self.timer.take() {
             ctx.cancel(t);
         }
+        if let Some(dir) = &self.output {
+            let mut lines: Vec<String> = self.counts.iter().map(|(w, n)| format!("{w} {n}")).collect();
+            lines.sort();
+            let path = dir.join(format!("sum-{}.txt", ctx.task_id().index));
+            // Written whole, then renamed: a reader never sees half a file.
+            let tmp = path.with_extension("tmp");
+            let written = std::fs::write(&tmp, lines.join("\n")).and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                tracing::error!(path = %path.display(), error = %e, "Cannot write the counts.");
+            }
+        }
         if let Some(sink) = &self.sink {
             let mut total = sink.lock();
             for (w, n) in self.counts.drain() {
@@ -165,6 +183,18 @@ pub fn application(
     rounds: Option<u64>,
     sink: Option<CountSink>,
 ) -> Result<StreamApplication, gearpump::AppError> {
+    application_with(split, sum, partitioner, rounds, sink, UserConfig::empty())
+}
+
+/// [`application`] with extra application config (such as [`Sum::OUTPUT`]).
+pub fn application_with(
+    split: u32,
+    sum: u32,
+    partitioner: PartitionerSpec,
+    rounds: Option<u64>,
+    sink: Option<CountSink>,
+    config: UserConfig,
+) -> Result<StreamApplication, gearpump::AppError> {
     let split_p = Processor::from_fn(std::any::type_name::<Split>(), split, Split::new).description("Split");
     let sum_p = Processor::from_fn(std::any::type_name::<Sum>(), sum, move |_| {
         let s = Sum::new(Duration::from_secs(5));
@@ -174,7 +204,7 @@ pub fn application(
         })
     })
     .description("Sum");
-    let mut config = UserConfig::empty();
+    let mut config = config;
     if let Some(r) = rounds {
         config.set(Split::ROUNDS, r);
     }

@@ -11,6 +11,8 @@
 //! - [`EmbeddedCluster`]: master, workers, AppMasters and executors in one process, the default
 //!   a newcomer meets first and what most tests use.
 //! - [`daemon`]: the networked master and worker daemons and the master's client.
+//! - [`remote`]: the roles an application binary plays in a cluster: client, AppMaster,
+//!   executor.
 //! - [`ClusterClient`]: a blocking client: `submit`, `list`, `status`, `kill`, `wait`, `stats`.
 //!
 //! ```no_run
@@ -27,6 +29,7 @@
 mod client;
 pub mod daemon;
 pub mod master;
+pub mod remote;
 pub mod scheduler;
 
 pub use client::{ClusterClient, EmbeddedCluster, WaitError};

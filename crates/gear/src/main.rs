@@ -4,6 +4,7 @@
 //! gear master -ip <ip> -port <port>     a master
 //! gear worker                           a worker (masters and slots from gear.conf)
 //! gear local [-workernum 2]             a master and workers in one process
+//! gear app -jar <binary> [args]         submit an application binary
 //! gear info                             the applications
 //! gear kill -appid <id>                 kill an application
 //! ```
@@ -14,7 +15,8 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use gearpump_cluster::daemon::{ControlTiming, MasterClient, run_master, run_worker};
+use gearpump_cluster::daemon::artifacts::ArtifactStore;
+use gearpump_cluster::daemon::{ControlTiming, MasterClient, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
 use gearpump_protocol::{MasterReply, MasterRequest};
@@ -55,6 +57,19 @@ enum Command {
         /// How many workers.
         #[arg(long, default_value_t = 2)]
         workernum: u32,
+    },
+    /// Submits an application binary: it is uploaded to the masters' artifact store and run
+    /// on the workers as an AppMaster and executors.
+    App {
+        /// The application binary.
+        #[arg(long, visible_alias = "bin")]
+        jar: PathBuf,
+        /// Prepended to the application's name, with `_`.
+        #[arg(long = "namePrefix", default_value = "")]
+        name_prefix: String,
+        /// The application's own arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Lists the applications.
     Info,
@@ -118,6 +133,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let conf = load_config(cli.conf.as_deref())?;
     let timing = ControlTiming::from_config(&conf)?;
     let masters = conf.masters()?;
+    let masters_env = masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let worker_settings = |conf: &GearConfig| WorkerSettings {
+        masters: masters.clone(),
+        slots: conf.worker_slots(),
+        host: conf.hostname().to_string(),
+        timing,
+        work_dir: PathBuf::from("worker-data"),
+        app_log_dir: PathBuf::from(conf.get_str("gearpump.log.application.dir").unwrap_or("logs")),
+    };
+    let store = || -> anyhow::Result<ArtifactStore> {
+        let root = conf.get_str("gearpump.jarstore.rootpath").unwrap_or("jarstore/");
+        ArtifactStore::open(root)
+            .with_context(|| format!("opening the artifact store gearpump.jarstore.rootpath = {root}"))
+    };
     match cli.command {
         Command::Master { ip, port } => {
             let me = HostPort { host: ip.clone(), port };
@@ -131,32 +160,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((ip.as_str(), port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                run_master(listener, timing, ctrl_c()).await;
+                run_master(listener, timing, store()?, masters_env.clone(), ctrl_c()).await;
                 Ok(())
             })
         }
         Command::Worker => {
             let log = init_daemon_logging(&conf, &format!("worker-{}", std::process::id()))?;
             tracing::info!(log = %log.display(), "Logging to a file too.");
-            let slots = conf.worker_slots();
-            let host = conf.hostname().to_string();
-            runtime()?.block_on(run_worker(masters, slots, host, timing, ctrl_c())).context("the worker stopped")
+            runtime()?.block_on(run_worker(worker_settings(&conf), ctrl_c())).context("the worker stopped")
         }
         Command::Local { workernum } => {
             let me = masters.first().context("gearpump.cluster.masters is empty")?.clone();
             let log = init_daemon_logging(&conf, "local")?;
             tracing::info!(log = %log.display(), master = %me, workers = workernum, "Starting a local cluster.");
-            let slots = conf.worker_slots();
-            let host = conf.hostname().to_string();
+            let settings = worker_settings(&conf);
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind((me.host.as_str(), me.port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let master = tokio::spawn(run_master(listener, timing, ctrl_c()));
-                for _ in 0..workernum {
-                    let (m, h) = (vec![me.clone()], host.clone());
+                let master = tokio::spawn(run_master(listener, timing, store()?, masters_env.clone(), ctrl_c()));
+                for i in 0..workernum {
+                    let mut settings = settings.clone();
+                    settings.work_dir = settings.work_dir.join(format!("local-worker-{i}"));
                     tokio::spawn(async move {
-                        if let Err(e) = run_worker(m, slots, h, timing, std::future::pending()).await {
+                        if let Err(e) = run_worker(settings, std::future::pending()).await {
                             tracing::error!(error = %e, "A local worker stopped.");
                         }
                     });
@@ -165,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::App { jar, name_prefix, args } => submit(&jar, &name_prefix, &args, &masters, &masters_env),
         Command::Info => {
             let apps = match ask(&masters, &MasterRequest::ListApps)? {
                 MasterReply::Apps(apps) => apps,
@@ -185,6 +213,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             MasterReply::Error(e) => bail!("{e}"),
             other => bail!("unexpected answer from the master: {other:?}"),
         },
+    }
+}
+
+/// `gear app`: runs the binary in the client role, which uploads itself and submits; then
+/// waits until the application is active.
+fn submit(jar: &Path, prefix: &str, args: &[String], masters: &[HostPort], masters_env: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(jar).with_context(|| format!("no application binary at {}", jar.display()))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        bail!("{} is not an executable file", jar.display());
+    }
+    let started = std::time::Instant::now();
+    let report = std::env::temp_dir().join(format!("gear-app-{}.report", std::process::id()));
+    let _ = std::fs::remove_file(&report);
+    eprintln!("Submitting {} to {masters_env}...", jar.display());
+    let status = std::process::Command::new(jar)
+        .args(args)
+        .env("GEARPUMP_ROLE", "client")
+        .env("GEARPUMP_MASTERS", masters_env)
+        .env("GEARPUMP_NAME_PREFIX", prefix)
+        .env("GEARPUMP_REPORT", &report)
+        .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", jar.display()))?;
+    let outcome = std::fs::read_to_string(&report).ok();
+    let _ = std::fs::remove_file(&report);
+    let app_id: u32 = match outcome.as_deref().and_then(|o| o.split_once(' ')) {
+        Some(("app_id", id)) => id.trim().parse().context("a malformed report from the binary")?,
+        Some(("error", e)) => bail!("the application was refused: {e}"),
+        _ => bail!(
+            "{} is not a Gearpump application binary: it exited ({status}) without submitting anything",
+            jar.display()
+        ),
+    };
+    eprintln!("Application {app_id} submitted; waiting for it to become active...");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let apps = match ask(masters, &MasterRequest::ListApps)? {
+            MasterReply::Apps(apps) => apps,
+            other => bail!("unexpected answer from the master: {other:?}"),
+        };
+        let status = apps.iter().find(|a| a.id.0 == app_id).map(|a| (a.status.clone(), a.error.clone()));
+        match status {
+            Some((s, _)) if s == "active" => {
+                println!("Application {app_id} is active ({:.1} s after gear app).", started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            Some((s, e)) if s != "pending" => {
+                bail!("application {app_id} is {s}{}", e.map(|e| format!(": {e}")).unwrap_or_default())
+            }
+            _ if std::time::Instant::now() > deadline => bail!("application {app_id} is still pending after 120 s"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 

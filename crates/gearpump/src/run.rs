@@ -85,6 +85,40 @@ impl RunReport {
     }
 }
 
+/// Plays a cluster role and exits the process with its outcome.
+fn play_role(role: &str, app: &StreamApplication) -> ! {
+    use gearpump_cluster::remote;
+    let user = std::env::var("GEARPUMP_USER").unwrap_or_default();
+    tracing::info!(role, app = app.name(), %user, pid = std::process::id(), "Starting in a cluster role.");
+    let result = match role {
+        "client" => remote::run_client(app).map(|app_id| {
+            println!("Submitted application {} as application {app_id}.", app.name());
+            report(&format!("app_id {app_id}"));
+        }),
+        "appmaster" => remote::run_appmaster(app),
+        "executor" => remote::run_executor(app),
+        other => Err(remote::RoleError::Env { name: "GEARPUMP_ROLE", reason: format!("unknown role {other:?}") }),
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!(role, error = %e, "The role failed.");
+            if role == "client" {
+                report(&format!("error {e}"));
+            }
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Tells `gear app` how the submission went, through the file it named.
+fn report(line: &str) {
+    if let Ok(path) = std::env::var("GEARPUMP_REPORT") {
+        let _ = std::fs::write(path, line);
+    }
+}
+
 /// Sets up logging to stderr once per process: `RUST_LOG` if set, else `info`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,10 +126,17 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Runs `app` to its end (or for `options.run_for`) on an embedded cluster in this process, and
-/// reports what happened.
+/// Runs `app`.
+///
+/// With no cluster role in the environment, runs it to its end (or for `options.run_for`) on an
+/// embedded cluster in this process and reports what happened. When a worker or `gear app`
+/// started this binary in a cluster role (`GEARPUMP_ROLE` = `client`, `appmaster` or
+/// `executor`), plays that role instead and exits the process; it does not return.
 pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, RunError> {
     init_logging();
+    if let Ok(role) = std::env::var("GEARPUMP_ROLE") {
+        play_role(&role, &app);
+    }
     let sinks: Vec<_> =
         app.dag().processors().iter().filter(|p| app.dag().outgoing(p.id).next().is_none()).map(|p| p.id).collect();
     tracing::info!("No cluster configured: running {} on an embedded cluster.", app.name());

@@ -162,6 +162,97 @@ pub enum MasterRequest {
         /// The application.
         app_id: AppId,
     },
+    /// A chunk of an application binary being uploaded on this connection.
+    UploadArtifact {
+        /// The chunk.
+        bytes: Vec<u8>,
+        /// Whether it is the last one.
+        last: bool,
+    },
+    /// A chunk of a stored application binary.
+    FetchArtifact {
+        /// The artifact's id.
+        id: String,
+        /// Where to read from.
+        offset: u64,
+    },
+    /// Submit an application whose binary was uploaded.
+    SubmitApp {
+        /// Its name (already prefixed).
+        name: String,
+        /// The uploaded binary.
+        artifact: String,
+        /// The arguments the binary is run with in every role.
+        args: Vec<String>,
+        /// The tasks it runs (one slot each).
+        tasks: u32,
+        /// Who submits it.
+        user: String,
+    },
+    /// An AppMaster process reports for duty.
+    RegisterAppMaster {
+        /// Its application.
+        app_id: AppId,
+    },
+    /// An application's status changed (from its AppMaster).
+    AppStatus {
+        /// The application.
+        app_id: AppId,
+        /// `active`, `succeeded`, `failed` or `terminated`.
+        status: String,
+        /// Why it failed.
+        error: Option<String>,
+    },
+    /// An AppMaster asks for slots for its tasks.
+    RequestResources {
+        /// The application.
+        app_id: AppId,
+        /// Slots wanted.
+        slots: u32,
+    },
+    /// An AppMaster asks for an executor process on a worker.
+    LaunchExecutor {
+        /// The application.
+        app_id: AppId,
+        /// The executor's id.
+        executor: i32,
+        /// The worker.
+        worker: WorkerId,
+        /// Extra environment (how to reach the AppMaster).
+        env: Vec<(String, String)>,
+    },
+    /// A process a worker launched has exited.
+    ProcessExited {
+        /// The application.
+        app_id: AppId,
+        /// The executor (-1: the AppMaster).
+        executor: i32,
+        /// Its exit status, if it exited normally.
+        code: Option<i32>,
+    },
+}
+
+/// Something a worker is told to do (pushed to it at any time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerCommand {
+    /// Start a process of an application binary.
+    Launch {
+        /// The application.
+        app_id: AppId,
+        /// The executor id (-1: the AppMaster).
+        executor: i32,
+        /// The binary.
+        artifact: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Extra environment, as `(name, value)`.
+        env: Vec<(String, String)>,
+    },
+    /// Kill every process of an application.
+    KillApp {
+        /// The application.
+        app_id: AppId,
+    },
 }
 
 /// The master's answers and notices.
@@ -180,6 +271,29 @@ pub enum MasterReply {
     Workers(Vec<WorkerInfo>),
     /// A request succeeded.
     Ok,
+    /// An upload finished; the binary's id.
+    ArtifactStored {
+        /// The id.
+        id: String,
+    },
+    /// A chunk of an artifact.
+    ArtifactData {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// Whether it is the last chunk.
+        last: bool,
+    },
+    /// An application was accepted.
+    Submitted {
+        /// Its id.
+        app_id: AppId,
+    },
+    /// Slots granted: (worker, slots on it).
+    Resources(Vec<(WorkerId, u32)>),
+    /// Pushed to a worker.
+    Worker(WorkerCommand),
+    /// Pushed to an AppMaster: stop the application.
+    KillRequested,
     /// A request failed.
     Error(String),
 }
@@ -211,4 +325,78 @@ mod tests {
         drop(a);
         assert!(matches!(read_msg::<_, MasterRequest>(&mut b).await, Err(ProtocolError::Closed)));
     }
+}
+
+/// What an executor tells its AppMaster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExecutorReport {
+    /// The executor is up; its data port.
+    Register {
+        /// Its id.
+        executor: i32,
+        /// Its data port.
+        data_addr: std::net::SocketAddr,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Its tasks are created and wired.
+    Ready,
+    /// Creating its tasks failed.
+    LaunchFailed(String),
+    /// A task's min clock.
+    Clock {
+        /// The task (packed id).
+        task: u64,
+        /// Its clock.
+        clock: i64,
+    },
+    /// A task failed.
+    TaskFailed {
+        /// The task (packed id).
+        task: u64,
+        /// The error.
+        error: String,
+    },
+    /// A task stopped.
+    TaskStopped {
+        /// The task (packed id).
+        task: u64,
+    },
+    /// Counters of its tasks: (task, received, sent).
+    Counters(Vec<(u64, u64, u64)>),
+}
+
+/// What an AppMaster tells an executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExecutorCommand {
+    /// Create these tasks. `placement[i]` lists the tasks of executor `i`, reachable at
+    /// `data_addrs[i]`.
+    Assign {
+        /// Every executor's tasks (packed ids).
+        placement: Vec<Vec<u64>>,
+        /// Every executor's data port.
+        data_addrs: Vec<std::net::SocketAddr>,
+        /// The tasks' session.
+        session: u32,
+        /// Flow control: ack once every N messages.
+        ack_once_every: u32,
+        /// Flow control: most un-acked messages per target.
+        max_pending: u32,
+    },
+    /// Start every task from this clock.
+    Start {
+        /// The start clock.
+        clock: i64,
+    },
+    /// A task's upstream min clock.
+    UpstreamClock {
+        /// The task (packed id).
+        task: u64,
+        /// The clock.
+        clock: i64,
+    },
+    /// Stop every task.
+    Stop,
+    /// Exit the process.
+    Exit,
 }

@@ -209,7 +209,7 @@ pub fn flow_from_config(
 }
 
 /// Places tasks round robin over executors, each up to its slots, processor by processor.
-fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Executor> {
+pub fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Executor> {
     let mut executors: Vec<(Executor, u32)> = allocation
         .iter()
         .enumerate()

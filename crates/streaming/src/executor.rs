@@ -19,7 +19,7 @@ use gearpump_transport::wire::EncodedBatch;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How tasks of different executors exchange messages.
@@ -50,14 +50,29 @@ impl Directory {
     }
 }
 
-/// Delivers frames arriving on an executor's connections to its tasks.
-struct ExecutorSink {
-    directory: Arc<Directory>,
+/// Delivers frames arriving on an executor's connections to its tasks. The directory is set
+/// once the tasks exist (a data port is bound, and announced, before that); frames for a task
+/// that does not exist (yet) are dropped with a warning.
+#[derive(Clone, Default)]
+pub struct ExecutorSink {
+    directory: Arc<OnceLock<Arc<Directory>>>,
+}
+
+impl ExecutorSink {
+    fn get(&self, task: TaskId) -> Option<&Arc<TaskCell>> {
+        self.directory.get().and_then(|d| d.get(task))
+    }
+
+    fn with(directory: Arc<Directory>) -> Self {
+        let sink = ExecutorSink::default();
+        let _ = sink.directory.set(directory);
+        sink
+    }
 }
 
 impl FrameSink for ExecutorSink {
     fn batch(&self, target: TaskId, batch: EncodedBatch, reply: &Arc<Connection>) {
-        match self.directory.get(target) {
+        match self.get(target) {
             Some(cell) => cell.push_encoded(batch, reply.clone()),
             None => {
                 tracing::warn!(%target, peer = %reply.peer(), "Dropped a batch for a task this executor does not run.")
@@ -66,7 +81,7 @@ impl FrameSink for ExecutorSink {
     }
 
     fn ack(&self, target: TaskId, ack: AckMessage) {
-        match self.directory.get(target) {
+        match self.get(target) {
             Some(cell) => cell.push_control(Control::Ack(ack)),
             None => tracing::warn!(%target, "Dropped an Ack for a task this executor does not run."),
         }
@@ -112,6 +127,10 @@ pub struct Deployment {
     /// Per executor (one shared entry for the in-memory data plane).
     directories: Vec<Arc<Directory>>,
     servers: Vec<DataServer>,
+    /// Every executor's data port (TCP data plane only).
+    peers: Vec<SocketAddr>,
+    /// The executors whose tasks run in this process.
+    local: Vec<usize>,
     connections: Mutex<HashMap<(usize, usize), Arc<Connection>>>,
 }
 
@@ -132,20 +151,63 @@ pub struct LaunchSpec<'a> {
 }
 
 impl Deployment {
-    /// Creates every task of `app`, placed on `executors`, wired to its downstream tasks.
-    /// Nothing runs until [`Deployment::start`].
+    /// Creates every task of `app`, placed on `executors`, all in this process, wired to its
+    /// downstream tasks. Nothing runs until [`Deployment::start`].
     pub fn launch(
         spec: &LaunchSpec<'_>,
         app: &StreamApplication,
         executors: Vec<Executor>,
     ) -> Result<Deployment, TaskError> {
-        let mut per_executor: Vec<Directory> = executors.iter().map(|_| Directory::default()).collect();
+        let local: Vec<usize> = (0..executors.len()).collect();
+        let mut servers = Vec::new();
+        let mut sinks = Vec::new();
+        if let DataPlane::Tcp { host, .. } = spec.data_plane {
+            for _ in &local {
+                let sink = ExecutorSink::default();
+                let server =
+                    DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), Arc::new(app.codecs().clone()))
+                        .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
+                servers.push(server);
+                sinks.push(sink);
+            }
+        }
+        let peers = servers.iter().map(DataServer::local_addr).collect();
+        Self::build(spec, app, executors, local, servers, &sinks, peers)
+    }
+
+    /// Creates the tasks of executor `me` only (this process is that executor), wired in
+    /// memory to each other and over TCP to the tasks of the other executors, which listen at
+    /// `peers[i]`. `server` is this executor's data port, bound already and delivering to
+    /// `sink`.
+    pub fn launch_executor(
+        spec: &LaunchSpec<'_>,
+        app: &StreamApplication,
+        executors: Vec<Executor>,
+        me: usize,
+        server: DataServer,
+        sink: ExecutorSink,
+        peers: Vec<SocketAddr>,
+    ) -> Result<Deployment, TaskError> {
+        Self::build(spec, app, executors, vec![me], vec![server], &[sink], peers)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        spec: &LaunchSpec<'_>,
+        app: &StreamApplication,
+        executors: Vec<Executor>,
+        local: Vec<usize>,
+        servers: Vec<DataServer>,
+        sinks: &[ExecutorSink],
+        peers: Vec<SocketAddr>,
+    ) -> Result<Deployment, TaskError> {
+        let mut per_executor: Vec<Directory> = local.iter().map(|_| Directory::default()).collect();
         let mut all = Vec::new();
         let mut cells = HashMap::new();
-        for (e, ex) in executors.iter().enumerate() {
-            for &task in &ex.tasks {
+        for (slot, &e) in local.iter().enumerate() {
+            for &task in &executors[e].tasks {
                 let cell = TaskCell::new(task, spec.runtime.pool.shared().clone(), spec.events.clone());
-                per_executor[e].cells.insert(task, cell.clone());
+                per_executor[slot].cells.insert(task, cell.clone());
                 cells.insert(task, cell.clone());
                 all.push(cell);
             }
@@ -154,12 +216,17 @@ impl Deployment {
             DataPlane::InMemory => vec![Arc::new(Directory { cells: cells.clone() })],
             DataPlane::Tcp { .. } => per_executor.into_iter().map(Arc::new).collect(),
         };
+        for (sink, directory) in sinks.iter().zip(&directories) {
+            let _ = sink.directory.set(directory.clone());
+        }
         let mut deployment = Deployment {
             executors,
             all,
             cells,
             directories,
-            servers: Vec::new(),
+            servers,
+            peers,
+            local,
             connections: Mutex::new(HashMap::new()),
         };
         if let Err(e) = deployment.wire(spec, app) {
@@ -180,15 +247,7 @@ impl Deployment {
         let codecs = Arc::new(app.codecs().clone());
         let executor_of = self.executor_of();
         let tcp = match spec.data_plane {
-            DataPlane::Tcp { host, retry } => {
-                for directory in &self.directories {
-                    let sink = Arc::new(ExecutorSink { directory: directory.clone() });
-                    let server = DataServer::bind(SocketAddr::new(host, 0), sink, codecs.clone())
-                        .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
-                    self.servers.push(server);
-                }
-                Some(retry)
-            }
+            DataPlane::Tcp { retry, .. } => Some(retry),
             DataPlane::InMemory => None,
         };
         for cell in &self.all {
@@ -216,14 +275,17 @@ impl Deployment {
                         Some(retry) if theirs != mine => {
                             Destination::Remote(self.connection(mine, theirs, retry, &codecs)?)
                         }
-                        _ => Destination::Local(self.cells[&t].clone()),
+                        _ => Destination::Local(self.cells.get(&t).cloned().ok_or_else(|| {
+                            TaskError::msg(format!("task {t} is placed on executor {theirs}, which is not reachable"))
+                        })?),
                     };
                     targets.push((t, dest));
                 }
                 edges.push(OutEdge::new(edge.partitioner.instantiate(), targets, spec.flow));
             }
             let is_source = dag.upstream(id.processor).is_empty();
-            let directory = self.directories[if tcp.is_some() { mine } else { 0 }].clone();
+            let slot = if tcp.is_some() { self.local.iter().position(|&e| e == mine).unwrap_or(0) } else { 0 };
+            let directory = self.directories[slot].clone();
             let runner = TaskRunner::new(
                 task,
                 info,
@@ -251,8 +313,10 @@ impl Deployment {
         if let Some(c) = conns.get(&(from, to)) {
             return Ok(c.clone());
         }
-        let sink = Arc::new(ExecutorSink { directory: self.directories[from].clone() });
-        let addr = self.servers[to].local_addr();
+        let slot = self.local.iter().position(|&e| e == from).unwrap_or(0);
+        let sink = Arc::new(ExecutorSink::with(self.directories[slot].clone()));
+        let addr =
+            *self.peers.get(to).ok_or_else(|| TaskError::msg(format!("no data port known for executor {to}")))?;
         let conn = Connection::connect(addr, sink, codecs.clone(), retry)
             .map_err(|e| TaskError::msg(format!("connecting to the data port {addr}: {e}")))?;
         conns.insert((from, to), conn.clone());
@@ -260,8 +324,8 @@ impl Deployment {
     }
 
     /// The data ports of the executors (TCP data plane only).
-    pub fn data_ports(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(DataServer::local_addr).collect()
+    pub fn data_ports(&self) -> &[SocketAddr] {
+        &self.peers
     }
 
     /// Starts every task from `start`.

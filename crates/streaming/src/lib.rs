@@ -32,5 +32,6 @@ mod timer;
 pub use appmaster::{
     AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, Latency, ProcessorStats, TaskStats, ToMaster,
 };
-pub use executor::{DataPlane, Deployment, Runtime};
+pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
 pub use pool::TaskPool;
+pub use task::TaskEvent;

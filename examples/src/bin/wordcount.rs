@@ -20,6 +20,12 @@ struct Args {
     /// How long to run, in seconds; negative runs until killed.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     runseconds: i64,
+    /// Stop after this many rounds of the text (default: run forever).
+    #[arg(long)]
+    rounds: Option<u64>,
+    /// A directory where each Sum task writes its counts when it stops.
+    #[arg(long)]
+    output: Option<String>,
     /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
     #[arg(long = "dataPlane", default_value = "memory")]
     data_plane: String,
@@ -31,6 +37,10 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
-    let app = wordcount::application(args.split, args.sum, PartitionerSpec::hash(), None, None)?;
+    let mut config = gearpump::UserConfig::empty();
+    if let Some(dir) = &args.output {
+        config.set(wordcount::Sum::OUTPUT, dir);
+    }
+    let app = wordcount::application_with(args.split, args.sum, PartitionerSpec::hash(), args.rounds, None, config)?;
     run_example(app, args.runseconds, gearpump_examples::data_plane(&args.data_plane)?)
 }

@@ -1,0 +1,462 @@
+//! The master daemon: workers, applications, the artifact store and the scheduler, behind the
+//! control protocol.
+//!
+//! One actor owns the state; each connection is a task that forwards requests to it and writes
+//! back what it answers, plus what it pushes (launch and kill commands to workers, kill requests
+//! to AppMasters).
+
+use super::ControlTiming;
+use super::artifacts::ArtifactStore;
+use crate::scheduler;
+use gearpump_core::{AppId, Timestamp, WorkerId};
+use gearpump_protocol::{
+    AppInfo, MasterReply, MasterRequest, ProtocolError, WorkerCommand, WorkerInfo, read_hello, read_msg, write_hello,
+    write_msg,
+};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+type Out = mpsc::UnboundedSender<MasterReply>;
+
+struct WorkerRecord {
+    host: String,
+    slots: u32,
+    used: u32,
+    last_seen: Instant,
+    alive: bool,
+    out: Out,
+}
+
+struct AppRecord {
+    info: AppInfo,
+    artifact: String,
+    args: Vec<String>,
+    /// Slots held, per worker.
+    held: Vec<(WorkerId, u32)>,
+    appmaster: Option<Out>,
+}
+
+enum Command {
+    Request { req: MasterRequest, conn: u64, out: Out },
+    Disconnected { conn: u64 },
+    Tick,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy)]
+enum Peer {
+    Worker(WorkerId),
+    AppMaster(AppId),
+}
+
+struct MasterState {
+    timing: ControlTiming,
+    store: ArtifactStore,
+    masters: String,
+    workers: BTreeMap<WorkerId, WorkerRecord>,
+    apps: BTreeMap<AppId, AppRecord>,
+    peers: BTreeMap<u64, Peer>,
+    next_worker: u32,
+    next_app: u32,
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "terminated")
+}
+
+impl MasterState {
+    fn handle(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
+        Some(match req {
+            MasterRequest::RegisterWorker { host, slots, pid } => {
+                let id = WorkerId(self.next_worker);
+                self.next_worker += 1;
+                tracing::info!(worker = %id, %host, slots, pid, "Worker registered.");
+                self.workers.insert(
+                    id,
+                    WorkerRecord { host, slots, used: 0, last_seen: Instant::now(), alive: true, out: out.clone() },
+                );
+                self.peers.insert(conn, Peer::Worker(id));
+                MasterReply::WorkerRegistered {
+                    worker: id,
+                    heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
+                }
+            }
+            MasterRequest::Heartbeat { worker } => match self.workers.get_mut(&worker) {
+                Some(w) if w.alive => {
+                    w.last_seen = Instant::now();
+                    // Heartbeats need no answer; silence keeps the connection free for pushes.
+                    return None;
+                }
+                _ => MasterReply::Error(format!("worker {worker} is not registered (or was declared dead)")),
+            },
+            MasterRequest::ListWorkers => MasterReply::Workers(
+                self.workers
+                    .iter()
+                    .map(|(id, w)| WorkerInfo {
+                        id: *id,
+                        host: w.host.clone(),
+                        slots: w.slots,
+                        used: w.used,
+                        alive: w.alive,
+                    })
+                    .collect(),
+            ),
+            MasterRequest::ListApps => MasterReply::Apps(self.apps.values().map(|a| a.info.clone()).collect()),
+            MasterRequest::KillApp { app_id } => self.kill(app_id),
+            MasterRequest::UploadArtifact { bytes, last } => {
+                let stored = self
+                    .store
+                    .append(conn, &bytes)
+                    .and_then(|()| if last { self.store.finish(conn).map(Some) } else { Ok(None) });
+                match stored {
+                    Ok(Some(id)) => {
+                        tracing::info!(artifact = %id, "Application binary stored.");
+                        MasterReply::ArtifactStored { id }
+                    }
+                    Ok(None) => MasterReply::Ok,
+                    Err(e) => {
+                        self.store.abandon(conn);
+                        MasterReply::Error(format!(
+                            "storing the application binary in {}: {e}",
+                            self.store.root().display()
+                        ))
+                    }
+                }
+            }
+            MasterRequest::FetchArtifact { id, offset } => match self.store.read(&id, offset) {
+                Ok((bytes, last)) => MasterReply::ArtifactData { bytes, last },
+                Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
+            },
+            MasterRequest::SubmitApp { name, artifact, args, tasks, user } => {
+                self.submit(&name, artifact, args, tasks, user)
+            }
+            MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
+                Some(app) if !is_terminal(&app.info.status) => {
+                    app.appmaster = Some(out.clone());
+                    self.peers.insert(conn, Peer::AppMaster(app_id));
+                    tracing::info!(%app_id, "AppMaster registered.");
+                    MasterReply::Ok
+                }
+                Some(app) => MasterReply::Error(format!("application {app_id} is {}", app.info.status)),
+                None => MasterReply::Error(format!("application {app_id} does not exist")),
+            },
+            MasterRequest::RequestResources { app_id, slots } => {
+                let free: Vec<(WorkerId, u32)> =
+                    self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
+                match (self.apps.contains_key(&app_id), scheduler::allocate(&free, slots)) {
+                    (false, _) => MasterReply::Error(format!("application {app_id} does not exist")),
+                    (true, None) => MasterReply::Error(format!("not enough free slots for {slots} tasks")),
+                    (true, Some(allocation)) => {
+                        self.take(app_id, &allocation);
+                        tracing::info!(%app_id, ?allocation, "Slots allocated.");
+                        MasterReply::Resources(allocation)
+                    }
+                }
+            }
+            MasterRequest::LaunchExecutor { app_id, executor, worker, env } => {
+                let Some(app) = self.apps.get(&app_id) else {
+                    return Some(MasterReply::Error(format!("application {app_id} does not exist")));
+                };
+                let env = [self.app_env(app_id), env].concat();
+                let cmd = WorkerCommand::Launch {
+                    app_id,
+                    executor,
+                    artifact: app.artifact.clone(),
+                    args: app.args.clone(),
+                    env,
+                };
+                match self.workers.get(&worker) {
+                    Some(w) if w.alive => {
+                        let _ = w.out.send(MasterReply::Worker(cmd));
+                        MasterReply::Ok
+                    }
+                    _ => MasterReply::Error(format!("worker {worker} is not alive")),
+                }
+            }
+            MasterRequest::AppStatus { app_id, status, error } => {
+                self.set_status(app_id, &status, error);
+                MasterReply::Ok
+            }
+            MasterRequest::ProcessExited { app_id, executor, code } => {
+                if executor == -1
+                    && let Some(app) = self.apps.get(&app_id)
+                    && !is_terminal(&app.info.status)
+                {
+                    let error = format!(
+                        "the AppMaster process exited ({})",
+                        code.map_or("killed".into(), |c| format!("status {c}"))
+                    );
+                    self.set_status(app_id, "failed", Some(error));
+                }
+                return None;
+            }
+        })
+    }
+
+    fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
+        let user = self.apps.get(&app_id).map(|a| a.info.user.clone()).unwrap_or_default();
+        vec![
+            ("GEARPUMP_APP_ID".into(), app_id.0.to_string()),
+            ("GEARPUMP_MASTERS".into(), self.masters.clone()),
+            ("GEARPUMP_USER".into(), user),
+        ]
+    }
+
+    fn take(&mut self, app_id: AppId, allocation: &[(WorkerId, u32)]) {
+        for &(id, n) in allocation {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.used += n;
+            }
+        }
+        if let Some(app) = self.apps.get_mut(&app_id) {
+            app.held.extend_from_slice(allocation);
+        }
+    }
+
+    fn submit(&mut self, name: &str, artifact: String, args: Vec<String>, tasks: u32, user: String) -> MasterReply {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return MasterReply::Error(format!(
+                "invalid application name {name:?}: only letters, digits and underscore"
+            ));
+        }
+        if let Some(running) = self.apps.values().find(|a| a.info.name == *name && !is_terminal(&a.info.status)) {
+            return MasterReply::Error(format!(
+                "an application named {name:?} is already running as application {}",
+                running.info.id
+            ));
+        }
+        if !self.store.contains(&artifact) {
+            return MasterReply::Error(format!("no uploaded application binary {artifact}"));
+        }
+        let free: Vec<(WorkerId, u32)> =
+            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
+        let total: u32 = free.iter().map(|(_, f)| f).sum();
+        if tasks + 1 > total {
+            return MasterReply::Error(format!(
+                "not enough free slots: the application needs {}, the cluster has {total}",
+                tasks + 1
+            ));
+        }
+        let Some(am) = scheduler::allocate(&free, 1) else {
+            return MasterReply::Error("no worker has a free slot".into());
+        };
+        let app_id = AppId(self.next_app);
+        self.next_app += 1;
+        let worker = am[0].0;
+        let info = AppInfo {
+            id: app_id,
+            name: name.to_string(),
+            status: "pending".into(),
+            worker: Some(worker),
+            user,
+            submission_time: Timestamp::now().0,
+            error: None,
+        };
+        self.apps.insert(
+            app_id,
+            AppRecord { info, artifact: artifact.clone(), args: args.clone(), held: Vec::new(), appmaster: None },
+        );
+        self.take(app_id, &am);
+        let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env: self.app_env(app_id) };
+        let _ = self.workers[&worker].out.send(MasterReply::Worker(cmd));
+        tracing::info!(%app_id, %name, %worker, "Application submitted; launching its AppMaster.");
+        MasterReply::Submitted { app_id }
+    }
+
+    fn kill(&mut self, app_id: AppId) -> MasterReply {
+        let Some(app) = self.apps.get(&app_id) else {
+            return MasterReply::Error(format!("application {app_id} does not exist"));
+        };
+        if is_terminal(&app.info.status) {
+            return MasterReply::Error(format!("application {app_id} is not running; it is {}", app.info.status));
+        }
+        tracing::info!(%app_id, "Killing application.");
+        match &app.appmaster {
+            // The AppMaster stops its tasks (on_stop runs) and reports `terminated`.
+            Some(am) if am.send(MasterReply::KillRequested).is_ok() => {}
+            _ => self.set_status(app_id, "terminated", None),
+        }
+        MasterReply::Ok
+    }
+
+    fn set_status(&mut self, app_id: AppId, status: &str, error: Option<String>) {
+        let Some(app) = self.apps.get_mut(&app_id) else { return };
+        if is_terminal(&app.info.status) {
+            return;
+        }
+        app.info.status = status.to_string();
+        match &error {
+            Some(e) => tracing::warn!(%app_id, status, error = %e, "Application status changed."),
+            None => tracing::info!(%app_id, status, "Application status changed."),
+        }
+        if is_terminal(status) {
+            app.info.error = error;
+            app.appmaster = None;
+            for (id, n) in std::mem::take(&mut app.held) {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.used = w.used.saturating_sub(n);
+                }
+            }
+            // Whatever processes remain go.
+            for w in self.workers.values().filter(|w| w.alive) {
+                let _ = w.out.send(MasterReply::Worker(WorkerCommand::KillApp { app_id }));
+            }
+        }
+    }
+
+    fn disconnected(&mut self, conn: u64) {
+        self.store.abandon(conn);
+        match self.peers.remove(&conn) {
+            Some(Peer::Worker(id)) => self.worker_lost(id, "its connection closed"),
+            Some(Peer::AppMaster(app_id)) => {
+                if let Some(app) = self.apps.get(&app_id)
+                    && !is_terminal(&app.info.status)
+                {
+                    self.set_status(app_id, "failed", Some("the AppMaster disconnected".into()));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn worker_lost(&mut self, id: WorkerId, why: &str) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if !w.alive {
+            return;
+        }
+        w.alive = false;
+        tracing::warn!(worker = %id, host = %w.host, "Worker is dead: {why}.");
+        let affected: Vec<AppId> = self
+            .apps
+            .values()
+            .filter(|a| !is_terminal(&a.info.status) && a.held.iter().any(|(wid, _)| *wid == id))
+            .map(|a| a.info.id)
+            .collect();
+        for app_id in affected {
+            self.set_status(app_id, "failed", Some(format!("worker {id} died")));
+        }
+    }
+
+    fn tick(&mut self) {
+        let timeout = self.timing.worker_timeout;
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.alive && w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.worker_lost(id, &format!("no heartbeat for {timeout:?}"));
+        }
+    }
+}
+
+/// Runs a master on `listener`, storing binaries in `store`, until `shutdown` completes.
+/// `masters` is the `gearpump.cluster.masters` list handed to the processes it starts.
+pub async fn run_master(
+    listener: TcpListener,
+    timing: ControlTiming,
+    store: ArtifactStore,
+    masters: String,
+    shutdown: impl Future<Output = ()>,
+) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, jarstore = %store.root().display(), "Master started.");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let mut state = MasterState {
+        timing,
+        store,
+        masters,
+        workers: BTreeMap::new(),
+        apps: BTreeMap::new(),
+        peers: BTreeMap::new(),
+        next_worker: 1,
+        next_app: 1,
+    };
+    let ticker = tx.clone();
+    let tick_every = (timing.heartbeat_interval / 2).max(Duration::from_millis(50));
+    let tick_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick_every);
+        loop {
+            interval.tick().await;
+            if ticker.send(Command::Tick).is_err() {
+                break;
+            }
+        }
+    });
+    let actor = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Request { req, conn, out } => {
+                    if let Some(reply) = state.handle(req, conn, &out) {
+                        let _ = out.send(reply);
+                    }
+                }
+                Command::Disconnected { conn } => state.disconnected(conn),
+                Command::Tick => state.tick(),
+            }
+        }
+    });
+    let accept = async {
+        let mut next_conn = 0u64;
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    next_conn += 1;
+                    let tx = tx.clone();
+                    let conn = next_conn;
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_connection(stream, conn, &tx).await {
+                            match e {
+                                ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
+                                e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
+                            }
+                        }
+                        let _ = tx.send(Command::Disconnected { conn });
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "Accepting a control connection failed."),
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => {}
+    }
+    tick_task.abort();
+    actor.abort();
+    tracing::info!(%addr, "Master stopped.");
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: u64,
+    tx: &mpsc::UnboundedSender<Command>,
+) -> Result<(), ProtocolError> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    read_hello(&mut rd).await?;
+    write_hello(&mut wr).await?;
+    let (out, mut outbox) = mpsc::unbounded_channel::<MasterReply>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outbox.recv().await {
+            if write_msg(&mut wr, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        let req: MasterRequest = match read_msg(&mut rd).await {
+            Ok(r) => r,
+            Err(e) => break Err(e),
+        };
+        if tx.send(Command::Request { req, conn, out: out.clone() }).is_err() {
+            break Ok(());
+        }
+    };
+    writer.abort();
+    result
+}

@@ -1,0 +1,253 @@
+//! The worker daemon: registers its slots, sends heartbeats, and runs the processes of
+//! application binaries as the master asks.
+//!
+//! A launched process is the application binary itself, given its role in the environment
+//! (`GEARPUMP_ROLE` = `appmaster` or `executor`, with `GEARPUMP_APP_ID`,
+//! `GEARPUMP_EXECUTOR_ID`, `GEARPUMP_MASTERS`, …). The binary is fetched from the master's
+//! artifact store once per worker and cached. Its output goes to
+//! `<gearpump.log.application.dir>/app<id>/<role>.log`. When it exits, the master is told.
+
+use super::ControlTiming;
+use super::DuplexClient;
+use super::artifacts::ArtifactStore;
+use gearpump_config::HostPort;
+use gearpump_core::AppId;
+use gearpump_protocol::{MasterReply, MasterRequest, ProtocolError, WorkerCommand};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `gearpump.cluster.masters`.
+    pub masters: Vec<HostPort>,
+    /// `gearpump.worker.slots`.
+    pub slots: u32,
+    /// `gearpump.hostname`.
+    pub host: String,
+    /// Control-plane timing.
+    pub timing: ControlTiming,
+    /// Where fetched binaries are cached.
+    pub work_dir: PathBuf,
+    /// `gearpump.log.application.dir`.
+    pub app_log_dir: PathBuf,
+}
+
+type Kills = Arc<Mutex<HashMap<AppId, Vec<oneshot::Sender<()>>>>>;
+
+/// Runs a worker until `shutdown` completes, or until no master has been reachable for
+/// `master_timeout` (an error). The processes it started are killed when it stops.
+pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> Result<(), ProtocolError> {
+    let kills: Kills = Arc::default();
+    let work = serve(settings, kills.clone());
+    let result = tokio::select! {
+        r = work => r,
+        _ = shutdown => Ok(()),
+    };
+    for (_, senders) in kills.lock().expect("kills lock").drain() {
+        for k in senders {
+            let _ = k.send(());
+        }
+    }
+    result
+}
+
+async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolError> {
+    let mut lost_since = Instant::now();
+    let mut sleep = Duration::from_millis(100);
+    loop {
+        match DuplexClient::connect(&settings.masters).await {
+            Ok((mut client, mut pushes)) => {
+                let req = MasterRequest::RegisterWorker {
+                    host: settings.host.clone(),
+                    slots: settings.slots,
+                    pid: std::process::id(),
+                };
+                let (id, interval) = match client.ask(req, Duration::from_secs(10)).await? {
+                    MasterReply::WorkerRegistered { worker, heartbeat_interval_ms } => {
+                        (worker, Duration::from_millis(heartbeat_interval_ms.max(10)))
+                    }
+                    other => return Err(ProtocolError::Decode(format!("unexpected answer {other:?}"))),
+                };
+                tracing::info!(worker = %id, master = %client.master, slots = settings.slots, "Registered with the master.");
+                sleep = Duration::from_millis(100);
+                let (exits_tx, mut exits) = mpsc::unbounded_channel::<MasterRequest>();
+                let mut ticker = tokio::time::interval(interval);
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {
+                            if client.tell(MasterRequest::Heartbeat { worker: id }).is_err() {
+                                break;
+                            }
+                        }
+                        Some(exit) = exits.recv() => {
+                            let _ = client.tell(exit);
+                        }
+                        push = pushes.recv() => match push {
+                            Some(MasterReply::Worker(cmd)) => handle(cmd, &settings, &kills, &exits_tx),
+                            Some(_) => {}
+                            None => {
+                                tracing::warn!(worker = %id, "Lost the master.");
+                                break;
+                            }
+                        },
+                        reply = client.next_reply() => match reply {
+                            Some(MasterReply::Error(e)) => {
+                                tracing::warn!(worker = %id, error = %e, "The master refused us; registering again.");
+                                break;
+                            }
+                            Some(_) => {}
+                            None => {
+                                tracing::warn!(worker = %id, "Lost the master.");
+                                break;
+                            }
+                        },
+                    }
+                }
+                lost_since = Instant::now();
+            }
+            Err(e) => {
+                if lost_since.elapsed() > settings.timing.master_timeout {
+                    tracing::error!(error = %e, "No master reachable for {:?}; exiting.", settings.timing.master_timeout);
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "No master reachable yet.");
+                tokio::time::sleep(sleep).await;
+                sleep = (sleep * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &mpsc::UnboundedSender<MasterRequest>) {
+    match cmd {
+        WorkerCommand::Launch { app_id, executor, artifact, args, env } => {
+            let (kill_tx, kill_rx) = oneshot::channel();
+            kills.lock().expect("kills lock").entry(app_id).or_default().push(kill_tx);
+            let (settings, exits) = (settings.clone(), exits.clone());
+            tokio::spawn(async move {
+                let code = match launch(&settings, app_id, executor, &artifact, &args, &env, kill_rx).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        tracing::error!(%app_id, executor, error = %e, "Launching a process failed.");
+                        None
+                    }
+                };
+                let _ = exits.send(MasterRequest::ProcessExited { app_id, executor, code });
+            });
+        }
+        WorkerCommand::KillApp { app_id } => {
+            if let Some(senders) = kills.lock().expect("kills lock").remove(&app_id) {
+                tracing::info!(%app_id, processes = senders.len(), "Killing the application's processes.");
+                for k in senders {
+                    let _ = k.send(());
+                }
+            }
+        }
+    }
+}
+
+/// Fetches the binary (once), runs it, waits for it; returns its exit code.
+async fn launch(
+    settings: &WorkerSettings,
+    app_id: AppId,
+    executor: i32,
+    artifact: &str,
+    args: &[String],
+    env: &[(String, String)],
+    kill: oneshot::Receiver<()>,
+) -> anyhow_like::Result<Option<i32>> {
+    let binary = fetch(settings, artifact).await?;
+    let role = if executor < 0 { "appmaster" } else { "executor" };
+    let log_dir = settings.app_log_dir.join(format!("app{}", app_id.0));
+    std::fs::create_dir_all(&log_dir)?;
+    let name = if executor < 0 { "appmaster".to_string() } else { format!("executor{executor}") };
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.log")))?;
+    let mut child = tokio::process::Command::new(&binary)
+        .args(args)
+        .envs(env.iter().cloned())
+        .env("GEARPUMP_ROLE", role)
+        .env("GEARPUMP_EXECUTOR_ID", executor.to_string())
+        .env("GEARPUMP_HOSTNAME", &settings.host)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    tracing::info!(%app_id, executor, pid = child.id().unwrap_or(0), role, "Process started.");
+    let status = tokio::select! {
+        s = child.wait() => s?,
+        _ = kill => {
+            let _ = child.start_kill();
+            child.wait().await?
+        }
+    };
+    tracing::info!(%app_id, executor, %status, "Process exited.");
+    Ok(status.code())
+}
+
+async fn fetch(settings: &WorkerSettings, artifact: &str) -> anyhow_like::Result<PathBuf> {
+    let store = ArtifactStore::open(settings.work_dir.join("artifacts"))?;
+    let path = store.root().join(artifact);
+    if store.contains(artifact) {
+        return Ok(path);
+    }
+    let mut client = super::MasterClient::connect(&settings.masters).await?;
+    let tmp = store.root().join(format!(".fetch-{}-{artifact}", std::process::id()));
+    let mut offset = 0u64;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        loop {
+            let req = MasterRequest::FetchArtifact { id: artifact.to_string(), offset };
+            match client.ask(&req, Duration::from_secs(60)).await? {
+                MasterReply::ArtifactData { bytes, last } => {
+                    f.write_all(&bytes)?;
+                    offset += bytes.len() as u64;
+                    if last {
+                        break;
+                    }
+                }
+                MasterReply::Error(e) => return Err(anyhow_like::Error(e)),
+                other => return Err(anyhow_like::Error(format!("unexpected answer {other:?}"))),
+            }
+        }
+        f.sync_all()?;
+    }
+    set_executable(&tmp)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// A string error for the launch path, converted from what can go wrong there.
+mod anyhow_like {
+    /// A launch error.
+    #[derive(Debug)]
+    pub struct Error(pub String);
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl From<std::io::Error> for Error {
+        fn from(e: std::io::Error) -> Self {
+            Error(e.to_string())
+        }
+    }
+    impl From<gearpump_protocol::ProtocolError> for Error {
+        fn from(e: gearpump_protocol::ProtocolError) -> Self {
+            Error(e.to_string())
+        }
+    }
+    /// A launch result.
+    pub type Result<T> = std::result::Result<T, Error>;
+}

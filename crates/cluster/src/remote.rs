@@ -1,0 +1,562 @@
+//! The cluster roles of an application binary.
+//!
+//! The same binary plays every role (DESIGN §3); a worker or `gear app` sets `GEARPUMP_ROLE`:
+//!
+//! - `client`: upload this binary to the master's artifact store, submit the application it
+//!   builds, report the application id, exit.
+//! - `appmaster`: ask the master for slots, have workers start executor processes, place the
+//!   tasks on them, run the clock service, decide the outcome, report it.
+//! - `executor`: bind a data port, report to the AppMaster, create the tasks it is given (wired
+//!   in memory to each other and over TCP to the other executors), run them.
+//!
+//! Control messages travel on framed connections ([`gearpump_protocol`]); data between
+//! executors on the TCP data plane.
+
+use crate::daemon::{DuplexClient, MasterClient, artifacts::CHUNK};
+use gearpump_api::{StartTime, StreamApplication};
+use gearpump_clock::ClockService;
+use gearpump_config::HostPort;
+use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
+use gearpump_protocol::{
+    ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, read_hello, read_msg, write_hello,
+    write_msg,
+};
+use gearpump_streaming::appmaster::{flow_from_config, place};
+use gearpump_streaming::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime, TaskEvent, TaskPool};
+use gearpump_transport::flow::FlowConfig;
+use gearpump_transport::tcp::{DataServer, RetryPolicy};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// A cluster role failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    /// An environment variable the role needs is missing or wrong.
+    #[error("environment variable {name}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The control plane failed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The master refused.
+    #[error("the master refused: {0}")]
+    Refused(String),
+    /// Something else went wrong.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<std::io::Error> for RoleError {
+    fn from(e: std::io::Error) -> Self {
+        RoleError::Protocol(ProtocolError::Io(e))
+    }
+}
+
+fn env(name: &'static str) -> Result<String, RoleError> {
+    std::env::var(name).map_err(|_| RoleError::Env { name, reason: "not set".into() })
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<T, RoleError> {
+    env(name)?.parse().map_err(|_| RoleError::Env { name, reason: "not a valid value".into() })
+}
+
+/// `GEARPUMP_MASTERS`: `host:port,host:port`.
+pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
+    env("GEARPUMP_MASTERS")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|reason| RoleError::Env { name: "GEARPUMP_MASTERS", reason: format!("{s:?} {reason}") })
+        })
+        .collect()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
+}
+
+fn unexpected(reply: MasterReply) -> RoleError {
+    match reply {
+        MasterReply::Error(e) => RoleError::Refused(e),
+        other => RoleError::Other(format!("unexpected answer from the master: {other:?}")),
+    }
+}
+
+/// The client role: uploads this binary, submits `app`, returns its id.
+pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
+    let masters = masters_from_env()?;
+    let prefix = std::env::var("GEARPUMP_NAME_PREFIX").unwrap_or_default();
+    let name = if prefix.is_empty() { app.name().to_string() } else { format!("{prefix}_{}", app.name()) };
+    let user = std::env::var("GEARPUMP_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let exe = std::env::current_exe()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tasks = app.dag().task_count();
+    runtime()?.block_on(async {
+        let mut client = MasterClient::connect(&masters).await?;
+        let bytes = std::fs::read(&exe)?;
+        let chunks = bytes.len().div_ceil(CHUNK).max(1);
+        let mut artifact = None;
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            let last = i + 1 == chunks;
+            eprintln!("Uploading {} ({} MiB): {}%", exe.display(), bytes.len() >> 20, (i + 1) * 100 / chunks);
+            match client
+                .ask(&MasterRequest::UploadArtifact { bytes: chunk.to_vec(), last }, Duration::from_secs(120))
+                .await?
+            {
+                MasterReply::Ok if !last => {}
+                MasterReply::ArtifactStored { id } if last => artifact = Some(id),
+                other => return Err(unexpected(other)),
+            }
+        }
+        let artifact = artifact.ok_or_else(|| RoleError::Other("the upload was empty".into()))?;
+        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user };
+        match client.ask(&submit, Duration::from_secs(60)).await? {
+            MasterReply::Submitted { app_id } => Ok(app_id),
+            other => Err(unexpected(other)),
+        }
+    })
+}
+
+/// Packs task ids for the wire.
+fn packed(tasks: &[TaskId]) -> Vec<u64> {
+    tasks.iter().map(|t| t.to_u64()).collect()
+}
+
+/// What an executor's control connection delivers to the AppMaster, in order.
+enum LinkEvent {
+    /// Connected: where commands to it go. Always before its first report.
+    Up(mpsc::UnboundedSender<ExecutorCommand>),
+    /// A report.
+    Report(ExecutorReport),
+    /// The connection ended.
+    Down,
+}
+
+struct ExecutorLink {
+    commands: mpsc::UnboundedSender<ExecutorCommand>,
+    data_addr: Option<SocketAddr>,
+    ready: bool,
+    tasks: Vec<TaskId>,
+    alive: bool,
+}
+
+/// The AppMaster role: runs `app` on executor processes until it ends; reports the outcome.
+pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
+    let masters = masters_from_env()?;
+    let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
+    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
+    let flow = flow_from_config(app.config(), FlowConfig::default()).map_err(|e| RoleError::Other(e.to_string()))?;
+    runtime()?.block_on(async move {
+        let (mut master, mut pushes) = DuplexClient::connect(&masters).await?;
+        match master.ask(MasterRequest::RegisterAppMaster { app_id }, Duration::from_secs(30)).await? {
+            MasterReply::Ok => {}
+            other => return Err(unexpected(other)),
+        }
+        let outcome = appmaster_loop(app, app_id, flow, &hostname, &mut master, &mut pushes).await;
+        let (status, error) = match &outcome {
+            Ok(status) => (status.clone(), None),
+            Err(e) => ("failed".to_string(), Some(e.to_string())),
+        };
+        tracing::info!(%app_id, %status, ?error, "The application ended.");
+        let _ = master.ask(MasterRequest::AppStatus { app_id, status, error }, Duration::from_secs(10)).await;
+        outcome.map(|_| ())
+    })
+}
+
+async fn appmaster_loop(
+    app: &StreamApplication,
+    app_id: AppId,
+    flow: FlowConfig,
+    hostname: &str,
+    master: &mut DuplexClient,
+    pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
+) -> Result<String, RoleError> {
+    let dag = app.dag();
+    let total = dag.task_count();
+    let allocation =
+        match master.ask(MasterRequest::RequestResources { app_id, slots: total }, Duration::from_secs(30)).await? {
+            MasterReply::Resources(a) => a,
+            other => return Err(unexpected(other)),
+        };
+    let listener = TcpListener::bind((hostname, 0)).await?;
+    let control = listener.local_addr()?;
+    for (i, &(worker, _)) in allocation.iter().enumerate() {
+        let env = vec![("GEARPUMP_APPMASTER".to_string(), control.to_string())];
+        let req = MasterRequest::LaunchExecutor { app_id, executor: i as i32, worker, env };
+        match master.ask(req, Duration::from_secs(30)).await? {
+            MasterReply::Ok => {}
+            other => return Err(unexpected(other)),
+        }
+    }
+    let executors: Vec<Executor> = place(app, &allocation);
+    let mut links: Vec<ExecutorLink> = executors
+        .iter()
+        .map(|e| ExecutorLink {
+            commands: mpsc::unbounded_channel().0,
+            data_addr: None,
+            ready: false,
+            tasks: e.tasks.clone(),
+            alive: true,
+        })
+        .collect();
+    let (reports_tx, mut events) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
+    // Executors connect back and register.
+    let n = links.len();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_executor(stream, n, reports_tx.clone()));
+        }
+    });
+    // Commands senders are installed as they come; the rest of the loop sees reports only.
+    let mut reports = {
+        let (tx, rx) = mpsc::unbounded_channel::<(usize, Option<ExecutorReport>)>();
+        let (up_tx, mut ups) = mpsc::unbounded_channel::<(usize, mpsc::UnboundedSender<ExecutorCommand>)>();
+        tokio::spawn(async move {
+            while let Some((i, e)) = events.recv().await {
+                let delivered = match e {
+                    LinkEvent::Up(commands) => up_tx.send((i, commands)).is_ok(),
+                    LinkEvent::Report(r) => tx.send((i, Some(r))).is_ok(),
+                    LinkEvent::Down => tx.send((i, None)).is_ok(),
+                };
+                if !delivered {
+                    break;
+                }
+            }
+        });
+        let registered = async {
+            let mut waiting = n;
+            while waiting > 0 {
+                // An executor's Up is sent before its first report, on the same ordered path.
+                let Some((i, commands)) = ups.recv().await else {
+                    return Err(RoleError::Other("lost the executors' connections".into()));
+                };
+                links[i].commands = commands;
+                waiting -= 1;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(120), registered)
+            .await
+            .map_err(|_| RoleError::Other("executors did not start within 120 s".into()))??;
+        rx
+    };
+    let registered = async {
+        let mut waiting = n;
+        while waiting > 0 {
+            match reports.recv().await {
+                Some((i, Some(ExecutorReport::Register { data_addr, pid, .. }))) => {
+                    tracing::info!(executor = i, %data_addr, pid, "Executor registered.");
+                    links[i].data_addr = Some(data_addr);
+                    waiting -= 1;
+                }
+                Some((i, Some(other))) => {
+                    tracing::warn!(executor = i, ?other, "Unexpected report before registration.")
+                }
+                Some((i, None)) => return Err(RoleError::Other(format!("executor {i} went away before registering"))),
+                None => return Err(RoleError::Other("lost the executors' connections".into())),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(120), registered)
+        .await
+        .map_err(|_| RoleError::Other("executors did not start within 120 s".into()))??;
+    let data_addrs: Vec<SocketAddr> = links.iter().map(|l| l.data_addr.expect("registered")).collect();
+    let placement: Vec<Vec<u64>> = executors.iter().map(|e| packed(&e.tasks)).collect();
+    let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
+    for l in &links {
+        let _ = l.commands.send(ExecutorCommand::Assign {
+            placement: placement.clone(),
+            data_addrs: data_addrs.clone(),
+            session,
+            ack_once_every: flow.ack_once_every,
+            max_pending: flow.max_pending,
+        });
+    }
+    let mut waiting = n;
+    while waiting > 0 {
+        match reports.recv().await {
+            Some((i, Some(ExecutorReport::Ready))) => {
+                links[i].ready = true;
+                waiting -= 1;
+            }
+            Some((i, Some(ExecutorReport::LaunchFailed(e)))) => {
+                stop_all(&links, true);
+                return Err(RoleError::Other(format!("executor {i} could not create its tasks: {e}")));
+            }
+            Some((i, None)) => {
+                stop_all(&links, true);
+                return Err(RoleError::Other(format!("executor {i} went away")));
+            }
+            Some(_) => {}
+            None => return Err(RoleError::Other("lost every executor".into())),
+        }
+    }
+    let start = Timestamp(0);
+    let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
+    let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
+    let mut clock = ClockService::new(&parallelism, &edges, start);
+    for l in &links {
+        let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
+    }
+    // Asked, not told: every request on this connection gets its answer in order.
+    match master
+        .ask(MasterRequest::AppStatus { app_id, status: "active".into(), error: None }, Duration::from_secs(30))
+        .await?
+    {
+        MasterReply::Ok => {}
+        other => return Err(unexpected(other)),
+    }
+    tracing::info!(%app_id, executors = n, tasks = total, "Application active.");
+
+    let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
+    let mut outcome: Option<Result<String, RoleError>> = None;
+    let mut stopped = 0u32;
+    loop {
+        tokio::select! {
+            report = reports.recv() => match report {
+                Some((_, Some(ExecutorReport::Clock { task, clock: c }))) => {
+                    if outcome.is_some() {
+                        continue;
+                    }
+                    let task = TaskId::from_u64(task);
+                    if let Some(up) = clock.report(task, Timestamp(c))
+                        && let Some(i) = owner(task, &links)
+                    {
+                        let _ = links[i].commands.send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: up.0 });
+                    }
+                    if clock.is_finished() {
+                        outcome = Some(Ok("succeeded".into()));
+                        stop_all(&links, false);
+                    }
+                }
+                Some((_, Some(ExecutorReport::TaskFailed { task, error }))) => {
+                    if outcome.is_none() {
+                        outcome = Some(Err(RoleError::Other(format!("task {} failed: {error}", TaskId::from_u64(task)))));
+                        stop_all(&links, false);
+                    }
+                }
+                Some((_, Some(ExecutorReport::TaskStopped { .. }))) => {
+                    stopped += 1;
+                    if stopped >= total && outcome.is_some() {
+                        break;
+                    }
+                }
+                Some((_, Some(_))) => {}
+                Some((i, None)) => {
+                    if links[i].alive {
+                        links[i].alive = false;
+                        // Its tasks will not report stopping.
+                        stopped += links[i].tasks.len() as u32;
+                        if outcome.is_none() {
+                            outcome = Some(Err(RoleError::Other(format!("executor {i} was lost"))));
+                            stop_all(&links, false);
+                        }
+                        if stopped >= total {
+                            break;
+                        }
+                    }
+                }
+                None => break,
+            },
+            push = pushes.recv() => match push {
+                Some(MasterReply::KillRequested) if outcome.is_none() => {
+                    tracing::info!(%app_id, "Kill requested.");
+                    outcome = Some(Ok("terminated".into()));
+                    stop_all(&links, false);
+                }
+                Some(_) => {}
+                // Without a master the application keeps running (the masters may come back).
+                None => {}
+            },
+        }
+    }
+    for l in &links {
+        let _ = l.commands.send(ExecutorCommand::Exit);
+    }
+    outcome.unwrap_or_else(|| Err(RoleError::Other("the AppMaster lost its executors".into())))
+}
+
+fn stop_all(links: &[ExecutorLink], exit: bool) {
+    for l in links {
+        let _ = l.commands.send(if exit { ExecutorCommand::Exit } else { ExecutorCommand::Stop });
+    }
+}
+
+/// One executor's control connection, on the AppMaster's side.
+async fn serve_executor(stream: TcpStream, executors: usize, events: mpsc::UnboundedSender<(usize, LinkEvent)>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    if read_hello(&mut rd).await.is_err() || write_hello(&mut wr).await.is_err() {
+        return;
+    }
+    let first: ExecutorReport = match read_msg(&mut rd).await {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    let ExecutorReport::Register { executor, .. } = &first else { return };
+    let i = *executor as usize;
+    if i >= executors {
+        tracing::warn!(executor, "An unknown executor connected.");
+        return;
+    }
+    let (tx, mut commands) = mpsc::unbounded_channel::<ExecutorCommand>();
+    let _ = events.send((i, LinkEvent::Up(tx)));
+    let _ = events.send((i, LinkEvent::Report(first)));
+    tokio::spawn(async move {
+        while let Some(c) = commands.recv().await {
+            if write_msg(&mut wr, &c).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Ok(r) = read_msg::<_, ExecutorReport>(&mut rd).await {
+        if events.send((i, LinkEvent::Report(r))).is_err() {
+            return;
+        }
+    }
+    let _ = events.send((i, LinkEvent::Down));
+}
+
+/// The executor role: runs the tasks the AppMaster assigns until told to exit.
+pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
+    let me: i32 = env_parse("GEARPUMP_EXECUTOR_ID")?;
+    let appmaster: SocketAddr = env_parse("GEARPUMP_APPMASTER")?;
+    let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
+    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
+    let host: std::net::IpAddr = hostname
+        .parse()
+        .map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })?;
+    let runtime = Runtime::new(TaskPool::with_available_cores());
+    let result = runtime_block(|| async {
+        let sink = ExecutorSink::default();
+        let server =
+            DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), Arc::new(app.codecs().clone()))?;
+        let data_addr = server.local_addr();
+        let stream = TcpStream::connect(appmaster).await?;
+        stream.set_nodelay(true)?;
+        let (mut rd, mut wr) = stream.into_split();
+        write_hello(&mut wr).await?;
+        read_hello(&mut rd).await?;
+        write_msg(&mut wr, &ExecutorReport::Register { executor: me, data_addr, pid: std::process::id() }).await?;
+        let (out_tx, mut out) = mpsc::unbounded_channel::<ExecutorReport>();
+        let writer = tokio::spawn(async move {
+            while let Some(r) = out.recv().await {
+                if write_msg(&mut wr, &r).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (events_tx, mut events) = mpsc::unbounded_channel::<TaskEvent>();
+        let forward = out_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let r = match e {
+                    TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task: task.to_u64(), clock: clock.0 },
+                    TaskEvent::Failed { task, error } => ExecutorReport::TaskFailed { task: task.to_u64(), error },
+                    TaskEvent::Stopped { task } => ExecutorReport::TaskStopped { task: task.to_u64() },
+                };
+                if forward.send(r).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Some((server, sink));
+        let mut deployment: Option<Arc<Deployment>> = None;
+        let mut ticker: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            let cmd: ExecutorCommand = match read_msg(&mut rd).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Lost the AppMaster; exiting.");
+                    break;
+                }
+            };
+            match cmd {
+                ExecutorCommand::Assign { placement, data_addrs, session, ack_once_every, max_pending } => {
+                    let executors: Vec<Executor> = placement
+                        .iter()
+                        .enumerate()
+                        .map(|(i, tasks)| Executor {
+                            id: gearpump_core::ExecutorId(i as i32),
+                            worker: WorkerId(0),
+                            tasks: tasks.iter().map(|t| TaskId::from_u64(*t)).collect(),
+                        })
+                        .collect();
+                    let spec = LaunchSpec {
+                        runtime: &runtime,
+                        app_id,
+                        flow: FlowConfig { ack_once_every, max_pending },
+                        session,
+                        events: &events_tx,
+                        data_plane: DataPlane::Tcp { host, retry: RetryPolicy::default() },
+                    };
+                    let Some((server, sink)) = server.take() else { continue };
+                    match Deployment::launch_executor(&spec, app, executors, me as usize, server, sink, data_addrs) {
+                        Ok(d) => {
+                            deployment = Some(Arc::new(d));
+                            let _ = out_tx.send(ExecutorReport::Ready);
+                        }
+                        Err(e) => {
+                            let _ = out_tx.send(ExecutorReport::LaunchFailed(e.to_string()));
+                        }
+                    }
+                }
+                ExecutorCommand::Start { clock } => {
+                    if let Some(d) = &deployment {
+                        d.start(StartTime(Timestamp(clock)));
+                        let d = d.clone();
+                        ticker = Some(tokio::spawn(async move {
+                            let mut interval = tokio::time::interval(Duration::from_millis(100));
+                            loop {
+                                interval.tick().await;
+                                d.tick();
+                            }
+                        }));
+                    }
+                }
+                ExecutorCommand::UpstreamClock { task, clock } => {
+                    if let Some(d) = &deployment {
+                        d.upstream_clock(TaskId::from_u64(task), Timestamp(clock));
+                    }
+                }
+                ExecutorCommand::Stop => {
+                    if let Some(t) = ticker.take() {
+                        t.abort();
+                    }
+                    if let Some(d) = &deployment {
+                        d.stop();
+                    }
+                }
+                ExecutorCommand::Exit => break,
+            }
+        }
+        if let Some(t) = ticker.take() {
+            t.abort();
+        }
+        // Let the last reports (stopped tasks) go out.
+        drop(out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        if let Some(d) = deployment {
+            d.clear();
+        }
+        Ok::<(), RoleError>(())
+    });
+    runtime.shutdown();
+    result
+}
+
+fn runtime_block<F, Fut>(f: F) -> Result<(), RoleError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), RoleError>>,
+{
+    runtime()?.block_on(f())
+}

@@ -1,0 +1,233 @@
+//! Application binaries submitted with `gear app` and run as AppMaster and executor
+//! processes on real worker processes, with the TCP data plane between them.
+
+use gearpump_cluster::daemon::MasterClient;
+use gearpump_config::HostPort;
+use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const GEAR: &str = env!("CARGO_BIN_EXE_gear");
+
+/// The wordcount example binary, built if this test runs without the rest of the workspace.
+fn wordcount() -> PathBuf {
+    let path = Path::new(GEAR).with_file_name("wordcount");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", "gearpump-examples", "--bin", "wordcount"]).status().unwrap();
+        assert!(status.success(), "building the wordcount example");
+    }
+    path
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+    master: HostPort,
+    _procs: Vec<Proc>,
+}
+
+impl Cluster {
+    /// A master and two workers, each its own process.
+    fn start(name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("gear-submit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = dir.join("test.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
+                 gearpump.cluster.heartbeat-interval-ms = 200\n\
+                 gearpump.worker.slots = 4\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, _procs: Vec::new() };
+        let p = c.spawn(&["master", "-ip", "127.0.0.1", "-port", &port.to_string()], "master");
+        c._procs.push(p);
+        wait_until("the master answers", || c.workers().is_some());
+        for i in 0..2 {
+            // Each worker in its own directory, as on its own machine.
+            let wdir = c.dir.join(format!("worker{i}"));
+            std::fs::create_dir_all(&wdir).unwrap();
+            let p = Proc(
+                Command::new(GEAR)
+                    .args(["worker", "-conf"])
+                    .arg(&c.conf)
+                    .current_dir(&wdir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            c._procs.push(p);
+        }
+        wait_until("two workers registered", || {
+            c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
+        });
+        c
+    }
+
+    fn gear(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(GEAR);
+        c.arg("-conf").arg(&self.conf).args(args).current_dir(&self.dir);
+        c
+    }
+
+    fn spawn(&self, args: &[&str], name: &str) -> Proc {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.out"))).unwrap();
+        Proc(self.gear(args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.gear(args).output().unwrap()
+    }
+
+    fn ask(&self, req: &MasterRequest) -> Option<MasterReply> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut c = MasterClient::connect(std::slice::from_ref(&self.master)).await.ok()?;
+            c.ask(req, Duration::from_secs(10)).await.ok()
+        })
+    }
+
+    fn workers(&self) -> Option<Vec<WorkerInfo>> {
+        match self.ask(&MasterRequest::ListWorkers)? {
+            MasterReply::Workers(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn app(&self, id: u32) -> Option<AppInfo> {
+        match self.ask(&MasterRequest::ListApps)? {
+            MasterReply::Apps(apps) => apps.into_iter().find(|a| a.id.0 == id),
+            _ => None,
+        }
+    }
+
+    fn wait_status(&self, id: u32, status: &str) -> AppInfo {
+        let mut last = None;
+        wait_until(&format!("application {id} is {status}"), || {
+            last = self.app(id);
+            last.as_ref().is_some_and(|a| a.status == status)
+        });
+        last.unwrap()
+    }
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    // Bounds a hang on this shared machine; it measures nothing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_finite_wordcount_across_processes_gives_exact_counts() {
+    let c = Cluster::start("exact");
+    let out_dir = c.dir.join("counts");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let bin = wordcount();
+    let out = c.run(&[
+        "app",
+        "-jar",
+        bin.to_str().unwrap(),
+        "-split",
+        "2",
+        "-sum",
+        "2",
+        "-rounds",
+        "400",
+        "-output",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Submitted application wordCount as application 1"), "{}", text(&out));
+    let info = c.wait_status(1, "succeeded");
+    assert_eq!(info.error, None);
+
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for i in 0..2 {
+        let file = std::fs::read_to_string(out_dir.join(format!("sum-{i}.txt"))).unwrap();
+        for line in file.lines() {
+            let (w, n) = line.rsplit_once(' ').unwrap();
+            *counts.entry(w.to_string()).or_default() += n.parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(counts, gearpump_examples::wordcount::expected_counts(gearpump_examples::wordcount::TEXT_TO_SPLIT, 400));
+
+    // An AppMaster and two executors ran, with their logs under the application's directory,
+    // and the tasks were spread over both workers.
+    for w in 0..2 {
+        let logs = c.dir.join(format!("worker{w}/logs/app1"));
+        assert!(logs.is_dir(), "worker {w} ran no process of the application");
+    }
+    // The slots are free again.
+    wait_until("slots freed", || c.workers().unwrap().iter().all(|w| w.used == 0));
+}
+
+#[test]
+fn submit_kill_duplicates_and_bad_binaries() {
+    let c = Cluster::start("kill");
+    let bin = wordcount();
+    let bin = bin.to_str().unwrap();
+    let out = c.run(&["app", "-jar", bin, "-split", "2", "-sum", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is active"), "{}", text(&out));
+    assert_eq!(c.app(1).unwrap().status, "active");
+    // 4 tasks + 1 AppMaster on 2 workers.
+    let used: Vec<u32> = c.workers().unwrap().iter().map(|w| w.used).collect();
+    assert_eq!(used.iter().sum::<u32>(), 5, "{used:?}");
+    assert!(used.iter().all(|&u| u >= 2), "tasks on both workers: {used:?}");
+
+    let info = c.run(&["info"]);
+    assert!(text(&info).contains("application: 1, name: wordCount, status: active, worker: "), "{}", text(&info));
+
+    // A second one of the same name is refused while the first runs.
+    let dup = c.run(&["app", "-jar", bin, "-split", "1", "-sum", "1"]);
+    assert!(!dup.status.success());
+    assert!(text(&dup).contains("already running as application 1"), "{}", text(&dup));
+    // With a prefix, it is another name.
+    let prefixed = c.run(&["app", "-namePrefix", "second", "-jar", bin]);
+    assert!(prefixed.status.success(), "{}", text(&prefixed));
+    assert_eq!(c.app(2).unwrap().name, "second_wordCount");
+
+    let kill = c.run(&["kill", "-appid", "1"]);
+    assert!(kill.status.success(), "{}", text(&kill));
+    c.wait_status(1, "terminated");
+    let again = c.run(&["kill", "-appid", "1"]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("is not running; it is terminated"), "{}", text(&again));
+    assert!(c.run(&["kill", "-appid", "2"]).status.success());
+    c.wait_status(2, "terminated");
+    wait_until("slots freed", || c.workers().unwrap().iter().all(|w| w.used == 0));
+
+    let missing = c.run(&["app", "-jar", "/no/such/binary"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("no application binary at /no/such/binary"), "{}", text(&missing));
+    let not_app = c.run(&["app", "-jar", "/bin/true"]);
+    assert!(!not_app.status.success());
+    assert!(text(&not_app).contains("is not a Gearpump application binary"), "{}", text(&not_app));
+    let not_exec = c.dir.join("test.conf");
+    let out = c.run(&["app", "-jar", not_exec.to_str().unwrap()]);
+    assert!(text(&out).contains("is not an executable file"), "{}", text(&out));
+}
