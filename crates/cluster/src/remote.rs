@@ -18,13 +18,14 @@ use gearpump_clock::ClockService;
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, read_hello, read_msg, write_hello,
-    write_msg,
+    ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, TaskCounters, read_hello, read_msg,
+    write_hello, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime, TaskEvent, TaskPool};
 use gearpump_transport::flow::FlowConfig;
 use gearpump_transport::tcp::{DataServer, RetryPolicy};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -317,6 +318,8 @@ async fn appmaster_loop(
     tracing::info!(%app_id, executors = n, tasks = total, "Application active.");
 
     let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
+    let active_since = std::time::Instant::now();
+    let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
     let mut outcome: Option<Result<String, RoleError>> = None;
     let mut stopped = 0u32;
     loop {
@@ -347,6 +350,11 @@ async fn appmaster_loop(
                     stopped += 1;
                     if stopped >= total && outcome.is_some() {
                         break;
+                    }
+                }
+                Some((_, Some(ExecutorReport::Counters(cs)))) => {
+                    for c in cs {
+                        counters.insert(c.task, c);
                     }
                 }
                 Some((_, Some(_))) => {}
@@ -381,6 +389,11 @@ async fn appmaster_loop(
     for l in &links {
         let _ = l.commands.send(ExecutorCommand::Exit);
     }
+    let status = match &outcome {
+        Some(Ok(s)) => s.as_str(),
+        _ => "failed",
+    };
+    tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), &counters));
     outcome.unwrap_or_else(|| Err(RoleError::Other("the AppMaster lost its executors".into())))
 }
 
@@ -434,7 +447,8 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
     let host: std::net::IpAddr = hostname
         .parse()
         .map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })?;
-    let runtime = Runtime::new(TaskPool::with_available_cores());
+    // The task pool is sized when the executor learns how many tasks it runs.
+    let mut runtime: Option<Runtime> = None;
     let result = runtime_block(|| async {
         let sink = ExecutorSink::default();
         let server =
@@ -490,8 +504,12 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
                             tasks: tasks.iter().map(|t| TaskId::from_u64(*t)).collect(),
                         })
                         .collect();
+                    // No more threads than tasks: an idle pool thread only competes for a core.
+                    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+                    let mine = executors.get(me as usize).map_or(1, |e| e.tasks.len()).max(1);
+                    let rt = runtime.insert(Runtime::new(TaskPool::new(cores.min(mine))));
                     let spec = LaunchSpec {
-                        runtime: &runtime,
+                        runtime: rt,
                         app_id,
                         flow: FlowConfig { ack_once_every, max_pending },
                         session,
@@ -512,12 +530,13 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
                 ExecutorCommand::Start { clock } => {
                     if let Some(d) = &deployment {
                         d.start(StartTime(Timestamp(clock)));
-                        let d = d.clone();
+                        let (d, out) = (d.clone(), out_tx.clone());
                         ticker = Some(tokio::spawn(async move {
                             let mut interval = tokio::time::interval(Duration::from_millis(100));
                             loop {
                                 interval.tick().await;
                                 d.tick();
+                                let _ = out.send(ExecutorReport::Counters(counters(&d)));
                             }
                         }));
                     }
@@ -549,8 +568,59 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
         }
         Ok::<(), RoleError>(())
     });
-    runtime.shutdown();
+    if let Some(rt) = runtime {
+        rt.shutdown();
+    }
     result
+}
+
+fn counters(d: &Deployment) -> Vec<TaskCounters> {
+    use std::sync::atomic::Ordering::Relaxed;
+    d.cells()
+        .iter()
+        .map(|cell| {
+            let c = cell.counters();
+            TaskCounters {
+                task: cell.id().to_u64(),
+                received: c.received.load(Relaxed),
+                sent: c.sent.load(Relaxed),
+                latency_samples: c.latency_samples.load(Relaxed),
+                latency_p50_us: c.latency_p50_us.load(Relaxed),
+                latency_p99_us: c.latency_p99_us.load(Relaxed),
+            }
+        })
+        .collect()
+}
+
+/// The summary line of a distributed run: messages received by the sink processors per second
+/// of activity, and their worst receive latency.
+fn summary(
+    app: &StreamApplication,
+    app_id: AppId,
+    status: &str,
+    elapsed: Duration,
+    counters: &HashMap<u64, TaskCounters>,
+) -> String {
+    let dag = app.dag();
+    let sinks: Vec<ProcessorId> =
+        dag.processors().iter().filter(|p| dag.outgoing(p.id).next().is_none()).map(|p| p.id).collect();
+    let at_sinks: Vec<&TaskCounters> =
+        counters.values().filter(|c| sinks.contains(&TaskId::from_u64(c.task).processor)).collect();
+    let processed: u64 = at_sinks.iter().map(|c| c.received).sum();
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut line = format!(
+        "Summary: application {} (app {app_id}) {status} after {:.1} s: {processed} messages processed, {:.0} messages/s",
+        app.name(),
+        elapsed.as_secs_f64(),
+        processed as f64 / secs
+    );
+    let sampled = at_sinks.iter().filter(|c| c.latency_samples > 0);
+    let p50 = sampled.clone().map(|c| c.latency_p50_us).max();
+    let p99 = sampled.map(|c| c.latency_p99_us).max();
+    if let (Some(p50), Some(p99)) = (p50, p99) {
+        line.push_str(&format!(", receive latency p50 {:.3} ms, p99 {:.3} ms", p50 as f64 / 1e3, p99 as f64 / 1e3));
+    }
+    line
 }
 
 fn runtime_block<F, Fut>(f: F) -> Result<(), RoleError>

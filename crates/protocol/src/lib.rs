@@ -362,8 +362,25 @@ pub enum ExecutorReport {
         /// The task (packed id).
         task: u64,
     },
-    /// Counters of its tasks: (task, received, sent).
-    Counters(Vec<(u64, u64, u64)>),
+    /// Counters of its tasks.
+    Counters(Vec<TaskCounters>),
+}
+
+/// One task's counters, as an executor reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounters {
+    /// The task (packed id).
+    pub task: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Receive-latency samples.
+    pub latency_samples: u64,
+    /// Receive latency, median, µs.
+    pub latency_p50_us: u64,
+    /// Receive latency, 99th percentile, µs.
+    pub latency_p99_us: u64,
 }
 
 /// What an AppMaster tells an executor.

@@ -146,3 +146,64 @@ impl DuplexClient {
         self.replies.recv().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn timing() -> ControlTiming {
+        ControlTiming {
+            heartbeat_interval: Duration::from_millis(50),
+            worker_timeout: Duration::from_millis(300),
+            master_timeout: Duration::from_millis(500),
+        }
+    }
+
+    fn settings(masters: Vec<HostPort>) -> WorkerSettings {
+        let dir = std::env::temp_dir().join(format!("gear-daemon-test-{}", std::process::id()));
+        WorkerSettings {
+            masters,
+            slots: 1,
+            host: "127.0.0.1".into(),
+            timing: timing(),
+            work_dir: dir.join("work"),
+            app_log_dir: dir.join("logs"),
+        }
+    }
+
+    async fn workers(master: &HostPort) -> Vec<gearpump_protocol::WorkerInfo> {
+        let mut c = MasterClient::connect(std::slice::from_ref(master)).await.unwrap();
+        match c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.unwrap() {
+            MasterReply::Workers(w) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_without_a_master_exits_after_the_timeout() {
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let gone = HostPort { host: "127.0.0.1".into(), port: free };
+        let started = std::time::Instant::now();
+        let result = run_worker(settings(vec![gone]), std::future::pending()).await;
+        assert!(result.is_err());
+        assert!(started.elapsed() >= timing().master_timeout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_worker_is_declared_dead() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
+        let store =
+            artifacts::ArtifactStore::open(std::env::temp_dir().join(format!("gear-silent-{}", std::process::id())))
+                .unwrap();
+        tokio::spawn(run_master(listener, timing(), store, master.to_string(), std::future::pending()));
+        // Register by hand, then say nothing more (and keep the connection open).
+        let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
+        let req = MasterRequest::RegisterWorker { host: "quiet".into(), slots: 1, pid: 1 };
+        assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
+        assert!(workers(&master).await[0].alive);
+        tokio::time::sleep(timing().worker_timeout * 3).await;
+        assert!(!workers(&master).await[0].alive);
+    }
+}

@@ -160,7 +160,7 @@ async fn launch(
     args: &[String],
     env: &[(String, String)],
     kill: oneshot::Receiver<()>,
-) -> anyhow_like::Result<Option<i32>> {
+) -> Result<Option<i32>, LaunchError> {
     let binary = fetch(settings, artifact).await?;
     let role = if executor < 0 { "appmaster" } else { "executor" };
     let log_dir = settings.app_log_dir.join(format!("app{}", app_id.0));
@@ -190,7 +190,7 @@ async fn launch(
     Ok(status.code())
 }
 
-async fn fetch(settings: &WorkerSettings, artifact: &str) -> anyhow_like::Result<PathBuf> {
+async fn fetch(settings: &WorkerSettings, artifact: &str) -> Result<PathBuf, LaunchError> {
     let store = ArtifactStore::open(settings.work_dir.join("artifacts"))?;
     let path = store.root().join(artifact);
     if store.contains(artifact) {
@@ -212,8 +212,8 @@ async fn fetch(settings: &WorkerSettings, artifact: &str) -> anyhow_like::Result
                         break;
                     }
                 }
-                MasterReply::Error(e) => return Err(anyhow_like::Error(e)),
-                other => return Err(anyhow_like::Error(format!("unexpected answer {other:?}"))),
+                MasterReply::Error(e) => return Err(LaunchError::Fetch(e)),
+                other => return Err(LaunchError::Fetch(format!("unexpected answer {other:?}"))),
             }
         }
         f.sync_all()?;
@@ -228,26 +228,16 @@ fn set_executable(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
-/// A string error for the launch path, converted from what can go wrong there.
-mod anyhow_like {
-    /// A launch error.
-    #[derive(Debug)]
-    pub struct Error(pub String);
-    impl std::fmt::Display for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-    impl From<std::io::Error> for Error {
-        fn from(e: std::io::Error) -> Self {
-            Error(e.to_string())
-        }
-    }
-    impl From<gearpump_protocol::ProtocolError> for Error {
-        fn from(e: gearpump_protocol::ProtocolError) -> Self {
-            Error(e.to_string())
-        }
-    }
-    /// A launch result.
-    pub type Result<T> = std::result::Result<T, Error>;
+/// Starting an application process failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// A file or process operation failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Talking to the master failed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The master would not hand out the binary.
+    #[error("fetching the application binary: {0}")]
+    Fetch(String),
 }
