@@ -137,6 +137,24 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Drops terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -201,6 +219,29 @@ fn submit_kill_duplicates_and_bad_binaries() {
 
     let info = c.run(&["info"]);
     assert!(text(&info).contains("application: 1, name: wordCount, status: active, worker: "), "{}", text(&info));
+
+    // Random bytes on the executors' data ports close those connections only.
+    let data_ports: Vec<String> = (0..2)
+        .filter_map(|w| std::fs::read_to_string(c.dir.join(format!("worker{w}/logs/app1/appmaster.log"))).ok())
+        .map(|log| strip_ansi(&log))
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains("Executor registered"))
+                .filter_map(|l| {
+                    l.split("data_addr=").nth(1).map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(data_ports.len(), 2, "two executors announced data ports");
+    for addr in &data_ports {
+        for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xff; 3000][..]] {
+            let mut s = std::net::TcpStream::connect(addr.as_str()).unwrap();
+            let _ = std::io::Write::write_all(&mut s, garbage);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.app(1).unwrap().status, "active", "the application survives garbage on its data ports");
 
     // A second one of the same name is refused while the first runs.
     let dup = c.run(&["app", "-jar", bin, "-split", "1", "-sum", "1"]);
