@@ -208,5 +208,23 @@ pub fn application_with(
     if let Some(r) = rounds {
         config.set(Split::ROUNDS, r);
     }
-    StreamApplication::builder("wordCount").config(config).edge(&split_p, partitioner, &sum_p).build()
+    StreamApplication::builder("wordCount")
+        .config(config)
+        .edge(&split_p, partitioner, &sum_p)
+        // A system-level codec the cluster may switch on for words:
+        // gearpump.serializers { "alloc::string::String" = "raw_utf8" }.
+        .named_codec::<String, _, _>(
+            "raw_utf8",
+            |word, out| {
+                out.extend_from_slice(word.as_bytes());
+                Ok(())
+            },
+            |bytes| {
+                String::from_utf8(bytes.to_vec()).map_err(|e| gearpump::CodecError::Decode {
+                    type_name: "alloc::string::String",
+                    reason: e.to_string(),
+                })
+            },
+        )
+        .build()
 }

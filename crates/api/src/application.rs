@@ -293,6 +293,20 @@ impl StreamApplicationBuilder {
         self
     }
 
+    /// Offers a custom codec for `T` under `name`, for the cluster to switch on with
+    /// `gearpump.serializers { "<type name>" = "<name>" }` (the guide's system-level
+    /// serializer). Until then `T` uses its serde codec.
+    #[must_use]
+    pub fn named_codec<T, E, D>(mut self, name: impl Into<String>, encode: E, decode: D) -> Self
+    where
+        T: Value,
+        E: Fn(&T, &mut Vec<u8>) -> Result<(), gearpump_core::CodecError> + Send + Sync + 'static,
+        D: Fn(&[u8]) -> Result<T, gearpump_core::CodecError> + Send + Sync + 'static,
+    {
+        self.codecs.register_named(name, encode, decode);
+        self
+    }
+
     fn node(&mut self, p: &Processor) -> usize {
         match self.nodes.get(&p.key()) {
             Some(&i) => i,

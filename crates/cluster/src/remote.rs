@@ -15,7 +15,7 @@
 use crate::daemon::{DuplexClient, MasterClient, artifacts::CHUNK};
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_clock::ClockService;
-use gearpump_config::HostPort;
+use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
     ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, TaskCounters, read_hello, read_msg,
@@ -77,6 +77,43 @@ pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
             s.parse().map_err(|reason| RoleError::Env { name: "GEARPUMP_MASTERS", reason: format!("{s:?} {reason}") })
         })
         .collect()
+}
+
+/// The cluster's configuration as the worker handed it over (`GEARPUMP_CONF`), else the
+/// defaults.
+fn system_config() -> Result<GearConfig, RoleError> {
+    let conf = match std::env::var("GEARPUMP_CONF") {
+        Ok(text) if !text.is_empty() => GearConfig::defaults().with_str("GEARPUMP_CONF", &text),
+        _ => Ok(GearConfig::defaults()),
+    };
+    conf.map_err(|e| RoleError::Other(e.to_string()))
+}
+
+/// What the cluster's configuration says about the data plane, with the application's
+/// overrides of the flow-control keys on top.
+struct DataPlaneSettings {
+    flow: FlowConfig,
+    retry: RetryPolicy,
+    codecs: Arc<gearpump_core::Codecs>,
+}
+
+fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, RoleError> {
+    let sys = system_config()?;
+    let num = |k: &str| sys.get_num::<u64>(k).map_err(|e| RoleError::Other(e.to_string()));
+    let base = FlowConfig {
+        ack_once_every: num("gearpump.streaming.ack-once-every-message-count")? as u32,
+        max_pending: num("gearpump.streaming.max-pending-message-count-per-connection")? as u32,
+    };
+    let flow = flow_from_config(app.config(), base).map_err(|e| RoleError::Other(e.to_string()))?;
+    let retry = RetryPolicy {
+        max_retries: num("gearpump.netty.max-retries")? as u32,
+        base_sleep: Duration::from_millis(num("gearpump.netty.base-sleep-ms")?),
+        max_sleep: Duration::from_millis(num("gearpump.netty.max-sleep-ms")?),
+    };
+    let mut codecs = app.codecs().clone();
+    let serializers = sys.map("gearpump.serializers");
+    codecs.apply_serializers(serializers.iter().map(|(t, c)| (t.as_str(), c.as_str()))).map_err(RoleError::Other)?;
+    Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs) })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
@@ -153,14 +190,17 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let masters = masters_from_env()?;
     let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
     let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
-    let flow = flow_from_config(app.config(), FlowConfig::default()).map_err(|e| RoleError::Other(e.to_string()))?;
     runtime()?.block_on(async move {
         let (mut master, mut pushes) = DuplexClient::connect(&masters).await?;
         match master.ask(MasterRequest::RegisterAppMaster { app_id }, Duration::from_secs(30)).await? {
             MasterReply::Ok => {}
             other => return Err(unexpected(other)),
         }
-        let outcome = appmaster_loop(app, app_id, flow, &hostname, &mut master, &mut pushes).await;
+        // Registered first, so that a bad configuration is reported as the application's error.
+        let outcome = match data_plane_settings(app) {
+            Ok(settings) => appmaster_loop(app, app_id, settings.flow, &hostname, &mut master, &mut pushes).await,
+            Err(e) => Err(e),
+        };
         let (status, error) = match &outcome {
             Ok(status) => (status.clone(), None),
             Err(e) => ("failed".to_string(), Some(e.to_string())),
@@ -447,12 +487,12 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
     let host: std::net::IpAddr = hostname
         .parse()
         .map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })?;
+    let settings = data_plane_settings(app)?;
     // The task pool is sized when the executor learns how many tasks it runs.
     let mut runtime: Option<Runtime> = None;
     let result = runtime_block(|| async {
         let sink = ExecutorSink::default();
-        let server =
-            DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), Arc::new(app.codecs().clone()))?;
+        let server = DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), settings.codecs.clone())?;
         let data_addr = server.local_addr();
         let stream = TcpStream::connect(appmaster).await?;
         stream.set_nodelay(true)?;
@@ -514,7 +554,8 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
                         flow: FlowConfig { ack_once_every, max_pending },
                         session,
                         events: &events_tx,
-                        data_plane: DataPlane::Tcp { host, retry: RetryPolicy::default() },
+                        data_plane: DataPlane::Tcp { host, retry: settings.retry },
+                        codecs: settings.codecs.clone(),
                     };
                     let Some((server, sink)) = server.take() else { continue };
                     match Deployment::launch_executor(&spec, app, executors, me as usize, server, sink, data_addrs) {

@@ -229,6 +229,24 @@ impl GearConfig {
         self.values.iter().map(|(k, v)| (k.as_str(), render(v)))
     }
 
+    /// The whole configuration as HOCON text, one `key = value` per line: what a worker hands
+    /// to the processes it starts, which read it back with [`GearConfig::with_str`].
+    pub fn to_hocon(&self) -> String {
+        fn value(v: &HoconValue) -> String {
+            match v {
+                HoconValue::Scalar(s) => match s.value_type {
+                    ScalarType::Number | ScalarType::Boolean => s.raw.clone(),
+                    ScalarType::Null => "null".into(),
+                    _ => format!("{:?}", s.raw),
+                },
+                HoconValue::Array(items) => format!("[{}]", items.iter().map(value).collect::<Vec<_>>().join(", ")),
+                HoconValue::Object(m) if m.is_empty() => "{}".into(),
+                _ => "null".into(),
+            }
+        }
+        self.values.iter().map(|(k, v)| format!("{k} = {}\n", value(v))).collect()
+    }
+
     /// The raw string of a scalar key.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.values.get(key).and_then(scalar_raw)
@@ -386,8 +404,10 @@ fn flatten(prefix: &str, value: &HoconValue, out: &mut BTreeMap<String, HoconVal
     match value {
         HoconValue::Object(map) if !map.is_empty() => {
             for (k, v) in map {
-                // Keys holding dots (type names in free maps) are quoted to stay one segment.
-                let segment = if k.contains('.') { format!("\"{k}\"") } else { k.clone() };
+                // Keys with anything but plain identifier characters (type names in free maps)
+                // are quoted, to stay one segment and to render back as valid HOCON.
+                let plain = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let segment = if plain { k.clone() } else { format!("\"{k}\"") };
                 flatten(&format!("{prefix}.{segment}"), v, out);
             }
         }
@@ -545,6 +565,17 @@ mod tests {
         assert_eq!(conf.map("gearpump.serializers").get("my_app::Point").map(String::as_str), Some("point_codec"));
         let dotted = GearConfig::defaults().with_str("app", "gearpump.serializers { \"a.b.C\" = \"c\" }").unwrap();
         assert_eq!(dotted.map("gearpump.serializers").get("a.b.C").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn to_hocon_round_trips() {
+        let conf = GearConfig::defaults()
+            .with_str("a", "gearpump.worker.slots = 7\ngearpump.serializers { \"a.b::C\" = \"c\", \"x::Y\" = \"y\" }\ngearpump.hostname = \"h w\"")
+            .unwrap();
+        let back = GearConfig::defaults().with_str("system config", &conf.to_hocon()).unwrap();
+        assert_eq!(back.entries().collect::<Vec<_>>(), conf.entries().collect::<Vec<_>>());
+        assert_eq!(back.map("gearpump.serializers").get("a.b::C").map(String::as_str), Some("c"));
+        assert_eq!(back.map("gearpump.serializers").get("x::Y").map(String::as_str), Some("y"));
     }
 
     #[test]

@@ -64,13 +64,15 @@ impl std::fmt::Debug for Codec {
 pub struct Codecs {
     by_hash: HashMap<u64, Codec>,
     by_type: HashMap<TypeId, u64>,
+    /// Codecs the binary offers by name, for `gearpump.serializers` to choose from.
+    named: HashMap<String, (TypeId, Codec)>,
 }
 
 impl Default for Codecs {
     /// The built-in types: strings, bytes, integers, floats, bools, `()`, and pairs and
     /// vectors of the common ones.
     fn default() -> Self {
-        let mut c = Codecs { by_hash: HashMap::new(), by_type: HashMap::new() };
+        let mut c = Codecs { by_hash: HashMap::new(), by_type: HashMap::new(), named: HashMap::new() };
         c.register::<()>();
         c.register::<bool>();
         c.register::<String>();
@@ -125,6 +127,47 @@ impl Codecs {
         self.insert::<T>(decode, Some(encode))
     }
 
+    /// Offers a custom codec for `T` under `name`, without using it: `gearpump.serializers`
+    /// (`"<type name>" = "<name>"`) switches it on for the whole cluster
+    /// ([`Codecs::apply_serializers`]).
+    pub fn register_named<T, E, D>(&mut self, name: impl Into<String>, encode: E, decode: D) -> &mut Self
+    where
+        T: Value,
+        E: Fn(&T, &mut Vec<u8>) -> Result<(), CodecError> + Send + Sync + 'static,
+        D: Fn(&[u8]) -> Result<T, CodecError> + Send + Sync + 'static,
+    {
+        let mut scratch = Codecs { by_hash: HashMap::new(), by_type: HashMap::new(), named: HashMap::new() };
+        scratch.register_custom(encode, decode);
+        let codec = scratch.by_hash.into_values().next().expect("just registered");
+        self.named.insert(name.into(), (TypeId::of::<T>(), codec));
+        self
+    }
+
+    /// Switches on the named codecs `serializers` maps type names to (the system-level
+    /// serializers of `gearpump.serializers`). An unknown codec name, or one made for another
+    /// type, is an error naming both.
+    pub fn apply_serializers<'a>(
+        &mut self,
+        serializers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        for (type_name, codec_name) in serializers {
+            let Some((type_id, codec)) = self.named.get(codec_name) else {
+                return Err(format!(
+                    "gearpump.serializers: codec {codec_name:?} for type {type_name:?} is not in this application binary"
+                ));
+            };
+            if codec.type_name != type_name {
+                return Err(format!(
+                    "gearpump.serializers: codec {codec_name:?} is for {}, not {type_name:?}",
+                    codec.type_name
+                ));
+            }
+            self.by_type.insert(*type_id, codec.hash);
+            self.by_hash.insert(codec.hash, codec.clone());
+        }
+        Ok(())
+    }
+
     fn insert<T: Value>(&mut self, decode: DecodeFn, encode: Option<EncodeFn>) -> &mut Self {
         let type_name = std::any::type_name::<T>();
         let hash = type_hash(type_name);
@@ -137,6 +180,7 @@ impl Codecs {
     pub fn extend(&mut self, other: &Codecs) {
         self.by_hash.extend(other.by_hash.iter().map(|(k, v)| (*k, v.clone())));
         self.by_type.extend(other.by_type.iter().map(|(k, v)| (*k, *v)));
+        self.named.extend(other.named.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
     /// The codec for a value about to be sent, or an error naming its unregistered type.
@@ -180,6 +224,35 @@ mod tests {
         assert_eq!((&*v as &dyn Any).downcast_ref::<String>().unwrap(), "hello");
         let v = roundtrip(&codecs, &(String::from("w"), 3u64));
         assert_eq!((&*v as &dyn Any).downcast_ref::<(String, u64)>().unwrap(), &("w".to_string(), 3));
+    }
+
+    #[test]
+    fn system_level_serializers_switch_on_named_codecs() {
+        let mut codecs = Codecs::default();
+        codecs.register::<Point>();
+        codecs.register_named::<Point, _, _>(
+            "tiny_point",
+            |p, out| {
+                out.push(p.x as u8);
+                out.push(p.y as u8);
+                Ok(())
+            },
+            |b| Ok(Point { x: i32::from(b[0]), y: i32::from(b[1]) }),
+        );
+        let point = Point { x: 3, y: 4 };
+        let mut buf = Vec::new();
+        codecs.for_value(&point).unwrap().encode(&point, &mut buf).unwrap();
+        assert_eq!(buf, [6, 8], "serde (zigzag varints) until switched on");
+        let name = std::any::type_name::<Point>();
+        codecs.apply_serializers([(name, "tiny_point")]).unwrap();
+        buf.clear();
+        codecs.for_value(&point).unwrap().encode(&point, &mut buf).unwrap();
+        assert_eq!(buf, [3, 4]);
+        assert_eq!((&*roundtrip(&codecs, &point) as &dyn Any).downcast_ref::<Point>(), Some(&point));
+        let err = codecs.apply_serializers([(name, "no_such")]).unwrap_err();
+        assert!(err.contains("no_such") && err.contains("Point"), "{err}");
+        let err = codecs.apply_serializers([("alloc::string::String", "tiny_point")]).unwrap_err();
+        assert!(err.contains("is for"), "{err}");
     }
 
     #[test]

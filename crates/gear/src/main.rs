@@ -141,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         timing,
         work_dir: PathBuf::from("worker-data"),
         app_log_dir: PathBuf::from(conf.get_str("gearpump.log.application.dir").unwrap_or("logs")),
+        system_config: conf.to_hocon(),
     };
     let store = || -> anyhow::Result<ArtifactStore> {
         let root = conf.get_str("gearpump.jarstore.rootpath").unwrap_or("jarstore/");

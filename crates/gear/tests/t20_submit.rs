@@ -41,6 +41,11 @@ struct Cluster {
 impl Cluster {
     /// A master and two workers, each its own process.
     fn start(name: &str) -> Cluster {
+        Self::start_with(name, "")
+    }
+
+    /// The same, with extra `gear.conf` lines.
+    fn start_with(name: &str, extra_conf: &str) -> Cluster {
         let dir = std::env::temp_dir().join(format!("gear-submit-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -51,7 +56,7 @@ impl Cluster {
             format!(
                 "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
                  gearpump.cluster.heartbeat-interval-ms = 200\n\
-                 gearpump.worker.slots = 4\n"
+                 gearpump.worker.slots = 4\n{extra_conf}"
             ),
         )
         .unwrap();
@@ -162,6 +167,36 @@ fn text(o: &Output) -> String {
 #[test]
 fn a_finite_wordcount_across_processes_gives_exact_counts() {
     let c = Cluster::start("exact");
+    run_finite_wordcount(&c);
+    // An AppMaster and two executors ran, with their logs under the application's directory,
+    // and the tasks were spread over both workers.
+    for w in 0..2 {
+        let logs = c.dir.join(format!("worker{w}/logs/app1"));
+        assert!(logs.is_dir(), "worker {w} ran no process of the application");
+    }
+    // The slots are free again.
+    wait_until("slots freed", || c.workers().unwrap().iter().all(|w| w.used == 0));
+}
+
+/// The system-level serializer of gear.conf is used between the executors: counts still exact.
+#[test]
+fn a_system_level_serializer_from_gear_conf_carries_the_words() {
+    let c = Cluster::start_with("serializer", "gearpump.serializers { \"alloc::string::String\" = \"raw_utf8\" }\n");
+    run_finite_wordcount(&c);
+    let bad = Cluster::start_with(
+        "badserializer",
+        "gearpump.serializers { \"alloc::string::String\" = \"no_such_codec\" }\n",
+    );
+    let bin = wordcount();
+    let out = bad.run(&["app", "-jar", bin.to_str().unwrap(), "-rounds", "10"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let info = bad.wait_status(1, "failed");
+    let error = info.error.unwrap_or_default();
+    assert!(error.contains("gearpump.serializers") && error.contains("no_such_codec"), "{error}");
+}
+
+/// Runs wordcount -split 2 -sum 2 for 400 rounds as application 1 and checks its counts.
+fn run_finite_wordcount(c: &Cluster) {
     let out_dir = c.dir.join("counts");
     std::fs::create_dir_all(&out_dir).unwrap();
     let bin = wordcount();
@@ -192,15 +227,6 @@ fn a_finite_wordcount_across_processes_gives_exact_counts() {
         }
     }
     assert_eq!(counts, gearpump_examples::wordcount::expected_counts(gearpump_examples::wordcount::TEXT_TO_SPLIT, 400));
-
-    // An AppMaster and two executors ran, with their logs under the application's directory,
-    // and the tasks were spread over both workers.
-    for w in 0..2 {
-        let logs = c.dir.join(format!("worker{w}/logs/app1"));
-        assert!(logs.is_dir(), "worker {w} ran no process of the application");
-    }
-    // The slots are free again.
-    wait_until("slots freed", || c.workers().unwrap().iter().all(|w| w.used == 0));
 }
 
 #[test]

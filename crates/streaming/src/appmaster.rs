@@ -301,7 +301,8 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let executors = place(&app, &allocation);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
-    let launch = LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane };
+    let codecs = std::sync::Arc::new(app.codecs().clone());
+    let launch = LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane, codecs };
     let deployment = match Deployment::launch(&launch, &app, executors) {
         Ok(d) => d,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),

@@ -148,6 +148,9 @@ pub struct LaunchSpec<'a> {
     pub events: &'a UnboundedSender<TaskEvent>,
     /// The data plane between executors.
     pub data_plane: DataPlane,
+    /// The codecs for values crossing executors (the application's, with the cluster's
+    /// `gearpump.serializers` applied).
+    pub codecs: Arc<Codecs>,
 }
 
 impl Deployment {
@@ -164,9 +167,8 @@ impl Deployment {
         if let DataPlane::Tcp { host, .. } = spec.data_plane {
             for _ in &local {
                 let sink = ExecutorSink::default();
-                let server =
-                    DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), Arc::new(app.codecs().clone()))
-                        .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
+                let server = DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), spec.codecs.clone())
+                    .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
                 servers.push(server);
                 sinks.push(sink);
             }
@@ -244,7 +246,7 @@ impl Deployment {
     /// Builds every task and its outgoing edges, and installs its runner.
     fn wire(&mut self, spec: &LaunchSpec<'_>, app: &StreamApplication) -> Result<(), TaskError> {
         let dag = app.dag();
-        let codecs = Arc::new(app.codecs().clone());
+        let codecs = spec.codecs.clone();
         let executor_of = self.executor_of();
         let tcp = match spec.data_plane {
             DataPlane::Tcp { retry, .. } => Some(retry),

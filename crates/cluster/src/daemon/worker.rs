@@ -35,6 +35,9 @@ pub struct WorkerSettings {
     pub work_dir: PathBuf,
     /// `gearpump.log.application.dir`.
     pub app_log_dir: PathBuf,
+    /// The worker's configuration as HOCON ([`gearpump_config::GearConfig::to_hocon`]),
+    /// handed to the processes it starts as `GEARPUMP_CONF`.
+    pub system_config: String,
 }
 
 type Kills = Arc<Mutex<HashMap<AppId, Vec<oneshot::Sender<()>>>>>;
@@ -173,6 +176,7 @@ async fn launch(
         .env("GEARPUMP_ROLE", role)
         .env("GEARPUMP_EXECUTOR_ID", executor.to_string())
         .env("GEARPUMP_HOSTNAME", &settings.host)
+        .env("GEARPUMP_CONF", &settings.system_config)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
