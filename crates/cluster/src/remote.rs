@@ -154,7 +154,8 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
             }
         }
         let artifact = artifact.ok_or_else(|| RoleError::Other("the upload was empty".into()))?;
-        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user };
+        let executors = std::env::var("GEARPUMP_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors };
         match client.ask(&submit, Duration::from_secs(60)).await? {
             MasterReply::Submitted { app_id } => Ok(app_id),
             other => Err(unexpected(other)),
@@ -226,6 +227,8 @@ async fn appmaster_loop(
             MasterReply::Resources(a) => a,
             other => return Err(unexpected(other)),
         };
+    let wanted: u32 = std::env::var("GEARPUMP_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
     for (i, &(worker, _)) in allocation.iter().enumerate() {

@@ -24,11 +24,47 @@ pub fn allocate(workers: &[(WorkerId, u32)], wanted: u32) -> Option<Vec<(WorkerI
     Some(free.into_iter().filter(|&(_, _, n)| n > 0).map(|(w, _, n)| (w, n)).collect())
 }
 
+/// Groups granted slots into executors: one per worker to begin with, then the largest group
+/// is halved (on its worker) until there are `wanted` executors or every executor has one slot.
+/// An executor never spans workers, so `wanted` below the number of workers gives one each.
+pub fn split_into_executors(allocation: &[(WorkerId, u32)], wanted: u32) -> Vec<(WorkerId, u32)> {
+    let mut groups: Vec<(WorkerId, u32)> = allocation.iter().copied().filter(|&(_, n)| n > 0).collect();
+    while (groups.len() as u32) < wanted {
+        let Some((i, _)) =
+            groups.iter().enumerate().filter(|(_, g)| g.1 > 1).max_by_key(|(i, g)| (g.1, std::cmp::Reverse(*i)))
+        else {
+            break;
+        };
+        let (worker, n) = groups[i];
+        groups[i] = (worker, n - n / 2);
+        groups.insert(i + 1, (worker, n / 2));
+    }
+    groups.sort_by_key(|&(w, n)| (w, std::cmp::Reverse(n)));
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     type Slots = Vec<(WorkerId, u32)>;
+
+    #[test]
+    fn executors_split_the_grant_without_spanning_workers() {
+        let w = |i| WorkerId(i);
+        let cases: Vec<(Slots, u32, Slots)> = vec![
+            (vec![(w(1), 2), (w(2), 2)], 0, vec![(w(1), 2), (w(2), 2)]),
+            (vec![(w(1), 2), (w(2), 2)], 2, vec![(w(1), 2), (w(2), 2)]),
+            (vec![(w(1), 2), (w(2), 2)], 1, vec![(w(1), 2), (w(2), 2)]),
+            (vec![(w(1), 2), (w(2), 2)], 4, vec![(w(1), 1), (w(1), 1), (w(2), 1), (w(2), 1)]),
+            (vec![(w(1), 2), (w(2), 2)], 9, vec![(w(1), 1), (w(1), 1), (w(2), 1), (w(2), 1)]),
+            (vec![(w(1), 5)], 3, vec![(w(1), 2), (w(1), 2), (w(1), 1)]),
+            (vec![(w(1), 3), (w(2), 1)], 3, vec![(w(1), 2), (w(1), 1), (w(2), 1)]),
+        ];
+        for (grant, wanted, expected) in cases {
+            assert_eq!(split_into_executors(&grant, wanted), expected, "{grant:?} into {wanted}");
+        }
+    }
 
     #[test]
     fn cluster_config_follows_gear_conf() {

@@ -67,6 +67,9 @@ enum Command {
         /// Prepended to the application's name, with `_`.
         #[arg(long = "namePrefix", default_value = "")]
         name_prefix: String,
+        /// How many executor processes to run it on (default: one per worker it gets slots on).
+        #[arg(long)]
+        executors: Option<u32>,
         /// The application's own arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -193,7 +196,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::App { jar, name_prefix, args } => submit(&jar, &name_prefix, &args, &masters, &masters_env),
+        Command::App { jar, name_prefix, executors, args } => {
+            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &masters, &masters_env)
+        }
         Command::Info => {
             let apps = match ask(&masters, &MasterRequest::ListApps)? {
                 MasterReply::Apps(apps) => apps,
@@ -219,7 +224,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `gear app`: runs the binary in the client role, which uploads itself and submits; then
 /// waits until the application is active.
-fn submit(jar: &Path, prefix: &str, args: &[String], masters: &[HostPort], masters_env: &str) -> anyhow::Result<()> {
+fn submit(
+    jar: &Path,
+    prefix: &str,
+    executors: u32,
+    args: &[String],
+    masters: &[HostPort],
+    masters_env: &str,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(jar).with_context(|| format!("no application binary at {}", jar.display()))?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
@@ -234,6 +246,7 @@ fn submit(jar: &Path, prefix: &str, args: &[String], masters: &[HostPort], maste
         .env("GEARPUMP_ROLE", "client")
         .env("GEARPUMP_MASTERS", masters_env)
         .env("GEARPUMP_NAME_PREFIX", prefix)
+        .env("GEARPUMP_EXECUTORS", executors.to_string())
         .env("GEARPUMP_REPORT", &report)
         .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
         .stdin(std::process::Stdio::null())

@@ -274,16 +274,27 @@ fn submit_kill_duplicates_and_bad_binaries() {
     assert!(!dup.status.success());
     assert!(text(&dup).contains("already running as application 1"), "{}", text(&dup));
     // With a prefix, it is another name.
-    let prefixed = c.run(&["app", "-namePrefix", "second", "-jar", bin]);
-    assert!(prefixed.status.success(), "{}", text(&prefixed));
-    assert_eq!(c.app(2).unwrap().name, "second_wordCount");
-
     let kill = c.run(&["kill", "-appid", "1"]);
     assert!(kill.status.success(), "{}", text(&kill));
     c.wait_status(1, "terminated");
     let again = c.run(&["kill", "-appid", "1"]);
     assert!(!again.status.success());
     assert!(text(&again).contains("is not running; it is terminated"), "{}", text(&again));
+    // -namePrefix prepends with `_`; -executors 3 runs it on three executor processes.
+    let prefixed = c.run(&["app", "-namePrefix", "second", "-executors", "3", "-jar", bin, "-split", "2", "-sum", "1"]);
+    assert!(prefixed.status.success(), "{}", text(&prefixed));
+    assert_eq!(c.app(2).unwrap().name, "second_wordCount");
+    let executor_logs: usize = (0..2)
+        .map(|w| {
+            std::fs::read_dir(c.dir.join(format!("worker{w}/logs/app2")))
+                .map(|d| {
+                    d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("executor")).count()
+                })
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(executor_logs, 3, "three executor processes");
+
     assert!(c.run(&["kill", "-appid", "2"]).status.success());
     c.wait_status(2, "terminated");
     wait_until("slots freed", || c.workers().unwrap().iter().all(|w| w.used == 0));

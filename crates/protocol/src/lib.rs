@@ -188,6 +188,8 @@ pub enum MasterRequest {
         tasks: u32,
         /// Who submits it.
         user: String,
+        /// How many executors to run it on (0: one per worker it gets slots on).
+        executors: u32,
     },
     /// An AppMaster process reports for duty.
     RegisterAppMaster {

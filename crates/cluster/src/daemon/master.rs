@@ -36,6 +36,8 @@ struct AppRecord {
     args: Vec<String>,
     /// Slots held, per worker.
     held: Vec<(WorkerId, u32)>,
+    /// How many executors it asked for (0: one per worker).
+    executors: u32,
     appmaster: Option<Out>,
 }
 
@@ -130,8 +132,8 @@ impl MasterState {
                 Ok((bytes, last)) => MasterReply::ArtifactData { bytes, last },
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
-            MasterRequest::SubmitApp { name, artifact, args, tasks, user } => {
-                self.submit(&name, artifact, args, tasks, user)
+            MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
+                self.submit(&name, artifact, args, tasks, user, executors)
             }
             MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
                 Some(app) if !is_terminal(&app.info.status) => {
@@ -197,11 +199,12 @@ impl MasterState {
     }
 
     fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
-        let user = self.apps.get(&app_id).map(|a| a.info.user.clone()).unwrap_or_default();
+        let (user, executors) = self.apps.get(&app_id).map(|a| (a.info.user.clone(), a.executors)).unwrap_or_default();
         vec![
             ("GEARPUMP_APP_ID".into(), app_id.0.to_string()),
             ("GEARPUMP_MASTERS".into(), self.masters.clone()),
             ("GEARPUMP_USER".into(), user),
+            ("GEARPUMP_EXECUTORS".into(), executors.to_string()),
         ]
     }
 
@@ -216,7 +219,15 @@ impl MasterState {
         }
     }
 
-    fn submit(&mut self, name: &str, artifact: String, args: Vec<String>, tasks: u32, user: String) -> MasterReply {
+    fn submit(
+        &mut self,
+        name: &str,
+        artifact: String,
+        args: Vec<String>,
+        tasks: u32,
+        user: String,
+        executors: u32,
+    ) -> MasterReply {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return MasterReply::Error(format!(
                 "invalid application name {name:?}: only letters, digits and underscore"
@@ -257,7 +268,14 @@ impl MasterState {
         };
         self.apps.insert(
             app_id,
-            AppRecord { info, artifact: artifact.clone(), args: args.clone(), held: Vec::new(), appmaster: None },
+            AppRecord {
+                info,
+                artifact: artifact.clone(),
+                args: args.clone(),
+                held: Vec::new(),
+                appmaster: None,
+                executors,
+            },
         );
         self.take(app_id, &am);
         let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env: self.app_env(app_id) };
