@@ -91,6 +91,7 @@ fn system_config() -> Result<GearConfig, RoleError> {
 
 /// What the cluster's configuration says about the data plane, with the application's
 /// overrides of the flow-control keys on top.
+#[derive(Clone)]
 struct DataPlaneSettings {
     flow: FlowConfig,
     retry: RetryPolicy,
@@ -199,7 +200,7 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
         }
         // Registered first, so that a bad configuration is reported as the application's error.
         let outcome = match data_plane_settings(app) {
-            Ok(settings) => appmaster_loop(app, app_id, settings.flow, &hostname, &mut master, &mut pushes).await,
+            Ok(settings) => appmaster_loop(app, app_id, &settings, &hostname, &mut master, &mut pushes).await,
             Err(e) => Err(e),
         };
         let (status, error) = match &outcome {
@@ -215,11 +216,12 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
 async fn appmaster_loop(
     app: &StreamApplication,
     app_id: AppId,
-    flow: FlowConfig,
+    settings: &DataPlaneSettings,
     hostname: &str,
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
 ) -> Result<String, RoleError> {
+    let flow = settings.flow;
     let dag = app.dag();
     let total = dag.task_count();
     let allocation =
@@ -231,7 +233,21 @@ async fn appmaster_loop(
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
+    // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
+    // shared task pool, instead of as processes on the workers; they still hold their slots.
+    let same_process = std::env::var("GEARPUMP_SAME_PROCESS").is_ok_and(|v| v == "1");
+    let shared = same_process.then(|| Runtime::new(TaskPool::with_available_cores()));
     for (i, &(worker, _)) in allocation.iter().enumerate() {
+        if let Some(rt) = &shared {
+            let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
+            let target = ExecutorTarget { me: i as i32, appmaster: control, app_id, host: host_from_env()? };
+            tokio::spawn(async move {
+                if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
+                    tracing::error!(executor = i, error = %e, "An in-process executor failed.");
+                }
+            });
+            continue;
+        }
         let env = vec![("GEARPUMP_APPMASTER".to_string(), control.to_string())];
         let req = MasterRequest::LaunchExecutor { app_id, executor: i as i32, worker, env };
         match master.ask(req, Duration::from_secs(30)).await? {
@@ -486,14 +502,43 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
     let me: i32 = env_parse("GEARPUMP_EXECUTOR_ID")?;
     let appmaster: SocketAddr = env_parse("GEARPUMP_APPMASTER")?;
     let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
-    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
-    let host: std::net::IpAddr = hostname
-        .parse()
-        .map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })?;
+    let host = host_from_env()?;
     let settings = data_plane_settings(app)?;
     // The task pool is sized when the executor learns how many tasks it runs.
-    let mut runtime: Option<Runtime> = None;
-    let result = runtime_block(|| async {
+    let mut created: Option<Runtime> = None;
+    let target = ExecutorTarget { me, appmaster, app_id, host };
+    let result = runtime()?.block_on(executor_main(app, target, &settings, None, &mut created));
+    if let Some(rt) = created {
+        rt.shutdown();
+    }
+    result
+}
+
+fn host_from_env() -> Result<std::net::IpAddr, RoleError> {
+    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
+    hostname.parse().map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })
+}
+
+/// Which executor to be, and where its AppMaster listens.
+#[derive(Clone, Copy)]
+struct ExecutorTarget {
+    me: i32,
+    appmaster: SocketAddr,
+    app_id: AppId,
+    host: std::net::IpAddr,
+}
+
+/// An executor: binds its data port, reports to the AppMaster, runs what it is assigned.
+/// Runs its tasks on `shared` if given, else on a pool it creates (handed back in `created`).
+async fn executor_main(
+    app: &StreamApplication,
+    target: ExecutorTarget,
+    settings: &DataPlaneSettings,
+    shared: Option<Runtime>,
+    created: &mut Option<Runtime>,
+) -> Result<(), RoleError> {
+    let ExecutorTarget { me, appmaster, app_id, host } = target;
+    {
         let sink = ExecutorSink::default();
         let server = DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), settings.codecs.clone())?;
         let data_addr = server.local_addr();
@@ -550,7 +595,10 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
                     // No more threads than tasks: an idle pool thread only competes for a core.
                     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
                     let mine = executors.get(me as usize).map_or(1, |e| e.tasks.len()).max(1);
-                    let rt = runtime.insert(Runtime::new(TaskPool::new(cores.min(mine))));
+                    let rt = match &shared {
+                        Some(rt) => rt,
+                        None => created.insert(Runtime::new(TaskPool::new(cores.min(mine)))),
+                    };
                     let spec = LaunchSpec {
                         runtime: rt,
                         app_id,
@@ -611,11 +659,7 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
             d.clear();
         }
         Ok::<(), RoleError>(())
-    });
-    if let Some(rt) = runtime {
-        rt.shutdown();
     }
-    result
 }
 
 fn counters(d: &Deployment) -> Vec<TaskCounters> {
@@ -665,12 +709,4 @@ fn summary(
         line.push_str(&format!(", receive latency p50 {:.3} ms, p99 {:.3} ms", p50 as f64 / 1e3, p99 as f64 / 1e3));
     }
     line
-}
-
-fn runtime_block<F, Fut>(f: F) -> Result<(), RoleError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), RoleError>>,
-{
-    runtime()?.block_on(f())
 }

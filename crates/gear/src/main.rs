@@ -16,7 +16,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gearpump_cluster::daemon::artifacts::ArtifactStore;
-use gearpump_cluster::daemon::{ControlTiming, MasterClient, WorkerSettings, run_master, run_worker};
+use gearpump_cluster::daemon::{ControlTiming, MasterClient, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
 use gearpump_protocol::{MasterReply, MasterRequest};
@@ -57,6 +57,10 @@ enum Command {
         /// How many workers.
         #[arg(long, default_value_t = 2)]
         workernum: u32,
+        /// Run each application's executors inside its AppMaster process rather than as
+        /// processes of their own.
+        #[arg(long)]
+        sameprocess: bool,
     },
     /// Submits an application binary: it is uploaded to the masters' artifact store and run
     /// on the workers as an AppMaster and executors.
@@ -164,7 +168,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((ip.as_str(), port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                run_master(listener, timing, store()?, masters_env.clone(), ctrl_c()).await;
+                let options =
+                    MasterOptions { timing, store: store()?, masters: masters_env.clone(), same_process: false };
+                run_master(listener, options, ctrl_c()).await;
                 Ok(())
             })
         }
@@ -173,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(log = %log.display(), "Logging to a file too.");
             runtime()?.block_on(run_worker(worker_settings(&conf), ctrl_c())).context("the worker stopped")
         }
-        Command::Local { workernum } => {
+        Command::Local { workernum, sameprocess } => {
             let me = masters.first().context("gearpump.cluster.masters is empty")?.clone();
             let log = init_daemon_logging(&conf, "local")?;
             tracing::info!(log = %log.display(), master = %me, workers = workernum, "Starting a local cluster.");
@@ -182,7 +188,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((me.host.as_str(), me.port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let master = tokio::spawn(run_master(listener, timing, store()?, masters_env.clone(), ctrl_c()));
+                let options =
+                    MasterOptions { timing, store: store()?, masters: masters_env.clone(), same_process: sameprocess };
+                let master = tokio::spawn(run_master(listener, options, ctrl_c()));
                 for i in 0..workernum {
                     let mut settings = settings.clone();
                     settings.work_dir = settings.work_dir.join(format!("local-worker-{i}"));

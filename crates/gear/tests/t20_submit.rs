@@ -44,23 +44,22 @@ impl Cluster {
         Self::start_with(name, "")
     }
 
+    /// `gear local -sameprocess -workernum 2`: one process for the master and workers; each
+    /// application in its AppMaster's process.
+    fn start_local_same_process(name: &str) -> Cluster {
+        let mut c = Self::configure(name, "");
+        let p = c.spawn(&["local", "-sameprocess", "-workernum", "2"], "local");
+        c._procs.push(p);
+        wait_until("two local workers registered", || {
+            c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
+        });
+        c
+    }
+
     /// The same, with extra `gear.conf` lines.
     fn start_with(name: &str, extra_conf: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("gear-submit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let conf = dir.join("test.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
-                 gearpump.cluster.heartbeat-interval-ms = 200\n\
-                 gearpump.worker.slots = 4\n{extra_conf}"
-            ),
-        )
-        .unwrap();
-        let mut c = Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, _procs: Vec::new() };
+        let mut c = Self::configure(name, extra_conf);
+        let port = c.master.port;
         let p = c.spawn(&["master", "-ip", "127.0.0.1", "-port", &port.to_string()], "master");
         c._procs.push(p);
         wait_until("the master answers", || c.workers().is_some());
@@ -84,6 +83,25 @@ impl Cluster {
             c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
         });
         c
+    }
+
+    /// A directory and a gear.conf for a test cluster.
+    fn configure(name: &str, extra_conf: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("gear-submit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = dir.join("test.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
+                 gearpump.cluster.heartbeat-interval-ms = 200\n\
+                 gearpump.worker.slots = 4\n{extra_conf}"
+            ),
+        )
+        .unwrap();
+        Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, _procs: Vec::new() }
     }
 
     fn gear(&self, args: &[&str]) -> Command {
@@ -193,6 +211,19 @@ fn a_system_level_serializer_from_gear_conf_carries_the_words() {
     let info = bad.wait_status(1, "failed");
     let error = info.error.unwrap_or_default();
     assert!(error.contains("gearpump.serializers") && error.contains("no_such_codec"), "{error}");
+}
+
+/// `gear local -sameprocess`: the application runs in its AppMaster's process; no executor
+/// process is started, and the counts are exact.
+#[test]
+fn local_same_process_runs_the_executors_inside_the_appmaster() {
+    let c = Cluster::start_local_same_process("sameprocess");
+    run_finite_wordcount(&c);
+    let logs: Vec<String> = std::fs::read_dir(c.dir.join("logs/app1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(logs, vec!["appmaster.log".to_string()], "no executor processes");
 }
 
 /// Runs wordcount -split 2 -sum 2 for 400 rounds as application 1 and checks its counts.

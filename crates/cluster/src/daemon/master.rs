@@ -54,10 +54,25 @@ enum Peer {
     AppMaster(AppId),
 }
 
+/// What a master runs with.
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    /// Control-plane timing.
+    pub timing: ControlTiming,
+    /// Where uploaded binaries go.
+    pub store: ArtifactStore,
+    /// `gearpump.cluster.masters` as `host:port,…`, handed to the processes it starts.
+    pub masters: String,
+    /// Run each application's executors inside its AppMaster process (`gear local
+    /// -sameprocess`) instead of as processes of their own.
+    pub same_process: bool,
+}
+
 struct MasterState {
     timing: ControlTiming,
     store: ArtifactStore,
     masters: String,
+    same_process: bool,
     workers: BTreeMap<WorkerId, WorkerRecord>,
     apps: BTreeMap<AppId, AppRecord>,
     peers: BTreeMap<u64, Peer>,
@@ -205,6 +220,7 @@ impl MasterState {
             ("GEARPUMP_MASTERS".into(), self.masters.clone()),
             ("GEARPUMP_USER".into(), user),
             ("GEARPUMP_EXECUTORS".into(), executors.to_string()),
+            ("GEARPUMP_SAME_PROCESS".into(), if self.same_process { "1" } else { "0" }.into()),
         ]
     }
 
@@ -372,15 +388,9 @@ impl MasterState {
     }
 }
 
-/// Runs a master on `listener`, storing binaries in `store`, until `shutdown` completes.
-/// `masters` is the `gearpump.cluster.masters` list handed to the processes it starts.
-pub async fn run_master(
-    listener: TcpListener,
-    timing: ControlTiming,
-    store: ArtifactStore,
-    masters: String,
-    shutdown: impl Future<Output = ()>,
-) {
+/// Runs a master on `listener` until `shutdown` completes.
+pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
+    let MasterOptions { timing, store, masters, same_process } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, jarstore = %store.root().display(), "Master started.");
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
@@ -388,6 +398,7 @@ pub async fn run_master(
         timing,
         store,
         masters,
+        same_process,
         workers: BTreeMap::new(),
         apps: BTreeMap::new(),
         peers: BTreeMap::new(),

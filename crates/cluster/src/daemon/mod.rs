@@ -15,7 +15,7 @@ pub mod artifacts;
 pub mod master;
 pub mod worker;
 
-pub use master::run_master;
+pub use master::{MasterOptions, run_master};
 pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};
@@ -198,7 +198,8 @@ mod tests {
         let store =
             artifacts::ArtifactStore::open(std::env::temp_dir().join(format!("gear-silent-{}", std::process::id())))
                 .unwrap();
-        tokio::spawn(run_master(listener, timing(), store, master.to_string(), std::future::pending()));
+        let options = MasterOptions { timing: timing(), store, masters: master.to_string(), same_process: false };
+        tokio::spawn(run_master(listener, options, std::future::pending()));
         // Register by hand, then say nothing more (and keep the connection open).
         let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
         let req = MasterRequest::RegisterWorker { host: "quiet".into(), slots: 1, pid: 1 };
