@@ -187,6 +187,24 @@ struct ExecutorLink {
     alive: bool,
 }
 
+/// Exits this process when the process that started it (its worker) is gone, whatever killed
+/// it: an orphaned AppMaster or executor would otherwise run on with nobody to stop it.
+pub fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let watch = move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if std::os::unix::process::parent_id() != parent {
+                tracing::error!(parent, "The worker that started this process is gone; exiting.");
+                std::process::exit(1);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("gearpump-parent-watch".into()).spawn(watch) {
+        tracing::warn!(error = %e, "Cannot watch the parent process.");
+    }
+}
+
 /// The AppMaster role: runs `app` on executor processes until it ends; reports the outcome.
 pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let masters = masters_from_env()?;
@@ -378,6 +396,12 @@ async fn appmaster_loop(
 
     let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
     let active_since = std::time::Instant::now();
+    // Without a master the application keeps running, for a while: the master may come back.
+    let master_timeout = system_config()?
+        .get_num::<u64>("gearpump.cluster.master-timeout-ms")
+        .map(Duration::from_millis)
+        .map_err(|e| RoleError::Other(e.to_string()))?;
+    let mut master_lost: Option<tokio::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
     let mut outcome: Option<Result<String, RoleError>> = None;
     let mut stopped = 0u32;
@@ -433,16 +457,25 @@ async fn appmaster_loop(
                 }
                 None => break,
             },
-            push = pushes.recv() => match push {
+            push = pushes.recv(), if master_lost.is_none() => match push {
                 Some(MasterReply::KillRequested) if outcome.is_none() => {
                     tracing::info!(%app_id, "Kill requested.");
                     outcome = Some(Ok("terminated".into()));
                     stop_all(&links, false);
                 }
                 Some(_) => {}
-                // Without a master the application keeps running (the masters may come back).
-                None => {}
+                None => {
+                    if master_lost.is_none() {
+                        tracing::warn!(%app_id, "Lost the master; the application keeps running for {master_timeout:?}.");
+                        master_lost = Some(tokio::time::Instant::now());
+                    }
+                }
             },
+            _ = tokio::time::sleep_until(master_lost.map_or_else(tokio::time::Instant::now, |t| t + master_timeout)),
+                if master_lost.is_some() && outcome.is_none() => {
+                outcome = Some(Err(RoleError::Other(format!("no master for {master_timeout:?}"))));
+                stop_all(&links, false);
+            }
         }
     }
     for l in &links {

@@ -2,7 +2,7 @@
 //!
 //! `gear.conf`: the configuration of every Gearpump daemon and application, in HOCON.
 //!
-//! The built-in defaults ([`DEFAULTS`], `src/gear.conf`) carry every key of the guide's
+//! The built-in defaults ([`DEFAULTS`], the repository's `conf/gear.conf`) carry every key of the guide's
 //! Configuration Guide with its default. Layers are stacked on top, each winning over the ones
 //! before: defaults < `conf/gear.conf` < `-conf FILE` < application config < command line.
 //! Every layer is validated as it is added: a key the defaults do not know is an error naming
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The built-in defaults.
-pub const DEFAULTS: &str = include_str!("gear.conf");
+pub const DEFAULTS: &str = include_str!("../../../conf/gear.conf");
 
 /// Keys under these prefixes are free-form maps.
 const FREE_MAPS: [&str; 1] = ["gearpump.serializers"];

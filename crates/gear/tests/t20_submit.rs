@@ -340,3 +340,36 @@ fn submit_kill_duplicates_and_bad_binaries() {
     let out = c.run(&["app", "-jar", not_exec.to_str().unwrap()]);
     assert!(text(&out).contains("is not an executable file"), "{}", text(&out));
 }
+
+/// PIDs of running processes whose executable lies under `dir`.
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+            exe.starts_with(dir).then_some(pid)
+        })
+        .collect()
+}
+
+/// A SIGKILLed worker takes the application processes it started with it; the master marks
+/// the application failed, naming the worker.
+#[test]
+fn killing_the_workers_takes_their_processes_with_them() {
+    let mut c = Cluster::start("orphans");
+    let bin = wordcount();
+    let out = c.run(&["app", "-jar", bin.to_str().unwrap(), "-split", "2", "-sum", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let app_processes = processes_under(&c.dir);
+    assert_eq!(app_processes.len(), 3, "an AppMaster and two executors: {app_processes:?}");
+    // Kill the workers (the last two processes started), not the master.
+    for mut p in c._procs.drain(1..) {
+        p.0.kill().unwrap();
+        p.0.wait().unwrap();
+    }
+    wait_until("the orphaned application processes exit", || processes_under(&c.dir).is_empty());
+    let info = c.wait_status(1, "failed");
+    assert!(info.error.unwrap_or_default().contains("died"));
+}

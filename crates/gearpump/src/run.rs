@@ -89,6 +89,9 @@ impl RunReport {
 fn play_role(role: &str, app: &StreamApplication) -> ! {
     use gearpump_cluster::remote;
     let user = std::env::var("GEARPUMP_USER").unwrap_or_default();
+    if role != "client" {
+        remote::exit_with_parent();
+    }
     tracing::info!(role, app = app.name(), %user, pid = std::process::id(), "Starting in a cluster role.");
     let result = match role {
         "client" => remote::run_client(app).map(|app_id| {

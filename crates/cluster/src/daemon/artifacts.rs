@@ -1,37 +1,59 @@
-//! The artifact store: uploaded application binaries under `gearpump.jarstore.rootpath`.
+//! The artifact store: uploaded application binaries, kept in the storage abstraction
+//! ([`gearpump_storage`]) at `gearpump.jarstore.rootpath`.
 //!
-//! An artifact's id is its content hash and size, so uploading the same binary twice stores it
-//! once. Every write goes to a temporary file that is fsynced and renamed into place; a reader
-//! never sees half a binary. Ids from the network are checked before they touch a path.
+//! An artifact's id is its content hash and size ([`content_id`]), so uploading the same
+//! binary twice stores it once, and a worker can check what it fetched. An upload is staged in
+//! a local file and then written to the store in one atomic put; a reader never sees half a
+//! binary. Ids from the network are checked by the store before they touch a path.
 
+use gearpump_storage::{BlobStore, StorageError};
 use std::hash::Hasher;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The size of the chunks artifacts travel in.
 pub const CHUNK: usize = 4 << 20;
 
-/// Uploaded application binaries in a local directory.
+/// The id of content: a hash of it and its length, as `<16 hex digits>-<length>`.
+pub fn content_id(mut content: impl Read) -> std::io::Result<String> {
+    let mut hasher = rustc_hash::FxHasher::default();
+    let mut buf = vec![0; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = content.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(format!("{:016x}-{len}", hasher.finish()))
+}
+
+/// Uploaded application binaries.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
-    root: PathBuf,
+    blobs: Arc<dyn BlobStore>,
+    staging: PathBuf,
 }
 
 impl ArtifactStore {
-    /// A store under `root`, created if missing.
-    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)?;
-        Ok(ArtifactStore { root })
+    /// The store at `root` (a local directory by default; see [`gearpump_storage::open`]).
+    pub fn open(root: &str) -> Result<Self, StorageError> {
+        let blobs = gearpump_storage::open(root)?;
+        let staging = std::env::temp_dir().join(format!("gearpump-uploads-{}", std::process::id()));
+        std::fs::create_dir_all(&staging).map_err(|source| StorageError::Io { path: staging.clone(), source })?;
+        Ok(ArtifactStore { blobs, staging })
     }
 
     /// Where the store is.
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn describe(&self) -> String {
+        self.blobs.describe()
     }
 
     fn upload_path(&self, upload: u64) -> PathBuf {
-        self.root.join(format!(".upload-{}-{upload}", std::process::id()))
+        self.staging.join(format!("upload-{upload}"))
     }
 
     /// Appends a chunk to upload `upload`.
@@ -40,24 +62,15 @@ impl ArtifactStore {
         f.write_all(bytes)
     }
 
-    /// Finishes upload `upload`; returns the artifact's id.
-    pub fn finish(&self, upload: u64) -> std::io::Result<String> {
+    /// Finishes upload `upload`: stores it under its content id, which it returns.
+    pub fn finish(&self, upload: u64) -> Result<String, StorageError> {
         let tmp = self.upload_path(upload);
-        let mut f = std::fs::File::open(&tmp)?;
-        let mut hasher = rustc_hash::FxHasher::default();
-        let mut buf = vec![0; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.write(&buf[..n]);
-            len += n as u64;
+        let io = |source| StorageError::Io { path: tmp.clone(), source };
+        let id = content_id(std::fs::File::open(&tmp).map_err(io)?).map_err(io)?;
+        if !self.blobs.exists(&id) {
+            self.blobs.put(&id, &mut std::fs::File::open(&tmp).map_err(io)?)?;
         }
-        f.sync_all()?;
-        let id = format!("{:016x}-{len}", hasher.finish());
-        std::fs::rename(&tmp, self.root.join(&id))?;
+        let _ = std::fs::remove_file(&tmp);
         Ok(id)
     }
 
@@ -66,29 +79,20 @@ impl ArtifactStore {
         let _ = std::fs::remove_file(self.upload_path(upload));
     }
 
-    fn path_of(&self, id: &str) -> std::io::Result<PathBuf> {
-        let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-        if !valid {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad artifact id {id:?}")));
-        }
-        Ok(self.root.join(id))
-    }
-
     /// Whether artifact `id` is stored.
     pub fn contains(&self, id: &str) -> bool {
-        self.path_of(id).map(|p| p.is_file()).unwrap_or(false)
+        self.blobs.exists(id)
     }
 
     /// Up to [`CHUNK`] bytes of artifact `id` from `offset`, and whether they reach its end.
-    pub fn read(&self, id: &str, offset: u64) -> std::io::Result<(Vec<u8>, bool)> {
-        let mut f = std::fs::File::open(self.path_of(id)?)?;
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(offset.min(len)))?;
-        let mut bytes = Vec::with_capacity(CHUNK.min((len - offset.min(len)) as usize));
-        f.take(CHUNK as u64).read_to_end(&mut bytes)?;
-        let last = offset + bytes.len() as u64 >= len;
-        Ok((bytes, last))
+    pub fn read(&self, id: &str, offset: u64) -> Result<(Vec<u8>, bool), StorageError> {
+        self.blobs.read_at(id, offset, CHUNK)
     }
+}
+
+/// Whether the file at `path` is the artifact `id` (its content matches the id).
+pub fn verify(path: &Path, id: &str) -> std::io::Result<bool> {
+    Ok(content_id(std::fs::File::open(path)?)? == id)
 }
 
 #[cfg(test)]
@@ -99,12 +103,13 @@ mod tests {
     fn upload_store_and_read_back_in_chunks() {
         let dir = std::env::temp_dir().join(format!("gear-artifacts-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = ArtifactStore::open(&dir).unwrap();
+        let store = ArtifactStore::open(dir.to_str().unwrap()).unwrap();
         let data: Vec<u8> = (0..(CHUNK + 123)).map(|i| (i % 251) as u8).collect();
         store.append(1, &data[..1000]).unwrap();
         store.append(1, &data[1000..]).unwrap();
         let id = store.finish(1).unwrap();
         assert!(store.contains(&id));
+        assert_eq!(id, content_id(&data[..]).unwrap());
         // The same content gets the same id.
         store.append(2, &data).unwrap();
         assert_eq!(store.finish(2).unwrap(), id);
@@ -116,6 +121,12 @@ mod tests {
         // Ids from the network never escape the store.
         assert!(store.read("../../etc/passwd", 0).is_err());
         assert!(!store.contains("/etc/passwd"));
+        // A fetched copy is checked against its id.
+        let copy = dir.join("copy");
+        std::fs::write(&copy, &data).unwrap();
+        assert!(verify(&copy, &id).unwrap());
+        std::fs::write(&copy, &data[1..]).unwrap();
+        assert!(!verify(&copy, &id).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -124,10 +124,9 @@ impl MasterState {
             MasterRequest::ListApps => MasterReply::Apps(self.apps.values().map(|a| a.info.clone()).collect()),
             MasterRequest::KillApp { app_id } => self.kill(app_id),
             MasterRequest::UploadArtifact { bytes, last } => {
-                let stored = self
-                    .store
-                    .append(conn, &bytes)
-                    .and_then(|()| if last { self.store.finish(conn).map(Some) } else { Ok(None) });
+                let stored = self.store.append(conn, &bytes).map_err(|e| e.to_string()).and_then(|()| {
+                    if last { self.store.finish(conn).map(Some).map_err(|e| e.to_string()) } else { Ok(None) }
+                });
                 match stored {
                     Ok(Some(id)) => {
                         tracing::info!(artifact = %id, "Application binary stored.");
@@ -136,10 +135,7 @@ impl MasterState {
                     Ok(None) => MasterReply::Ok,
                     Err(e) => {
                         self.store.abandon(conn);
-                        MasterReply::Error(format!(
-                            "storing the application binary in {}: {e}",
-                            self.store.root().display()
-                        ))
+                        MasterReply::Error(format!("storing the application binary in {}: {e}", self.store.describe()))
                     }
                 }
             }
@@ -392,7 +388,7 @@ impl MasterState {
 pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
     let MasterOptions { timing, store, masters, same_process } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(%addr, jarstore = %store.root().display(), "Master started.");
+    tracing::info!(%addr, jarstore = %store.describe(), "Master started.");
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let mut state = MasterState {
         timing,

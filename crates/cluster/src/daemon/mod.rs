@@ -195,9 +195,8 @@ mod tests {
     async fn a_silent_worker_is_declared_dead() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
-        let store =
-            artifacts::ArtifactStore::open(std::env::temp_dir().join(format!("gear-silent-{}", std::process::id())))
-                .unwrap();
+        let root = std::env::temp_dir().join(format!("gear-silent-{}", std::process::id()));
+        let store = artifacts::ArtifactStore::open(root.to_str().unwrap()).unwrap();
         let options = MasterOptions { timing: timing(), store, masters: master.to_string(), same_process: false };
         tokio::spawn(run_master(listener, options, std::future::pending()));
         // Register by hand, then say nothing more (and keep the connection open).

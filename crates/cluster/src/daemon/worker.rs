@@ -9,7 +9,7 @@
 
 use super::ControlTiming;
 use super::DuplexClient;
-use super::artifacts::ArtifactStore;
+use super::artifacts;
 use gearpump_config::HostPort;
 use gearpump_core::AppId;
 use gearpump_protocol::{MasterReply, MasterRequest, ProtocolError, WorkerCommand};
@@ -194,14 +194,20 @@ async fn launch(
     Ok(status.code())
 }
 
+/// The binary, from this worker's cache, or fetched from the master and checked against its
+/// content id.
 async fn fetch(settings: &WorkerSettings, artifact: &str) -> Result<PathBuf, LaunchError> {
-    let store = ArtifactStore::open(settings.work_dir.join("artifacts"))?;
-    let path = store.root().join(artifact);
-    if store.contains(artifact) {
+    if artifact.is_empty() || !artifact.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(LaunchError::Fetch(format!("bad artifact id {artifact:?}")));
+    }
+    let cache = settings.work_dir.join("artifacts");
+    std::fs::create_dir_all(&cache)?;
+    let path = cache.join(artifact);
+    if path.is_file() {
         return Ok(path);
     }
     let mut client = super::MasterClient::connect(&settings.masters).await?;
-    let tmp = store.root().join(format!(".fetch-{}-{artifact}", std::process::id()));
+    let tmp = cache.join(format!(".fetch-{}-{artifact}", std::process::id()));
     let mut offset = 0u64;
     {
         use std::io::Write;
@@ -221,6 +227,10 @@ async fn fetch(settings: &WorkerSettings, artifact: &str) -> Result<PathBuf, Lau
             }
         }
         f.sync_all()?;
+    }
+    if !artifacts::verify(&tmp, artifact)? {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(LaunchError::Fetch(format!("the binary fetched as {artifact} does not match its id")));
     }
     set_executable(&tmp)?;
     std::fs::rename(&tmp, &path)?;

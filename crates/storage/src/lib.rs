@@ -1,0 +1,205 @@
+//! # gearpump-storage
+//!
+//! One storage abstraction for what Gearpump keeps in files: uploaded application binaries now,
+//! checkpoints and offset↔timestamp maps later. A [`BlobStore`] holds named blobs; a blob is
+//! written whole and atomically (to a temporary name, synced, renamed), so a reader sees either
+//! the old blob or the new one, never half of one.
+//!
+//! [`open`] picks the backend from a root path: a plain path (or `file://`) is a local directory,
+//! the default. Other schemes (`hdfs://`, `s3://`, …) are refused with an error naming the
+//! scheme until a backend for them is built in.
+//!
+//! ```
+//! let dir = std::env::temp_dir().join(format!("gearpump-storage-doc-{}", std::process::id()));
+//! let store = gearpump_storage::open(dir.to_str().unwrap()).unwrap();
+//! store.put("greeting", &mut &b"hello"[..]).unwrap();
+//! assert_eq!(store.read_at("greeting", 1, 3).unwrap(), (b"ell".to_vec(), false));
+//! # std::fs::remove_dir_all(dir).unwrap();
+//! ```
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The root path names a backend this build does not have.
+    #[error("storage {root:?}: the {scheme}:// backend is not available; use a local directory")]
+    UnsupportedScheme {
+        /// The root path.
+        root: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A blob name that could escape the store or is empty.
+    #[error("bad blob name {0:?}")]
+    BadName(String),
+    /// No such blob.
+    #[error("no blob {0:?}")]
+    NotFound(String),
+    /// The file system failed.
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// Named blobs, written atomically and read by range.
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores everything `from` yields as blob `name`, replacing any blob of that name.
+    /// Returns the size written.
+    fn put(&self, name: &str, from: &mut dyn Read) -> Result<u64, StorageError>;
+    /// Up to `max` bytes of blob `name` from `offset`, and whether they reach its end.
+    fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError>;
+    /// Whether blob `name` exists.
+    fn exists(&self, name: &str) -> bool;
+    /// Where the store is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store at `root`: a local directory (created if missing) for a plain path or a
+/// `file://` URL.
+pub fn open(root: &str) -> Result<Arc<dyn BlobStore>, StorageError> {
+    match root.split_once("://") {
+        None => Ok(Arc::new(LocalDir::open(root)?)),
+        Some(("file", path)) => Ok(Arc::new(LocalDir::open(path)?)),
+        Some((scheme, _)) => Err(StorageError::UnsupportedScheme { root: root.into(), scheme: scheme.into() }),
+    }
+}
+
+/// Blobs as files in a local directory.
+#[derive(Debug)]
+pub struct LocalDir {
+    root: PathBuf,
+    next_tmp: AtomicU64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io { path: path.to_path_buf(), source }
+}
+
+impl LocalDir {
+    /// The directory `root`, created if missing.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        Ok(LocalDir { root, next_tmp: AtomicU64::new(0) })
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, StorageError> {
+        let valid = !name.is_empty()
+            && name.len() <= 200
+            && !name.starts_with('.')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if valid { Ok(self.root.join(name)) } else { Err(StorageError::BadName(name.into())) }
+    }
+}
+
+impl BlobStore for LocalDir {
+    fn put(&self, name: &str, from: &mut dyn Read) -> Result<u64, StorageError> {
+        let path = self.path(name)?;
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            let len = std::io::copy(from, &mut f)?;
+            f.flush()?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(len)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io(&path))
+    }
+
+    fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError> {
+        let path = self.path(name)?;
+        let mut f = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound(name.into()),
+            _ => StorageError::Io { path: path.clone(), source: e },
+        })?;
+        let len = f.metadata().map_err(io(&path))?.len();
+        let start = offset.min(len);
+        f.seek(SeekFrom::Start(start)).map_err(io(&path))?;
+        let mut bytes = Vec::with_capacity(max.min((len - start) as usize));
+        f.take(max as u64).read_to_end(&mut bytes).map_err(io(&path))?;
+        let last = start + bytes.len() as u64 >= len;
+        Ok((bytes, last))
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.path(name).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> (Arc<dyn BlobStore>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gearpump-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (open(dir.to_str().unwrap()).unwrap(), dir)
+    }
+
+    #[test]
+    fn put_replaces_atomically_and_reads_by_range() {
+        let (s, dir) = store("put");
+        assert_eq!(s.put("a", &mut &b"0123456789"[..]).unwrap(), 10);
+        assert_eq!(s.read_at("a", 0, 4).unwrap(), (b"0123".to_vec(), false));
+        assert_eq!(s.read_at("a", 8, 4).unwrap(), (b"89".to_vec(), true));
+        assert_eq!(s.read_at("a", 99, 4).unwrap(), (Vec::new(), true));
+        s.put("a", &mut &b"new"[..]).unwrap();
+        assert_eq!(s.read_at("a", 0, 100).unwrap(), (b"new".to_vec(), true));
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a")]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A reader that fails half way: the old blob must survive.
+    struct Broken(usize);
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            self.0 -= 1;
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_blob() {
+        let (s, dir) = store("fail");
+        s.put("a", &mut &b"old"[..]).unwrap();
+        assert!(s.put("a", &mut Broken(3)).is_err());
+        assert_eq!(s.read_at("a", 0, 100).unwrap().0, b"old");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_names_and_schemes_are_refused() {
+        let (s, dir) = store("names");
+        for name in ["", "../x", "a/b", ".hidden", "/etc/passwd"] {
+            assert!(matches!(s.read_at(name, 0, 1), Err(StorageError::BadName(_))), "{name:?}");
+            assert!(!s.exists(name));
+        }
+        assert!(matches!(s.read_at("missing", 0, 1), Err(StorageError::NotFound(_))));
+        let err = open("hdfs://namenode:9000/jars").unwrap_err();
+        assert!(err.to_string().contains("hdfs://"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
