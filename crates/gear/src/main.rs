@@ -148,6 +148,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         timing,
         work_dir: PathBuf::from("worker-data"),
         app_log_dir: PathBuf::from(conf.get_str("gearpump.log.application.dir").unwrap_or("logs")),
+        reconnect: (
+            Duration::from_millis(conf.get_num("gearpump.netty.base-sleep-ms").unwrap_or(100)),
+            Duration::from_millis(conf.get_num("gearpump.netty.max-sleep-ms").unwrap_or(1000)),
+        ),
         system_config: conf.to_hocon(),
     };
     let store = || -> anyhow::Result<ArtifactStore> {

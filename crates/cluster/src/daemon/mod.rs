@@ -169,6 +169,7 @@ mod tests {
             timing: timing(),
             work_dir: dir.join("work"),
             app_log_dir: dir.join("logs"),
+            reconnect: (Duration::from_millis(10), Duration::from_millis(50)),
             system_config: String::new(),
         }
     }

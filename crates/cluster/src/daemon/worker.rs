@@ -35,6 +35,9 @@ pub struct WorkerSettings {
     pub work_dir: PathBuf,
     /// `gearpump.log.application.dir`.
     pub app_log_dir: PathBuf,
+    /// Reconnection backoff to the master: first and longest wait (`gearpump.netty.base-sleep-ms`,
+    /// `gearpump.netty.max-sleep-ms`).
+    pub reconnect: (Duration, Duration),
     /// The worker's configuration as HOCON ([`gearpump_config::GearConfig::to_hocon`]),
     /// handed to the processes it starts as `GEARPUMP_CONF`.
     pub system_config: String,
@@ -61,7 +64,8 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
 
 async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolError> {
     let mut lost_since = Instant::now();
-    let mut sleep = Duration::from_millis(100);
+    let (base_sleep, max_sleep) = settings.reconnect;
+    let mut sleep = base_sleep;
     loop {
         match DuplexClient::connect(&settings.masters).await {
             Ok((mut client, mut pushes)) => {
@@ -77,7 +81,7 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                     other => return Err(ProtocolError::Decode(format!("unexpected answer {other:?}"))),
                 };
                 tracing::info!(worker = %id, master = %client.master, slots = settings.slots, "Registered with the master.");
-                sleep = Duration::from_millis(100);
+                sleep = base_sleep;
                 let (exits_tx, mut exits) = mpsc::unbounded_channel::<MasterRequest>();
                 let mut ticker = tokio::time::interval(interval);
                 loop {
@@ -120,7 +124,7 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                 }
                 tracing::debug!(error = %e, "No master reachable yet.");
                 tokio::time::sleep(sleep).await;
-                sleep = (sleep * 2).min(Duration::from_secs(1));
+                sleep = (sleep * 2).min(max_sleep);
             }
         }
     }
