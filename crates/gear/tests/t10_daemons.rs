@@ -1,24 +1,18 @@
 //! The `gear` daemons as real processes on 127.0.0.1.
 
+mod common;
+
+use common::{Proc, wait_until};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_config::HostPort;
 use gearpump_protocol::{MasterReply, MasterRequest, WorkerInfo};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const GEAR: &str = env!("CARGO_BIN_EXE_gear");
-
-/// A child process killed (by its PID) when dropped.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Cluster {
     dir: PathBuf,
@@ -80,15 +74,6 @@ impl Cluster {
 
     fn alive_workers(&self) -> usize {
         self.workers().unwrap_or_default().iter().filter(|w| w.alive).count()
-    }
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    // Generous: the machine is shared and noisy. This bounds a hang, it measures nothing.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,13 +1,16 @@
 //! Application binaries submitted with `gear app` and run as AppMaster and executor
 //! processes on real worker processes, with the TCP data plane between them.
 
+mod common;
+
+use common::{Proc, wait_until};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_config::HostPort;
 use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const GEAR: &str = env!("CARGO_BIN_EXE_gear");
 
@@ -21,14 +24,6 @@ fn wordcount() -> PathBuf {
         assert!(status.success(), "building the wordcount example");
     }
     path
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Cluster {
@@ -148,15 +143,6 @@ impl Cluster {
             last.as_ref().is_some_and(|a| a.status == status)
         });
         last.unwrap()
-    }
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    // Bounds a hang on this shared machine; it measures nothing.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
