@@ -163,7 +163,21 @@ impl TaskCell {
 
     /// Delivers a batch from an upstream task in this process.
     pub(crate) fn push_batch(self: &Arc<Self>, batch: DataBatch) {
-        self.push_batch_from(batch, None);
+        let len = batch.messages.len();
+        self.push_data(
+            Input::Batch {
+                from: batch.from,
+                session: batch.session,
+                len,
+                messages: batch.messages.into_iter(),
+                ack_request: batch.ack_request,
+                counted: false,
+                reply: None,
+                sent_at: batch.sent_at,
+                encoded: None,
+            },
+            len,
+        );
     }
 
     /// Delivers a batch that came over `reply`, its messages still encoded.
@@ -180,25 +194,6 @@ impl TaskCell {
                 reply: Some(reply),
                 sent_at: batch.sent_at,
                 encoded: Some(batch),
-            },
-            len,
-        );
-    }
-
-    /// Delivers a batch, remembering the connection it came on (if remote) for its Acks.
-    pub(crate) fn push_batch_from(self: &Arc<Self>, batch: DataBatch, reply: Option<Arc<Connection>>) {
-        let len = batch.messages.len();
-        self.push_data(
-            Input::Batch {
-                from: batch.from,
-                session: batch.session,
-                len,
-                messages: batch.messages.into_iter(),
-                ack_request: batch.ack_request,
-                counted: false,
-                reply,
-                sent_at: batch.sent_at,
-                encoded: None,
             },
             len,
         );
