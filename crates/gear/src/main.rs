@@ -253,7 +253,7 @@ fn submit(
     let report = std::env::temp_dir().join(format!("gear-app-{}.report", std::process::id()));
     let _ = std::fs::remove_file(&report);
     eprintln!("Submitting {} to {masters_env}...", jar.display());
-    let status = std::process::Command::new(jar)
+    let mut child = std::process::Command::new(jar)
         .args(args)
         .env("GEARPUMP_ROLE", "client")
         .env("GEARPUMP_MASTERS", masters_env)
@@ -262,8 +262,21 @@ fn submit(
         .env("GEARPUMP_REPORT", &report)
         .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
         .stdin(std::process::Stdio::null())
-        .status()
+        .spawn()
         .with_context(|| format!("running {}", jar.display()))?;
+    // A binary that is not an application may never exit: give it a bounded time.
+    let limit = Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{} did not submit anything within {limit:?}; is it a Gearpump application binary?", jar.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let outcome = std::fs::read_to_string(&report).ok();
     let _ = std::fs::remove_file(&report);
     let app_id: u32 = match outcome.as_deref().and_then(|o| o.split_once(' ')) {
