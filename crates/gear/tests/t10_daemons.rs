@@ -22,21 +22,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(name: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("gear-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let conf = dir.join("test.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
-                 gearpump.cluster.heartbeat-interval-ms = 100\n\
-                 gearpump.cluster.worker-timeout-ms = 1000\n\
-                 gearpump.worker.slots = 3\n"
-            ),
-        )
-        .unwrap();
+        let (dir, conf, port) = common::cluster_dir(
+            name,
+            "gearpump.cluster.heartbeat-interval-ms = 100\n\
+             gearpump.cluster.worker-timeout-ms = 1000\n\
+             gearpump.worker.slots = 3\n",
+        );
         Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port } }
     }
 

@@ -82,20 +82,10 @@ impl Cluster {
 
     /// A directory and a gear.conf for a test cluster.
     fn configure(name: &str, extra_conf: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("gear-submit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let conf = dir.join("test.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n\
-                 gearpump.cluster.heartbeat-interval-ms = 200\n\
-                 gearpump.worker.slots = 4\n{extra_conf}"
-            ),
-        )
-        .unwrap();
+        let (dir, conf, port) = common::cluster_dir(
+            &format!("submit-{name}"),
+            &format!("gearpump.cluster.heartbeat-interval-ms = 200\ngearpump.worker.slots = 4\n{extra_conf}"),
+        );
         Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, _procs: Vec::new() }
     }
 

@@ -418,6 +418,17 @@ mod tests {
         }
     }
 
+    /// A header for task 0/0 → 1/0, session 1, no AckRequest.
+    fn plain_header() -> wire::BatchHeader {
+        wire::BatchHeader {
+            target: TaskId::new(1, 0),
+            from: TaskId::new(0, 0),
+            session: 1,
+            sent_at: 0,
+            ack_request: None,
+        }
+    }
+
     fn sink() -> (Arc<dyn FrameSink>, mpsc::Receiver<(TaskId, Option<DataBatch>, Option<AckMessage>)>) {
         let (tx, rx) = mpsc::channel();
         (Arc::new(Collect(Mutex::new(tx))), rx)
@@ -483,13 +494,7 @@ mod tests {
         let payload: Vec<u64> = (0..5_000_000).collect();
         for chunk in payload.chunks(1000) {
             let msgs: Vec<_> = chunk.iter().map(|&v| Message::new(v, Timestamp(0))).collect();
-            let h = wire::BatchHeader {
-                target: TaskId::new(1, 0),
-                from: TaskId::new(0, 0),
-                session: 1,
-                sent_at: 0,
-                ack_request: None,
-            };
+            let h = plain_header();
             conn.send_batch(h, &msgs).unwrap();
         }
         for expected in 0..5_000_000u64 {
@@ -515,13 +520,7 @@ mod tests {
         // A well-behaved peer still gets through.
         let (client_sink, _client_rx) = sink();
         let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
-        let h = wire::BatchHeader {
-            target: TaskId::new(1, 0),
-            from: TaskId::new(0, 0),
-            session: 1,
-            sent_at: 0,
-            ack_request: None,
-        };
+        let h = plain_header();
         conn.send_batch(h, &[Message::new(5u64, Timestamp(0))]).unwrap();
         let (_, batch, _) = server_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(batch.unwrap().messages[0].get::<u64>(), Some(&5));

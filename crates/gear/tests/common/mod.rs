@@ -1,5 +1,6 @@
 //! Helpers shared by the process-level tests.
 
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -21,4 +22,16 @@ pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A fresh directory for a test cluster and a `gear.conf` in it naming a free local master port
+/// and holding `conf_lines`; returns (directory, conf file, master port).
+pub fn cluster_dir(name: &str, conf_lines: &str) -> (PathBuf, PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("gear-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = dir.join("test.conf");
+    std::fs::write(&conf, format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n{conf_lines}")).unwrap();
+    (dir, conf, port)
 }
