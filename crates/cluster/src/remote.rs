@@ -182,7 +182,6 @@ enum LinkEvent {
 struct ExecutorLink {
     commands: mpsc::UnboundedSender<ExecutorCommand>,
     data_addr: Option<SocketAddr>,
-    ready: bool,
     tasks: Vec<TaskId>,
     alive: bool,
 }
@@ -279,7 +278,6 @@ async fn appmaster_loop(
         .map(|e| ExecutorLink {
             commands: mpsc::unbounded_channel().0,
             data_addr: None,
-            ready: false,
             tasks: e.tasks.clone(),
             alive: true,
         })
@@ -361,8 +359,7 @@ async fn appmaster_loop(
     let mut waiting = n;
     while waiting > 0 {
         match reports.recv().await {
-            Some((i, Some(ExecutorReport::Ready))) => {
-                links[i].ready = true;
+            Some((_, Some(ExecutorReport::Ready))) => {
                 waiting -= 1;
             }
             Some((i, Some(ExecutorReport::LaunchFailed(e)))) => {

@@ -325,11 +325,6 @@ impl Deployment {
         Ok(conn)
     }
 
-    /// The data ports of the executors (TCP data plane only).
-    pub fn data_ports(&self) -> &[SocketAddr] {
-        &self.peers
-    }
-
     /// Starts every task from `start`.
     pub fn start(&self, start: StartTime) {
         for cell in &self.all {

@@ -14,39 +14,6 @@
 //! means "as the previous message". All integers are little-endian.
 
 use crate::{AckMessage, AckRequest, DataBatch, flow::Ack};
-
-/// Decodes a whole frame body, a batch's messages included (for tests and tools).
-pub fn decode_body(body: &[u8], codecs: &Codecs) -> Result<DecodedFrame, WireError> {
-    Ok(match decode_frame(body.to_vec())? {
-        Frame::Hello { version } => DecodedFrame::Hello { version },
-        Frame::Batch { target, batch } => DecodedFrame::Batch { target, batch: batch.into_batch(codecs)? },
-        Frame::Ack { target, ack } => DecodedFrame::Ack { target, ack },
-    })
-}
-
-/// A frame with a batch's messages decoded.
-#[derive(Debug)]
-pub enum DecodedFrame {
-    /// See [`Frame::Hello`].
-    Hello {
-        /// The peer's version.
-        version: u16,
-    },
-    /// See [`Frame::Batch`].
-    Batch {
-        /// The receiving task.
-        target: TaskId,
-        /// The batch.
-        batch: DataBatch,
-    },
-    /// See [`Frame::Ack`].
-    Ack {
-        /// The sending task.
-        target: TaskId,
-        /// The Ack.
-        ack: AckMessage,
-    },
-}
 use gearpump_core::{CodecError, Codecs, Message, TaskId, Timestamp, Value};
 use std::any::{Any, TypeId};
 
@@ -386,6 +353,39 @@ pub fn decode_frame(body: Vec<u8>) -> Result<Frame, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes a whole frame body, a batch's messages included (for tests and tools).
+    fn decode_body(body: &[u8], codecs: &Codecs) -> Result<DecodedFrame, WireError> {
+        Ok(match decode_frame(body.to_vec())? {
+            Frame::Hello { version } => DecodedFrame::Hello { version },
+            Frame::Batch { target, batch } => DecodedFrame::Batch { target, batch: batch.into_batch(codecs)? },
+            Frame::Ack { target, ack } => DecodedFrame::Ack { target, ack },
+        })
+    }
+
+    /// A frame with a batch's messages decoded.
+    #[derive(Debug)]
+    enum DecodedFrame {
+        /// See [`Frame::Hello`].
+        Hello {
+            /// The peer's version.
+            version: u16,
+        },
+        /// See [`Frame::Batch`].
+        Batch {
+            /// The receiving task.
+            target: TaskId,
+            /// The batch.
+            batch: DataBatch,
+        },
+        /// See [`Frame::Ack`].
+        Ack {
+            /// The sending task.
+            target: TaskId,
+            /// The Ack.
+            ack: AckMessage,
+        },
+    }
 
     fn header() -> BatchHeader {
         BatchHeader { target: TaskId::new(1, 0), from: TaskId::new(0, 0), session: 1, sent_at: 0, ack_request: None }
