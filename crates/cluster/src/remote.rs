@@ -14,7 +14,6 @@
 
 use crate::daemon::{DuplexClient, MasterClient, artifacts::CHUNK};
 use gearpump_api::{StartTime, StreamApplication};
-use gearpump_clock::ClockService;
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
@@ -22,6 +21,7 @@ use gearpump_protocol::{
     write_hello, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
+use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
 use gearpump_streaming::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime, TaskEvent, TaskPool};
 use gearpump_transport::flow::FlowConfig;
 use gearpump_transport::tcp::{DataServer, RetryPolicy};
@@ -375,9 +375,7 @@ async fn appmaster_loop(
         }
     }
     let start = Timestamp(0);
-    let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
-    let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
-    let mut clock = ClockService::new(&parallelism, &edges, start);
+    let mut supervisor = Supervisor::new(dag, start);
     for l in &links {
         let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
     }
@@ -400,90 +398,76 @@ async fn appmaster_loop(
         .map_err(|e| RoleError::Other(e.to_string()))?;
     let mut master_lost: Option<tokio::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
-    let mut outcome: Option<Result<String, RoleError>> = None;
-    let mut stopped = 0u32;
     loop {
-        tokio::select! {
+        let actions = tokio::select! {
             report = reports.recv() => match report {
-                Some((_, Some(ExecutorReport::Clock { task, clock: c }))) => {
-                    if outcome.is_some() {
-                        continue;
-                    }
-                    let task = TaskId::from_u64(task);
-                    if let Some(up) = clock.report(task, Timestamp(c))
-                        && let Some(i) = owner(task, &links)
-                    {
-                        let _ = links[i].commands.send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: up.0 });
-                    }
-                    if clock.is_finished() {
-                        outcome = Some(Ok("succeeded".into()));
-                        stop_all(&links, false);
-                    }
+                Some((_, Some(ExecutorReport::Clock { task, clock }))) => {
+                    supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
                 }
                 Some((_, Some(ExecutorReport::TaskFailed { task, error }))) => {
-                    if outcome.is_none() {
-                        outcome = Some(Err(RoleError::Other(format!("task {} failed: {error}", TaskId::from_u64(task)))));
-                        stop_all(&links, false);
-                    }
+                    supervisor.on_task_failed(TaskId::from_u64(task), &error)
                 }
-                Some((_, Some(ExecutorReport::TaskStopped { .. }))) => {
-                    stopped += 1;
-                    if stopped >= total && outcome.is_some() {
-                        break;
-                    }
-                }
+                Some((_, Some(ExecutorReport::TaskStopped { .. }))) => supervisor.on_task_stopped(),
                 Some((_, Some(ExecutorReport::Counters(cs)))) => {
                     for c in cs {
                         counters.insert(c.task, c);
                     }
+                    Vec::new()
                 }
-                Some((_, Some(_))) => {}
-                Some((i, None)) => {
-                    if links[i].alive {
-                        links[i].alive = false;
-                        // Its tasks will not report stopping.
-                        stopped += links[i].tasks.len() as u32;
-                        if outcome.is_none() {
-                            outcome = Some(Err(RoleError::Other(format!("executor {i} was lost"))));
-                            stop_all(&links, false);
-                        }
-                        if stopped >= total {
-                            break;
-                        }
-                    }
+                Some((_, Some(_))) => Vec::new(),
+                Some((i, None)) if links[i].alive => {
+                    links[i].alive = false;
+                    // Its tasks will not report stopping.
+                    supervisor.on_tasks_lost(links[i].tasks.len() as u32, format!("executor {i} was lost"))
                 }
+                Some((_, None)) => Vec::new(),
                 None => break,
             },
             push = pushes.recv(), if master_lost.is_none() => match push {
-                Some(MasterReply::KillRequested) if outcome.is_none() => {
+                Some(MasterReply::KillRequested) => {
                     tracing::info!(%app_id, "Kill requested.");
-                    outcome = Some(Ok("terminated".into()));
-                    stop_all(&links, false);
+                    supervisor.on_kill()
                 }
-                Some(_) => {}
+                Some(_) => Vec::new(),
                 None => {
-                    if master_lost.is_none() {
-                        tracing::warn!(%app_id, "Lost the master; the application keeps running for {master_timeout:?}.");
-                        master_lost = Some(tokio::time::Instant::now());
-                    }
+                    tracing::warn!(%app_id, "Lost the master; the application keeps running for {master_timeout:?}.");
+                    master_lost = Some(tokio::time::Instant::now());
+                    Vec::new()
                 }
             },
             _ = tokio::time::sleep_until(master_lost.map_or_else(tokio::time::Instant::now, |t| t + master_timeout)),
-                if master_lost.is_some() && outcome.is_none() => {
-                outcome = Some(Err(RoleError::Other(format!("no master for {master_timeout:?}"))));
-                stop_all(&links, false);
+                if master_lost.is_some() && supervisor.ending().is_none() => {
+                supervisor.on_give_up(format!("no master for {master_timeout:?}"))
             }
+        };
+        let mut done = false;
+        for action in actions {
+            match action {
+                Action::UpstreamClock(task, clock) => {
+                    if let Some(i) = owner(task, &links) {
+                        let _ = links[i]
+                            .commands
+                            .send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: clock.0 });
+                    }
+                }
+                Action::StopAll => stop_all(&links, false),
+                Action::Done => done = true,
+            }
+        }
+        if done {
+            break;
         }
     }
     for l in &links {
         let _ = l.commands.send(ExecutorCommand::Exit);
     }
-    let status = match &outcome {
-        Some(Ok(s)) => s.as_str(),
-        _ => "failed",
-    };
+    let ending = supervisor.into_ending();
+    let status = ending.status().as_str();
     tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), &counters));
-    outcome.unwrap_or_else(|| Err(RoleError::Other("the AppMaster lost its executors".into())))
+    match ending {
+        Ending::Failed(e) => Err(RoleError::Other(e)),
+        other => Ok(other.status().as_str().to_string()),
+    }
 }
 
 fn stop_all(links: &[ExecutorLink], exit: bool) {

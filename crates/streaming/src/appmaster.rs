@@ -3,6 +3,7 @@
 //! or been killed.
 
 use crate::executor::{DataPlane, Deployment, Executor, LaunchSpec, Runtime};
+use crate::supervisor::{Action, Supervisor};
 use crate::task::TaskEvent;
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_clock::ClockService;
@@ -309,67 +310,52 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     };
     drop(events_tx);
     let start = Timestamp(0);
-    let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
-    let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
-    let mut clock = ClockService::new(&parallelism, &edges, start);
+    let mut supervisor = Supervisor::new(dag, start);
     deployment.start(StartTime(start));
-    *stats.lock() = snapshot(&app, &deployment, &clock);
+    *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
     report(AppStatus::Active, None);
 
     let mut tick = tokio::time::interval(clock_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outcome: Option<(AppStatus, Option<String>)> = None;
-    let mut stopped = 0u32;
+    let mut commands_open = true;
     loop {
-        tokio::select! {
+        let actions = tokio::select! {
             _ = tick.tick() => {
-                if outcome.is_none() {
+                if supervisor.ending().is_none() {
                     deployment.tick();
                 }
-                *stats.lock() = snapshot(&app, &deployment, &clock);
+                *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
+                Vec::new()
             }
             event = events.recv() => match event {
-                Some(TaskEvent::Clock { task, clock: c }) => {
-                    if outcome.is_some() {
-                        continue;
-                    }
-                    if let Some(upstream) = clock.report(task, c) {
-                        deployment.upstream_clock(task, upstream);
-                    }
-                    if clock.is_finished() {
-                        tracing::info!(%app_id, "Every source ended and every message was processed.");
-                        outcome = Some((AppStatus::Succeeded, None));
-                        deployment.stop();
-                    }
-                }
-                Some(TaskEvent::Failed { task, error }) => {
-                    if outcome.is_none() {
-                        outcome = Some((AppStatus::Failed, Some(format!("task {task} failed: {error}"))));
-                        deployment.stop();
-                    }
-                }
-                Some(TaskEvent::Stopped { .. }) => {
-                    stopped += 1;
-                    if stopped >= total && outcome.is_some() {
-                        break;
-                    }
-                }
+                Some(TaskEvent::Clock { task, clock }) => supervisor.on_clock(task, clock),
+                Some(TaskEvent::Failed { task, error }) => supervisor.on_task_failed(task, &error),
+                Some(TaskEvent::Stopped { .. }) => supervisor.on_task_stopped(),
                 None => break,
             },
-            command = commands.recv() => {
+            command = commands.recv(), if commands_open => {
                 // A kill, or every handle dropped: either way the application ends here.
                 let (Some(AppMasterCommand::Kill) | None) = command;
-                if outcome.is_none() {
-                    outcome = Some((AppStatus::Terminated, None));
-                    deployment.stop();
-                }
+                commands_open = command.is_some();
+                supervisor.on_kill()
+            }
+        };
+        let mut done = false;
+        for action in actions {
+            match action {
+                Action::UpstreamClock(task, clock) => deployment.upstream_clock(task, clock),
+                Action::StopAll => deployment.stop(),
+                Action::Done => done = true,
             }
         }
+        if done {
+            break;
+        }
     }
-    *stats.lock() = snapshot(&app, &deployment, &clock);
+    *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
     deployment.clear();
-    let (status, error) = outcome.unwrap_or((AppStatus::Failed, Some("the AppMaster lost its tasks".into())));
-    report(status, error);
+    let ending = supervisor.into_ending();
+    report(ending.status(), ending.error().map(str::to_string));
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 pub mod appmaster;
 pub mod executor;
 pub mod pool;
+pub mod supervisor;
 pub mod task;
 mod timer;
 
