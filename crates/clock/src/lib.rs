@@ -181,3 +181,58 @@ mod tests {
         assert_eq!(s.min_clock(), Timestamp(0));
     }
 }
+
+/// How long the application clock may stand still before the tasks holding it are reported as
+/// stalling.
+pub const STALL_AFTER_MS: i64 = 10_000;
+
+/// Finds stalling tasks: when the application min clock has not moved for
+/// [`STALL_AFTER_MS`], the tasks whose own clock equals it are what holds it back. A finished
+/// application (clock at the end of time) never stalls.
+#[derive(Debug, Clone, Default)]
+pub struct HealthCheck {
+    last: Option<(Timestamp, i64)>,
+}
+
+impl HealthCheck {
+    /// Takes the min clock and each task's clock at `now` (ms); returns the stalling tasks.
+    pub fn check(&mut self, now: i64, min_clock: Timestamp, tasks: &[(TaskId, Timestamp)]) -> Vec<TaskId> {
+        let since = match self.last {
+            Some((clock, since)) if clock == min_clock => since,
+            _ => {
+                self.last = Some((min_clock, now));
+                now
+            }
+        };
+        if min_clock == Timestamp::MAX || now - since < STALL_AFTER_MS {
+            return Vec::new();
+        }
+        tasks.iter().filter(|(_, c)| *c <= min_clock).map(|(t, _)| *t).collect()
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn tasks_holding_a_still_clock_are_stalling() {
+        let tasks = [(TaskId::new(0, 0), Timestamp(5)), (TaskId::new(1, 0), Timestamp(9))];
+        let mut h = HealthCheck::default();
+        for (now, clock, expected) in [
+            (0, 5, vec![]),
+            (9_999, 5, vec![]),
+            (10_000, 5, vec![TaskId::new(0, 0)]),
+            (10_500, 6, vec![]),
+            (20_499, 6, vec![]),
+            (20_500, 6, vec![TaskId::new(0, 0)]),
+        ] {
+            let tasks: Vec<_> =
+                tasks.iter().map(|&(t, c)| (t, if clock == 6 && t.processor.0 == 0 { Timestamp(6) } else { c })).collect();
+            assert_eq!(h.check(now, Timestamp(clock), &tasks), expected, "at {now}");
+        }
+        let mut done = HealthCheck::default();
+        assert!(done.check(0, Timestamp::MAX, &tasks).is_empty());
+        assert!(done.check(60_000, Timestamp::MAX, &tasks).is_empty());
+    }
+}

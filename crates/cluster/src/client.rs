@@ -3,6 +3,8 @@
 use crate::master::{AppSummary, Board, ClusterConfig, KillError, Master, MasterCommand, SubmitError, WorkerSummary};
 use gearpump_api::StreamApplication;
 use gearpump_core::AppId;
+use gearpump_metrics::{MetricPoint, ReadOption};
+use gearpump_protocol::{AppDetail, AppInfo, ClusterSnapshot, MasterSummary, WorkerDetail, WorkerInfo};
 use gearpump_streaming::{AppStats, Runtime, TaskPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +44,66 @@ impl ClusterClient {
         let (reply, answer) = oneshot::channel();
         self.master.send(MasterCommand::Kill { id, reply }).map_err(|_| KillError::ClusterStopped)?;
         answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
+    }
+
+    /// Kills the application if it runs and submits it again; returns the new id.
+    pub fn restart(&self, id: AppId) -> Result<AppId, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.master.send(MasterCommand::Restart { id, reply }).map_err(|_| SubmitError::ClusterStopped)?;
+        answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
+    }
+
+    /// Metric points under `path` (see [`gearpump_metrics::path_matches`]).
+    pub fn metrics(&self, path: &str, option: ReadOption) -> Vec<MetricPoint> {
+        self.board.metrics.lock().query(path, option)
+    }
+
+    /// The cluster as the REST API shows it.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let pid = std::process::id();
+        let home = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let started = self.board.started.0;
+        let runtimes = self.board.runtimes.lock().clone();
+        ClusterSnapshot {
+            master: MasterSummary {
+                address: format!("embedded@{pid}"),
+                members: vec![format!("embedded@{pid}")],
+                started,
+                jar_store: String::new(),
+                log_dir: String::new(),
+                home,
+                config: String::new(),
+            },
+            workers: self
+                .workers()
+                .into_iter()
+                .map(|w| WorkerDetail {
+                    info: WorkerInfo { id: w.id, host: "127.0.0.1".into(), slots: w.slots, used: w.used, alive: true },
+                    registered: started,
+                    pid,
+                    config: String::new(),
+                    log_dir: String::new(),
+                })
+                .collect(),
+            apps: self
+                .list()
+                .into_iter()
+                .map(|a| AppDetail {
+                    runtime: runtimes.get(&a.id).cloned(),
+                    info: AppInfo {
+                        id: a.id,
+                        name: a.name,
+                        status: a.status.to_string(),
+                        worker: Some(a.app_master_worker),
+                        user: a.user,
+                        submission_time: a.submission_time.0,
+                        start_time: a.start_time.map(|t| t.0),
+                        finish_time: a.finish_time.map(|t| t.0),
+                        error: a.error,
+                    },
+                })
+                .collect(),
+        }
     }
 
     /// Every application, by id.
@@ -119,7 +181,7 @@ impl EmbeddedCluster {
             .build()
             .expect("starting the control-plane runtime");
         let runtime = Runtime::new(TaskPool::new(config.task_threads));
-        let board = Arc::new(Board::default());
+        let board = Arc::new(Board::new(config.retention));
         tracing::info!(
             workers = config.workers,
             slots = config.slots_per_worker,

@@ -4,7 +4,9 @@ use crate::scheduler;
 use gearpump_api::{AppError, StreamApplication};
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
-use gearpump_streaming::{AppStats, AppStatus, DataPlane, Runtime, ToMaster};
+use gearpump_metrics::{MetricsStore, Retention};
+use gearpump_protocol::{AppRuntime, ProcessGauges};
+use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime, ToMaster};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
@@ -31,6 +33,10 @@ pub struct ClusterConfig {
     pub data_plane: DataPlane,
     /// The user recorded as the submitter.
     pub user: String,
+    /// Metric settings (`gearpump.metrics.*`).
+    pub metrics: MetricsConfig,
+    /// How long metric series are kept (`gearpump.retainRecentData`, `retainHistoryData`).
+    pub retention: Retention,
 }
 
 impl Default for ClusterConfig {
@@ -43,6 +49,8 @@ impl Default for ClusterConfig {
             clock_interval: Duration::from_millis(100),
             data_plane: DataPlane::InMemory,
             user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            metrics: MetricsConfig::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -59,9 +67,30 @@ impl ClusterConfig {
                 ack_once_every: conf.get_num("gearpump.streaming.ack-once-every-message-count")?,
                 max_pending: conf.get_num("gearpump.streaming.max-pending-message-count-per-connection")?,
             },
+            metrics: metrics_config(conf)?,
+            retention: retention(conf)?,
             ..ClusterConfig::default()
         })
     }
+}
+
+/// `gearpump.metrics.*` of a configuration.
+pub fn metrics_config(conf: &gearpump_config::GearConfig) -> Result<MetricsConfig, gearpump_config::ConfigError> {
+    Ok(MetricsConfig {
+        enabled: conf.get_bool("gearpump.metrics.enabled")?,
+        sample_rate: conf.get_num("gearpump.metrics.sample-rate")?,
+        report_interval_ms: conf.get_num("gearpump.metrics.report-interval-ms")?,
+    })
+}
+
+/// `gearpump.retainRecentData` and `gearpump.retainHistoryData` of a configuration.
+pub fn retention(conf: &gearpump_config::GearConfig) -> Result<Retention, gearpump_config::ConfigError> {
+    Ok(Retention {
+        recent_interval_ms: conf.get_num("gearpump.retainRecentData.intervalMs")?,
+        recent_keep_ms: conf.get_num::<i64>("gearpump.retainRecentData.seconds")?.saturating_mul(1000),
+        history_interval_ms: conf.get_num("gearpump.retainHistoryData.intervalMs")?,
+        history_keep_ms: conf.get_num::<i64>("gearpump.retainHistoryData.hours")?.saturating_mul(3_600_000),
+    })
 }
 
 /// An application as the master lists it.
@@ -120,6 +149,9 @@ pub enum SubmitError {
         /// Slots free.
         free: u32,
     },
+    /// No such application (to restart).
+    #[error("application {0} does not exist")]
+    UnknownApp(AppId),
     /// The master is gone.
     #[error("the cluster has shut down")]
     ClusterStopped,
@@ -148,16 +180,35 @@ pub enum KillError {
 pub(crate) type AppEntry = (AppSummary, Arc<Mutex<AppStats>>);
 
 /// Read side of the master's state, shared with clients so `list` and `wait` need no round trip.
-#[derive(Default)]
 pub(crate) struct Board {
     pub(crate) apps: Mutex<BTreeMap<AppId, AppEntry>>,
     pub(crate) workers: Mutex<Vec<WorkerSummary>>,
     pub(crate) changed: Condvar,
+    /// What each AppMaster last reported of its application.
+    pub(crate) runtimes: Mutex<BTreeMap<AppId, AppRuntime>>,
+    /// Every metric reported.
+    pub(crate) metrics: Mutex<MetricsStore>,
+    /// When the cluster started, ms since the epoch.
+    pub(crate) started: Timestamp,
+}
+
+impl Board {
+    pub(crate) fn new(retention: Retention) -> Board {
+        Board {
+            apps: Mutex::default(),
+            workers: Mutex::default(),
+            changed: Condvar::new(),
+            runtimes: Mutex::default(),
+            metrics: Mutex::new(MetricsStore::new(retention)),
+            started: Timestamp::now(),
+        }
+    }
 }
 
 pub(crate) enum MasterCommand {
     Submit { app: Box<StreamApplication>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
     Kill { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
+    Restart { id: AppId, reply: oneshot::Sender<Result<AppId, SubmitError>> },
 }
 
 struct Worker {
@@ -167,6 +218,8 @@ struct Worker {
 }
 
 struct AppRecord {
+    /// The application, for a restart.
+    app: StreamApplication,
     appmaster: Option<mpsc::UnboundedSender<AppMasterCommand>>,
     /// Slots held: the AppMaster's and, once allocated, the executors'.
     held: Vec<(WorkerId, u32)>,
@@ -216,6 +269,9 @@ impl Master {
                     Some(MasterCommand::Kill { id, reply }) => {
                         let _ = reply.send(self.kill(id));
                     }
+                    Some(MasterCommand::Restart { id, reply }) => {
+                        let _ = reply.send(self.restart(id));
+                    }
                     None => break,
                 },
                 Some(m) = from_appmasters.recv() => self.on_appmaster(m),
@@ -247,10 +303,26 @@ impl Master {
             self.workers.iter().map(|w| WorkerSummary { id: w.id, slots: w.slots, used: w.used }).collect();
     }
 
+    /// Kills the application if it runs and submits it again (under a new id).
+    fn restart(&mut self, id: AppId) -> Result<AppId, SubmitError> {
+        let app = self.apps.get(&id).map(|r| r.app.clone()).ok_or(SubmitError::UnknownApp(id))?;
+        let _ = self.kill(id);
+        self.submit_replacing(app, Some(id))
+    }
+
     fn submit(&mut self, app: StreamApplication) -> Result<AppId, SubmitError> {
+        self.submit_replacing(app, None)
+    }
+
+    /// Submits `app`; an application of the same name may still run if it is `replacing`
+    /// (being killed for a restart).
+    fn submit_replacing(&mut self, app: StreamApplication, replacing: Option<AppId>) -> Result<AppId, SubmitError> {
         {
             let apps = self.board.apps.lock();
-            if let Some((summary, _)) = apps.values().find(|(s, _)| s.name == app.name() && !s.status.is_terminal()) {
+            if let Some((summary, _)) = apps
+                .values()
+                .find(|(s, _)| s.name == app.name() && !s.status.is_terminal() && Some(s.id) != replacing)
+            {
                 return Err(SubmitError::DuplicateName { name: app.name().to_string(), id: summary.id });
             }
         }
@@ -278,6 +350,7 @@ impl Master {
         tracing::info!(app_id = %id, name = %summary.name, worker = %summary.app_master_worker, "Application submitted; launching its AppMaster.");
         self.board.apps.lock().insert(id, (summary, stats.clone()));
         self.board.changed.notify_all();
+        let record_app = app.clone();
         let appmaster = appmaster::spawn(AppMasterSpec {
             app_id: id,
             app,
@@ -287,8 +360,9 @@ impl Master {
             clock_interval: self.config.clock_interval,
             to_master: self.to_master.clone(),
             stats,
+            metrics: self.config.metrics,
         });
-        self.apps.insert(id, AppRecord { appmaster: Some(appmaster), held: am_slot });
+        self.apps.insert(id, AppRecord { app: record_app, appmaster: Some(appmaster), held: am_slot });
         Ok(id)
     }
 
@@ -307,6 +381,16 @@ impl Master {
 
     fn on_appmaster(&mut self, message: ToMaster) {
         match message {
+            ToMaster::Report { app_id, time, runtime, metrics } => {
+                self.board.runtimes.lock().insert(app_id, *runtime);
+                let mut store = self.board.metrics.lock();
+                store.record(time, metrics);
+                let gauges = ProcessGauges::of_this_process();
+                store.record(time, gauges.metrics("master"));
+                for w in &self.workers {
+                    store.record(time, gauges.metrics(&format!("worker{}", w.id)));
+                }
+            }
             ToMaster::RequestResources { app_id, slots, reply } => match scheduler::allocate(&self.free(), slots) {
                 Some(allocation) => {
                     self.take_slots(&allocation);

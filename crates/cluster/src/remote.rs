@@ -96,6 +96,7 @@ struct DataPlaneSettings {
     flow: FlowConfig,
     retry: RetryPolicy,
     codecs: Arc<gearpump_core::Codecs>,
+    metrics: gearpump_streaming::MetricsConfig,
 }
 
 fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, RoleError> {
@@ -114,7 +115,8 @@ fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, Rol
     let mut codecs = app.codecs().clone();
     let serializers = sys.map("gearpump.serializers");
     codecs.apply_serializers(serializers.iter().map(|(t, c)| (t.as_str(), c.as_str()))).map_err(RoleError::Other)?;
-    Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs) })
+    let metrics = crate::master::metrics_config(&sys).map_err(|e| RoleError::Other(e.to_string()))?;
+    Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs), metrics })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
@@ -182,6 +184,9 @@ enum LinkEvent {
 struct ExecutorLink {
     commands: mpsc::UnboundedSender<ExecutorCommand>,
     data_addr: Option<SocketAddr>,
+    pid: u32,
+    worker: WorkerId,
+    gauges: gearpump_protocol::ProcessGauges,
     tasks: Vec<TaskId>,
     alive: bool,
 }
@@ -278,6 +283,9 @@ async fn appmaster_loop(
         .map(|e| ExecutorLink {
             commands: mpsc::unbounded_channel().0,
             data_addr: None,
+            pid: 0,
+            worker: e.worker,
+            gauges: Default::default(),
             tasks: e.tasks.clone(),
             alive: true,
         })
@@ -330,6 +338,7 @@ async fn appmaster_loop(
                 Some((i, Some(ExecutorReport::Register { data_addr, pid, .. }))) => {
                     tracing::info!(executor = i, %data_addr, pid, "Executor registered.");
                     links[i].data_addr = Some(data_addr);
+                    links[i].pid = pid;
                     waiting -= 1;
                 }
                 Some((i, Some(other))) => {
@@ -398,8 +407,32 @@ async fn appmaster_loop(
         .map_err(|e| RoleError::Other(e.to_string()))?;
     let mut master_lost: Option<tokio::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
+    let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
+    let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
+    report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let actions = tokio::select! {
+            _ = report_tick.tick(), if master_lost.is_none() => {
+                let tasks: Vec<TaskCounters> = counters.values().cloned().collect();
+                let host = hostname.to_string();
+                let executors = links
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| gearpump_protocol::ExecutorInfo {
+                        id: i as i32,
+                        worker: l.worker,
+                        pid: l.pid,
+                        host: l.data_addr.map_or_else(|| host.clone(), |a| a.ip().to_string()),
+                        tasks: packed(&l.tasks),
+                        status: if l.alive { "active" } else { "lost" }.into(),
+                    })
+                    .collect();
+                let processes: Vec<_> = links.iter().enumerate().map(|(i, l)| (i as i32, l.gauges)).collect();
+                let (time, runtime, metrics) =
+                    reporter.report(&tasks, &processes, supervisor.clock().min_clock(), executors);
+                let _ = master.tell(MasterRequest::AppReport { app_id, time, runtime, metrics });
+                Vec::new()
+            }
             report = reports.recv() => match report {
                 Some((_, Some(ExecutorReport::Clock { task, clock }))) => {
                     supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
@@ -408,7 +441,8 @@ async fn appmaster_loop(
                     supervisor.on_task_failed(TaskId::from_u64(task), &error)
                 }
                 Some((_, Some(ExecutorReport::TaskStopped { .. }))) => supervisor.on_task_stopped(),
-                Some((_, Some(ExecutorReport::Counters(cs)))) => {
+                Some((i, Some(ExecutorReport::Counters(cs, gauges)))) => {
+                    links[i].gauges = gauges;
                     for c in cs {
                         counters.insert(c.task, c);
                     }
@@ -621,6 +655,7 @@ async fn executor_main(
                         events: &events_tx,
                         data_plane: DataPlane::Tcp { host, retry: settings.retry },
                         codecs: settings.codecs.clone(),
+                        sample_rate: settings.metrics.task_sample_rate(),
                     };
                     let Some((server, sink)) = server.take() else { continue };
                     match Deployment::launch_executor(&spec, app, executors, me as usize, server, sink, data_addrs) {
@@ -642,7 +677,8 @@ async fn executor_main(
                             loop {
                                 interval.tick().await;
                                 d.tick();
-                                let _ = out.send(ExecutorReport::Counters(counters(&d)));
+                                let gauges = gearpump_protocol::ProcessGauges::of_this_process();
+                                let _ = out.send(ExecutorReport::Counters(d.counters(), gauges));
                             }
                         }));
                     }
@@ -674,24 +710,6 @@ async fn executor_main(
         }
         Ok::<(), RoleError>(())
     }
-}
-
-fn counters(d: &Deployment) -> Vec<TaskCounters> {
-    use std::sync::atomic::Ordering::Relaxed;
-    d.cells()
-        .iter()
-        .map(|cell| {
-            let c = cell.counters();
-            TaskCounters {
-                task: cell.id().to_u64(),
-                received: c.received.load(Relaxed),
-                sent: c.sent.load(Relaxed),
-                latency_samples: c.latency_samples.load(Relaxed),
-                latency_p50_us: c.latency_p50_us.load(Relaxed),
-                latency_p99_us: c.latency_p99_us.load(Relaxed),
-            }
-        })
-        .collect()
 }
 
 /// The summary line of a distributed run: messages received by the sink processors per second

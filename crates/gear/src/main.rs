@@ -19,7 +19,8 @@ use gearpump_cluster::daemon::artifacts::ArtifactStore;
 use gearpump_cluster::daemon::{ControlTiming, MasterClient, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
-use gearpump_protocol::{MasterReply, MasterRequest};
+use gearpump_cluster::daemon::reporter::Reporter;
+use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -172,8 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((ip.as_str(), port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let options =
-                    MasterOptions { timing, store: store()?, masters: masters_env.clone(), same_process: false };
+                let options = master_options(&conf, &me, store()?, &masters_env, false)?;
                 run_master(listener, options, ctrl_c()).await;
                 Ok(())
             })
@@ -192,8 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((me.host.as_str(), me.port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let options =
-                    MasterOptions { timing, store: store()?, masters: masters_env.clone(), same_process: sameprocess };
+                let options = master_options(&conf, &me, store()?, &masters_env, sameprocess)?;
                 let master = tokio::spawn(run_master(listener, options, ctrl_c()));
                 for i in 0..workernum {
                     let mut settings = settings.clone();
@@ -307,6 +306,35 @@ fn submit(
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// A master's options from the configuration.
+fn master_options(
+    conf: &GearConfig,
+    me: &HostPort,
+    store: ArtifactStore,
+    masters_env: &str,
+    same_process: bool,
+) -> anyhow::Result<MasterOptions> {
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    let summary = MasterSummary {
+        address: me.to_string(),
+        members: masters_env.split(',').map(str::to_string).collect(),
+        started: 0,
+        jar_store: store.describe(),
+        log_dir: conf.get_str("gearpump.log.daemon.dir").unwrap_or("logs").to_string(),
+        home: std::env::var("GEARPUMP_HOME").unwrap_or(cwd),
+        config: conf.to_hocon(),
+    };
+    Ok(MasterOptions {
+        timing: ControlTiming::from_config(conf)?,
+        store,
+        masters: masters_env.to_string(),
+        same_process,
+        summary,
+        retention: gearpump_cluster::master::retention(conf)?,
+        reporter: Reporter::from_config(conf)?,
+    })
 }
 
 /// One request to the first master that answers.

@@ -28,7 +28,7 @@ impl Default for Retention {
 }
 
 /// Which points a query returns (the REST API's `readOption`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReadOption {
     /// The newest point of each metric.
     Latest,

@@ -12,6 +12,8 @@
 //! and loses its connection; the daemon carries on.
 
 use gearpump_core::{AppId, WorkerId};
+use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
+pub use gearpump_metrics::ReadOption;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -117,6 +119,10 @@ pub struct AppInfo {
     pub user: String,
     /// Submission time, ms since the epoch.
     pub submission_time: i64,
+    /// When it became active, ms since the epoch.
+    pub start_time: Option<i64>,
+    /// When it ended, ms since the epoch.
+    pub finish_time: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -137,7 +143,7 @@ pub struct WorkerInfo {
 }
 
 /// What anyone may ask of, or tell, the master.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MasterRequest {
     /// A worker joins with its slots.
     RegisterWorker {
@@ -147,11 +153,17 @@ pub enum MasterRequest {
         slots: u32,
         /// Its process id.
         pid: u32,
+        /// Its configuration, HOCON.
+        config: String,
+        /// Its log directory.
+        log_dir: String,
     },
     /// A worker is alive.
     Heartbeat {
         /// The worker.
         worker: WorkerId,
+        /// Its process's gauges.
+        process: ProcessGauges,
     },
     /// The applications.
     ListApps,
@@ -223,6 +235,31 @@ pub enum MasterRequest {
         /// Extra environment (how to reach the AppMaster).
         env: Vec<(String, String)>,
     },
+    /// An AppMaster's periodic report: how its application runs, and its metrics.
+    AppReport {
+        /// The application.
+        app_id: AppId,
+        /// When the metrics were taken, ms since the epoch.
+        time: i64,
+        /// The DAG, executors and clock.
+        runtime: Box<AppRuntime>,
+        /// Metrics (empty unless `gearpump.metrics.enabled`).
+        metrics: Vec<Metric>,
+    },
+    /// Everything the REST API shows of the cluster.
+    Snapshot,
+    /// Metrics under a path (see [`gearpump_metrics::path_matches`]).
+    QueryMetrics {
+        /// The path.
+        path: String,
+        /// Latest, recent or history.
+        option: ReadOption,
+    },
+    /// Kill an application (if it runs) and submit its binary and arguments again.
+    RestartApp {
+        /// The application.
+        app_id: AppId,
+    },
     /// A process a worker launched has exited.
     ProcessExited {
         /// The application.
@@ -258,7 +295,7 @@ pub enum WorkerCommand {
 }
 
 /// The master's answers and notices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MasterReply {
     /// A worker's id.
     WorkerRegistered {
@@ -296,6 +333,10 @@ pub enum MasterReply {
     Worker(WorkerCommand),
     /// Pushed to an AppMaster: stop the application.
     KillRequested,
+    /// The cluster as the REST API shows it.
+    Snapshot(Box<ClusterSnapshot>),
+    /// Metric points.
+    Metrics(Vec<MetricPoint>),
     /// A request failed.
     Error(String),
 }
@@ -364,12 +405,12 @@ pub enum ExecutorReport {
         /// The task (packed id).
         task: u64,
     },
-    /// Counters of its tasks.
-    Counters(Vec<TaskCounters>),
+    /// Counters of its tasks, and its process's gauges.
+    Counters(Vec<TaskCounters>, ProcessGauges),
 }
 
 /// One task's counters, as an executor reports them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskCounters {
     /// The task (packed id).
     pub task: u64,
@@ -383,6 +424,166 @@ pub struct TaskCounters {
     pub latency_p50_us: u64,
     /// Receive latency, 99th percentile, µs.
     pub latency_p99_us: u64,
+    /// Input messages queued.
+    pub queued: u64,
+    /// Time spent back-pressured, ns.
+    pub blocked_ns: u64,
+    /// Its min clock.
+    pub clock: i64,
+    /// Recent receive latency, ms.
+    pub receive_latency: HistogramSummary,
+    /// Recent processing time per message, ms.
+    pub process_time: HistogramSummary,
+}
+
+/// A process's own gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessGauges {
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+impl ProcessGauges {
+    /// This process's gauges, from `/proc/self/status` (zeros where it cannot be read).
+    pub fn of_this_process() -> ProcessGauges {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+                .unwrap_or(0)
+        };
+        ProcessGauges { rss_bytes: field("VmRSS:") * 1024, threads: field("Threads:") }
+    }
+
+    /// As metrics named `<scope>:memory.rss` and `<scope>:thread.count`.
+    pub fn metrics(&self, scope: &str) -> Vec<Metric> {
+        vec![
+            Metric { name: format!("{scope}:memory.rss"), value: MetricValue::Gauge(self.rss_bytes as f64) },
+            Metric { name: format!("{scope}:thread.count"), value: MetricValue::Gauge(self.threads as f64) },
+        ]
+    }
+}
+
+/// A processor as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorInfo {
+    /// Its id.
+    pub id: u32,
+    /// Its task type.
+    pub task_type: String,
+    /// Its tasks.
+    pub parallelism: u32,
+    /// Its description.
+    pub description: String,
+    /// Its life: first timestamp.
+    pub birth: i64,
+    /// Its life: the timestamp from which it no longer runs.
+    pub death: i64,
+}
+
+/// An edge as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeInfo {
+    /// Upstream processor.
+    pub from: u32,
+    /// Downstream processor.
+    pub to: u32,
+    /// The partitioner's name.
+    pub partitioner: String,
+}
+
+/// An executor as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorInfo {
+    /// Its id.
+    pub id: i32,
+    /// Its worker.
+    pub worker: WorkerId,
+    /// Its process id (0 if unknown).
+    pub pid: u32,
+    /// Its host.
+    pub host: String,
+    /// Its tasks (packed ids).
+    pub tasks: Vec<u64>,
+    /// `active` or `lost`.
+    pub status: String,
+}
+
+/// A running application as its AppMaster describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRuntime {
+    /// The application min clock.
+    pub clock: i64,
+    /// The processors.
+    pub processors: Vec<ProcessorInfo>,
+    /// The edges.
+    pub edges: Vec<EdgeInfo>,
+    /// The executors.
+    pub executors: Vec<ExecutorInfo>,
+    /// Tasks holding the min clock back (packed ids).
+    pub stalling: Vec<u64>,
+    /// The application's config.
+    pub config: Vec<(String, String)>,
+    /// The AppMaster's process id.
+    pub appmaster_pid: u32,
+}
+
+/// The master as the REST API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterSummary {
+    /// This master, `host:port`.
+    pub address: String,
+    /// Every master of the cluster.
+    pub members: Vec<String>,
+    /// When it started, ms since the epoch.
+    pub started: i64,
+    /// Where binaries are stored.
+    pub jar_store: String,
+    /// Its log directory.
+    pub log_dir: String,
+    /// Its working directory.
+    pub home: String,
+    /// Its configuration, HOCON.
+    pub config: String,
+}
+
+/// A worker as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerDetail {
+    /// The summary.
+    pub info: WorkerInfo,
+    /// When it registered, ms since the epoch.
+    pub registered: i64,
+    /// Its process id.
+    pub pid: u32,
+    /// Its configuration, HOCON.
+    pub config: String,
+    /// Its log directory.
+    pub log_dir: String,
+}
+
+/// An application as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppDetail {
+    /// The summary.
+    pub info: AppInfo,
+    /// What its AppMaster last reported.
+    pub runtime: Option<AppRuntime>,
+}
+
+/// The cluster as the REST API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    /// The master.
+    pub master: MasterSummary,
+    /// The workers.
+    pub workers: Vec<WorkerDetail>,
+    /// The applications.
+    pub apps: Vec<AppDetail>,
 }
 
 /// What an AppMaster tells an executor.

@@ -137,6 +137,17 @@ pub enum ToMaster {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Vec<(WorkerId, u32)>, String>>,
     },
+    /// The periodic report: the application's runtime description and metrics.
+    Report {
+        /// The application.
+        app_id: AppId,
+        /// When, ms since the epoch.
+        time: i64,
+        /// DAG, executors, clock, stalling tasks.
+        runtime: Box<gearpump_protocol::AppRuntime>,
+        /// Metrics (empty unless enabled).
+        metrics: Vec<gearpump_metrics::Metric>,
+    },
     /// The application's status changed. A terminal status also releases its slots.
     Status {
         /// The application.
@@ -173,6 +184,8 @@ pub struct AppMasterSpec {
     pub to_master: mpsc::UnboundedSender<ToMaster>,
     /// Where it publishes its stats.
     pub stats: Arc<Mutex<AppStats>>,
+    /// Metric settings.
+    pub metrics: crate::MetricsConfig,
 }
 
 /// Starts an AppMaster on the current tokio runtime; returns its command channel.
@@ -207,6 +220,55 @@ pub fn flow_from_config(
         }
     }
     Ok(flow)
+}
+
+/// How often an AppMaster reports its runtime and metrics to the master (what the dashboard
+/// shows live; reporters send on their own `report-interval-ms`).
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Builds an AppMaster's periodic report: the runtime description with the clock, executors
+/// and stalling tasks, and the metrics if enabled.
+#[derive(Debug)]
+pub struct Reporter {
+    base: gearpump_protocol::AppRuntime,
+    collector: Option<crate::MetricsCollector>,
+    health: gearpump_clock::HealthCheck,
+}
+
+impl Reporter {
+    /// A reporter for `app`; `metrics` turns metric collection on.
+    pub fn new(app_id: AppId, app: &StreamApplication, metrics: bool) -> Self {
+        Reporter {
+            base: crate::metrics::describe(app),
+            collector: metrics.then(|| crate::MetricsCollector::new(app_id)),
+            health: gearpump_clock::HealthCheck::default(),
+        }
+    }
+
+    /// The report now.
+    pub fn report(
+        &mut self,
+        tasks: &[gearpump_protocol::TaskCounters],
+        processes: &[(i32, gearpump_protocol::ProcessGauges)],
+        min_clock: Timestamp,
+        executors: Vec<gearpump_protocol::ExecutorInfo>,
+    ) -> (i64, Box<gearpump_protocol::AppRuntime>, Vec<gearpump_metrics::Metric>) {
+        let now = Timestamp::now().0;
+        let clocks: Vec<(TaskId, Timestamp)> =
+            tasks.iter().map(|c| (TaskId::from_u64(c.task), Timestamp(c.clock))).collect();
+        let stalling = self.health.check(now, min_clock, &clocks);
+        let runtime = gearpump_protocol::AppRuntime {
+            clock: min_clock.0,
+            executors,
+            stalling: stalling.iter().map(|t| t.to_u64()).collect(),
+            ..self.base.clone()
+        };
+        let metrics = match &mut self.collector {
+            Some(c) => c.collect(now, tasks, processes, min_clock),
+            None => Vec::new(),
+        };
+        (now, Box::new(runtime), metrics)
+    }
 }
 
 /// Places tasks round robin over executors, each up to its slots, processor by processor.
@@ -279,7 +341,7 @@ fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockServi
 }
 
 async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMasterCommand>) {
-    let AppMasterSpec { app_id, app, runtime, flow, data_plane, clock_interval, to_master, stats } = spec;
+    let AppMasterSpec { app_id, app, runtime, flow, data_plane, clock_interval, to_master, stats, metrics } = spec;
     let report = |status: AppStatus, error: Option<String>| {
         let _ = to_master.send(ToMaster::Status { app_id, status, error });
     };
@@ -303,7 +365,9 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
     let codecs = std::sync::Arc::new(app.codecs().clone());
-    let launch = LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane, codecs };
+    let sample_rate = metrics.task_sample_rate();
+    let launch =
+        LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane, codecs, sample_rate };
     let deployment = match Deployment::launch(&launch, &app, executors) {
         Ok(d) => d,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
@@ -318,6 +382,20 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let mut tick = tokio::time::interval(clock_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
+    let mut reporter = Reporter::new(app_id, &app, metrics.enabled);
+    let executors: Vec<gearpump_protocol::ExecutorInfo> = deployment
+        .executors
+        .iter()
+        .map(|e| gearpump_protocol::ExecutorInfo {
+            id: e.id.0,
+            worker: e.worker,
+            pid: std::process::id(),
+            host: "127.0.0.1".into(),
+            tasks: e.tasks.iter().map(|t| t.to_u64()).collect(),
+            status: "active".into(),
+        })
+        .collect();
+    let mut last_report = std::time::Instant::now() - REPORT_EVERY;
     loop {
         let actions = tokio::select! {
             _ = tick.tick() => {
@@ -325,6 +403,15 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                     deployment.tick();
                 }
                 *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
+                if last_report.elapsed() >= REPORT_EVERY {
+                    last_report = std::time::Instant::now();
+                    let gauges = gearpump_protocol::ProcessGauges::of_this_process();
+                    let processes: Vec<_> = executors.iter().map(|e| (e.id, gauges)).collect();
+                    let min_clock = supervisor.clock().min_clock();
+                    let (time, runtime, metrics) =
+                        reporter.report(&deployment.counters(), &processes, min_clock, executors.clone());
+                    let _ = to_master.send(ToMaster::Report { app_id, time, runtime, metrics });
+                }
                 Vec::new()
             }
             event = events.recv() => match event {

@@ -151,6 +151,8 @@ pub struct LaunchSpec<'a> {
     /// The codecs for values crossing executors (the application's, with the cluster's
     /// `gearpump.serializers` applied).
     pub codecs: Arc<Codecs>,
+    /// Time one `on_next` call in this many (0: never); see [`crate::MetricsConfig`].
+    pub sample_rate: u32,
 }
 
 impl Deployment {
@@ -297,6 +299,7 @@ impl Deployment {
                 is_source,
                 spec.runtime.timers.clone(),
                 directory,
+                spec.sample_rate,
             );
             cell.install(runner);
         }
@@ -356,6 +359,31 @@ impl Deployment {
     /// The tasks.
     pub fn cells(&self) -> &[Arc<TaskCell>] {
         &self.all
+    }
+
+    /// Every task's counters, as reported to the AppMaster.
+    pub fn counters(&self) -> Vec<gearpump_protocol::TaskCounters> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.all
+            .iter()
+            .map(|cell| {
+                let c = cell.counters();
+                let h = *c.histograms.lock();
+                gearpump_protocol::TaskCounters {
+                    task: cell.id().to_u64(),
+                    received: c.received.load(Relaxed),
+                    sent: c.sent.load(Relaxed),
+                    latency_samples: c.latency_samples.load(Relaxed),
+                    latency_p50_us: c.latency_p50_us.load(Relaxed),
+                    latency_p99_us: c.latency_p99_us.load(Relaxed),
+                    queued: c.queued.load(Relaxed),
+                    blocked_ns: c.blocked_ns.load(Relaxed),
+                    clock: c.clock.load(Relaxed),
+                    receive_latency: h.receive_latency,
+                    process_time: h.process_time,
+                }
+            })
+            .collect()
     }
 
     /// Drops every runner (releasing the tasks) and closes the data plane.

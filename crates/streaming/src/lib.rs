@@ -25,14 +25,17 @@
 
 pub mod appmaster;
 pub mod executor;
+pub mod metrics;
 pub mod pool;
 pub mod supervisor;
 pub mod task;
 mod timer;
+mod window;
 
 pub use appmaster::{
     AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, Latency, ProcessorStats, TaskStats, ToMaster,
 };
 pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
+pub use metrics::{MetricsCollector, MetricsConfig};
 pub use pool::TaskPool;
 pub use task::TaskEvent;

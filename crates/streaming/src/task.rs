@@ -9,7 +9,8 @@
 
 use crate::pool::{PoolShared, Runnable};
 use crate::timer::{TimerTarget, Timers};
-use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, TaskIo, TimerId};
+use crate::window::WindowedHistogram;
+use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, TaskIo, TaskResult, TimerId};
 use gearpump_core::{Message, TaskId, Timestamp};
 use gearpump_transport::flow::{FlowConfig, InboundFlow, OutboundFlow};
 use gearpump_transport::tcp::Connection;
@@ -107,6 +108,20 @@ pub struct TaskCounters {
     pub latency_p99_us: AtomicU64,
     /// Receive latency, 99.9th percentile, in microseconds.
     pub latency_p999_us: AtomicU64,
+    /// Nanoseconds spent unable to take input because a downstream task had too many
+    /// un-acked messages (back-pressure).
+    pub blocked_ns: AtomicU64,
+    /// Receive latency and processing time of the last 10–20 s, published on each clock tick.
+    pub histograms: Mutex<TaskHistograms>,
+}
+
+/// A task's recent receive latency and processing time, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TaskHistograms {
+    /// From a batch's flush at the sender to its last message processed here.
+    pub receive_latency: gearpump_metrics::HistogramSummary,
+    /// One `on_next` call, sampled once every `gearpump.metrics.sample-rate` messages.
+    pub process_time: gearpump_metrics::HistogramSummary,
 }
 
 /// A task's mailbox and runner.
@@ -495,6 +510,16 @@ pub(crate) struct TaskRunner {
     received: u64,
     /// Receive latency (µs) of this task's input batches: flush at the sender to processed here.
     latency: hdrhistogram::Histogram<u64>,
+    /// The same, over the last 10–20 s, for metrics.
+    recent_latency: WindowedHistogram,
+    /// `on_next` time (ns) of one message in `sample_rate`.
+    process_time: WindowedHistogram,
+    /// Time one `on_next` call in this many; 0: never.
+    sample_rate: u32,
+    /// Messages until the next timed one.
+    until_sample: u32,
+    /// Since when the task has been back-pressured, if it is.
+    blocked_since: Option<std::time::Instant>,
 }
 
 impl TaskRunner {
@@ -508,6 +533,7 @@ impl TaskRunner {
         is_source: bool,
         timers: Arc<Timers>,
         directory: Arc<crate::executor::Directory>,
+        sample_rate: u32,
     ) -> Self {
         let mut target_of = HashMap::new();
         for (e, edge) in edges.iter().enumerate() {
@@ -544,7 +570,46 @@ impl TaskRunner {
             directory,
             received: 0,
             latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            recent_latency: WindowedHistogram::new(3_600_000_000, 1e-3),
+            process_time: WindowedHistogram::new(60_000_000_000, 1e-6),
+            sample_rate,
+            until_sample: sample_rate,
+            blocked_since: None,
         }
+    }
+
+    /// One `on_next` call, timed if it is the one in `sample_rate` due.
+    #[inline]
+    fn next(
+        task: &mut dyn Task,
+        info: &TaskInfo,
+        io: &mut RunnerIo,
+        msg: Message,
+        (until, rate, hist): (&mut u32, u32, &mut WindowedHistogram),
+    ) -> TaskResult {
+        let mut ctx = TaskContext::new(info, io);
+        if rate == 0 {
+            return task.on_next(&mut ctx, msg);
+        }
+        *until -= 1;
+        if *until > 0 {
+            return task.on_next(&mut ctx, msg);
+        }
+        *until = rate;
+        let t0 = std::time::Instant::now();
+        let result = task.on_next(&mut ctx, msg);
+        hist.record(t0.elapsed().as_nanos() as u64);
+        result
+    }
+
+    /// Adds the time back-pressured so far to the task's counter; keeps counting from `still`
+    /// if it is still blocked.
+    fn account_blocked(&mut self, cell: &TaskCell, still: Option<std::time::Instant>) {
+        if let Some(since) = self.blocked_since.take() {
+            let ns = since.elapsed().as_nanos() as u64;
+            cell.counters.blocked_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        self.blocked_since = still;
     }
 
     fn fail(&mut self, cell: &TaskCell, error: String) {
@@ -604,8 +669,13 @@ impl TaskRunner {
                     }
                     for msg in messages.by_ref() {
                         budget -= 1;
-                        let mut ctx = TaskContext::new(&self.info, &mut self.io);
-                        if let Err(e) = self.task.on_next(&mut ctx, msg) {
+                        if let Err(e) = Self::next(
+                            &mut *self.task,
+                            &self.info,
+                            &mut self.io,
+                            msg,
+                            (&mut self.until_sample, self.sample_rate, &mut self.process_time),
+                        ) {
                             Self::fail_task(&mut self.done, cell, e.to_string());
                             break;
                         }
@@ -619,6 +689,7 @@ impl TaskRunner {
                         if *sent_at > 0 {
                             let micros = now_nanos().saturating_sub(*sent_at) / 1_000;
                             self.latency.saturating_record(micros.max(1));
+                            self.recent_latency.record(micros);
                         }
                         // Uncount before acking: the Ack lets the sender refill the queue.
                         if *len > 0 {
@@ -643,8 +714,8 @@ impl TaskRunner {
                 Input::SelfMessage(_) => {
                     let Some(Input::SelfMessage(msg)) = self.local.pop_front() else { unreachable!() };
                     budget -= 1;
-                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
-                    if let Err(e) = self.task.on_next(&mut ctx, msg) {
+                    let sampling = (&mut self.until_sample, self.sample_rate, &mut self.process_time);
+                    if let Err(e) = Self::next(&mut *self.task, &self.info, &mut self.io, msg, sampling) {
                         self.fail(cell, e.to_string());
                     }
                 }
@@ -678,6 +749,9 @@ impl TaskRunner {
         cell.counters.received.store(self.received, Ordering::Relaxed);
         cell.counters.sent.store(self.io.sent, Ordering::Relaxed);
         cell.counters.max_pending.fetch_max(self.io.current_max_pending(), Ordering::Relaxed);
+        if self.io.blocked_targets > 0 && self.blocked_since.is_none() {
+            self.blocked_since = Some(std::time::Instant::now());
+        }
         let blocked = !self.started || self.done || self.io.blocked_targets > 0;
         cell.blocked.store(blocked, Ordering::SeqCst);
         !blocked && !self.local.is_empty()
@@ -714,6 +788,9 @@ impl TaskRunner {
                 if target.blocked && target.flow.allows_more() {
                     target.blocked = false;
                     self.io.blocked_targets -= 1;
+                    if self.io.blocked_targets == 0 {
+                        self.account_blocked(cell, None);
+                    }
                 }
             }
             Control::Tick => {
@@ -735,6 +812,13 @@ impl TaskRunner {
                 c.latency_p50_us.store(l.value_at_quantile(0.5), Ordering::Relaxed);
                 c.latency_p99_us.store(l.value_at_quantile(0.99), Ordering::Relaxed);
                 c.latency_p999_us.store(l.value_at_quantile(0.999), Ordering::Relaxed);
+                *c.histograms.lock() = TaskHistograms {
+                    receive_latency: self.recent_latency.summary(),
+                    process_time: self.process_time.summary(),
+                };
+                if self.blocked_since.is_some() {
+                    self.account_blocked(cell, Some(std::time::Instant::now()));
+                }
                 let _ = cell.events.send(TaskEvent::Clock { task: cell.id, clock });
             }
             Control::UpstreamClock(clock) => {

@@ -6,6 +6,9 @@
 //! to AppMasters).
 
 use super::ControlTiming;
+use super::reporter::Reporter;
+use gearpump_metrics::{MetricsStore, Retention};
+use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use super::artifacts::ArtifactStore;
 use crate::scheduler;
 use gearpump_core::{AppId, Timestamp, WorkerId};
@@ -22,6 +25,10 @@ use tokio::sync::mpsc;
 type Out = mpsc::UnboundedSender<MasterReply>;
 
 struct WorkerRecord {
+    registered: i64,
+    pid: u32,
+    config: String,
+    log_dir: String,
     host: String,
     slots: u32,
     used: u32,
@@ -38,13 +45,18 @@ struct AppRecord {
     held: Vec<(WorkerId, u32)>,
     /// How many executors it asked for (0: one per worker).
     executors: u32,
+    /// Its tasks, for a restart.
+    tasks: u32,
     appmaster: Option<Out>,
+    /// What its AppMaster last reported.
+    runtime: Option<gearpump_protocol::AppRuntime>,
 }
 
 enum Command {
     Request { req: MasterRequest, conn: u64, out: Out },
     Disconnected { conn: u64 },
     Tick,
+    Report,
 }
 
 /// Who is on the other end of a connection.
@@ -66,6 +78,12 @@ pub struct MasterOptions {
     /// Run each application's executors inside its AppMaster process (`gear local
     /// -sameprocess`) instead of as processes of their own.
     pub same_process: bool,
+    /// What the REST API shows of this master: address, members, directories, config.
+    pub summary: MasterSummary,
+    /// How long metric series are kept.
+    pub retention: Retention,
+    /// Where metrics go besides the REST API, and how often.
+    pub reporter: Option<(Reporter, Duration)>,
 }
 
 struct MasterState {
@@ -78,6 +96,8 @@ struct MasterState {
     peers: BTreeMap<u64, Peer>,
     next_worker: u32,
     next_app: u32,
+    summary: MasterSummary,
+    metrics: MetricsStore,
 }
 
 fn is_terminal(status: &str) -> bool {
@@ -87,23 +107,33 @@ fn is_terminal(status: &str) -> bool {
 impl MasterState {
     fn handle(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
         Some(match req {
-            MasterRequest::RegisterWorker { host, slots, pid } => {
+            MasterRequest::RegisterWorker { host, slots, pid, config, log_dir } => {
                 let id = WorkerId(self.next_worker);
                 self.next_worker += 1;
                 tracing::info!(worker = %id, %host, slots, pid, "Worker registered.");
-                self.workers.insert(
-                    id,
-                    WorkerRecord { host, slots, used: 0, last_seen: Instant::now(), alive: true, out: out.clone() },
-                );
+                let record = WorkerRecord {
+                    registered: Timestamp::now().0,
+                    pid,
+                    config,
+                    log_dir,
+                    host,
+                    slots,
+                    used: 0,
+                    last_seen: Instant::now(),
+                    alive: true,
+                    out: out.clone(),
+                };
+                self.workers.insert(id, record);
                 self.peers.insert(conn, Peer::Worker(id));
                 MasterReply::WorkerRegistered {
                     worker: id,
                     heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
                 }
             }
-            MasterRequest::Heartbeat { worker } => match self.workers.get_mut(&worker) {
+            MasterRequest::Heartbeat { worker, process } => match self.workers.get_mut(&worker) {
                 Some(w) if w.alive => {
                     w.last_seen = Instant::now();
+                    self.metrics.record(Timestamp::now().0, process.metrics(&format!("worker{worker}")));
                     // Heartbeats need no answer; silence keeps the connection free for pushes.
                     return None;
                 }
@@ -144,7 +174,7 @@ impl MasterState {
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
             MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
-                self.submit(&name, artifact, args, tasks, user, executors)
+                self.submit(&name, artifact, args, tasks, user, executors, None)
             }
             MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
                 Some(app) if !is_terminal(&app.info.status) => {
@@ -193,6 +223,18 @@ impl MasterState {
                 self.set_status(app_id, &status, error);
                 MasterReply::Ok
             }
+            MasterRequest::AppReport { app_id, time, runtime, metrics } => {
+                if let Some(app) = self.apps.get_mut(&app_id)
+                    && !is_terminal(&app.info.status)
+                {
+                    app.runtime = Some(*runtime);
+                    self.metrics.record(time, metrics);
+                }
+                return None;
+            }
+            MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
+            MasterRequest::QueryMetrics { path, option } => MasterReply::Metrics(self.metrics.query(&path, option)),
+            MasterRequest::RestartApp { app_id } => self.restart(app_id),
             MasterRequest::ProcessExited { app_id, executor, code } => {
                 if executor == -1
                     && let Some(app) = self.apps.get(&app_id)
@@ -207,6 +249,38 @@ impl MasterState {
                 return None;
             }
         })
+    }
+
+    fn snapshot(&self) -> ClusterSnapshot {
+        ClusterSnapshot {
+            master: self.summary.clone(),
+            workers: self
+                .workers
+                .iter()
+                .map(|(id, w)| WorkerDetail {
+                    info: WorkerInfo { id: *id, host: w.host.clone(), slots: w.slots, used: w.used, alive: w.alive },
+                    registered: w.registered,
+                    pid: w.pid,
+                    config: w.config.clone(),
+                    log_dir: w.log_dir.clone(),
+                })
+                .collect(),
+            apps: self.apps.values().map(|a| AppDetail { info: a.info.clone(), runtime: a.runtime.clone() }).collect(),
+        }
+    }
+
+    /// Kills the application if it runs and submits its binary and arguments again.
+    fn restart(&mut self, app_id: AppId) -> MasterReply {
+        let Some(app) = self.apps.get(&app_id) else {
+            return MasterReply::Error(format!("application {app_id} does not exist"));
+        };
+        let (name, artifact, args, tasks, user, executors) =
+            (app.info.name.clone(), app.artifact.clone(), app.args.clone(), app.tasks, app.info.user.clone(), app.executors);
+        if !is_terminal(&app.info.status) {
+            self.kill(app_id);
+        }
+        tracing::info!(%app_id, "Restarting application.");
+        self.submit(&name, artifact, args, tasks, user, executors, Some(app_id))
     }
 
     fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
@@ -239,13 +313,18 @@ impl MasterState {
         tasks: u32,
         user: String,
         executors: u32,
+        replacing: Option<AppId>,
     ) -> MasterReply {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return MasterReply::Error(format!(
                 "invalid application name {name:?}: only letters, digits and underscore"
             ));
         }
-        if let Some(running) = self.apps.values().find(|a| a.info.name == *name && !is_terminal(&a.info.status)) {
+        if let Some(running) = self
+            .apps
+            .values()
+            .find(|a| a.info.name == *name && !is_terminal(&a.info.status) && Some(a.info.id) != replacing)
+        {
             return MasterReply::Error(format!(
                 "an application named {name:?} is already running as application {}",
                 running.info.id
@@ -276,6 +355,8 @@ impl MasterState {
             worker: Some(worker),
             user,
             submission_time: Timestamp::now().0,
+            start_time: None,
+            finish_time: None,
             error: None,
         };
         self.apps.insert(
@@ -287,6 +368,8 @@ impl MasterState {
                 held: Vec::new(),
                 appmaster: None,
                 executors,
+                tasks,
+                runtime: None,
             },
         );
         self.take(app_id, &am);
@@ -318,11 +401,15 @@ impl MasterState {
             return;
         }
         app.info.status = status.to_string();
+        if status == "active" {
+            app.info.start_time = Some(Timestamp::now().0);
+        }
         match &error {
             Some(e) => tracing::warn!(%app_id, status, error = %e, "Application status changed."),
             None => tracing::info!(%app_id, status, "Application status changed."),
         }
         if is_terminal(status) {
+            app.info.finish_time = Some(Timestamp::now().0);
             app.info.error = error;
             app.appmaster = None;
             for (id, n) in std::mem::take(&mut app.held) {
@@ -370,7 +457,15 @@ impl MasterState {
         }
     }
 
+    /// Sends the latest metrics to the configured reporter.
+    fn report(&self, reporter: &Reporter) {
+        let points: Vec<_> = self.metrics.latest().cloned().collect();
+        reporter.send(points);
+    }
+
     fn tick(&mut self) {
+        let now = Timestamp::now().0;
+        self.metrics.record(now, ProcessGauges::of_this_process().metrics("master"));
         let timeout = self.timing.worker_timeout;
         let silent: Vec<WorkerId> = self
             .workers
@@ -386,7 +481,7 @@ impl MasterState {
 
 /// Runs a master on `listener` until `shutdown` completes.
 pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
-    let MasterOptions { timing, store, masters, same_process } = options;
+    let MasterOptions { timing, store, masters, same_process, summary, retention, reporter } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, jarstore = %store.describe(), "Master started.");
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
@@ -400,7 +495,25 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         peers: BTreeMap::new(),
         next_worker: 1,
         next_app: 1,
+        summary: MasterSummary { started: Timestamp::now().0, ..summary },
+        metrics: MetricsStore::new(retention),
     };
+    let reporter_task = reporter.map(|(reporter, every)| {
+        let ticker = tx.clone();
+        tracing::info!(reporter = %reporter, every = ?every, "Reporting metrics.");
+        let task = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if ticker.send(Command::Report).is_err() {
+                    break;
+                }
+            }
+        });
+        (reporter, task)
+    });
+    let reporter = reporter_task.as_ref().map(|(r, _)| r.clone());
     let ticker = tx.clone();
     let tick_every = (timing.heartbeat_interval / 2).max(Duration::from_millis(50));
     let tick_task = tokio::spawn(async move {
@@ -422,6 +535,11 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
                 }
                 Command::Disconnected { conn } => state.disconnected(conn),
                 Command::Tick => state.tick(),
+                Command::Report => {
+                    if let Some(r) = &reporter {
+                        state.report(r);
+                    }
+                }
             }
         }
     });
@@ -452,6 +570,9 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         _ = shutdown => {}
     }
     tick_task.abort();
+    if let Some((_, task)) = reporter_task {
+        task.abort();
+    }
     actor.abort();
     tracing::info!(%addr, "Master stopped.");
 }

@@ -13,6 +13,7 @@
 
 pub mod artifacts;
 pub mod master;
+pub mod reporter;
 pub mod worker;
 
 pub use master::{MasterOptions, run_master};
@@ -198,11 +199,25 @@ mod tests {
         let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
         let root = std::env::temp_dir().join(format!("gear-silent-{}", std::process::id()));
         let store = artifacts::ArtifactStore::open(root.to_str().unwrap()).unwrap();
-        let options = MasterOptions { timing: timing(), store, masters: master.to_string(), same_process: false };
+        let options = MasterOptions {
+            timing: timing(),
+            store,
+            masters: master.to_string(),
+            same_process: false,
+            summary: Default::default(),
+            retention: Default::default(),
+            reporter: None,
+        };
         tokio::spawn(run_master(listener, options, std::future::pending()));
         // Register by hand, then say nothing more (and keep the connection open).
         let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
-        let req = MasterRequest::RegisterWorker { host: "quiet".into(), slots: 1, pid: 1 };
+        let req = MasterRequest::RegisterWorker {
+            host: "quiet".into(),
+            slots: 1,
+            pid: 1,
+            config: String::new(),
+            log_dir: String::new(),
+        };
         assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
         assert!(workers(&master).await[0].alive);
         tokio::time::sleep(timing().worker_timeout * 3).await;

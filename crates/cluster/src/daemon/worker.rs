@@ -12,7 +12,7 @@ use super::DuplexClient;
 use super::artifacts;
 use gearpump_config::HostPort;
 use gearpump_core::AppId;
-use gearpump_protocol::{MasterReply, MasterRequest, ProtocolError, WorkerCommand};
+use gearpump_protocol::{MasterReply, MasterRequest, ProcessGauges, ProtocolError, WorkerCommand};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,8 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                     host: settings.host.clone(),
                     slots: settings.slots,
                     pid: std::process::id(),
+                    config: settings.system_config.clone(),
+                    log_dir: settings.app_log_dir.display().to_string(),
                 };
                 let (id, interval) = match client.ask(req, Duration::from_secs(10)).await? {
                     MasterReply::WorkerRegistered { worker, heartbeat_interval_ms } => {
@@ -87,7 +89,7 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                 loop {
                     tokio::select! {
                         _ = ticker.tick() => {
-                            if client.tell(MasterRequest::Heartbeat { worker: id }).is_err() {
+                            if client.tell(MasterRequest::Heartbeat { worker: id, process: ProcessGauges::of_this_process() }).is_err() {
                                 break;
                             }
                         }
