@@ -51,8 +51,12 @@ pub fn run_example(
     runseconds: i64,
     data_plane: gearpump::DataPlane,
 ) -> anyhow::Result<()> {
-    let cluster = gearpump::ClusterConfig { data_plane, ..Default::default() };
-    let options = gearpump::RunOptions { run_for: run_for(runseconds), cluster };
+    // The examples show their dashboard, with metrics on (gearpump.metrics.enabled is off by
+    // default on a cluster).
+    let metrics = gearpump::MetricsConfig { enabled: true, ..Default::default() };
+    let cluster = gearpump::ClusterConfig { data_plane, metrics, ..Default::default() };
+    let services = Some(("127.0.0.1".to_string(), 8090));
+    let options = gearpump::RunOptions { run_for: run_for(runseconds), cluster, services };
     let report = gearpump::run(app, options)?;
     println!("{}", report.summary_line());
     if report.summary.status == gearpump::AppStatus::Failed {

@@ -205,6 +205,13 @@ impl StreamApplication {
         &self.codecs
     }
 
+    /// The same application with `other`'s codecs (an application built from a submitted DAG
+    /// carries the values of the binary's own).
+    pub fn with_codecs_of(mut self, other: &StreamApplication) -> Self {
+        self.codecs = other.codecs.clone();
+        self
+    }
+
     /// The same application under another name (the CLI's `-namePrefix`).
     pub fn renamed(mut self, name: impl Into<String>) -> Result<Self, AppError> {
         let name = name.into();

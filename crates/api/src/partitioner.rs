@@ -127,6 +127,18 @@ impl PartitionerSpec {
         }
     }
 
+    /// A built-in partitioner by its name (see [`PartitionerSpec::BUILT_IN`]).
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            Self::HASH => Some(Self::hash()),
+            Self::SHUFFLE => Some(Self::shuffle()),
+            Self::SHUFFLE_GROUPING => Some(Self::shuffle_grouping()),
+            Self::BROADCAST => Some(Self::broadcast()),
+            Self::CO_LOCATION => Some(Self::co_location()),
+            _ => None,
+        }
+    }
+
     /// The partitioner's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -227,8 +227,10 @@ mod health_tests {
             (20_499, 6, vec![]),
             (20_500, 6, vec![TaskId::new(0, 0)]),
         ] {
-            let tasks: Vec<_> =
-                tasks.iter().map(|&(t, c)| (t, if clock == 6 && t.processor.0 == 0 { Timestamp(6) } else { c })).collect();
+            let tasks: Vec<_> = tasks
+                .iter()
+                .map(|&(t, c)| (t, if clock == 6 && t.processor.0 == 0 { Timestamp(6) } else { c }))
+                .collect();
             assert_eq!(h.check(now, Timestamp(clock), &tasks), expected, "at {now}");
         }
         let mut done = HealthCheck::default();

@@ -3,9 +3,9 @@
 use crate::scheduler;
 use gearpump_api::{AppError, StreamApplication};
 use gearpump_core::{AppId, Timestamp, WorkerId};
-use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppRuntime, ProcessGauges};
+use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
 use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime, ToMaster};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::{Condvar, Mutex};
@@ -319,9 +319,8 @@ impl Master {
     fn submit_replacing(&mut self, app: StreamApplication, replacing: Option<AppId>) -> Result<AppId, SubmitError> {
         {
             let apps = self.board.apps.lock();
-            if let Some((summary, _)) = apps
-                .values()
-                .find(|(s, _)| s.name == app.name() && !s.status.is_terminal() && Some(s.id) != replacing)
+            if let Some((summary, _)) =
+                apps.values().find(|(s, _)| s.name == app.name() && !s.status.is_terminal() && Some(s.id) != replacing)
             {
                 return Err(SubmitError::DuplicateName { name: app.name().to_string(), id: summary.id });
             }

@@ -16,10 +16,11 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gearpump_cluster::daemon::artifacts::ArtifactStore;
+use gearpump_cluster::daemon::reporter::Reporter;
+use gearpump_cluster::daemon::submit_binary;
 use gearpump_cluster::daemon::{ControlTiming, MasterClient, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
-use gearpump_cluster::daemon::reporter::Reporter;
 use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +63,13 @@ enum Command {
         /// processes of their own.
         #[arg(long)]
         sameprocess: bool,
+        /// Also serve the REST API and dashboard (gearpump.services.host and .http).
+        #[arg(long)]
+        services: bool,
     },
+    /// Serves the REST API and dashboard on gearpump.services.host and gearpump.services.http
+    /// (8090), answering from the masters of gearpump.cluster.masters.
+    Services,
     /// Submits an application binary: it is uploaded to the masters' artifact store and run
     /// on the workers as an AppMaster and executors.
     App {
@@ -183,7 +190,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(log = %log.display(), "Logging to a file too.");
             runtime()?.block_on(run_worker(worker_settings(&conf), ctrl_c())).context("the worker stopped")
         }
-        Command::Local { workernum, sameprocess } => {
+        Command::Services => {
+            let log = init_daemon_logging(&conf, "services")?;
+            tracing::info!(log = %log.display(), "Logging to a file too.");
+            let (host, port) = services_addr(&conf)?;
+            runtime()?.block_on(async {
+                let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                    .await
+                    .with_context(|| format!("binding the services port {host}:{port}"))?;
+                println!("Dashboard: http://{}/", listener.local_addr()?);
+                let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
+                gearpump_services::serve(listener, backend, ctrl_c()).await?;
+                Ok(())
+            })
+        }
+        Command::Local { workernum, sameprocess, services } => {
             let me = masters.first().context("gearpump.cluster.masters is empty")?.clone();
             let log = init_daemon_logging(&conf, "local")?;
             tracing::info!(log = %log.display(), master = %me, workers = workernum, "Starting a local cluster.");
@@ -194,6 +215,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding the master port {me}"))?;
                 let options = master_options(&conf, &me, store()?, &masters_env, sameprocess)?;
                 let master = tokio::spawn(run_master(listener, options, ctrl_c()));
+                if services {
+                    let (host, port) = services_addr(&conf)?;
+                    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                        .await
+                        .with_context(|| format!("binding the services port {host}:{port}"))?;
+                    println!("Dashboard: http://{}/", listener.local_addr()?);
+                    let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
+                    tokio::spawn(gearpump_services::serve(listener, backend, std::future::pending()));
+                }
                 for i in 0..workernum {
                     let mut settings = settings.clone();
                     settings.work_dir = settings.work_dir.join(format!("local-worker-{i}"));
@@ -243,49 +273,9 @@ fn submit(
     masters: &[HostPort],
     masters_env: &str,
 ) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(jar).with_context(|| format!("no application binary at {}", jar.display()))?;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        bail!("{} is not an executable file", jar.display());
-    }
     let started = std::time::Instant::now();
-    let report = std::env::temp_dir().join(format!("gear-app-{}.report", std::process::id()));
-    let _ = std::fs::remove_file(&report);
     eprintln!("Submitting {} to {masters_env}...", jar.display());
-    let mut child = std::process::Command::new(jar)
-        .args(args)
-        .env("GEARPUMP_ROLE", "client")
-        .env("GEARPUMP_MASTERS", masters_env)
-        .env("GEARPUMP_NAME_PREFIX", prefix)
-        .env("GEARPUMP_EXECUTORS", executors.to_string())
-        .env("GEARPUMP_REPORT", &report)
-        .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {}", jar.display()))?;
-    // A binary that is not an application may never exit: give it a bounded time.
-    let limit = Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{} did not submit anything within {limit:?}; is it a Gearpump application binary?", jar.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let outcome = std::fs::read_to_string(&report).ok();
-    let _ = std::fs::remove_file(&report);
-    let app_id: u32 = match outcome.as_deref().and_then(|o| o.split_once(' ')) {
-        Some(("app_id", id)) => id.trim().parse().context("a malformed report from the binary")?,
-        Some(("error", e)) => bail!("the application was refused: {e}"),
-        _ => bail!(
-            "{} is not a Gearpump application binary: it exited ({status}) without submitting anything",
-            jar.display()
-        ),
-    };
+    let app_id = submit_binary(jar, prefix, executors, args, masters_env)?.0;
     eprintln!("Application {app_id} submitted; waiting for it to become active...");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -306,6 +296,12 @@ fn submit(
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// `gearpump.services.host` and the HTTP port.
+fn services_addr(conf: &GearConfig) -> anyhow::Result<(String, u16)> {
+    let host = conf.get_str("gearpump.services.host").unwrap_or("127.0.0.1").to_string();
+    Ok((host, conf.services_port()?))
 }
 
 /// A master's options from the configuration.

@@ -64,6 +64,7 @@ pub use gearpump_cluster::{
     WaitError,
 };
 pub use gearpump_core::{AppId, CodecError, ProcessorId, TaskId};
+pub use gearpump_streaming::MetricsConfig;
 pub use gearpump_transport::FlowConfig;
 pub use gearpump_transport::tcp::RetryPolicy;
 

@@ -14,6 +14,9 @@ pub struct RunOptions {
     pub run_for: Option<Duration>,
     /// The embedded cluster's settings.
     pub cluster: ClusterConfig,
+    /// Serve the REST API and dashboard at this host and port while the application runs (a
+    /// free port if that one is taken); the URL is printed.
+    pub services: Option<(String, u16)>,
 }
 
 /// Running the application failed before it could end.
@@ -150,6 +153,19 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
     tracing::info!("No cluster configured: running {} on an embedded cluster.", app.name());
     let cluster = EmbeddedCluster::start(options.cluster);
     let client = cluster.client();
+    let services = options.services.as_ref().and_then(|(host, port)| {
+        let backend = gearpump_services::EmbeddedBackend::new(client.clone(), Some(app.clone()));
+        match gearpump_services::start(std::sync::Arc::new(backend), host, *port, true) {
+            Ok(handle) => {
+                println!("Dashboard: {}", handle.url());
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot serve the dashboard.");
+                None
+            }
+        }
+    });
     let app_id = client.submit(app)?;
     let active = client.wait_active(app_id, Duration::from_secs(60))?;
     let started = Instant::now();
@@ -172,6 +188,7 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
     };
     let elapsed = started.elapsed();
     let stats = client.stats(app_id).unwrap_or_default();
+    drop(services);
     cluster.shutdown();
     Ok(RunReport { app_id, summary, elapsed, stats, sinks })
 }

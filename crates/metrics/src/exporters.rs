@@ -169,8 +169,12 @@ mod tests {
         assert!(matches!(sent.value, prometheus_parse::Value::Counter(v) if v == 10.0));
         assert!(find("gearpump_memory_rss").labels.get("executor") == Some("0"));
         assert!(find("gearpump_master_thread_count").labels.get("app").is_none());
-        assert!(scrape.samples.iter().any(|s| s.metric == "gearpump_receive_latency"
-            && s.labels.get("quantile") == Some("0.99")));
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == "gearpump_receive_latency" && s.labels.get("quantile") == Some("0.99"))
+        );
     }
 
     #[test]

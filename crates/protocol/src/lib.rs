@@ -12,8 +12,8 @@
 //! and loses its connection; the daemon carries on.
 
 use gearpump_core::{AppId, WorkerId};
-use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
 pub use gearpump_metrics::ReadOption;
+use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

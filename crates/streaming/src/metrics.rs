@@ -171,11 +171,19 @@ mod tests {
         let tasks = [counters(TaskId::new(0, 0), 110), counters(TaskId::new(0, 1), 130)];
         let out = c.collect(1000, &tasks, &[(0, ProcessGauges { rss_bytes: 1, threads: 2 })], Timestamp(400));
         let get = |n: &str| out.iter().find(|m| m.name == n).unwrap_or_else(|| panic!("{n}")).value.clone();
-        assert_eq!(get("app3.processor0.task1:sendThroughput"), MetricValue::Meter { count: 130, mean_rate: 130.0, m1: 100.0 });
-        assert_eq!(get("app3.processor0:sendThroughput"), MetricValue::Meter { count: 240, mean_rate: 240.0, m1: 200.0 });
+        assert_eq!(
+            get("app3.processor0.task1:sendThroughput"),
+            MetricValue::Meter { count: 130, mean_rate: 130.0, m1: 100.0 }
+        );
+        assert_eq!(
+            get("app3.processor0:sendThroughput"),
+            MetricValue::Meter { count: 240, mean_rate: 240.0, m1: 200.0 }
+        );
         assert_eq!(get("app3.processor0:pendingMessages"), MetricValue::Gauge(6.0));
         assert_eq!(get("app3.processor0:blockedTime"), MetricValue::Counter(4));
-        assert!(matches!(get("app3.processor0:processTime"), MetricValue::Histogram(h) if h.count == 2 && h.mean == 0.5));
+        assert!(
+            matches!(get("app3.processor0:processTime"), MetricValue::Histogram(h) if h.count == 2 && h.mean == 0.5)
+        );
         assert_eq!(get("app3.executor0:thread.count"), MetricValue::Gauge(2.0));
         assert_eq!(get("app3:clockLag"), MetricValue::Gauge(600.0));
     }

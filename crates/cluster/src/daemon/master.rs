@@ -6,12 +6,12 @@
 //! to AppMasters).
 
 use super::ControlTiming;
-use super::reporter::Reporter;
-use gearpump_metrics::{MetricsStore, Retention};
-use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use super::artifacts::ArtifactStore;
+use super::reporter::Reporter;
 use crate::scheduler;
 use gearpump_core::{AppId, Timestamp, WorkerId};
+use gearpump_metrics::{MetricsStore, Retention};
+use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use gearpump_protocol::{
     AppInfo, MasterReply, MasterRequest, ProtocolError, WorkerCommand, WorkerInfo, read_hello, read_msg, write_hello,
     write_msg,
@@ -274,8 +274,14 @@ impl MasterState {
         let Some(app) = self.apps.get(&app_id) else {
             return MasterReply::Error(format!("application {app_id} does not exist"));
         };
-        let (name, artifact, args, tasks, user, executors) =
-            (app.info.name.clone(), app.artifact.clone(), app.args.clone(), app.tasks, app.info.user.clone(), app.executors);
+        let (name, artifact, args, tasks, user, executors) = (
+            app.info.name.clone(),
+            app.artifact.clone(),
+            app.args.clone(),
+            app.tasks,
+            app.info.user.clone(),
+            app.executors,
+        );
         if !is_terminal(&app.info.status) {
             self.kill(app_id);
         }

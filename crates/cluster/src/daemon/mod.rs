@@ -14,9 +14,11 @@
 pub mod artifacts;
 pub mod master;
 pub mod reporter;
+mod submit;
 pub mod worker;
 
 pub use master::{MasterOptions, run_master};
+pub use submit::{SubmitBinaryError, submit_binary};
 pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};

@@ -1,0 +1,92 @@
+//! Submitting an application binary: it runs in the client role, uploads itself and submits.
+
+use gearpump_core::AppId;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a binary could not be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitBinaryError {
+    /// The path is not an executable file.
+    #[error("{0}")]
+    NotExecutable(String),
+    /// The binary ran but is not a Gearpump application.
+    #[error("{0}")]
+    NotAnApplication(String),
+    /// The cluster refused the application.
+    #[error("the application was refused: {0}")]
+    Refused(String),
+    /// Running it failed.
+    #[error("running {path}: {source}")]
+    Io {
+        /// The binary.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs `jar` in the client role against the masters `masters_env` (`host:port,…`): it
+/// uploads itself and submits its application. Returns the application's id. A binary that is
+/// not an application is given 300 s to exit, then killed.
+pub fn submit_binary(
+    jar: &Path,
+    prefix: &str,
+    executors: u32,
+    args: &[String],
+    masters_env: &str,
+) -> Result<AppId, SubmitBinaryError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = jar.display().to_string();
+    let io = |source| SubmitBinaryError::Io { path: shown.clone(), source };
+    let meta = std::fs::metadata(jar)
+        .map_err(|_| SubmitBinaryError::NotExecutable(format!("no application binary at {shown}")))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(SubmitBinaryError::NotExecutable(format!("{shown} is not an executable file")));
+    }
+    let started = std::time::Instant::now();
+    let report = std::env::temp_dir().join(format!(
+        "gear-app-{}-{}.report",
+        std::process::id(),
+        started.elapsed().as_nanos() ^ fastrand::u64(..) as u128
+    ));
+    let _ = std::fs::remove_file(&report);
+    let mut child = std::process::Command::new(jar)
+        .args(args)
+        .env("GEARPUMP_ROLE", "client")
+        .env("GEARPUMP_MASTERS", masters_env)
+        .env("GEARPUMP_NAME_PREFIX", prefix)
+        .env("GEARPUMP_EXECUTORS", executors.to_string())
+        .env("GEARPUMP_REPORT", &report)
+        .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(io)?;
+    let limit = Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io)? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SubmitBinaryError::NotAnApplication(format!(
+                "{shown} did not submit anything within {limit:?}; is it a Gearpump application binary?"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let outcome = std::fs::read_to_string(&report).ok();
+    let _ = std::fs::remove_file(&report);
+    match outcome.as_deref().and_then(|o| o.split_once(' ')) {
+        Some(("app_id", id)) => id
+            .trim()
+            .parse()
+            .map(AppId)
+            .map_err(|_| SubmitBinaryError::NotAnApplication(format!("a malformed report from {shown}: {id:?}"))),
+        Some(("error", e)) => Err(SubmitBinaryError::Refused(e.trim().to_string())),
+        _ => Err(SubmitBinaryError::NotAnApplication(format!(
+            "{shown} is not a Gearpump application binary: it exited ({status}) without submitting anything"
+        ))),
+    }
+}

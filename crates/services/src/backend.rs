@@ -1,0 +1,329 @@
+//! Where the REST API gets its answers: a cluster's master over the control protocol, or an
+//! embedded cluster in this process.
+
+use gearpump_api::{Processor, StreamApplication};
+use gearpump_cluster::ClusterClient;
+use gearpump_cluster::daemon::{MasterClient, submit_binary};
+use gearpump_config::HostPort;
+use gearpump_core::{AppId, UserConfig};
+use gearpump_metrics::{MetricPoint, ReadOption};
+use gearpump_protocol::{ClusterSnapshot, MasterReply, MasterRequest};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed future, so that backends can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a request could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// Something named does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is wrong (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The cluster cannot be reached (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A processor of a DAG submitted as JSON (`POST master/submitdag`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DagProcessor {
+    /// Its task type, registered in the application binary.
+    pub task_class: String,
+    /// Its tasks.
+    pub parallelism: u32,
+    /// A description.
+    #[serde(default)]
+    pub description: String,
+    /// Its task config.
+    #[serde(default)]
+    pub task_conf: std::collections::BTreeMap<String, String>,
+}
+
+/// A DAG submitted as JSON (`POST master/submitdag`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DagRequest {
+    /// The application's name.
+    pub app_name: String,
+    /// The processors, by id (`"0"`, `"1"`, …).
+    pub processors: std::collections::BTreeMap<String, DagProcessor>,
+    /// The edges: `[from, partitioner, to]`.
+    #[serde(default)]
+    pub edges: Vec<(String, String, String)>,
+}
+
+/// What the REST API asks of a cluster.
+pub trait Backend: Send + Sync + 'static {
+    /// The cluster's state.
+    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>>;
+    /// Metric points under a path.
+    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>>;
+    /// Kills an application.
+    fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Kills (if running) and resubmits an application; the new id.
+    fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>>;
+    /// Stores an application binary; its artifact id.
+    fn upload(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>>;
+    /// Submits an application binary with arguments on `executors` executors (0: one per
+    /// worker).
+    fn submit_binary(
+        &self,
+        bytes: Vec<u8>,
+        args: Vec<String>,
+        executors: u32,
+    ) -> BoxFuture<'_, Result<AppId, BackendError>>;
+    /// Submits a DAG of registered task types.
+    fn submit_dag(&self, dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>>;
+}
+
+fn refused(e: String) -> BackendError {
+    if e.contains("does not exist") { BackendError::NotFound(e) } else { BackendError::BadRequest(e) }
+}
+
+/// Builds an application from a JSON DAG, its task types looked up among those of `base` (the
+/// processors of the application this process was built with, and what it registered).
+pub fn app_from_dag(base: &StreamApplication, dag: &DagRequest) -> Result<StreamApplication, BackendError> {
+    let bad = |e: String| BackendError::BadRequest(e);
+    let mut builder = StreamApplication::builder(dag.app_name.clone());
+    let known = base.dag();
+    for p in known.processors() {
+        builder = builder.register(p.task_type.clone(), known.factory(p.id).clone());
+    }
+    let mut processors = std::collections::BTreeMap::new();
+    for (id, p) in &dag.processors {
+        let mut conf = UserConfig::empty();
+        for (k, v) in &p.task_conf {
+            conf = conf.with(k.as_str(), v.as_str());
+        }
+        let processor =
+            Processor::named(p.task_class.clone(), p.parallelism).description(p.description.clone()).config(conf);
+        builder = builder.processor(&processor);
+        processors.insert(id.clone(), processor);
+    }
+    for (from, partitioner, to) in &dag.edges {
+        let get = |id: &String| processors.get(id).ok_or_else(|| bad(format!("edge names unknown processor {id:?}")));
+        let spec = gearpump_api::PartitionerSpec::by_name(partitioner).ok_or_else(|| {
+            bad(format!(
+                "unknown partitioner {partitioner:?}; built-in ones are {}",
+                gearpump_api::PartitionerSpec::BUILT_IN.join(", ")
+            ))
+        })?;
+        builder = builder.edge(get(from)?, spec, get(to)?);
+    }
+    let mut app = builder.build().map_err(|e| bad(e.to_string()))?;
+    app = app.with_codecs_of(base);
+    Ok(app)
+}
+
+/// An embedded cluster in this process (an application binary run by itself).
+pub struct EmbeddedBackend {
+    client: ClusterClient,
+    /// The application this binary was built with: the task types `submitdag` may use.
+    base: Option<StreamApplication>,
+}
+
+impl EmbeddedBackend {
+    /// A backend over `client`; `base` gives the task types a submitted DAG may use.
+    pub fn new(client: ClusterClient, base: Option<StreamApplication>) -> Self {
+        EmbeddedBackend { client, base }
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(ClusterClient) -> Result<T, BackendError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, BackendError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(client))
+                .await
+                .unwrap_or_else(|e| Err(BackendError::Unavailable(e.to_string())))
+        })
+    }
+}
+
+const EMBEDDED_ONLY: &str = "this embedded cluster runs only the application of its own binary; submit binaries to a \
+     cluster started with `gear local` or `gear master` and `gear services`";
+
+impl Backend for EmbeddedBackend {
+    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>> {
+        let snapshot = self.client.snapshot();
+        Box::pin(async move { Ok(snapshot) })
+    }
+
+    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>> {
+        let points = self.client.metrics(&path, option);
+        Box::pin(async move { Ok(points) })
+    }
+
+    fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.blocking(move |c| c.kill(id).map_err(|e| refused(e.to_string())))
+    }
+
+    fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        self.blocking(move |c| c.restart(id).map_err(|e| refused(e.to_string())))
+    }
+
+    fn upload(&self, _bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
+        Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
+    }
+
+    fn submit_binary(&self, _: Vec<u8>, _: Vec<String>, _: u32) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
+    }
+
+    fn submit_dag(&self, dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        let Some(base) = self.base.clone() else {
+            return Box::pin(async { Err(BackendError::BadRequest("no task types are registered here".into())) });
+        };
+        self.blocking(move |c| {
+            let app = app_from_dag(&base, &dag)?;
+            c.submit(app).map_err(|e| BackendError::BadRequest(e.to_string()))
+        })
+    }
+}
+
+/// A cluster's masters, over the control protocol (`gear services`, `gear local -services`).
+pub struct RemoteBackend {
+    masters: Vec<HostPort>,
+}
+
+impl RemoteBackend {
+    /// A backend asking the first of `masters` that answers.
+    pub fn new(masters: Vec<HostPort>) -> Self {
+        RemoteBackend { masters }
+    }
+
+    async fn ask(&self, req: MasterRequest) -> Result<MasterReply, BackendError> {
+        let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
+        let mut client = MasterClient::connect(&self.masters)
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
+        match client.ask(&req, Duration::from_secs(60)).await {
+            Ok(MasterReply::Error(e)) => Err(refused(e)),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(BackendError::Unavailable(format!("the master did not answer: {e}"))),
+        }
+    }
+
+    fn masters_env(&self) -> String {
+        self.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn unexpected(reply: &MasterReply) -> BackendError {
+    BackendError::Unavailable(format!("unexpected answer from the master: {reply:?}"))
+}
+
+impl Backend for RemoteBackend {
+    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::Snapshot).await? {
+                MasterReply::Snapshot(s) => Ok(*s),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::QueryMetrics { path, option }).await? {
+                MasterReply::Metrics(points) => Ok(points),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn kill(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::KillApp { app_id }).await? {
+                MasterReply::Ok => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn restart(&self, app_id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::RestartApp { app_id }).await? {
+                MasterReply::Submitted { app_id } => Ok(app_id),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn upload(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
+        Box::pin(async move {
+            const CHUNK: usize = 4 << 20;
+            let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
+            let mut client = MasterClient::connect(&self.masters)
+                .await
+                .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
+            let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(CHUNK).collect() };
+            let n = chunks.len();
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let last = i + 1 == n;
+                let req = MasterRequest::UploadArtifact { bytes: chunk.to_vec(), last };
+                match client.ask(&req, Duration::from_secs(120)).await {
+                    Ok(MasterReply::Ok) if !last => {}
+                    Ok(MasterReply::ArtifactStored { id }) if last => return Ok(id),
+                    Ok(MasterReply::Error(e)) => return Err(BackendError::BadRequest(e)),
+                    Ok(other) => return Err(unexpected(&other)),
+                    Err(e) => return Err(BackendError::Unavailable(e.to_string())),
+                }
+            }
+            Err(BackendError::Unavailable("the upload ended without an artifact".into()))
+        })
+    }
+
+    fn submit_binary(
+        &self,
+        bytes: Vec<u8>,
+        args: Vec<String>,
+        executors: u32,
+    ) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        let masters = self.masters_env();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::PermissionsExt;
+                let dir = std::env::temp_dir().join(format!("gear-services-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                let path = dir.join(format!("upload-{}", fastrand_name()));
+                let write = std::fs::write(&path, &bytes)
+                    .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)));
+                write.map_err(|e| BackendError::Unavailable(format!("saving the upload: {e}")))?;
+                let result = submit_binary(&path, "", executors, &args, &masters);
+                let _ = std::fs::remove_file(&path);
+                result.map_err(|e| match e {
+                    gearpump_cluster::daemon::SubmitBinaryError::Io { .. } => BackendError::BadRequest(format!(
+                        "the uploaded file cannot run here (is it an application binary for this platform?): {e}"
+                    )),
+                    e => BackendError::BadRequest(e.to_string()),
+                })
+            })
+            .await
+            .unwrap_or_else(|e| Err(BackendError::Unavailable(e.to_string())))
+        })
+    }
+
+    fn submit_dag(&self, _dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::BadRequest(
+                "submitdag needs the task types' binary: on a cluster, submit that binary with master/submitapp; \
+                 an application binary run by itself (its embedded cluster) accepts submitdag"
+                    .into(),
+            ))
+        })
+    }
+}
+
+fn fastrand_name() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{nanos:x}")
+}

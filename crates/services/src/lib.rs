@@ -1,0 +1,111 @@
+//! # gearpump-services
+//!
+//! The REST API of the guide under `/api/v1.0/`, a Prometheus endpoint at `/metrics`, a
+//! server-sent-events stream for live pages, and the dashboard, all on one port
+//! (`gearpump.services.http`, 8090).
+//!
+//! - [`backend`]: where answers come from. [`RemoteBackend`] asks a cluster's master over the
+//!   control protocol (`gear services`, `gear local -services`); [`EmbeddedBackend`] reads an
+//!   embedded cluster in this process (an application binary run by itself).
+//! - [`views`]: the JSON shapes, built from the master's [`ClusterSnapshot`]
+//!   (`gearpump_protocol`), with the guide's field names.
+//! - [`rest::router`]: the routes. Bad ids and malformed bodies get 400 or 404 with a JSON
+//!   `{"error": …}` that names what was wrong.
+//! - The dashboard is three files compiled into the binary (`assets/`): plain HTML, CSS and
+//!   JavaScript with SVG charts and DAG, no build step and no third-party code.
+//!
+//! [`ClusterSnapshot`]: gearpump_protocol::ClusterSnapshot
+
+pub mod backend;
+pub mod rest;
+pub mod views;
+
+pub use backend::{Backend, BackendError, EmbeddedBackend, RemoteBackend};
+pub use rest::router;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The dashboard's files.
+mod assets {
+    pub(crate) const INDEX: &str = include_str!("../assets/index.html");
+    pub(crate) const JS: &str = include_str!("../assets/dashboard.js");
+    pub(crate) const CSS: &str = include_str!("../assets/dashboard.css");
+}
+
+/// Serves the REST API and dashboard on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn Backend>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "Serving the REST API and dashboard at http://{addr}/");
+    axum::serve(listener, router(backend)).with_graceful_shutdown(shutdown).await
+}
+
+/// Services running on a thread of their own; they stop when this is dropped.
+pub struct ServicesHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServicesHandle {
+    /// Where they listen.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The dashboard's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for ServicesHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the services on a thread of their own, bound to `host:port`. If the port is taken,
+/// binds any free port instead (and says so in the log) when `fallback` is set.
+pub fn start(backend: Arc<dyn Backend>, host: &str, port: u16, fallback: bool) -> std::io::Result<ServicesHandle> {
+    let std_listener = match std::net::TcpListener::bind((host, port)) {
+        Ok(l) => l,
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(host, port, "The services port is in use; serving on a free port instead.");
+            std::net::TcpListener::bind((host, 0))?
+        }
+        Err(e) => return Err(std::io::Error::new(e.kind(), format!("binding the services port {host}:{port}: {e}"))),
+    };
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("gearpump-services".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!(error = %e, "Cannot start the services' runtime."),
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!(error = %e, "Cannot listen for the services."),
+            };
+            if let Err(e) = serve(listener, backend, async move {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "The services stopped.");
+            }
+        });
+    })?;
+    Ok(ServicesHandle { addr, stop: Some(stop), thread: Some(thread) })
+}

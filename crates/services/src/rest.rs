@@ -1,0 +1,369 @@
+//! The router: every route of the REST API, the Prometheus endpoint, the live-update stream and
+//! the dashboard's files.
+
+use crate::backend::{Backend, BackendError, DagRequest};
+use crate::views;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use gearpump_core::AppId;
+use gearpump_metrics::ReadOption;
+use gearpump_protocol::{AppDetail, ClusterSnapshot};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+/// The version the API reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A failed request: its status and a JSON `{"error": …}` body.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        let status = match &e {
+            BackendError::NotFound(_) => StatusCode::NOT_FOUND,
+            BackendError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
+type Api = Result<axum::Json<Value>, ApiError>;
+type Shared = State<Arc<dyn Backend>>;
+
+fn parse_id<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {raw:?}")))
+}
+
+fn find_app(s: &ClusterSnapshot, raw: &str) -> Result<AppDetail, ApiError> {
+    let id: u32 = parse_id("the application id", raw)?;
+    s.apps
+        .iter()
+        .find(|a| a.info.id == AppId(id))
+        .cloned()
+        .ok_or_else(|| not_found(format!("application {id} does not exist")))
+}
+
+fn read_option(q: &HashMap<String, String>) -> Result<ReadOption, ApiError> {
+    for k in q.keys() {
+        if k != "readOption" && k != "aggregator" {
+            return Err(bad(format!("unknown query parameter {k:?}; expected readOption")));
+        }
+    }
+    q.get("readOption").map_or(Ok(ReadOption::Latest), |o| o.parse().map_err(bad))
+}
+
+/// The REST API, the Prometheus endpoint (`/metrics`), the live-update stream and the
+/// dashboard, answering from `backend`.
+pub fn router(backend: Arc<dyn Backend>) -> Router {
+    let api = Router::new()
+        .route("/version", get(|| async { VERSION }))
+        .route("/master", get(master))
+        .route("/master/applist", get(apps))
+        .route("/appmasters", get(apps))
+        .route("/master/workerlist", get(workers))
+        .route("/workers", get(workers))
+        .route("/workers/{id}", get(worker))
+        .route("/worker/{id}", get(worker))
+        .route("/worker/{id}/config", get(worker_config))
+        .route("/config/worker/{id}", get(worker_config))
+        .route("/worker/{id}/metrics/{*path}", get(worker_metrics))
+        .route("/config/master", get(master_config))
+        .route("/master/config", get(master_config))
+        .route("/config/app/{id}", get(app_config))
+        .route("/master/metrics/{*path}", get(master_metrics))
+        .route("/metrics/app/{id}/{*path}", get(app_metrics))
+        .route("/master/partitioners", get(partitioners))
+        .route("/master/submitapp", post(submit_app).layer(DefaultBodyLimit::max(1 << 30)))
+        .route("/master/uploadjar", post(upload_jar).layer(DefaultBodyLimit::max(1 << 30)))
+        .route("/master/submitdag", post(submit_dag))
+        .route("/appmaster/{id}", get(app).delete(kill))
+        .route("/appmaster/{id}/stallingtasks", get(stalling))
+        .route("/appmaster/{id}/errors", get(errors))
+        .route("/appmaster/{id}/restart", post(restart))
+        .route("/appmaster/{id}/executor/{eid}", get(executor))
+        .route("/appmaster/{id}/executor/{eid}/config", get(executor_config))
+        .route("/appmaster/{id}/config", get(app_config))
+        .route("/websocket/url", get(live_url))
+        .route("/events", get(events))
+        .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such route: {}", uri.path())) });
+    Router::new()
+        .nest("/api/v1.0", api)
+        .route("/metrics", get(prometheus))
+        .route("/", get(|| async { Html(crate::assets::INDEX) }))
+        .route("/dashboard.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], crate::assets::JS) }))
+        .route("/dashboard.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], crate::assets::CSS) }))
+        .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such page: {}", uri.path())) })
+        .with_state(backend)
+}
+
+async fn master(State(b): Shared) -> Api {
+    Ok(axum::Json(views::master(&b.snapshot().await?)))
+}
+
+async fn apps(State(b): Shared) -> Api {
+    Ok(axum::Json(views::apps(&b.snapshot().await?)))
+}
+
+async fn workers(State(b): Shared) -> Api {
+    Ok(axum::Json(views::workers(&b.snapshot().await?)))
+}
+
+async fn find_worker(b: &Arc<dyn Backend>, raw: &str) -> Result<(ClusterSnapshot, usize), ApiError> {
+    let id: u32 = parse_id("the worker id", raw)?;
+    let s = b.snapshot().await?;
+    let i = s
+        .workers
+        .iter()
+        .position(|w| w.info.id.0 == id)
+        .ok_or_else(|| not_found(format!("worker {id} does not exist")))?;
+    Ok((s, i))
+}
+
+async fn worker(State(b): Shared, Path(id): Path<String>) -> Api {
+    let (s, i) = find_worker(&b, &id).await?;
+    Ok(axum::Json(views::worker(&s, &s.workers[i])))
+}
+
+fn hocon_json(source: &str, text: &str) -> Value {
+    if text.is_empty() {
+        return json!({});
+    }
+    match gearpump_config::GearConfig::defaults().with_str(source, text) {
+        Ok(c) => views::config_tree(c.entries().map(|(k, v)| (k.to_string(), v))),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+async fn worker_config(State(b): Shared, Path(id): Path<String>) -> Api {
+    let (s, i) = find_worker(&b, &id).await?;
+    Ok(axum::Json(hocon_json("the worker's configuration", &s.workers[i].config)))
+}
+
+async fn worker_metrics(
+    State(b): Shared,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    let (s, i) = find_worker(&b, &id).await?;
+    let scope = format!("worker{}", s.workers[i].info.id);
+    if !gearpump_metrics::path_matches(&scope, &path) && !path.starts_with(&scope) {
+        return Err(bad(format!("worker {} metrics are under {scope}, not {path:?}", s.workers[i].info.id)));
+    }
+    let points = b.metrics(path.clone(), read_option(&q)?).await?;
+    Ok(axum::Json(json!({"workerId": s.workers[i].info.id.0, "path": path, "metrics": points_json(&points)})))
+}
+
+async fn master_config(State(b): Shared) -> Api {
+    let s = b.snapshot().await?;
+    Ok(axum::Json(hocon_json("the master's configuration", &s.master.config)))
+}
+
+async fn app_config(State(b): Shared, Path(id): Path<String>) -> Api {
+    let s = b.snapshot().await?;
+    let a = find_app(&s, &id)?;
+    let mut tree = hocon_json("the master's configuration", &s.master.config);
+    let user = a.runtime.iter().flat_map(|r| r.config.iter().cloned());
+    if let Some(obj) = tree.as_object_mut() {
+        obj.insert("application".into(), views::config_tree(user));
+    }
+    Ok(axum::Json(tree))
+}
+
+fn points_json(points: &[gearpump_metrics::MetricPoint]) -> Vec<Value> {
+    points.iter().map(views::point).collect()
+}
+
+async fn master_metrics(State(b): Shared, Path(path): Path<String>, Query(q): Query<HashMap<String, String>>) -> Api {
+    let points = b.metrics(path.clone(), read_option(&q)?).await?;
+    Ok(axum::Json(json!({"path": path, "metrics": points_json(&points)})))
+}
+
+async fn app_metrics(
+    State(b): Shared,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    let option = read_option(&q)?;
+    let s = b.snapshot().await?;
+    let a = find_app(&s, &id)?;
+    let scope = format!("app{}", a.info.id);
+    if !(path == scope || path.starts_with(&format!("{scope}.")) || path.starts_with(&format!("{scope}:"))) {
+        return Err(bad(format!("application {} metrics are under {scope}, not {path:?}", a.info.id)));
+    }
+    let points = b.metrics(path.clone(), option).await?;
+    Ok(axum::Json(json!({"appId": a.info.id.0, "path": path, "metrics": points_json(&points)})))
+}
+
+async fn partitioners() -> Api {
+    Ok(axum::Json(json!({ "partitioners": gearpump_api::PartitionerSpec::BUILT_IN })))
+}
+
+async fn app(State(b): Shared, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Api {
+    let detail = match q.get("detail").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("detail must be true or false, not {other:?}"))),
+    };
+    let s = b.snapshot().await?;
+    let a = find_app(&s, &id)?;
+    Ok(axum::Json(if detail { views::app_detail(&s, &a) } else { views::app_summary(&s, &a) }))
+}
+
+async fn kill(State(b): Shared, Path(id): Path<String>) -> Api {
+    let id: u32 = parse_id("the application id", &id)?;
+    b.kill(AppId(id)).await?;
+    Ok(axum::Json(json!({"success": true, "appId": id})))
+}
+
+async fn restart(State(b): Shared, Path(id): Path<String>) -> Api {
+    let id: u32 = parse_id("the application id", &id)?;
+    let new = b.restart(AppId(id)).await?;
+    Ok(axum::Json(json!({"success": true, "appId": new.0, "restartedFrom": id})))
+}
+
+async fn stalling(State(b): Shared, Path(id): Path<String>) -> Api {
+    let s = b.snapshot().await?;
+    Ok(axum::Json(views::stalling(&find_app(&s, &id)?)))
+}
+
+async fn errors(State(b): Shared, Path(id): Path<String>) -> Api {
+    let s = b.snapshot().await?;
+    Ok(axum::Json(views::errors(&find_app(&s, &id)?)))
+}
+
+async fn executor(State(b): Shared, Path((id, eid)): Path<(String, String)>) -> Api {
+    let s = b.snapshot().await?;
+    let a = find_app(&s, &id)?;
+    let eid: i32 = eid.parse().map_err(|_| bad(format!("the executor id must be an integer, not {eid:?}")))?;
+    views::executor(&a, eid)
+        .map(axum::Json)
+        .ok_or_else(|| not_found(format!("application {} has no executor {eid}", a.info.id)))
+}
+
+async fn executor_config(State(b): Shared, Path((id, eid)): Path<(String, String)>) -> Api {
+    let s = b.snapshot().await?;
+    let a = find_app(&s, &id)?;
+    let eid: i32 = eid.parse().map_err(|_| bad(format!("the executor id must be an integer, not {eid:?}")))?;
+    if views::executor(&a, eid).is_none() {
+        return Err(not_found(format!("application {} has no executor {eid}", a.info.id)));
+    }
+    let mut tree = hocon_json("the master's configuration", &s.master.config);
+    if let Some(obj) = tree.as_object_mut() {
+        obj.insert("application".into(), views::config_tree(a.runtime.iter().flat_map(|r| r.config.iter().cloned())));
+    }
+    Ok(axum::Json(tree))
+}
+
+/// Reads a multipart form: the binary (`jar` or `file`) and the text fields.
+async fn read_form(mut form: Multipart) -> Result<(Option<(String, Vec<u8>)>, HashMap<String, String>), ApiError> {
+    let mut file = None;
+    let mut fields = HashMap::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "jar" | "file" => {
+                let filename = field.file_name().unwrap_or("application").to_string();
+                let bytes = field.bytes().await.map_err(|e| bad(format!("reading part {name:?}: {e}")))?;
+                file = Some((filename, bytes.to_vec()));
+            }
+            "args" | "executors" | "configfile" | "conf" => {
+                let text = field.text().await.map_err(|e| bad(format!("reading part {name:?}: {e}")))?;
+                fields.insert(name, text);
+            }
+            other => return Err(bad(format!("unknown form part {other:?}; expected jar, args and executors"))),
+        }
+    }
+    Ok((file, fields))
+}
+
+async fn submit_app(State(b): Shared, form: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Api {
+    let form = form.map_err(|e| bad(format!("submitapp takes a multipart/form-data body: {e}")))?;
+    let (file, fields) = read_form(form).await?;
+    if fields.contains_key("configfile") || fields.contains_key("conf") {
+        return Err(bad("a config file part is not supported: set application config in the binary, \
+             or cluster config in gear.conf"));
+    }
+    let (_, bytes) = file.ok_or_else(|| bad("submitapp needs the application binary in a part named jar"))?;
+    if bytes.is_empty() {
+        return Err(bad("the application binary is empty"));
+    }
+    let args: Vec<String> =
+        fields.get("args").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let executors = match fields.get("executors").map(|e| e.trim()) {
+        None | Some("") => 0,
+        Some(e) => e.parse().map_err(|_| bad(format!("executors must be a non-negative integer, not {e:?}")))?,
+    };
+    let id = b.submit_binary(bytes, args, executors).await?;
+    Ok(axum::Json(json!({"success": true, "appId": id.0})))
+}
+
+async fn upload_jar(State(b): Shared, form: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Api {
+    let form = form.map_err(|e| bad(format!("uploadjar takes a multipart/form-data body: {e}")))?;
+    let (file, _) = read_form(form).await?;
+    let (name, bytes) = file.ok_or_else(|| bad("uploadjar needs the binary in a part named jar"))?;
+    let id = b.upload(bytes).await?;
+    Ok(axum::Json(json!({"name": name, "filePath": id})))
+}
+
+async fn submit_dag(
+    State(b): Shared,
+    body: Result<axum::Json<DagRequest>, axum::extract::rejection::JsonRejection>,
+) -> Api {
+    let axum::Json(dag) = body.map_err(|e| bad(format!("submitdag takes a JSON DAG: {}", e.body_text())))?;
+    let id = b.submit_dag(dag).await?;
+    Ok(axum::Json(json!({"success": true, "appId": id.0})))
+}
+
+async fn live_url(headers: axum::http::HeaderMap) -> Api {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8090");
+    Ok(axum::Json(json!({ "url": format!("http://{host}/api/v1.0/events") })))
+}
+
+/// Server-sent events: a `tick` every second with the applications' statuses, so pages
+/// refresh what they show without reloading.
+async fn events(State(b): Shared) -> impl IntoResponse {
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(Duration::from_secs(1)));
+    let stream = ticks.then(move |_| {
+        let b = b.clone();
+        async move {
+            let data = match b.snapshot().await {
+                Ok(s) => json!({
+                    "time": gearpump_core::Timestamp::now().0,
+                    "apps": s.apps.iter().map(|a| json!({"appId": a.info.id.0, "status": a.info.status})).collect::<Vec<_>>(),
+                }),
+                Err(e) => json!({"error": e.to_string()}),
+            };
+            Ok::<_, std::convert::Infallible>(Event::default().event("tick").data(data.to_string()))
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn prometheus(State(b): Shared) -> Result<Response, ApiError> {
+    let points = b.metrics(String::new(), ReadOption::Latest).await?;
+    let text = gearpump_metrics::exporters::prometheus(&points);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

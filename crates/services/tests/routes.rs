@@ -1,0 +1,308 @@
+//! Every route of the REST API against a real embedded cluster running a small pipeline, through
+//! the router without a socket: answers, error cases, and the guide's sample field names.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gearpump_api::{Message, Processor, StartTime, StreamApplication, Task, TaskContext, TaskResult};
+use gearpump_cluster::{ClusterConfig, EmbeddedCluster};
+use gearpump_core::{AppId, Timestamp};
+use gearpump_services::{EmbeddedBackend, router};
+use gearpump_streaming::MetricsConfig;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// Emits increasing numbers, stamped with the wall clock, as fast as allowed.
+struct Numbers(u64);
+impl Task for Numbers {
+    fn on_start(&mut self, ctx: &mut TaskContext<'_>, _: StartTime) -> TaskResult {
+        ctx.send_self(Message::new(0u64, Timestamp::now()));
+        Ok(())
+    }
+    fn on_next(&mut self, ctx: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        for _ in 0..100 {
+            self.0 += 1;
+            ctx.output(Message::new(self.0, Timestamp::now()));
+        }
+        ctx.send_self(Message::new(0u64, Timestamp::now()));
+        Ok(())
+    }
+}
+
+struct Sink;
+impl Task for Sink {
+    fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        Ok(())
+    }
+}
+
+fn app(name: &str) -> StreamApplication {
+    let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+    let sink = Processor::from_fn("Sink", 2, |_| Ok(Sink));
+    StreamApplication::builder(name).path([&source, &sink]).build().unwrap()
+}
+
+struct Harness {
+    cluster: Option<EmbeddedCluster>,
+    router: axum::Router,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        let metrics = MetricsConfig { enabled: true, ..MetricsConfig::default() };
+        let cluster = EmbeddedCluster::start(ClusterConfig { metrics, ..ClusterConfig::default() });
+        let backend = EmbeddedBackend::new(cluster.client(), Some(app("numbers")));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        Harness { router: router(Arc::new(backend)), cluster: Some(cluster), rt }
+    }
+
+    fn call(&self, method: &str, uri: &str, body: Body, content_type: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(body).unwrap();
+        self.rt.block_on(async {
+            let resp = self.router.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            (status, value)
+        })
+    }
+
+    fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Body::empty(), None)
+    }
+
+    fn ok(&self, uri: &str) -> Value {
+        let (status, v) = self.get(uri);
+        assert_eq!(status, StatusCode::OK, "GET {uri}: {v}");
+        v
+    }
+
+    fn client(&self) -> gearpump_cluster::ClusterClient {
+        self.cluster.as_ref().unwrap().client()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(c) = self.cluster.take() {
+            c.shutdown();
+        }
+    }
+}
+
+/// Every key of `sample`, recursively (into the first element of arrays), is a key of `ours`,
+/// with a value of the same JSON type.
+fn has_fields(sample: &Value, ours: &Value, at: &str) {
+    match (sample, ours) {
+        (Value::Object(s), Value::Object(o)) => {
+            for (k, v) in s {
+                let mine = o.get(k).unwrap_or_else(|| panic!("{at}.{k} is missing from {ours}"));
+                has_fields(v, mine, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(s), Value::Array(o)) if !s.is_empty() && !o.is_empty() => {
+            if s[0].is_object() || s[0].is_array() {
+                has_fields(&s[0], &o[0], &format!("{at}[0]"));
+            }
+        }
+        (Value::String(_), v) => assert!(v.is_string(), "{at} should be a string like the guide's, got {v}"),
+        (Value::Number(_), v) => assert!(v.is_number(), "{at} should be a number like the guide's, got {v}"),
+        _ => {}
+    }
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn meter_count(v: &Value, name: &str) -> u64 {
+    v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["value"]["name"] == name)
+        .and_then(|p| p["value"]["count"].as_str())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
+    let h = Harness::start();
+    let id = h.client().submit(app("numbers")).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    wait_until("the AppMaster reported its DAG", || {
+        h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"))["dag"]["vertexList"]
+            .as_array()
+            .is_some_and(|v| v.len() == 2)
+    });
+
+    // The guide's sample responses: our answers have each of their fields, with the same shapes.
+    let guide_app = json!({"status": "active", "appId": 2, "appName": "wordCount", "appMasterPath": "a",
+        "workerPath": "w", "submissionTime": "1425925651057", "startTime": "1425925653433", "user": "foobar"});
+    has_fields(&guide_app, &h.ok(&format!("/api/v1.0/appmaster/{id}")), "appmaster");
+    has_fields(&json!({"appMasters": [guide_app]}), &h.ok("/api/v1.0/appmasters"), "appmasters");
+    has_fields(&json!({"appMasters": [guide_app]}), &h.ok("/api/v1.0/master/applist"), "applist");
+    has_fields(&json!({"tasks": []}), &h.ok(&format!("/api/v1.0/appmaster/{id}/stallingtasks")), "stallingtasks");
+    let guide_master = json!({"masterDescription": {"leader": ["master@127.0.0.1", 3000],
+        "cluster": [["127.0.0.1", 3000]], "aliveFor": "642941", "logFile": "/l", "jarStore": "jarstore/",
+        "masterStatus": "synced", "homeDirectory": "/h"}});
+    has_fields(&guide_master, &h.ok("/api/v1.0/master"), "master");
+    let guide_worker = json!({"workerId": 1096497833, "state": "active", "actorPath": "p", "aliveFor": "77042",
+        "logFile": "/l", "executors": [], "totalSlots": 100, "availableSlots": 100, "homeDirectory": "/h"});
+    has_fields(&guide_worker, &h.ok("/api/v1.0/workers/1"), "workers/1");
+    has_fields(&guide_worker, &h.ok("/api/v1.0/worker/1"), "worker/1");
+    has_fields(&json!([guide_worker]), &h.ok("/api/v1.0/workers"), "workers");
+    has_fields(&json!([guide_worker]), &h.ok("/api/v1.0/master/workerlist"), "workerlist");
+    let guide_metrics = json!({"appId": 3, "path": "app3.processor2", "metrics": []});
+    has_fields(&guide_metrics, &h.ok(&format!("/api/v1.0/metrics/app/{id}/app{id}.processor1")), "metrics");
+    has_fields(&json!({"url": "ws://127.0.0.1:8091"}), &h.ok("/api/v1.0/websocket/url"), "websocket/url");
+    assert_eq!(h.ok("/api/v1.0/version"), Value::String(env!("CARGO_PKG_VERSION").into()));
+    assert!(h.ok("/api/v1.0/config/master").is_object());
+    assert!(h.ok("/api/v1.0/config/worker/1").is_object());
+    assert!(h.ok("/api/v1.0/worker/1/config").is_object());
+    assert!(h.ok(&format!("/api/v1.0/config/app/{id}"))["application"].is_object());
+    assert_eq!(h.ok("/api/v1.0/master/partitioners")["partitioners"][0], "hash");
+
+    // The detail: DAG, processors, executors, levels.
+    let d = h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"));
+    assert_eq!(d["dag"]["edgeList"][0], json!([0, "hash", 1]));
+    assert_eq!(d["processors"]["1"]["parallelism"], 2);
+    assert_eq!(d["processors"]["0"]["kind"], "source");
+    assert_eq!(d["processorLevels"]["1"], 1);
+    let executors = d["executors"].as_array().unwrap();
+    assert!(!executors.is_empty());
+    let eid = executors[0]["executorId"].as_i64().unwrap();
+    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}"))["executorId"], eid);
+    assert!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}/config")).is_object());
+    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/errors")), json!({}));
+
+    // Metrics: meters rise; latest, recent and history read; process gauges; Prometheus parses.
+    let path = format!("/api/v1.0/master/metrics/app{id}.processor*");
+    let name = format!("app{id}.processor1:receiveThroughput");
+    wait_until("a receive count", || meter_count(&h.ok(&path), &name) > 0);
+    let first = meter_count(&h.ok(&path), &name);
+    wait_until("the receive count rises", || meter_count(&h.ok(&path), &name) > first);
+    let latest = h.ok(&format!("{path}?readOption=readLatest"));
+    let points = latest["metrics"].as_array().unwrap();
+    for field in ["sendThroughput", "receiveThroughput", "processTime", "receiveLatency"] {
+        let n = format!("app{id}.processor1.task0:{field}");
+        assert!(points.iter().any(|p| p["value"]["name"] == n), "{n} in {latest}");
+    }
+    let hist = points.iter().find(|p| p["value"]["name"] == format!("app{id}.processor1:processTime")).unwrap();
+    for k in ["mean", "stddev", "median", "p95", "p99", "p999"] {
+        assert!(hist["value"][k].is_number(), "{k} in {hist}");
+    }
+    assert!(!h.ok(&format!("{path}?readOption=readRecent"))["metrics"].as_array().unwrap().is_empty());
+    assert!(!h.ok(&format!("{path}?readOption=readHistory"))["metrics"].as_array().unwrap().is_empty());
+    let executor_metrics = h.ok(&format!("/api/v1.0/metrics/app/{id}/app{id}.executor0"));
+    assert!(!executor_metrics["metrics"].as_array().unwrap().is_empty());
+    assert!(!h.ok("/api/v1.0/worker/1/metrics/worker1")["metrics"].as_array().unwrap().is_empty());
+    let (status, text) = h.get("/metrics");
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text");
+    assert!(scrape.samples.iter().any(|s| s.metric == "gearpump_receive_throughput_total"), "{text}");
+
+    // The dashboard and its files.
+    let (status, page) = h.get("/");
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("dashboard.js"));
+    assert_eq!(h.get("/dashboard.js").0, StatusCode::OK);
+    assert_eq!(h.get("/dashboard.css").0, StatusCode::OK);
+
+    // Bad input: 400 or 404 with a JSON error naming what was wrong.
+    for (method, uri, status, says) in [
+        ("GET", "/api/v1.0/appmaster/99", StatusCode::NOT_FOUND, "application 99 does not exist"),
+        ("GET", "/api/v1.0/appmaster/abc", StatusCode::BAD_REQUEST, "\"abc\""),
+        ("GET", "/api/v1.0/appmaster/1?detail=maybe", StatusCode::BAD_REQUEST, "detail must be"),
+        ("DELETE", "/api/v1.0/appmaster/99", StatusCode::NOT_FOUND, "99"),
+        ("POST", "/api/v1.0/appmaster/99/restart", StatusCode::NOT_FOUND, "99"),
+        ("GET", "/api/v1.0/appmaster/99/stallingtasks", StatusCode::NOT_FOUND, "99"),
+        ("GET", "/api/v1.0/appmaster/99/errors", StatusCode::NOT_FOUND, "99"),
+        ("GET", "/api/v1.0/appmaster/1/executor/77", StatusCode::NOT_FOUND, "no executor 77"),
+        ("GET", "/api/v1.0/appmaster/1/executor/x/config", StatusCode::BAD_REQUEST, "executor id"),
+        ("GET", "/api/v1.0/workers/42", StatusCode::NOT_FOUND, "worker 42"),
+        ("GET", "/api/v1.0/worker/-1", StatusCode::BAD_REQUEST, "worker id"),
+        ("GET", "/api/v1.0/config/worker/42", StatusCode::NOT_FOUND, "worker 42"),
+        ("GET", "/api/v1.0/config/app/42", StatusCode::NOT_FOUND, "application 42"),
+        ("GET", "/api/v1.0/metrics/app/1/app2.processor0", StatusCode::BAD_REQUEST, "under app1"),
+        ("GET", "/api/v1.0/master/metrics/app1?readOption=soon", StatusCode::BAD_REQUEST, "readOption"),
+        ("GET", "/api/v1.0/master/metrics/app1?when=now", StatusCode::BAD_REQUEST, "when"),
+        ("GET", "/api/v1.0/nothing", StatusCode::NOT_FOUND, "no such route"),
+        ("POST", "/api/v1.0/master/submitapp", StatusCode::BAD_REQUEST, "multipart"),
+        ("POST", "/api/v1.0/master/uploadjar", StatusCode::BAD_REQUEST, "multipart"),
+    ] {
+        let (got, body) = h.call(method, uri, Body::empty(), None);
+        assert_eq!(got, status, "{method} {uri}: {body}");
+        let error = body["error"].as_str().unwrap_or_else(|| panic!("{method} {uri}: no JSON error in {body}"));
+        assert!(error.contains(says), "{method} {uri}: {error:?} should say {says:?}");
+    }
+    let multipart = |parts: &str| {
+        let body = format!("--XX\r\n{parts}--XX--\r\n");
+        h.call("POST", "/api/v1.0/master/submitapp", Body::from(body), Some("multipart/form-data; boundary=XX"))
+    };
+    let (status, body) = multipart("Content-Disposition: form-data; name=\"args\"\r\n\r\n-x\r\n");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("part named jar"), "{body}");
+    let (status, body) = multipart("Content-Disposition: form-data; name=\"jar\"; filename=\"a\"\r\n\r\nELF\r\n");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("embedded cluster"), "{body}");
+    let dag = |body: &str| {
+        h.call("POST", "/api/v1.0/master/submitdag", Body::from(body.to_string()), Some("application/json"))
+    };
+    for (body, says) in [
+        ("{not json", "JSON"),
+        (r#"{"appName": "x", "processors": {"0": {"taskClass": "Nope", "parallelism": 1}}}"#, "Nope"),
+        (
+            r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 1}}, "edges": [["0", "zigzag", "0"]]}"#,
+            "zigzag",
+        ),
+        (
+            r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 1}}, "edges": [["0", "hash", "7"]]}"#,
+            "\"7\"",
+        ),
+    ] {
+        let (status, v) = dag(body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+
+    // submitdag with the binary's own task types; restart; kill, kill again.
+    let (status, v) = dag(r#"{"appName": "fromdag", "processors": {"0": {"taskClass": "Numbers", "parallelism": 1},
+        "1": {"taskClass": "Sink", "parallelism": 3, "description": "three sinks"}}, "edges": [["0", "shuffle", "1"]]}"#);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let dag_id = v["appId"].as_u64().unwrap() as u32;
+    h.client().wait_active(AppId(dag_id), Duration::from_secs(60)).unwrap();
+    wait_until("the DAG app's detail", || {
+        h.ok(&format!("/api/v1.0/appmaster/{dag_id}?detail=true"))["processors"]["1"]["parallelism"] == 3
+    });
+    let (status, v) = h.call("POST", &format!("/api/v1.0/appmaster/{id}/restart"), Body::empty(), None);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let restarted = v["appId"].as_u64().unwrap() as u32;
+    assert_ne!(restarted, id.0);
+    h.client().wait(id, Duration::from_secs(60)).unwrap();
+    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}"))["status"], "terminated");
+    h.client().wait_active(AppId(restarted), Duration::from_secs(60)).unwrap();
+    for app in [restarted, dag_id] {
+        let (status, v) = h.call("DELETE", &format!("/api/v1.0/appmaster/{app}"), Body::empty(), None);
+        assert_eq!(status, StatusCode::OK, "{v}");
+        h.client().wait(AppId(app), Duration::from_secs(60)).unwrap();
+    }
+    let (status, v) = h.call("DELETE", &format!("/api/v1.0/appmaster/{restarted}"), Body::empty(), None);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not running"), "{v}");
+}
