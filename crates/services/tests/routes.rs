@@ -108,10 +108,10 @@ fn has_fields(sample: &Value, ours: &Value, at: &str) {
                 has_fields(v, mine, &format!("{at}.{k}"));
             }
         }
-        (Value::Array(s), Value::Array(o)) if !s.is_empty() && !o.is_empty() => {
-            if s[0].is_object() || s[0].is_array() {
-                has_fields(&s[0], &o[0], &format!("{at}[0]"));
-            }
+        (Value::Array(s), Value::Array(o))
+            if !s.is_empty() && !o.is_empty() && (s[0].is_object() || s[0].is_array()) =>
+        {
+            has_fields(&s[0], &o[0], &format!("{at}[0]"));
         }
         (Value::String(_), v) => assert!(v.is_string(), "{at} should be a string like the guide's, got {v}"),
         (Value::Number(_), v) => assert!(v.is_number(), "{at} should be a number like the guide's, got {v}"),

@@ -86,6 +86,16 @@ pub struct MasterOptions {
     pub reporter: Option<(Reporter, Duration)>,
 }
 
+/// What an application is submitted with: by a client, or again by a restart.
+struct Submission {
+    name: String,
+    artifact: String,
+    args: Vec<String>,
+    tasks: u32,
+    user: String,
+    executors: u32,
+}
+
 struct MasterState {
     timing: ControlTiming,
     store: ArtifactStore,
@@ -98,6 +108,8 @@ struct MasterState {
     next_app: u32,
     summary: MasterSummary,
     metrics: MetricsStore,
+    /// The newest point time the reporter has sent: each report sends only newer points.
+    reported_up_to: i64,
 }
 
 fn is_terminal(status: &str) -> bool {
@@ -174,7 +186,7 @@ impl MasterState {
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
             MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
-                self.submit(&name, artifact, args, tasks, user, executors, None)
+                self.submit(Submission { name, artifact, args, tasks, user, executors }, None)
             }
             MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
                 Some(app) if !is_terminal(&app.info.status) => {
@@ -274,19 +286,19 @@ impl MasterState {
         let Some(app) = self.apps.get(&app_id) else {
             return MasterReply::Error(format!("application {app_id} does not exist"));
         };
-        let (name, artifact, args, tasks, user, executors) = (
-            app.info.name.clone(),
-            app.artifact.clone(),
-            app.args.clone(),
-            app.tasks,
-            app.info.user.clone(),
-            app.executors,
-        );
+        let again = Submission {
+            name: app.info.name.clone(),
+            artifact: app.artifact.clone(),
+            args: app.args.clone(),
+            tasks: app.tasks,
+            user: app.info.user.clone(),
+            executors: app.executors,
+        };
         if !is_terminal(&app.info.status) {
             self.kill(app_id);
         }
         tracing::info!(%app_id, "Restarting application.");
-        self.submit(&name, artifact, args, tasks, user, executors, Some(app_id))
+        self.submit(again, Some(app_id))
     }
 
     fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
@@ -311,16 +323,11 @@ impl MasterState {
         }
     }
 
-    fn submit(
-        &mut self,
-        name: &str,
-        artifact: String,
-        args: Vec<String>,
-        tasks: u32,
-        user: String,
-        executors: u32,
-        replacing: Option<AppId>,
-    ) -> MasterReply {
+    /// Accepts an application (`replacing`: the one a restart replaces, whose name may still
+    /// be running) and launches its AppMaster.
+    fn submit(&mut self, submission: Submission, replacing: Option<AppId>) -> MasterReply {
+        let Submission { name, artifact, args, tasks, user, executors } = submission;
+        let name = name.as_str();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return MasterReply::Error(format!(
                 "invalid application name {name:?}: only letters, digits and underscore"
@@ -463,9 +470,12 @@ impl MasterState {
         }
     }
 
-    /// Sends the latest metrics to the configured reporter.
-    fn report(&self, reporter: &Reporter) {
-        let points: Vec<_> = self.metrics.latest().cloned().collect();
+    /// Sends the metrics that changed since the last report to the configured reporter (a
+    /// process that stopped reporting is not sent again and again with its old time).
+    fn report(&mut self, reporter: &Reporter) {
+        let since = self.reported_up_to;
+        let points: Vec<_> = self.metrics.latest().filter(|p| p.time > since).cloned().collect();
+        self.reported_up_to = points.iter().map(|p| p.time).max().unwrap_or(since);
         reporter.send(points);
     }
 
@@ -503,6 +513,7 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         next_app: 1,
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
+        reported_up_to: i64::MIN,
     };
     let reporter_task = reporter.map(|(reporter, every)| {
         let ticker = tx.clone();
