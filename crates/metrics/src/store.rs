@@ -61,22 +61,32 @@ struct Series {
 /// Every metric's latest value, and its recent and history series.
 ///
 /// A point joins a series when at least the series' interval has passed since the series'
-/// last point; points older than the series' retention are dropped as new ones arrive.
+/// last point; points older than the series' retention are dropped as new ones arrive. A
+/// metric that has not been recorded for the whole history retention (an application that
+/// ended long ago, a worker that left) is forgotten, so a long-lived master's memory is
+/// bounded by what is alive.
 #[derive(Debug, Default)]
 pub struct MetricsStore {
     retention: Retention,
     series: BTreeMap<String, Series>,
+    /// When silent metrics were last looked for.
+    last_expiry: i64,
 }
 
 impl MetricsStore {
     /// An empty store.
     pub fn new(retention: Retention) -> MetricsStore {
-        MetricsStore { retention, series: BTreeMap::new() }
+        MetricsStore { retention, series: BTreeMap::new(), last_expiry: i64::MIN }
     }
 
     /// Records metrics observed at `time` (ms since the epoch).
     pub fn record(&mut self, time: i64, metrics: impl IntoIterator<Item = Metric>) {
         let r = self.retention;
+        // Looking for silent metrics walks them all: do it once per recent interval.
+        if time.saturating_sub(self.last_expiry) >= r.recent_interval_ms {
+            self.last_expiry = time;
+            self.series.retain(|_, s| time - s.latest.time <= r.history_keep_ms);
+        }
         for metric in metrics {
             let point = MetricPoint { time, metric };
             match self.series.get_mut(&point.metric.name) {
@@ -160,6 +170,20 @@ mod tests {
         assert_eq!(times(ReadOption::History), vec![0, 20, 40]);
         assert!(store.query("app2", ReadOption::Latest).is_empty());
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn metrics_silent_for_the_history_retention_are_forgotten() {
+        let r = Retention { recent_interval_ms: 10, recent_keep_ms: 30, history_interval_ms: 20, history_keep_ms: 100 };
+        let mut store = MetricsStore::new(r);
+        store.record(0, [counter("app1.processor0:x", 1)]);
+        for t in (0..=100).step_by(10) {
+            store.record(t, [counter("app2.processor0:x", 1)]);
+        }
+        assert_eq!(store.len(), 2, "app1 was last seen exactly one retention ago");
+        store.record(110, [counter("app2.processor0:x", 1)]);
+        assert_eq!(store.len(), 1);
+        assert!(store.query("app1", ReadOption::History).is_empty());
     }
 
     #[test]

@@ -77,10 +77,14 @@ impl MetricsCollector {
             }
             out.extend(self.group(&format!("app{app}.processor{p}"), &tasks, now));
         }
-        for (e, g) in processes {
+        // A live process has a thread: zeros are gauges not reported yet, not a measurement.
+        for (e, g) in processes.iter().filter(|(_, g)| g.threads > 0) {
             out.extend(g.metrics(&format!("app{app}.executor{e}")));
         }
-        if min_clock > Timestamp::MIN && min_clock < Timestamp::MAX {
+        // Before its tasks report, the clock is the start clock (0 for a new application): a
+        // lag measured from it would be the age of the epoch. Lag is "behind now", which means
+        // something when timestamps are wall-clock times.
+        if min_clock > Timestamp(0) && min_clock < Timestamp::MAX {
             out.push(Metric { name: format!("app{app}:minClock"), value: MetricValue::Gauge(min_clock.0 as f64) });
             let lag = (now - min_clock.0).max(0);
             out.push(Metric { name: format!("app{app}:clockLag"), value: MetricValue::Gauge(lag as f64) });
@@ -186,5 +190,18 @@ mod tests {
         );
         assert_eq!(get("app3.executor0:thread.count"), MetricValue::Gauge(2.0));
         assert_eq!(get("app3:clockLag"), MetricValue::Gauge(600.0));
+    }
+
+    #[test]
+    fn unreported_gauges_and_an_unstarted_clock_are_not_metrics() {
+        let mut c = MetricsCollector::new(AppId(1));
+        let out = c.collect(
+            5000,
+            &[],
+            &[(0, ProcessGauges::default()), (1, ProcessGauges { rss_bytes: 9, threads: 1 })],
+            Timestamp(0),
+        );
+        let names: Vec<&str> = out.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["app1.executor1:memory.rss", "app1.executor1:thread.count"]);
     }
 }
