@@ -35,3 +35,24 @@ pub mod scheduler;
 pub use client::{ClusterClient, EmbeddedCluster, WaitError};
 pub use gearpump_streaming::{AppStats, AppStatus, DataPlane};
 pub use master::{AppSummary, ClusterConfig, KillError, SubmitError, WorkerSummary};
+
+/// The name of the user running this process, recorded as an application's submitter:
+/// `$USER`, else `$LOGNAME`, else the name `/etc/passwd` gives this process's uid (services and
+/// CI jobs often run without a login environment), else the uid itself.
+pub fn current_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown".into() };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid.to_string())
+        .map_or_else(|| format!("uid{uid}"), |f| f[0].to_string())
+}

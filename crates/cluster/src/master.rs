@@ -48,7 +48,7 @@ impl Default for ClusterConfig {
             flow: FlowConfig::default(),
             clock_interval: Duration::from_millis(100),
             data_plane: DataPlane::InMemory,
-            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            user: crate::current_user(),
             metrics: MetricsConfig::default(),
             retention: Retention::default(),
         }

@@ -135,7 +135,7 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
     let masters = masters_from_env()?;
     let prefix = std::env::var("GEARPUMP_NAME_PREFIX").unwrap_or_default();
     let name = if prefix.is_empty() { app.name().to_string() } else { format!("{prefix}_{}", app.name()) };
-    let user = std::env::var("GEARPUMP_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("GEARPUMP_USER").unwrap_or_else(|_| crate::current_user());
     let exe = std::env::current_exe()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tasks = app.dag().task_count();

@@ -58,7 +58,7 @@ pub fn submit_binary(
         .env("GEARPUMP_NAME_PREFIX", prefix)
         .env("GEARPUMP_EXECUTORS", executors.to_string())
         .env("GEARPUMP_REPORT", &report)
-        .env("GEARPUMP_USER", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        .env("GEARPUMP_USER", crate::current_user())
         .stdin(std::process::Stdio::null())
         .spawn()
         .map_err(io)?;
