@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Proc, wait_until};
+use common::{Proc, wait_until, wordcount};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_config::HostPort;
 use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
@@ -13,18 +13,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const GEAR: &str = env!("CARGO_BIN_EXE_gear");
-
-/// The wordcount example binary, built if this test runs without the rest of the workspace.
-fn wordcount() -> PathBuf {
-    let path = Path::new(GEAR).with_file_name("wordcount");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "gearpump-examples", "--bin", "wordcount"]).status().unwrap();
-        assert!(status.success(), "building the wordcount example");
-    }
-    path
-}
 
 struct Cluster {
     dir: PathBuf,

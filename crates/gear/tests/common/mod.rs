@@ -1,7 +1,7 @@
 //! Helpers shared by the process-level tests.
 
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A child process, killed (by its PID) and reaped when dropped.
@@ -30,8 +30,28 @@ pub fn cluster_dir(name: &str, conf_lines: &str) -> (PathBuf, PathBuf, u16) {
     let dir = std::env::temp_dir().join(format!("gear-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let conf = dir.join("test.conf");
     std::fs::write(&conf, format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n{conf_lines}")).unwrap();
     (dir, conf, port)
+}
+
+/// The wordcount example binary beside `gear`, built if this test runs without the rest of
+/// the workspace.
+#[allow(dead_code)] // Not every test file submits wordcount.
+pub fn wordcount() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_gear")).with_file_name("wordcount");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", "gearpump-examples", "--bin", "wordcount"]).status().unwrap();
+        assert!(status.success(), "building the wordcount example");
+    }
+    path
+}
+
+/// A free port on 127.0.0.1 (free when asked; good enough for tests on one machine).
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,0 +1,180 @@
+//! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver), against
+//! wordcount running on `gear local -services`: the DAG shows two processors, the receive
+//! throughput becomes non-zero, and killing the application from the page shows it
+//! terminated. Screenshots go to `target/dashboard-*.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+mod common;
+
+use common::{Proc, free_port, wait_until, wordcount};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const GEAR: &str = env!("CARGO_BIN_EXE_gear");
+
+/// One HTTP request to 127.0.0.1:`port`; the status and body. (chromedriver keeps connections
+/// open, so this needs a real client that reads by content length.)
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // A browser that never answers fails the test instead of hanging it.
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut resp = match (method, body) {
+        ("POST", Some(b)) => agent.post(&url).send_json(b)?,
+        ("POST", None) => agent.post(&url).send_empty()?,
+        ("DELETE", _) => agent.delete(&url).call()?,
+        _ => agent.get(&url).call()?,
+    };
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().with_config().limit(64 << 20).read_to_string()?;
+    Ok((status, text))
+}
+
+/// A WebDriver session on chromedriver.
+struct Browser {
+    port: u16,
+    session: String,
+    _driver: Proc,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let port = free_port();
+        let driver = Proc(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian's chromium-driver) must be installed"),
+        );
+        wait_until("chromedriver answers", || http(port, "GET", "/status", None).is_ok_and(|(s, _)| s == 200));
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
+        let (status, body) = http(port, "POST", "/session", Some(&caps)).unwrap();
+        assert_eq!(status, 200, "starting a session: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let session = v["value"]["sessionId"].as_str().unwrap().to_string();
+        Browser { port, session, _driver: driver }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, text) = http(self.port, method, &format!("/session/{}{path}", self.session), body).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", Some(&json!({"url": url})));
+    }
+
+    /// Runs JavaScript in the page; its result.
+    fn js(&self, script: &str) -> Value {
+        self.cmd("POST", "/execute/sync", Some(&json!({"script": script, "args": []})))
+    }
+
+    fn screenshot(&self, name: &str) {
+        use std::io::Write as _;
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.as_str().unwrap()).unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let path = dir.join(format!("dashboard-{name}.png"));
+        std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(self.port, "DELETE", &format!("/session/{}", self.session), None);
+    }
+}
+
+#[test]
+fn the_dashboard_shows_wordcount_live_and_kills_it() {
+    let http_port = free_port();
+    let (dir, conf, _) = common::cluster_dir(
+        "dashboard",
+        &format!(
+            "gearpump.services.http = {http_port}\ngearpump.metrics.enabled = true\ngearpump.metrics.reporter = \"akka\"\n"
+        ),
+    );
+    let log = std::fs::File::create(dir.join("local.out")).unwrap();
+    let _local = Proc(
+        Command::new(GEAR)
+            .arg("-conf")
+            .arg(&conf)
+            .args(["local", "-services", "-workernum", "2"])
+            .current_dir(&dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the REST API answers", || {
+        http(http_port, "GET", "/api/v1.0/workers", None).is_ok_and(|(s, b)| {
+            s == 200 && serde_json::from_str::<Value>(&b).is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 2))
+        })
+    });
+    let out = Command::new(GEAR)
+        .arg("-conf")
+        .arg(&conf)
+        .args(["app", "-jar"])
+        .arg(wordcount())
+        .args(["-split", "1", "-sum", "1"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gear app: {}", String::from_utf8_lossy(&out.stderr));
+
+    let browser = Browser::start(&dir.join("chromium-profile"));
+    let base = format!("http://127.0.0.1:{http_port}/");
+    browser.go(&format!("{base}#/apps"));
+    wait_until("the applications table lists wordcount", || {
+        browser.js("return document.querySelectorAll('#apps tr[data-app-id]').length") == json!(1)
+    });
+    browser.go(&format!("{base}#/app/1"));
+    wait_until("the DAG shows two processors", || {
+        browser.js("return document.querySelectorAll('.dag g.node').length") == json!(2)
+    });
+    wait_until("the receive throughput shown becomes non-zero", || {
+        let shown =
+            browser.js("const e = document.getElementById('receive-throughput'); return e ? e.textContent : ''");
+        shown.as_str().and_then(|s| s.replace(',', "").parse::<f64>().ok()).is_some_and(|v| v > 0.0)
+    });
+    browser.screenshot("app");
+    browser.go(&format!("{base}#/"));
+    wait_until("the cluster page lists the workers", || {
+        browser.js("return document.querySelectorAll('#workers tr[data-worker-id]').length") == json!(2)
+    });
+    browser.screenshot("cluster");
+
+    browser.go(&format!("{base}#/apps"));
+    wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
+    browser.js("document.querySelector('button.kill').click(); return null");
+    wait_until("the table shows the application terminated", || {
+        browser.js(
+            "const s = document.querySelector('#apps tr[data-app-id=\"1\"] .status'); return s ? s.textContent : ''",
+        ) == json!("terminated")
+    });
+    browser.screenshot("apps");
+}
