@@ -10,7 +10,8 @@
 //!   edges; each appends its name to the message.
 //!
 //! Every binary accepts the guide's single-dash options (`-split 4`) and GNU ones (`--split 4`),
-//! and `-runseconds N` for a bounded run that ends with a summary line.
+//! and the options of [`RunArgs`]: `-runseconds N` for a bounded run that ends with a summary
+//! line, `-dataPlane memory|tcp`, `-metrics true|false` and `-servicesPort 8090`.
 
 pub mod complexdag;
 pub mod sol;
@@ -35,28 +36,42 @@ pub fn main_with(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::Exi
     }
 }
 
-/// The examples' `-dataPlane`: `memory` (default) or `tcp` (every edge between executors on a
-/// loopback TCP connection, as between processes).
-pub fn data_plane(name: &str) -> anyhow::Result<gearpump::DataPlane> {
-    match name {
-        "memory" => Ok(gearpump::DataPlane::InMemory),
-        "tcp" => Ok(gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() }),
-        other => anyhow::bail!("-dataPlane must be memory or tcp, got {other:?}"),
+/// The options every example binary takes (flattened into its own).
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// How long to run, in seconds; negative runs until killed.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub runseconds: i64,
+    /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
+    #[arg(long = "dataPlane", default_value = "memory", value_parser = ["memory", "tcp"])]
+    pub data_plane: String,
+    /// Collect metrics (the dashboard's charts): true or false.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+    /// Where the dashboard listens (a free port if this one is taken).
+    #[arg(long = "servicesPort", default_value_t = 8090)]
+    pub services_port: u16,
+}
+
+impl RunArgs {
+    /// The embedded cluster's data plane.
+    pub fn data_plane(&self) -> gearpump::DataPlane {
+        match self.data_plane.as_str() {
+            "tcp" => gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() },
+            _ => gearpump::DataPlane::InMemory,
+        }
     }
 }
 
-/// Runs an example application on the embedded cluster and prints its summary line.
-pub fn run_example(
-    app: gearpump::StreamApplication,
-    runseconds: i64,
-    data_plane: gearpump::DataPlane,
-) -> anyhow::Result<()> {
-    // The examples show their dashboard, with metrics on (gearpump.metrics.enabled is off by
-    // default on a cluster).
-    let metrics = gearpump::MetricsConfig { enabled: true, ..Default::default() };
-    let cluster = gearpump::ClusterConfig { data_plane, metrics, ..Default::default() };
-    let services = Some(("127.0.0.1".to_string(), 8090));
-    let options = gearpump::RunOptions { run_for: run_for(runseconds), cluster, services };
+/// Runs an example application on the embedded cluster with its dashboard and prints its
+/// summary line.
+pub fn run_example(app: gearpump::StreamApplication, args: &RunArgs) -> anyhow::Result<()> {
+    // The examples show their dashboard, with metrics on unless `-metrics false` (on a
+    // cluster, gearpump.metrics.enabled is off by default).
+    let metrics = gearpump::MetricsConfig { enabled: args.metrics, ..Default::default() };
+    let cluster = gearpump::ClusterConfig { data_plane: args.data_plane(), metrics, ..Default::default() };
+    let services = Some(("127.0.0.1".to_string(), args.services_port));
+    let options = gearpump::RunOptions { run_for: run_for(args.runseconds), cluster, services };
     let report = gearpump::run(app, options)?;
     println!("{}", report.summary_line());
     if report.summary.status == gearpump::AppStatus::Failed {

@@ -1,7 +1,7 @@
 //! ComplexDAG on the embedded cluster: `complexdag -runseconds 10`.
 
 use clap::Parser;
-use gearpump_examples::{complexdag, run_example};
+use gearpump_examples::{RunArgs, complexdag, run_example};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,9 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// How long to run, in seconds; negative runs until killed.
-    #[arg(long, default_value_t = 60, allow_negative_numbers = true)]
-    runseconds: i64,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -21,5 +20,5 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
-    run_example(complexdag::application(None, None)?, args.runseconds, gearpump::DataPlane::InMemory)
+    run_example(complexdag::application(None, None)?, &args.run)
 }

@@ -1,7 +1,7 @@
 //! SOL on the embedded cluster: `sol -streamProducer 1 -streamProcessor 1 -runseconds 30`.
 
 use clap::Parser;
-use gearpump_examples::{run_example, sol};
+use gearpump_examples::{RunArgs, run_example, sol};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,12 +22,8 @@ struct Args {
     /// Stages, the producer included (at least 2).
     #[arg(long, default_value_t = 2)]
     stages: u32,
-    /// How long to run, in seconds; negative runs until killed.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    runseconds: i64,
-    /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
-    #[arg(long = "dataPlane", default_value = "memory")]
-    data_plane: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,5 +36,5 @@ fn run() -> anyhow::Result<()> {
         anyhow::bail!("-stages must be at least 2 (a producer and a processor stage), got {}", a.stages);
     }
     let app = sol::application(a.stream_producer, a.stream_processor, a.bytes_per_message, a.stages, None)?;
-    run_example(app, a.runseconds, gearpump_examples::data_plane(&a.data_plane)?)
+    run_example(app, &a.run)
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use gearpump::PartitionerSpec;
-use gearpump_examples::{run_example, wordcount};
+use gearpump_examples::{RunArgs, run_example, wordcount};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,18 +17,14 @@ struct Args {
     /// How many Sum tasks.
     #[arg(long, default_value_t = 1)]
     sum: u32,
-    /// How long to run, in seconds; negative runs until killed.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    runseconds: i64,
     /// Stop after this many rounds of the text (default: run forever).
     #[arg(long)]
     rounds: Option<u64>,
     /// A directory where each Sum task writes its counts when it stops.
     #[arg(long)]
     output: Option<String>,
-    /// How executors exchange messages: memory, or tcp (loopback sockets, as between processes).
-    #[arg(long = "dataPlane", default_value = "memory")]
-    data_plane: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,5 +38,5 @@ fn run() -> anyhow::Result<()> {
         config.set(wordcount::Sum::OUTPUT, dir);
     }
     let app = wordcount::application_with(args.split, args.sum, PartitionerSpec::hash(), args.rounds, None, config)?;
-    run_example(app, args.runseconds, gearpump_examples::data_plane(&args.data_plane)?)
+    run_example(app, &args.run)
 }
