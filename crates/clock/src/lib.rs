@@ -15,6 +15,9 @@
 //!   source message older than it has been fully processed; when it reaches
 //!   [`Timestamp::MAX`] the application has succeeded.
 //!
+//! [`checkpoint`] holds the exactly-once decisions: when a stateful task checkpoints
+//! ([`CheckpointSchedule`]) and where an application restarts from ([`RecoveryPoint`]).
+//!
 //! ```
 //! use gearpump_clock::ClockService;
 //! use gearpump_core::{ProcessorId, TaskId, Timestamp};
@@ -25,6 +28,10 @@
 //! assert_eq!(clock.report(TaskId::new(1, 0), Timestamp(7)), Some(Timestamp(10)));
 //! assert_eq!(clock.min_clock(), Timestamp(7));
 //! ```
+
+pub mod checkpoint;
+
+pub use checkpoint::{CheckpointSchedule, RecoveryPoint};
 
 use gearpump_core::{ProcessorId, TaskId, Timestamp};
 

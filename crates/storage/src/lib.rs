@@ -1,9 +1,11 @@
 //! # gearpump-storage
 //!
-//! One storage abstraction for what Gearpump keeps in files: uploaded application binaries now,
-//! checkpoints and offset↔timestamp maps later. A [`BlobStore`] holds named blobs; a blob is
-//! written whole and atomically (to a temporary name, synced, renamed), so a reader sees either
-//! the old blob or the new one, never half of one.
+//! One storage abstraction for what Gearpump keeps in files: uploaded application binaries and
+//! task checkpoints. A [`BlobStore`] holds named blobs; a blob is written whole and atomically
+//! (to a temporary name, synced, renamed), so a reader sees either the old blob or the new one,
+//! never half of one. A [`CheckpointStore`] keeps each stateful task's state by time on a blob
+//! store, every checkpoint with a checksum: a torn or corrupt file is an error naming it, never
+//! silently wrong state.
 //!
 //! [`open`] picks the backend from a root path: a plain path (or `file://`) is a local directory,
 //! the default. Other schemes (`hdfs://`, `s3://`, …) are refused with an error naming the
@@ -16,6 +18,10 @@
 //! assert_eq!(store.read_at("greeting", 1, 3).unwrap(), (b"ell".to_vec(), false));
 //! # std::fs::remove_dir_all(dir).unwrap();
 //! ```
+
+mod checkpoint;
+
+pub use checkpoint::CheckpointStore;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +45,26 @@ pub enum StorageError {
     /// No such blob.
     #[error("no blob {0:?}")]
     NotFound(String),
+    /// A checkpoint that should exist does not.
+    #[error("no checkpoint of task {task} at time {time} in {store}")]
+    MissingCheckpoint {
+        /// The task.
+        task: gearpump_core::TaskId,
+        /// The checkpoint time.
+        time: i64,
+        /// Where it was looked for.
+        store: String,
+    },
+    /// A checkpoint whose bytes are not what was written: torn, truncated or altered.
+    #[error("checkpoint {name} in {store} is corrupt: {why}")]
+    CorruptCheckpoint {
+        /// The blob.
+        name: String,
+        /// Where it is.
+        store: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The file system failed.
     #[error("storage I/O on {path}: {source}")]
     Io {
@@ -58,6 +84,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError>;
     /// Whether blob `name` exists.
     fn exists(&self, name: &str) -> bool;
+    /// The names of every blob, sorted.
+    fn list(&self) -> Result<Vec<String>, StorageError>;
+    /// Deletes blob `name`; deleting a missing blob is not an error.
+    fn delete(&self, name: &str) -> Result<(), StorageError>;
     /// Where the store is, for messages.
     fn describe(&self) -> String;
 }
@@ -136,6 +166,28 @@ impl BlobStore for LocalDir {
 
     fn exists(&self, name: &str) -> bool {
         self.path(name).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    fn list(&self) -> Result<Vec<String>, StorageError> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let entry = entry.map_err(io(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of writes in progress (or torn by a crash) are not blobs.
+            if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StorageError> {
+        let path = self.path(name)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::Io { path, source: e }),
+            _ => Ok(()),
+        }
     }
 
     fn describe(&self) -> String {
