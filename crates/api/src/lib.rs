@@ -50,12 +50,14 @@ pub mod application;
 pub mod partitioner;
 pub mod processor;
 pub mod source;
+pub mod state;
 pub mod task;
 
 pub use application::{AppError, Dag, DagEdge, StreamApplication, StreamApplicationBuilder, TaskRegistry};
 pub use partitioner::{MulticastPartitioner, Partitioner, PartitionerInstance, PartitionerSpec};
 pub use processor::{LifeTime, Processor, ProcessorDescription};
-pub use source::{DataSink, DataSource, SinkTask, SourceTask};
+pub use source::{DataSink, DataSource, NumberSource, SinkTask, SourceTask, TimeStampFilter};
+pub use state::{Monoid, Persistent, PersistentState, PersistentTask, StateStore};
 pub use task::{
     CreateTask, StartTime, Task, TaskContext, TaskError, TaskFactory, TaskInfo, TaskIo, TaskResult, TimerId,
 };

@@ -46,6 +46,7 @@ pub struct Processor {
     config: UserConfig,
     life: LifeTime,
     factory: Option<TaskFactory>,
+    stateful: bool,
 }
 
 impl Processor {
@@ -82,6 +83,7 @@ impl Processor {
             config: UserConfig::empty(),
             life: LifeTime::IMMORTAL,
             factory,
+            stateful: false,
         }
     }
 
@@ -124,6 +126,15 @@ impl Processor {
         self.factory.as_ref()
     }
 
+    /// Marks the processor's tasks as keeping checkpointed state (see [`crate::state`]): the
+    /// application restarts only from times at which all of them have checkpoints.
+    /// [`Processor::persistent`] sets it.
+    #[must_use]
+    pub fn stateful(mut self) -> Self {
+        self.stateful = true;
+        self
+    }
+
     pub(crate) fn describe(&self, id: ProcessorId) -> ProcessorDescription {
         ProcessorDescription {
             id,
@@ -132,6 +143,7 @@ impl Processor {
             description: self.description.clone(),
             config: self.config.clone(),
             life: self.life,
+            stateful: self.stateful,
         }
     }
 }
@@ -161,4 +173,7 @@ pub struct ProcessorDescription {
     pub config: UserConfig,
     /// Its life.
     pub life: LifeTime,
+    /// Whether its tasks checkpoint state ([`Processor::stateful`]).
+    #[serde(default)]
+    pub stateful: bool,
 }

@@ -140,6 +140,100 @@ impl<S: DataSink> Task for SinkTask<S> {
     }
 }
 
+/// A deterministic, replayable source: the numbers `1..=count` (as `u64`), number `n` stamped
+/// `n / per_ms` (so `per_ms` numbers per millisecond of application time). Opened at a start
+/// time it replays from the first number stamped at or after it, as a time-replayable source
+/// must; its watermark is the time of the next number, and `MAX` once all were read.
+///
+/// ```
+/// use gearpump_api::{DataSource, source::NumberSource};
+/// let mut numbers = NumberSource::new(10, 2); // 1..=10, two per millisecond
+/// assert_eq!(numbers.replay_from(gearpump_core::Timestamp(3)), 6); // 6 is stamped 3 ms
+/// ```
+#[derive(Clone, Debug)]
+pub struct NumberSource {
+    count: u64,
+    per_ms: u64,
+    next: u64,
+    /// At most this many numbers per second of wall-clock time, from when it was opened.
+    pace: Option<(u64, std::time::Instant, u64)>,
+}
+
+impl NumberSource {
+    /// The numbers `1..=count`, `per_ms` (at least 1) per millisecond.
+    pub fn new(count: u64, per_ms: u64) -> Self {
+        NumberSource { count, per_ms: per_ms.max(1), next: 1, pace: None }
+    }
+
+    /// Emits at most `per_second` numbers per second of wall-clock time (a demo or a test
+    /// that wants the run to last).
+    #[must_use]
+    pub fn paced(mut self, per_second: u64) -> Self {
+        self.pace = Some((per_second.max(1), std::time::Instant::now(), self.next));
+        self
+    }
+
+    /// The time number `n` is stamped with.
+    pub fn time_of(&self, n: u64) -> Timestamp {
+        Timestamp(i64::try_from(n / self.per_ms).unwrap_or(i64::MAX))
+    }
+
+    /// Seeks to the first number stamped at or after `start`; returns it.
+    pub fn replay_from(&mut self, start: Timestamp) -> u64 {
+        let first = u64::try_from(start.0.max(0)).unwrap_or(0).saturating_mul(self.per_ms);
+        self.next = first.max(1);
+        self.next
+    }
+}
+
+impl DataSource for NumberSource {
+    fn open(&mut self, _ctx: &mut TaskContext<'_>, start_time: Timestamp) -> TaskResult {
+        let first = self.replay_from(start_time);
+        if let Some((rate, _, _)) = self.pace {
+            self.pace = Some((rate, std::time::Instant::now(), first));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Option<Message>, crate::TaskError> {
+        if self.next > self.count {
+            return Ok(None);
+        }
+        if let Some((rate, since, first)) = self.pace {
+            let allowed = first + (since.elapsed().as_micros() as u64).saturating_mul(rate) / 1_000_000;
+            if self.next > allowed {
+                return Ok(None);
+            }
+        }
+        let n = self.next;
+        self.next += 1;
+        Ok(Some(Message::new(n, self.time_of(n))))
+    }
+
+    fn watermark(&self) -> Option<Timestamp> {
+        Some(if self.next > self.count { Timestamp::MAX } else { self.time_of(self.next) })
+    }
+}
+
+/// Drops messages stamped before a start time: for sources that can only seek approximately
+/// (to an offset near a time), so that a replay from the start clock emits nothing older.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeStampFilter {
+    start: Timestamp,
+}
+
+impl TimeStampFilter {
+    /// Keeps messages stamped at or after `start`.
+    pub fn new(start: Timestamp) -> Self {
+        TimeStampFilter { start }
+    }
+
+    /// `msg` if it is not older than the start time.
+    pub fn filter(&self, msg: Message) -> Option<Message> {
+        (msg.timestamp() >= self.start).then_some(msg)
+    }
+}
+
 impl crate::Processor {
     /// A source processor: each task runs the [`DataSource`] that `make` builds.
     pub fn source<S, F>(task_type: impl Into<String>, parallelism: u32, make: F) -> Self
@@ -157,5 +251,42 @@ impl crate::Processor {
         F: Fn(&crate::TaskInfo) -> Result<S, crate::TaskError> + Send + Sync + 'static,
     {
         crate::Processor::from_fn(task_type, parallelism, move |info| Ok(SinkTask::new(make(info)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_replay_from_any_time_and_end_with_the_max_watermark() {
+        // (count, per_ms, start, first number read, numbers read)
+        for (count, per_ms, start, first, read) in
+            [(10, 1, 0, 1, 10), (10, 1, 4, 4, 7), (10, 3, 2, 6, 5), (10, 3, 99, 0, 0), (5, 1, -7, 1, 5)]
+        {
+            let mut s = NumberSource::new(count, per_ms);
+            s.replay_from(Timestamp(start));
+            let mut got = Vec::new();
+            while let Some(m) = s.read().unwrap() {
+                let n = *m.get::<u64>().unwrap();
+                assert!(m.timestamp() >= Timestamp(start), "{n} at {:?} is older than {start}", m.timestamp());
+                assert_eq!(m.timestamp(), s.time_of(n));
+                got.push(n);
+            }
+            assert_eq!(got.first().copied().unwrap_or(0), first, "count {count} per_ms {per_ms} start {start}");
+            assert_eq!(got.len(), read, "count {count} per_ms {per_ms} start {start}");
+            assert_eq!(s.watermark(), Some(Timestamp::MAX));
+        }
+        let mut s = NumberSource::new(10, 2);
+        assert_eq!(s.watermark(), Some(Timestamp(0)));
+        s.read().unwrap();
+        assert_eq!(s.watermark(), Some(Timestamp(1)), "2 is stamped 1 ms");
+    }
+
+    #[test]
+    fn the_filter_drops_what_is_older_than_its_start() {
+        let f = TimeStampFilter::new(Timestamp(10));
+        assert!(f.filter(Message::new(1u64, Timestamp(9))).is_none());
+        assert!(f.filter(Message::new(1u64, Timestamp(10))).is_some());
     }
 }

@@ -135,6 +135,11 @@ pub trait TaskIo {
     /// Whether a downstream task has the maximum of un-acked messages; see
     /// [`TaskContext::is_backpressured`].
     fn is_backpressured(&self) -> bool;
+    /// Where checkpoints are kept; see [`TaskContext::state_store`]. None by default (a test
+    /// recorder, a runtime without one).
+    fn state_store(&self) -> Option<&dyn crate::StateStore> {
+        None
+    }
 }
 
 /// A task's window on the runtime, passed to every [`Task`] callback.
@@ -190,6 +195,12 @@ impl<'a> TaskContext<'a> {
     #[inline]
     pub fn is_backpressured(&self) -> bool {
         self.io.is_backpressured()
+    }
+
+    /// Where this task's checkpoints are kept (used by [`crate::Persistent`]); `None` where the
+    /// runtime has none.
+    pub fn state_store(&self) -> Option<&dyn crate::StateStore> {
+        self.io.state_store()
     }
 
     /// This task's id.

@@ -112,11 +112,7 @@ impl RecoveryPoint {
             // The latest time every stateful task has, no later than the min clock.
             let mut sets = self.checkpoints.values();
             let first = sets.next().expect("not empty");
-            match first
-                .range(..=min_clock)
-                .rev()
-                .find(|t| self.checkpoints.values().all(|s| s.contains(t)))
-            {
+            match first.range(..=min_clock).rev().find(|t| self.checkpoints.values().all(|s| s.contains(t))) {
                 Some(t) => *t,
                 None => return None,
             }

@@ -37,6 +37,9 @@ pub struct ClusterConfig {
     pub metrics: MetricsConfig,
     /// How long metric series are kept (`gearpump.retainRecentData`, `retainHistoryData`).
     pub retention: Retention,
+    /// How many times an application's tasks are restarted after failures before it fails
+    /// (`gearpump.application.total-retries`, 5).
+    pub total_retries: u32,
 }
 
 impl Default for ClusterConfig {
@@ -51,6 +54,7 @@ impl Default for ClusterConfig {
             user: crate::current_user(),
             metrics: MetricsConfig::default(),
             retention: Retention::default(),
+            total_retries: 5,
         }
     }
 }
@@ -69,6 +73,7 @@ impl ClusterConfig {
             },
             metrics: metrics_config(conf)?,
             retention: retention(conf)?,
+            total_retries: conf.get_num("gearpump.application.total-retries")?,
             ..ClusterConfig::default()
         })
     }
@@ -360,6 +365,7 @@ impl Master {
             to_master: self.to_master.clone(),
             stats,
             metrics: self.config.metrics,
+            total_retries: self.config.total_retries,
         });
         self.apps.insert(id, AppRecord { app: record_app, appmaster: Some(appmaster), held: am_slot });
         Ok(id)

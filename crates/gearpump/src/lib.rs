@@ -55,9 +55,10 @@ pub use run::{RunError, RunOptions, RunReport, init_logging, run};
 
 pub use gearpump_api as api;
 pub use gearpump_api::{
-    AppError, CreateTask, DataSink, DataSource, LifeTime, Message, MulticastPartitioner, Partitioner, PartitionerSpec,
-    Processor, SinkTask, SourceTask, StartTime, StreamApplication, Task, TaskContext, TaskError, TaskInfo, TaskResult,
-    TimerId, Timestamp, UserConfig, Value,
+    AppError, CreateTask, DataSink, DataSource, LifeTime, Message, Monoid, MulticastPartitioner, NumberSource,
+    Partitioner, PartitionerSpec, Persistent, PersistentState, PersistentTask, Processor, SinkTask, SourceTask,
+    StartTime, StreamApplication, Task, TaskContext, TaskError, TaskInfo, TaskResult, TimeStampFilter, TimerId,
+    Timestamp, UserConfig, Value,
 };
 pub use gearpump_cluster::{
     AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, DataPlane, EmbeddedCluster, KillError, SubmitError,
@@ -71,7 +72,7 @@ pub use gearpump_transport::tcp::RetryPolicy;
 /// Everything an application author usually needs, in one import.
 pub mod prelude {
     pub use gearpump_api::prelude::*;
-    pub use gearpump_api::{PartitionerSpec, Processor, StreamApplication, TaskError};
+    pub use gearpump_api::{PartitionerSpec, PersistentState, PersistentTask, Processor, StreamApplication, TaskError};
 }
 
 /// The README's code compiles: its snippets run as doctests.

@@ -102,12 +102,8 @@ impl CheckpointStore {
     /// The times `task` has checkpoints at, ascending.
     pub fn times(&self, task: TaskId) -> Result<Vec<Timestamp>, StorageError> {
         let prefix = prefix(task);
-        let mut times: Vec<Timestamp> = self
-            .blobs
-            .list()?
-            .iter()
-            .filter_map(|n| n.strip_prefix(&prefix)?.parse().ok().map(Timestamp))
-            .collect();
+        let mut times: Vec<Timestamp> =
+            self.blobs.list()?.iter().filter_map(|n| n.strip_prefix(&prefix)?.parse().ok().map(Timestamp)).collect();
         times.sort();
         Ok(times)
     }

@@ -186,6 +186,9 @@ pub struct AppMasterSpec {
     pub stats: Arc<Mutex<AppStats>>,
     /// Metric settings.
     pub metrics: crate::MetricsConfig,
+    /// How many times tasks are restarted after failures before the application fails
+    /// (`gearpump.application.total-retries`, 5).
+    pub total_retries: u32,
 }
 
 /// Starts an AppMaster on the current tokio runtime; returns its command channel.
@@ -341,7 +344,18 @@ fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockServi
 }
 
 async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMasterCommand>) {
-    let AppMasterSpec { app_id, app, runtime, flow, data_plane, clock_interval, to_master, stats, metrics } = spec;
+    let AppMasterSpec {
+        app_id,
+        app,
+        runtime,
+        flow,
+        data_plane,
+        clock_interval,
+        to_master,
+        stats,
+        metrics,
+        total_retries,
+    } = spec;
     let report = |status: AppStatus, error: Option<String>| {
         let _ = to_master.send(ToMaster::Status { app_id, status, error });
     };
@@ -361,20 +375,40 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         Ok(flow) => flow,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };
-    let executors = place(&app, &allocation);
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
-    let codecs = std::sync::Arc::new(app.codecs().clone());
-    let sample_rate = metrics.task_sample_rate();
-    let launch =
-        LaunchSpec { runtime: &runtime, app_id, flow, session, events: &events_tx, data_plane, codecs, sample_rate };
-    let deployment = match Deployment::launch(&launch, &app, executors) {
+    let start = Timestamp(0);
+    // A new application: checkpoints left under its id (an earlier run) are not its own.
+    let checkpoints = match crate::state::checkpoint_store(app_id, &app) {
+        Ok(store) => store,
+        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
+    };
+    if let Some(Err(e)) = checkpoints.as_ref().map(gearpump_storage::CheckpointStore::clear) {
+        return report(AppStatus::Failed, Some(format!("clearing old checkpoints: {e}")));
+    }
+    let state: Option<std::sync::Arc<dyn gearpump_api::StateStore>> = checkpoints.clone().map(|store| {
+        std::sync::Arc::new(crate::state::TaskStates::new(store, events_tx.clone(), start)) as std::sync::Arc<_>
+    });
+    let launch = |attempt: u32| {
+        let spec = LaunchSpec {
+            runtime: &runtime,
+            app_id,
+            flow,
+            // Each incarnation of the tasks has its own session, so nothing of an earlier one
+            // is taken for theirs.
+            session: app_id.0.wrapping_mul(2_654_435_761) ^ (attempt.wrapping_mul(0x9e37_79b9) | 1),
+            events: &events_tx,
+            data_plane,
+            codecs: std::sync::Arc::new(app.codecs().clone()),
+            sample_rate: metrics.task_sample_rate(),
+            state: state.clone(),
+        };
+        Deployment::launch(&spec, &app, place(&app, &allocation))
+    };
+    let mut deployment = match launch(0) {
         Ok(d) => d,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };
-    drop(events_tx);
-    let start = Timestamp(0);
-    let mut supervisor = Supervisor::new(dag, start);
+    let mut supervisor = Supervisor::new(dag, start, total_retries);
     deployment.start(StartTime(start));
     *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
     report(AppStatus::Active, None);
@@ -418,6 +452,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                 Some(TaskEvent::Clock { task, clock }) => supervisor.on_clock(task, clock),
                 Some(TaskEvent::Failed { task, error }) => supervisor.on_task_failed(task, &error),
                 Some(TaskEvent::Stopped { .. }) => supervisor.on_task_stopped(),
+                Some(TaskEvent::Checkpointed { task, time }) => supervisor.on_checkpoint(task, time),
                 None => break,
             },
             command = commands.recv(), if commands_open => {
@@ -432,6 +467,27 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
             match action {
                 Action::UpstreamClock(task, clock) => deployment.upstream_clock(task, clock),
                 Action::StopAll => deployment.stop(),
+                Action::Restart { start, why } => {
+                    tracing::warn!(%app_id, %start, %why, restart = supervisor.restarts(), "Restarting every task from the start clock.");
+                    deployment.clear();
+                    deployment = match launch(supervisor.restarts()) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            report(AppStatus::Failed, Some(format!("restarting after {why}: {e}")));
+                            return;
+                        }
+                    };
+                    deployment.start(StartTime(start));
+                }
+                Action::StartClock(clock) => {
+                    if let Some(store) = &checkpoints {
+                        for task in deployment.cells().iter().map(|c| c.id()) {
+                            if let Err(e) = store.prune(task, clock) {
+                                tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
+                            }
+                        }
+                    }
+                }
                 Action::Done => done = true,
             }
         }

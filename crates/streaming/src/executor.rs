@@ -153,6 +153,8 @@ pub struct LaunchSpec<'a> {
     pub codecs: Arc<Codecs>,
     /// Time one `on_next` call in this many (0: never); see [`crate::MetricsConfig`].
     pub sample_rate: u32,
+    /// Where persistent tasks keep checkpoints (applications with stateful processors).
+    pub state: Option<Arc<dyn gearpump_api::StateStore>>,
 }
 
 impl Deployment {
@@ -300,7 +302,8 @@ impl Deployment {
                 spec.runtime.timers.clone(),
                 directory,
                 spec.sample_rate,
-            );
+            )
+            .with_state_store(spec.state.clone());
             cell.install(runner);
         }
         Ok(())

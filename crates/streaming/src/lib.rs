@@ -27,6 +27,7 @@ pub mod appmaster;
 pub mod executor;
 pub mod metrics;
 pub mod pool;
+pub mod state;
 pub mod supervisor;
 pub mod task;
 mod timer;
@@ -38,4 +39,5 @@ pub use appmaster::{
 pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
 pub use metrics::{MetricsCollector, MetricsConfig};
 pub use pool::TaskPool;
+pub use state::{CHECKPOINT_ROOT_KEY, TaskStates, checkpoint_store};
 pub use task::TaskEvent;

@@ -1,16 +1,21 @@
-//! How a running application ends, decided by a pure state machine.
+//! How a running application recovers or ends, decided by a pure state machine.
 //!
 //! Both AppMasters (the embedded one, with tasks in this process, and the distributed one, with
 //! executor processes) feed a [`Supervisor`] what happens to the tasks and execute the
 //! [`Action`]s it returns. It owns the application's [`ClockService`]: every task clock report
 //! is answered with the task's upstream min clock, and when the min clock reaches the end of
-//! time the application has succeeded. A failed task, lost tasks, a kill or giving up end it
-//! otherwise. The first ending wins; then every task is stopped, and once all have stopped (or
-//! were lost) the application is done.
+//! time the application has succeeded. It also owns the [`RecoveryPoint`]: stateful tasks'
+//! checkpoints and the min clock move the start clock forward.
+//!
+//! A failed task or lost tasks (message loss, a dead executor) make a *recovery*, while the
+//! restart budget (`gearpump.application.total-retries`) lasts: every task is stopped, and once
+//! all have stopped (or were lost) the AppMaster restarts them all from the start clock. Past
+//! the budget the failure ends the application. A kill or giving up end it too. The first
+//! ending wins; then every task is stopped, and once all have stopped the application is done.
 
 use crate::appmaster::AppStatus;
 use gearpump_api::Dag;
-use gearpump_clock::ClockService;
+use gearpump_clock::{ClockService, RecoveryPoint};
 use gearpump_core::{ProcessorId, TaskId, Timestamp};
 
 /// How an application ended.
@@ -50,6 +55,16 @@ pub enum Action {
     UpstreamClock(TaskId, Timestamp),
     /// Stop every task.
     StopAll,
+    /// Every task has stopped after a failure: start them all again from `start` (fresh
+    /// tasks; stateful ones load their checkpoint at `start`; sources replay from it).
+    Restart {
+        /// The start clock.
+        start: Timestamp,
+        /// What made the recovery.
+        why: String,
+    },
+    /// The start clock moved: persist it; checkpoints older than it may be deleted.
+    StartClock(Timestamp),
     /// Every task has stopped: report [`Supervisor::ending`] and finish.
     Done,
 }
@@ -58,54 +73,108 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     clock: ClockService,
+    parallelism: Vec<u32>,
+    edges: Vec<(ProcessorId, ProcessorId)>,
+    recovery: RecoveryPoint,
     tasks: u32,
     stopped: u32,
     ending: Option<Ending>,
+    /// A recovery under way: why.
+    recovering: Option<String>,
+    retries_left: u32,
+    restarts: u32,
 }
 
 impl Supervisor {
-    /// A supervisor for `dag`'s tasks, all starting at `start`.
-    pub fn new(dag: &Dag, start: Timestamp) -> Self {
+    /// A supervisor for `dag`'s tasks, all starting at `start`, that restarts them up to
+    /// `retries` times after failures.
+    pub fn new(dag: &Dag, start: Timestamp, retries: u32) -> Self {
         let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
         let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
+        let stateful = dag
+            .processors()
+            .iter()
+            .filter(|p| p.stateful)
+            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)));
         Supervisor {
             clock: ClockService::new(&parallelism, &edges, start),
+            parallelism,
+            edges,
+            recovery: RecoveryPoint::new(stateful, start),
             tasks: dag.task_count(),
             stopped: 0,
             ending: None,
+            recovering: None,
+            retries_left: retries,
+            restarts: 0,
         }
     }
 
     /// A task reported its min clock.
     pub fn on_clock(&mut self, task: TaskId, clock: Timestamp) -> Vec<Action> {
-        if self.ending.is_some() {
+        if self.ending.is_some() || self.recovering.is_some() {
             return Vec::new();
         }
         let mut actions: Vec<Action> =
             self.clock.report(task, clock).map(|up| Action::UpstreamClock(task, up)).into_iter().collect();
+        if let Some(start) = self.recovery.on_min_clock(self.clock.min_clock()) {
+            actions.push(Action::StartClock(start));
+        }
         if self.clock.is_finished() {
             actions.extend(self.end(Ending::Succeeded));
         }
         actions
     }
 
-    /// A task failed.
+    /// A stateful task persisted its state at `time`.
+    pub fn on_checkpoint(&mut self, task: TaskId, time: Timestamp) -> Vec<Action> {
+        if self.recovering.is_none() {
+            self.recovery.on_checkpoint(task, time);
+        }
+        Vec::new()
+    }
+
+    /// A task failed (its own error, or message loss it detected).
     pub fn on_task_failed(&mut self, task: TaskId, error: &str) -> Vec<Action> {
-        self.end(Ending::Failed(format!("task {task} failed: {error}")))
+        self.fail(format!("task {task} failed: {error}"))
     }
 
     /// A task stopped.
     pub fn on_task_stopped(&mut self) -> Vec<Action> {
         self.stopped += 1;
-        self.done_if_all_stopped()
+        self.next_if_all_stopped()
     }
 
     /// `count` tasks are gone without stopping (their executor was lost).
     pub fn on_tasks_lost(&mut self, count: u32, why: String) -> Vec<Action> {
         self.stopped += count;
-        let mut actions = self.end(Ending::Failed(why));
-        actions.extend(self.done_if_all_stopped());
+        let mut actions = self.fail(why);
+        actions.extend(self.next_if_all_stopped());
         actions
+    }
+
+    /// Recovers from `why` while the budget lasts, else ends the application with it.
+    fn fail(&mut self, why: String) -> Vec<Action> {
+        if self.ending.is_some() || self.recovering.is_some() {
+            return Vec::new();
+        }
+        if self.retries_left == 0 {
+            let why = if self.restarts > 0 { format!("{why} (after {} restarts)", self.restarts) } else { why };
+            return self.end(Ending::Failed(why));
+        }
+        self.retries_left -= 1;
+        self.recovering = Some(why);
+        vec![Action::StopAll]
+    }
+
+    /// How many times the tasks were restarted.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// The start clock: where a restart starts from.
+    pub fn start_clock(&self) -> Timestamp {
+        self.recovery.start_clock()
     }
 
     /// The application is to be killed.
@@ -123,11 +192,26 @@ impl Supervisor {
             return Vec::new();
         }
         self.ending = Some(ending);
+        if self.recovering.take().is_some() {
+            // The tasks are stopping already; once they have, the application is done.
+            return self.next_if_all_stopped();
+        }
         vec![Action::StopAll]
     }
 
-    fn done_if_all_stopped(&self) -> Vec<Action> {
-        if self.ending.is_some() && self.stopped >= self.tasks { vec![Action::Done] } else { Vec::new() }
+    fn next_if_all_stopped(&mut self) -> Vec<Action> {
+        if self.stopped < self.tasks {
+            return Vec::new();
+        }
+        if self.ending.is_some() {
+            return vec![Action::Done];
+        }
+        let Some(why) = self.recovering.take() else { return Vec::new() };
+        let start = self.recovery.start_clock();
+        self.clock = ClockService::new(&self.parallelism, &self.edges, start);
+        self.stopped = 0;
+        self.restarts += 1;
+        vec![Action::Restart { start, why }]
     }
 
     /// How the application ended, once it has.
@@ -163,7 +247,7 @@ mod tests {
         let source = Processor::from_fn("Source", 1, |_| Ok(Nop));
         let sink = Processor::from_fn("Sink", 2, |_| Ok(Nop));
         let app = StreamApplication::builder("s").path([&source, &sink]).build().unwrap();
-        Supervisor::new(app.dag(), Timestamp(0))
+        Supervisor::new(app.dag(), Timestamp(0), 0)
     }
 
     const SRC: TaskId = TaskId::new(0, 0);
@@ -177,9 +261,11 @@ mod tests {
         assert_eq!(s.on_clock(SINK0, Timestamp(3)), vec![Action::UpstreamClock(SINK0, Timestamp(5))]);
         assert_eq!(s.on_clock(SRC, Timestamp::MAX), vec![]);
         assert_eq!(s.on_clock(SINK0, Timestamp::MAX), vec![Action::UpstreamClock(SINK0, Timestamp::MAX)]);
+        // The last task reaches the end of time: the min clock moves (and with it the start
+        // clock, there being no stateful task), and the application has succeeded.
         assert_eq!(
             s.on_clock(SINK1, Timestamp::MAX),
-            vec![Action::UpstreamClock(SINK1, Timestamp::MAX), Action::StopAll]
+            vec![Action::UpstreamClock(SINK1, Timestamp::MAX), Action::StartClock(Timestamp::MAX), Action::StopAll]
         );
         assert_eq!(s.ending(), Some(&Ending::Succeeded));
         // After the ending, clocks are ignored.
@@ -230,5 +316,69 @@ mod tests {
             assert_eq!(s.on_task_stopped(), vec![]);
         }
         assert_eq!(s.into_ending(), Ending::Failed("the AppMaster lost its tasks".into()));
+    }
+
+    /// Source (1 task) → a stateful count (1 task), restarting up to `retries` times.
+    fn stateful(retries: u32) -> Supervisor {
+        let source = Processor::from_fn("Source", 1, |_| Ok(Nop));
+        let count = Processor::from_fn("Count", 1, |_| Ok(Nop)).stateful();
+        let app = StreamApplication::builder("s").path([&source, &count]).build().unwrap();
+        Supervisor::new(app.dag(), Timestamp(0), retries)
+    }
+
+    const COUNT: TaskId = TaskId::new(1, 0);
+
+    #[test]
+    fn failures_restart_every_task_from_the_start_clock_within_the_budget() {
+        let mut s = stateful(2);
+        s.on_clock(SRC, Timestamp(2500));
+        assert_eq!(s.on_clock(COUNT, Timestamp(2500)), vec![Action::UpstreamClock(COUNT, Timestamp(2500))]);
+        // The count checkpoints at 1000 and 2000; the start clock follows once the min clock
+        // has passed them.
+        s.on_checkpoint(COUNT, Timestamp(1000));
+        s.on_checkpoint(COUNT, Timestamp(2000));
+        assert_eq!(
+            s.on_clock(COUNT, Timestamp(2600)),
+            vec![Action::UpstreamClock(COUNT, Timestamp(2500)), Action::StartClock(Timestamp(2000))]
+        );
+        // A task fails: every task stops, then all restart from 2000.
+        assert_eq!(s.on_task_failed(COUNT, "boom"), vec![Action::StopAll]);
+        assert_eq!(s.on_task_failed(SRC, "also"), vec![], "one recovery at a time");
+        assert_eq!(s.on_clock(SRC, Timestamp(9000)), vec![], "clocks of stopping tasks are ignored");
+        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(
+            s.on_task_stopped(),
+            vec![Action::Restart { start: Timestamp(2000), why: format!("task {COUNT} failed: boom") }]
+        );
+        assert_eq!(s.restarts(), 1);
+        // The new incarnation's clock starts at the start clock.
+        assert_eq!(s.clock().min_clock(), Timestamp(2000));
+        assert_eq!(s.on_clock(COUNT, Timestamp(2100)), vec![Action::UpstreamClock(COUNT, Timestamp(2000))]);
+        // A lost executor is a failure too; its tasks count as stopped.
+        assert_eq!(s.on_tasks_lost(1, "executor 0 was lost".into()), vec![Action::StopAll]);
+        assert_eq!(
+            s.on_task_stopped(),
+            vec![Action::Restart { start: Timestamp(2000), why: "executor 0 was lost".into() }]
+        );
+        // The budget is spent: the next failure ends the application.
+        assert_eq!(s.on_task_failed(SRC, "again"), vec![Action::StopAll]);
+        assert_eq!(s.ending(), Some(&Ending::Failed(format!("task {SRC} failed: again (after 2 restarts)"))));
+        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+    }
+
+    #[test]
+    fn a_kill_during_a_recovery_ends_once_the_tasks_have_stopped() {
+        let mut s = stateful(5);
+        assert_eq!(s.on_task_failed(SRC, "boom"), vec![Action::StopAll]);
+        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(s.on_kill(), vec![], "the tasks are stopping already");
+        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.into_ending(), Ending::Terminated);
+        // Killed while the tasks of a lost executor are being replaced.
+        let mut s = stateful(5);
+        assert_eq!(s.on_tasks_lost(1, "x".into()), vec![Action::StopAll]);
+        assert_eq!(s.on_kill(), vec![]);
+        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
     }
 }

@@ -49,6 +49,13 @@ pub enum TaskEvent {
         /// The task.
         task: TaskId,
     },
+    /// The task persisted its state at `time`.
+    Checkpointed {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint time.
+        time: Timestamp,
+    },
 }
 
 pub(crate) enum Input {
@@ -344,6 +351,8 @@ struct RunnerIo {
     multicast: Vec<u32>,
     /// A send that failed during a callback; the runner fails the task with it.
     error: Option<String>,
+    /// Where persistent tasks keep checkpoints.
+    state_store: Option<Arc<dyn gearpump_api::StateStore>>,
 }
 
 impl RunnerIo {
@@ -494,6 +503,10 @@ impl TaskIo for RunnerIo {
     fn is_backpressured(&self) -> bool {
         self.blocked_targets > 0
     }
+
+    fn state_store(&self) -> Option<&dyn gearpump_api::StateStore> {
+        self.state_store.as_deref()
+    }
 }
 
 /// Drives one user task.
@@ -560,6 +573,7 @@ impl TaskRunner {
                 sent: 0,
                 multicast: Vec::new(),
                 error: None,
+                state_store: None,
             },
             info,
             inbound: InboundFlow::default(),
@@ -614,6 +628,12 @@ impl TaskRunner {
 
     fn fail(&mut self, cell: &TaskCell, error: String) {
         Self::fail_task(&mut self.done, cell, error);
+    }
+
+    /// Gives the task a checkpoint store (for persistent tasks).
+    pub(crate) fn with_state_store(mut self, store: Option<Arc<dyn gearpump_api::StateStore>>) -> Self {
+        self.io.state_store = store;
+        self
     }
 
     fn fail_task(done: &mut bool, cell: &TaskCell, error: String) {

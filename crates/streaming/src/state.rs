@@ -1,0 +1,57 @@
+//! The runtime's [`StateStore`]: persistent tasks' checkpoints in a [`CheckpointStore`], each
+//! save reported to the AppMaster as a [`TaskEvent::Checkpointed`].
+
+use crate::task::TaskEvent;
+use gearpump_api::{StateStore, StreamApplication, TaskError};
+use gearpump_core::{AppId, TaskId, Timestamp};
+use gearpump_storage::{CheckpointStore, StorageError};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Config key: where checkpoints are kept (a local directory by default, relative to the
+/// AppMaster's working directory); each application's under `app<id>` in it.
+pub const CHECKPOINT_ROOT_KEY: &str = "state.checkpoint.store.rootpath";
+
+/// The checkpoint store of application `app_id`, if it has stateful processors: under
+/// [`CHECKPOINT_ROOT_KEY`] of its config (default `checkpoints`).
+pub fn checkpoint_store(app_id: AppId, app: &StreamApplication) -> Result<Option<CheckpointStore>, TaskError> {
+    if !app.dag().processors().iter().any(|p| p.stateful) {
+        return Ok(None);
+    }
+    let root: String = app.config().get_or(CHECKPOINT_ROOT_KEY, "checkpoints".to_string())?;
+    let dir = format!("{}/app{app_id}", root.trim_end_matches('/'));
+    let blobs =
+        gearpump_storage::open(&dir).map_err(|e| TaskError::msg(format!("opening the checkpoint store: {e}")))?;
+    Ok(Some(CheckpointStore::new(blobs)))
+}
+
+/// Checkpoints of one deployment's tasks.
+pub struct TaskStates {
+    store: CheckpointStore,
+    events: UnboundedSender<TaskEvent>,
+    /// The application's initial start clock: a task may start there with no checkpoint
+    /// (fresh state); anywhere later a missing checkpoint is an error.
+    initial: Timestamp,
+}
+
+impl TaskStates {
+    /// Checkpoints in `store`, reported on `events`.
+    pub fn new(store: CheckpointStore, events: UnboundedSender<TaskEvent>, initial: Timestamp) -> Self {
+        TaskStates { store, events, initial }
+    }
+}
+
+impl StateStore for TaskStates {
+    fn load(&self, task: TaskId, time: Timestamp) -> Result<Option<Vec<u8>>, TaskError> {
+        match self.store.get(task, time) {
+            Ok(state) => Ok(Some(state)),
+            Err(StorageError::MissingCheckpoint { .. }) if time <= self.initial => Ok(None),
+            Err(e) => Err(TaskError::msg(e)),
+        }
+    }
+
+    fn save(&self, task: TaskId, time: Timestamp, state: &[u8]) -> Result<(), TaskError> {
+        self.store.put(task, time, state).map_err(TaskError::msg)?;
+        let _ = self.events.send(TaskEvent::Checkpointed { task, time });
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Recovery and exactly-once state on the embedded cluster: numbered messages through a
+//! checkpointed count whose tasks fail at random moments; after the restarts the count is
+//! exact. And the restart budget: a task that always fails ends the application `failed`.
+
+use gearpump::prelude::*;
+use gearpump::{AppStatus, ClusterConfig, EmbeddedCluster, NumberSource, TaskId};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(300);
+
+/// Counts numbers and sums them, exactly once; fails (once each) when it meets a number in
+/// `fail_at`. Records its state when it stops.
+struct CountAndSum {
+    fail_at: Arc<Mutex<BTreeSet<u64>>>,
+    results: Arc<Mutex<BTreeMap<TaskId, (u64, u64)>>>,
+    last: (u64, u64),
+}
+
+impl PersistentTask for CountAndSum {
+    type State = (u64, u64);
+
+    fn process(
+        &mut self,
+        _ctx: &mut TaskContext<'_>,
+        msg: Message,
+        state: &mut PersistentState<(u64, u64)>,
+    ) -> TaskResult {
+        let n = *msg.get::<u64>().ok_or("expected a number")?;
+        if self.fail_at.lock().remove(&n) {
+            return Err(format!("injected failure at {n}").into());
+        }
+        state.update(msg.timestamp(), (1, n));
+        self.last = state.get();
+        Ok(())
+    }
+
+    fn on_stop(&mut self, ctx: &mut TaskContext<'_>) {
+        self.results.lock().insert(ctx.task_id(), self.last);
+    }
+}
+
+fn checkpoint_root(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("gearpump-t50-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_checkpointed_count_is_exact_after_three_failures() {
+    const N: u64 = 1_000_000;
+    // 100 numbers per millisecond: 10 s of application time, a checkpoint every 1 s of it. At
+    // most 250,000 numbers per second, so the run lasts about 4 s and the failures fall
+    // between checkpoints, not all before the first.
+    let per_ms = 100;
+    let mut rng = fastrand::Rng::new();
+    let fail_at: BTreeSet<u64> = (0..3).map(|_| rng.u64(1..=N)).collect();
+    eprintln!("failing at {fail_at:?}");
+    let fail_at = Arc::new(Mutex::new(fail_at));
+    let results = Arc::new(Mutex::new(BTreeMap::new()));
+    let source = Processor::source("Numbers", 1, move |_| Ok(NumberSource::new(N, per_ms).paced(250_000)));
+    let (f, r) = (fail_at.clone(), results.clone());
+    let count = Processor::persistent("CountAndSum", 2, move |_| {
+        Ok(CountAndSum { fail_at: f.clone(), results: r.clone(), last: (0, 0) })
+    });
+    let config = UserConfig::empty()
+        .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 1000)
+        .with("state.checkpoint.store.rootpath", checkpoint_root("count"));
+    let app = StreamApplication::builder("exactlyOnce")
+        .edge(&source, PartitionerSpec::hash(), &count)
+        .config(config)
+        .build()
+        .unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{summary:?}");
+    assert!(fail_at.lock().is_empty(), "every injected failure happened: {:?}", fail_at.lock());
+    let results = results.lock();
+    let (count, sum) = results.values().fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(count, N, "each number counted once: {results:?}");
+    assert_eq!(sum, N * (N + 1) / 2, "{results:?}");
+    cluster.shutdown();
+}
+
+/// Fails on its first message, every time.
+struct AlwaysFails;
+impl Task for AlwaysFails {
+    fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        Err("always fails".into())
+    }
+}
+
+#[test]
+fn a_task_that_always_fails_spends_the_restart_budget_and_fails_the_application() {
+    let source = Processor::source("Numbers", 1, |_| Ok(NumberSource::new(1000, 1)));
+    let sink = Processor::from_fn("AlwaysFails", 1, |_| Ok(AlwaysFails));
+    let app = StreamApplication::builder("doomed").path([&source, &sink]).build().unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig { total_retries: 3, ..ClusterConfig::default() });
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Failed);
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains("always fails") && error.contains("after 3 restarts"), "{error}");
+    cluster.shutdown();
+}
