@@ -6,6 +6,8 @@
 //! - [`wordcount`]: Split cycles a fixed text into words → hash → Sum counts them and logs its
 //!   throughput every 5 s.
 //! - [`sol`]: the throughput benchmark: producer → shuffle → a chain of processors.
+//! - [`message_count`]: the guide's exactly-once MessageCount: numbered messages → a
+//!   checkpointed count.
 //! - [`complexdag`]: 12 processors (2 sources, 5 inner nodes, 5 sinks) joined by 15 hash
 //!   edges; each appends its name to the message.
 //!
@@ -14,6 +16,7 @@
 //! line, `-dataPlane memory|tcp`, `-metrics true|false` and `-servicesPort 8090`.
 
 pub mod complexdag;
+pub mod message_count;
 pub mod sol;
 pub mod wordcount;
 

@@ -243,7 +243,6 @@ async fn appmaster_loop(
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
 ) -> Result<String, RoleError> {
-    let flow = settings.flow;
     let dag = app.dag();
     let total = dag.task_count();
     let allocation =
@@ -255,141 +254,33 @@ async fn appmaster_loop(
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
-    // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
-    // shared task pool, instead of as processes on the workers; they still hold their slots.
-    let same_process = std::env::var("GEARPUMP_SAME_PROCESS").is_ok_and(|v| v == "1");
-    let shared = same_process.then(|| Runtime::new(TaskPool::with_available_cores()));
-    for (i, &(worker, _)) in allocation.iter().enumerate() {
-        if let Some(rt) = &shared {
-            let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
-            let target = ExecutorTarget { me: i as i32, appmaster: control, app_id, host: host_from_env()? };
-            tokio::spawn(async move {
-                if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
-                    tracing::error!(executor = i, error = %e, "An in-process executor failed.");
-                }
-            });
-            continue;
-        }
-        let env = vec![("GEARPUMP_APPMASTER".to_string(), control.to_string())];
-        let req = MasterRequest::LaunchExecutor { app_id, executor: i as i32, worker, env };
-        match master.ask(req, Duration::from_secs(30)).await? {
-            MasterReply::Ok => {}
-            other => return Err(unexpected(other)),
-        }
-    }
-    let executors: Vec<Executor> = place(app, &allocation);
-    let mut links: Vec<ExecutorLink> = executors
-        .iter()
-        .map(|e| ExecutorLink {
-            commands: mpsc::unbounded_channel().0,
-            data_addr: None,
-            pid: 0,
-            worker: e.worker,
-            gauges: Default::default(),
-            tasks: e.tasks.clone(),
-            alive: true,
-        })
-        .collect();
-    let (reports_tx, mut events) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
-    // Executors connect back and register.
-    let n = links.len();
+    // Executors of every incarnation connect back here and register under their ids.
+    let (link_tx, mut link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_executor(stream, n, reports_tx.clone()));
+            tokio::spawn(serve_executor(stream, link_tx.clone()));
         }
     });
-    // Commands senders are installed as they come; the rest of the loop sees reports only.
-    let mut reports = {
-        let (tx, rx) = mpsc::unbounded_channel::<(usize, Option<ExecutorReport>)>();
-        let (up_tx, mut ups) = mpsc::unbounded_channel::<(usize, mpsc::UnboundedSender<ExecutorCommand>)>();
-        tokio::spawn(async move {
-            while let Some((i, e)) = events.recv().await {
-                let delivered = match e {
-                    LinkEvent::Up(commands) => up_tx.send((i, commands)).is_ok(),
-                    LinkEvent::Report(r) => tx.send((i, Some(r))).is_ok(),
-                    LinkEvent::Down => tx.send((i, None)).is_ok(),
-                };
-                if !delivered {
-                    break;
-                }
-            }
-        });
-        let registered = async {
-            let mut waiting = n;
-            while waiting > 0 {
-                // An executor's Up is sent before its first report, on the same ordered path.
-                let Some((i, commands)) = ups.recv().await else {
-                    return Err(RoleError::Other("lost the executors' connections".into()));
-                };
-                links[i].commands = commands;
-                waiting -= 1;
-            }
-            Ok(())
-        };
-        tokio::time::timeout(Duration::from_secs(120), registered)
-            .await
-            .map_err(|_| RoleError::Other("executors did not start within 120 s".into()))??;
-        rx
-    };
-    let registered = async {
-        let mut waiting = n;
-        while waiting > 0 {
-            match reports.recv().await {
-                Some((i, Some(ExecutorReport::Register { data_addr, pid, .. }))) => {
-                    tracing::info!(executor = i, %data_addr, pid, "Executor registered.");
-                    links[i].data_addr = Some(data_addr);
-                    links[i].pid = pid;
-                    waiting -= 1;
-                }
-                Some((i, Some(other))) => {
-                    tracing::warn!(executor = i, ?other, "Unexpected report before registration.")
-                }
-                Some((i, None)) => return Err(RoleError::Other(format!("executor {i} went away before registering"))),
-                None => return Err(RoleError::Other("lost the executors' connections".into())),
-            }
+    let conf = system_config()?;
+    let conf_num = |key: &str| conf.get_num::<u64>(key).map_err(|e| RoleError::Other(e.to_string()));
+    let total_retries = conf_num("gearpump.application.total-retries")? as u32;
+    // Without a master the application keeps running, for a while: the master may come back.
+    let master_timeout = Duration::from_millis(conf_num("gearpump.cluster.master-timeout-ms")?);
+    // A new application: checkpoints left under its id by an earlier run are not its own.
+    let checkpoint_dir = gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
+    let checkpoints = match &checkpoint_dir {
+        Some(dir) => {
+            let store = gearpump_streaming::open_checkpoints(dir).map_err(|e| RoleError::Other(e.to_string()))?;
+            store.clear().map_err(|e| RoleError::Other(format!("clearing old checkpoints: {e}")))?;
+            Some(store)
         }
-        Ok(())
+        None => None,
     };
-    tokio::time::timeout(Duration::from_secs(120), registered)
-        .await
-        .map_err(|_| RoleError::Other("executors did not start within 120 s".into()))??;
-    let data_addrs: Vec<SocketAddr> = links.iter().map(|l| l.data_addr.expect("registered")).collect();
-    let placement: Vec<Vec<u64>> = executors.iter().map(|e| packed(&e.tasks)).collect();
-    let session = app_id.0.wrapping_mul(2_654_435_761) ^ 1;
-    for l in &links {
-        let _ = l.commands.send(ExecutorCommand::Assign {
-            placement: placement.clone(),
-            data_addrs: data_addrs.clone(),
-            session,
-            ack_once_every: flow.ack_once_every,
-            max_pending: flow.max_pending,
-        });
-    }
-    let mut waiting = n;
-    while waiting > 0 {
-        match reports.recv().await {
-            Some((_, Some(ExecutorReport::Ready))) => {
-                waiting -= 1;
-            }
-            Some((i, Some(ExecutorReport::LaunchFailed(e)))) => {
-                stop_all(&links, true);
-                return Err(RoleError::Other(format!("executor {i} could not create its tasks: {e}")));
-            }
-            Some((i, None)) => {
-                stop_all(&links, true);
-                return Err(RoleError::Other(format!("executor {i} went away")));
-            }
-            Some(_) => {}
-            None => return Err(RoleError::Other("lost every executor".into())),
-        }
-    }
-    let start = Timestamp(0);
-    // Recovery of executor processes is not built yet: a failure ends the application here
-    // (the embedded AppMaster restarts its tasks), so there is no restart budget.
-    let mut supervisor = Supervisor::new(dag, start, 0);
-    for l in &links {
-        let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
-    }
+    let launcher = Launcher { app, app_id, settings, control, allocation, checkpoint_dir };
+    let mut supervisor = Supervisor::new(dag, Timestamp(0), total_retries);
+    let mut start = Timestamp(0);
+    let mut incarnation = 0;
+    let mut links = launcher.launch(0, start, master, &mut link_events).await?;
     // Asked, not told: every request on this connection gets its answer in order.
     match master
         .ask(MasterRequest::AppStatus { app_id, status: "active".into(), error: None }, Duration::from_secs(30))
@@ -398,21 +289,17 @@ async fn appmaster_loop(
         MasterReply::Ok => {}
         other => return Err(unexpected(other)),
     }
-    tracing::info!(%app_id, executors = n, tasks = total, "Application active.");
+    tracing::info!(%app_id, executors = links.len(), tasks = total, "Application active.");
 
     let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
     let active_since = std::time::Instant::now();
-    // Without a master the application keeps running, for a while: the master may come back.
-    let master_timeout = system_config()?
-        .get_num::<u64>("gearpump.cluster.master-timeout-ms")
-        .map(Duration::from_millis)
-        .map_err(|e| RoleError::Other(e.to_string()))?;
     let mut master_lost: Option<tokio::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
     let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let first = launcher.first_executor(incarnation);
         let actions = tokio::select! {
             _ = report_tick.tick(), if master_lost.is_none() => {
                 let tasks: Vec<TaskCounters> = counters.values().cloned().collect();
@@ -421,7 +308,7 @@ async fn appmaster_loop(
                     .iter()
                     .enumerate()
                     .map(|(i, l)| gearpump_protocol::ExecutorInfo {
-                        id: i as i32,
+                        id: first + i as i32,
                         worker: l.worker,
                         pid: l.pid,
                         host: l.data_addr.map_or_else(|| host.clone(), |a| a.ip().to_string()),
@@ -429,35 +316,46 @@ async fn appmaster_loop(
                         status: if l.alive { "active" } else { "lost" }.into(),
                     })
                     .collect();
-                let processes: Vec<_> = links.iter().enumerate().map(|(i, l)| (i as i32, l.gauges)).collect();
-                let (time, runtime, metrics) =
+                let processes: Vec<_> =
+                    links.iter().enumerate().map(|(i, l)| (first + i as i32, l.gauges)).collect();
+                let (time, mut runtime, metrics) =
                     reporter.report(&tasks, &processes, supervisor.clock().min_clock(), executors);
+                runtime.start_clock = supervisor.start_clock().0;
+                runtime.restarts = supervisor.restarts();
                 let _ = master.tell(MasterRequest::AppReport { app_id, time, runtime, metrics });
                 Vec::new()
             }
-            report = reports.recv() => match report {
-                Some((_, Some(ExecutorReport::Clock { task, clock }))) => {
-                    supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
-                }
-                Some((_, Some(ExecutorReport::TaskFailed { task, error }))) => {
-                    supervisor.on_task_failed(TaskId::from_u64(task), &error)
-                }
-                Some((_, Some(ExecutorReport::TaskStopped { .. }))) => supervisor.on_task_stopped(),
-                Some((i, Some(ExecutorReport::Counters(cs, gauges)))) => {
-                    links[i].gauges = gauges;
-                    for c in cs {
-                        counters.insert(c.task, c);
+            event = link_events.recv() => {
+                let Some((id, event)) = event else { break };
+                // Reports of an earlier incarnation's executors (exiting) are stale.
+                let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < links.len()) else { continue };
+                match event {
+                    LinkEvent::Report(ExecutorReport::Clock { task, clock }) => {
+                        supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
                     }
-                    Vec::new()
+                    LinkEvent::Report(ExecutorReport::TaskFailed { task, error }) => {
+                        supervisor.on_task_failed(TaskId::from_u64(task), &error)
+                    }
+                    LinkEvent::Report(ExecutorReport::TaskStopped { .. }) => supervisor.on_task_stopped(),
+                    LinkEvent::Report(ExecutorReport::Checkpointed { task, time }) => {
+                        supervisor.on_checkpoint(TaskId::from_u64(task), Timestamp(time))
+                    }
+                    LinkEvent::Report(ExecutorReport::Counters(cs, gauges)) => {
+                        links[i].gauges = gauges;
+                        for c in cs {
+                            counters.insert(c.task, c);
+                        }
+                        Vec::new()
+                    }
+                    LinkEvent::Report(_) | LinkEvent::Up(_) => Vec::new(),
+                    LinkEvent::Down if links[i].alive => {
+                        links[i].alive = false;
+                        tracing::warn!(%app_id, executor = id, "Lost an executor.");
+                        // Its tasks will not report stopping.
+                        supervisor.on_tasks_lost(links[i].tasks.len() as u32, format!("executor {id} was lost"))
+                    }
+                    LinkEvent::Down => Vec::new(),
                 }
-                Some((_, Some(_))) => Vec::new(),
-                Some((i, None)) if links[i].alive => {
-                    links[i].alive = false;
-                    // Its tasks will not report stopping.
-                    supervisor.on_tasks_lost(links[i].tasks.len() as u32, format!("executor {i} was lost"))
-                }
-                Some((_, None)) => Vec::new(),
-                None => break,
             },
             push = pushes.recv(), if master_lost.is_none() => match push {
                 Some(MasterReply::KillRequested) => {
@@ -487,9 +385,27 @@ async fn appmaster_loop(
                     }
                 }
                 Action::StopAll => stop_all(&links, false),
-                // With no restart budget the supervisor never restarts; the start clock is
-                // not persisted by this AppMaster yet.
-                Action::Restart { .. } | Action::StartClock(_) => {}
+                Action::Restart { start: from, why } => {
+                    let recovery = std::time::Instant::now();
+                    tracing::warn!(%app_id, start = %from, %why, restart = supervisor.restarts(),
+                        "Restarting every task from the start clock on new executors.");
+                    stop_all(&links, true);
+                    start = from;
+                    incarnation += 1;
+                    links = launcher.launch(incarnation, start, master, &mut link_events).await?;
+                    tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
+                }
+                Action::StartClock(clock) => {
+                    if let Some(store) = &checkpoints {
+                        for task in dag.processors().iter().filter(|p| p.stateful).flat_map(|p| {
+                            (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i))
+                        }) {
+                            if let Err(e) = store.prune(task, clock) {
+                                tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
+                            }
+                        }
+                    }
+                }
                 Action::Done => done = true,
             }
         }
@@ -497,9 +413,7 @@ async fn appmaster_loop(
             break;
         }
     }
-    for l in &links {
-        let _ = l.commands.send(ExecutorCommand::Exit);
-    }
+    stop_all(&links, true);
     let ending = supervisor.into_ending();
     let status = ending.status().as_str();
     tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), &counters));
@@ -509,14 +423,165 @@ async fn appmaster_loop(
     }
 }
 
+/// Starts one incarnation of an application's executors: each time the tasks restart, they
+/// run on new executor processes (new ids) on the slots the application holds.
+struct Launcher<'a> {
+    app: &'a StreamApplication,
+    app_id: AppId,
+    settings: &'a DataPlaneSettings,
+    /// Where executors connect back to.
+    control: SocketAddr,
+    /// The application's slots, one entry per executor.
+    allocation: Vec<(WorkerId, u32)>,
+    checkpoint_dir: Option<String>,
+}
+
+impl Launcher<'_> {
+    /// The id of executor 0 of `incarnation`.
+    fn first_executor(&self, incarnation: i32) -> i32 {
+        incarnation * self.allocation.len() as i32
+    }
+
+    /// Launches the executors of `incarnation`, waits until they registered and created their
+    /// tasks, and starts the tasks from `start`.
+    async fn launch(
+        &self,
+        incarnation: i32,
+        start: Timestamp,
+        master: &mut DuplexClient,
+        events: &mut mpsc::UnboundedReceiver<(i32, LinkEvent)>,
+    ) -> Result<Vec<ExecutorLink>, RoleError> {
+        let (app, app_id, settings) = (self.app, self.app_id, self.settings);
+        let first = self.first_executor(incarnation);
+        // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
+        // shared task pool, instead of as processes on the workers; they still hold their slots.
+        let same_process = std::env::var("GEARPUMP_SAME_PROCESS").is_ok_and(|v| v == "1");
+        let shared = same_process.then(|| Runtime::new(TaskPool::with_available_cores()));
+        for (i, &(worker, _)) in self.allocation.iter().enumerate() {
+            let id = first + i as i32;
+            if let Some(rt) = &shared {
+                let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
+                let target = ExecutorTarget { me: id, appmaster: self.control, app_id, host: host_from_env()? };
+                tokio::spawn(async move {
+                    if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
+                        tracing::error!(executor = id, error = %e, "An in-process executor failed.");
+                    }
+                });
+                continue;
+            }
+            let env = vec![("GEARPUMP_APPMASTER".to_string(), self.control.to_string())];
+            let req = MasterRequest::LaunchExecutor { app_id, executor: id, worker, env };
+            match master.ask(req, Duration::from_secs(30)).await? {
+                MasterReply::Ok => {}
+                other => return Err(unexpected(other)),
+            }
+        }
+        let executors: Vec<Executor> = place(app, &self.allocation);
+        let n = executors.len();
+        let mut links: Vec<ExecutorLink> = executors
+            .iter()
+            .map(|e| ExecutorLink {
+                commands: mpsc::unbounded_channel().0,
+                data_addr: None,
+                pid: 0,
+                worker: e.worker,
+                gauges: Default::default(),
+                tasks: e.tasks.clone(),
+                alive: true,
+            })
+            .collect();
+        // Waits for one report from each executor of this incarnation; older ones are stale.
+        let mut wait_all = async |what: &str,
+                                  links: &mut Vec<ExecutorLink>,
+                                  mut take: Box<dyn FnMut(usize, &mut ExecutorLink, ExecutorReport) -> Result<bool, RoleError> + Send>|
+               -> Result<(), RoleError> {
+            let mut waiting = n;
+            let all = async {
+                while waiting > 0 {
+                    let Some((id, event)) = events.recv().await else {
+                        return Err(RoleError::Other("lost the executors' connections".into()));
+                    };
+                    let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < n) else { continue };
+                    match event {
+                        LinkEvent::Up(commands) => links[i].commands = commands,
+                        LinkEvent::Report(r) => {
+                            if take(i, &mut links[i], r)? {
+                                waiting -= 1;
+                            }
+                        }
+                        LinkEvent::Down => {
+                            stop_all(links, true);
+                            return Err(RoleError::Other(format!("executor {id} went away before it was {what}")));
+                        }
+                    }
+                }
+                Ok(())
+            };
+            tokio::time::timeout(Duration::from_secs(120), all)
+                .await
+                .map_err(|_| RoleError::Other(format!("executors were not {what} within 120 s")))?
+        };
+        wait_all(
+            "registered",
+            &mut links,
+            Box::new(|i, link, r| match r {
+                ExecutorReport::Register { data_addr, pid, .. } => {
+                    tracing::info!(executor = i, %data_addr, pid, "Executor registered.");
+                    link.data_addr = Some(data_addr);
+                    link.pid = pid;
+                    Ok(true)
+                }
+                other => {
+                    tracing::warn!(executor = i, ?other, "Unexpected report before registration.");
+                    Ok(false)
+                }
+            }),
+        )
+        .await?;
+        let data_addrs: Vec<SocketAddr> = links.iter().map(|l| l.data_addr.expect("registered")).collect();
+        let placement: Vec<Vec<u64>> = executors.iter().map(|e| packed(&e.tasks)).collect();
+        // Each incarnation of the tasks has its own session, so nothing of an earlier one is
+        // taken for theirs.
+        let session = app_id.0.wrapping_mul(2_654_435_761) ^ ((incarnation as u32).wrapping_mul(0x9e37_79b9) | 1);
+        for l in &links {
+            let _ = l.commands.send(ExecutorCommand::Assign {
+                placement: placement.clone(),
+                data_addrs: data_addrs.clone(),
+                session,
+                ack_once_every: settings.flow.ack_once_every,
+                max_pending: settings.flow.max_pending,
+                first_executor: first,
+                checkpoints: self.checkpoint_dir.clone(),
+            });
+        }
+        wait_all(
+            "ready",
+            &mut links,
+            Box::new(move |i, _, r| match r {
+                ExecutorReport::Ready => Ok(true),
+                ExecutorReport::LaunchFailed(e) => {
+                    Err(RoleError::Other(format!("executor {} could not create its tasks: {e}", first + i as i32)))
+                }
+                _ => Ok(false),
+            }),
+        )
+        .await
+        .inspect_err(|_| stop_all(&links, true))?;
+        for l in &links {
+            let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
+        }
+        Ok(links)
+    }
+}
+
 fn stop_all(links: &[ExecutorLink], exit: bool) {
     for l in links {
         let _ = l.commands.send(if exit { ExecutorCommand::Exit } else { ExecutorCommand::Stop });
     }
 }
 
-/// One executor's control connection, on the AppMaster's side.
-async fn serve_executor(stream: TcpStream, executors: usize, events: mpsc::UnboundedSender<(usize, LinkEvent)>) {
+/// One executor's control connection, on the AppMaster's side: its events, under its id.
+async fn serve_executor(stream: TcpStream, events: mpsc::UnboundedSender<(i32, LinkEvent)>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     if read_hello(&mut rd).await.is_err() || write_hello(&mut wr).await.is_err() {
@@ -526,15 +591,13 @@ async fn serve_executor(stream: TcpStream, executors: usize, events: mpsc::Unbou
         Ok(r) => r,
         Err(_) => return,
     };
-    let ExecutorReport::Register { executor, .. } = &first else { return };
-    let i = *executor as usize;
-    if i >= executors {
-        tracing::warn!(executor, "An unknown executor connected.");
+    let ExecutorReport::Register { executor: id, .. } = first else {
+        tracing::warn!(?first, "A connection to the AppMaster did not register as an executor.");
         return;
-    }
+    };
     let (tx, mut commands) = mpsc::unbounded_channel::<ExecutorCommand>();
-    let _ = events.send((i, LinkEvent::Up(tx)));
-    let _ = events.send((i, LinkEvent::Report(first)));
+    let _ = events.send((id, LinkEvent::Up(tx)));
+    let _ = events.send((id, LinkEvent::Report(first)));
     tokio::spawn(async move {
         while let Some(c) = commands.recv().await {
             if write_msg(&mut wr, &c).await.is_err() {
@@ -543,11 +606,11 @@ async fn serve_executor(stream: TcpStream, executors: usize, events: mpsc::Unbou
         }
     });
     while let Ok(r) = read_msg::<_, ExecutorReport>(&mut rd).await {
-        if events.send((i, LinkEvent::Report(r))).is_err() {
+        if events.send((id, LinkEvent::Report(r))).is_err() {
             return;
         }
     }
-    let _ = events.send((i, LinkEvent::Down));
+    let _ = events.send((id, LinkEvent::Down));
 }
 
 /// The executor role: runs the tasks the AppMaster assigns until told to exit.
@@ -617,9 +680,9 @@ async fn executor_main(
                     TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task: task.to_u64(), clock: clock.0 },
                     TaskEvent::Failed { task, error } => ExecutorReport::TaskFailed { task: task.to_u64(), error },
                     TaskEvent::Stopped { task } => ExecutorReport::TaskStopped { task: task.to_u64() },
-                    // Executor processes have no checkpoint store yet (persistent tasks fail
-                    // to start with an error saying so), so no checkpoint is ever reported.
-                    TaskEvent::Checkpointed { .. } => continue,
+                    TaskEvent::Checkpointed { task, time } => {
+                        ExecutorReport::Checkpointed { task: task.to_u64(), time: time.0 }
+                    }
                 };
                 if forward.send(r).is_err() {
                     break;
@@ -638,7 +701,21 @@ async fn executor_main(
                 }
             };
             match cmd {
-                ExecutorCommand::Assign { placement, data_addrs, session, ack_once_every, max_pending } => {
+                ExecutorCommand::Assign {
+                    placement,
+                    data_addrs,
+                    session,
+                    ack_once_every,
+                    max_pending,
+                    first_executor,
+                    checkpoints,
+                } => {
+                    let Some(index) = usize::try_from(me - first_executor).ok().filter(|i| *i < placement.len())
+                    else {
+                        let why = format!("executor {me} is not in a placement starting at {first_executor}");
+                        let _ = out_tx.send(ExecutorReport::LaunchFailed(why));
+                        continue;
+                    };
                     let executors: Vec<Executor> = placement
                         .iter()
                         .enumerate()
@@ -650,13 +727,23 @@ async fn executor_main(
                         .collect();
                     // No more threads than tasks: an idle pool thread only competes for a core.
                     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-                    let mine = executors.get(me as usize).map_or(1, |e| e.tasks.len()).max(1);
+                    let mine = executors.get(index).map_or(1, |e| e.tasks.len()).max(1);
                     let rt = match &shared {
                         Some(rt) => rt,
                         None => created.insert(Runtime::new(TaskPool::new(cores.min(mine)))),
                     };
+                    let state = match checkpoints.as_deref().map(gearpump_streaming::open_checkpoints).transpose() {
+                        Ok(store) => store.map(|store| {
+                            Arc::new(gearpump_streaming::TaskStates::new(store, events_tx.clone(), Timestamp(0)))
+                                as Arc<dyn gearpump_api::StateStore>
+                        }),
+                        Err(e) => {
+                            let _ = out_tx.send(ExecutorReport::LaunchFailed(e.to_string()));
+                            continue;
+                        }
+                    };
                     let spec = LaunchSpec {
-                        state: None,
+                        state,
                         runtime: rt,
                         app_id,
                         flow: FlowConfig { ack_once_every, max_pending },
@@ -667,7 +754,7 @@ async fn executor_main(
                         sample_rate: settings.metrics.task_sample_rate(),
                     };
                     let Some((server, sink)) = server.take() else { continue };
-                    match Deployment::launch_executor(&spec, app, executors, me as usize, server, sink, data_addrs) {
+                    match Deployment::launch_executor(&spec, app, executors, index, server, sink, data_addrs) {
                         Ok(d) => {
                             deployment = Some(Arc::new(d));
                             let _ = out_tx.send(ExecutorReport::Ready);

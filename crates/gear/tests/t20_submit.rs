@@ -3,126 +3,13 @@
 
 mod common;
 
-use common::{Proc, wait_until, wordcount};
-use gearpump_cluster::daemon::MasterClient;
-use gearpump_config::HostPort;
-use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
+use common::cluster::Cluster;
+use common::{wait_until, wordcount};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
-const GEAR: &str = env!("CARGO_BIN_EXE_gear");
-
-struct Cluster {
-    dir: PathBuf,
-    conf: PathBuf,
-    master: HostPort,
-    _procs: Vec<Proc>,
-}
-
-impl Cluster {
-    /// A master and two workers, each its own process.
-    fn start(name: &str) -> Cluster {
-        Self::start_with(name, "")
-    }
-
-    /// `gear local -sameprocess -workernum 2`: one process for the master and workers; each
-    /// application in its AppMaster's process.
-    fn start_local_same_process(name: &str) -> Cluster {
-        let mut c = Self::configure(name, "");
-        let p = c.spawn(&["local", "-sameprocess", "-workernum", "2"], "local");
-        c._procs.push(p);
-        wait_until("two local workers registered", || {
-            c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
-        });
-        c
-    }
-
-    /// The same, with extra `gear.conf` lines.
-    fn start_with(name: &str, extra_conf: &str) -> Cluster {
-        let mut c = Self::configure(name, extra_conf);
-        let port = c.master.port;
-        let p = c.spawn(&["master", "-ip", "127.0.0.1", "-port", &port.to_string()], "master");
-        c._procs.push(p);
-        wait_until("the master answers", || c.workers().is_some());
-        for i in 0..2 {
-            // Each worker in its own directory, as on its own machine.
-            let wdir = c.dir.join(format!("worker{i}"));
-            std::fs::create_dir_all(&wdir).unwrap();
-            let p = Proc(
-                Command::new(GEAR)
-                    .args(["worker", "-conf"])
-                    .arg(&c.conf)
-                    .current_dir(&wdir)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            c._procs.push(p);
-        }
-        wait_until("two workers registered", || {
-            c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
-        });
-        c
-    }
-
-    /// A directory and a gear.conf for a test cluster.
-    fn configure(name: &str, extra_conf: &str) -> Cluster {
-        let (dir, conf, port) = common::cluster_dir(
-            &format!("submit-{name}"),
-            &format!("gearpump.cluster.heartbeat-interval-ms = 200\ngearpump.worker.slots = 4\n{extra_conf}"),
-        );
-        Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, _procs: Vec::new() }
-    }
-
-    fn gear(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(GEAR);
-        c.arg("-conf").arg(&self.conf).args(args).current_dir(&self.dir);
-        c
-    }
-
-    fn spawn(&self, args: &[&str], name: &str) -> Proc {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.out"))).unwrap();
-        Proc(self.gear(args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap())
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.gear(args).output().unwrap()
-    }
-
-    fn ask(&self, req: &MasterRequest) -> Option<MasterReply> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut c = MasterClient::connect(std::slice::from_ref(&self.master)).await.ok()?;
-            c.ask(req, Duration::from_secs(10)).await.ok()
-        })
-    }
-
-    fn workers(&self) -> Option<Vec<WorkerInfo>> {
-        match self.ask(&MasterRequest::ListWorkers)? {
-            MasterReply::Workers(w) => Some(w),
-            _ => None,
-        }
-    }
-
-    fn app(&self, id: u32) -> Option<AppInfo> {
-        match self.ask(&MasterRequest::ListApps)? {
-            MasterReply::Apps(apps) => apps.into_iter().find(|a| a.id.0 == id),
-            _ => None,
-        }
-    }
-
-    fn wait_status(&self, id: u32, status: &str) -> AppInfo {
-        let mut last = None;
-        wait_until(&format!("application {id} is {status}"), || {
-            last = self.app(id);
-            last.as_ref().is_some_and(|a| a.status == status)
-        });
-        last.unwrap()
-    }
-}
 
 /// Drops terminal colour sequences (`ESC [ ... m`).
 fn strip_ansi(s: &str) -> String {
@@ -329,7 +216,7 @@ fn killing_the_workers_takes_their_processes_with_them() {
     let app_processes = processes_under(&c.dir);
     assert_eq!(app_processes.len(), 3, "an AppMaster and two executors: {app_processes:?}");
     // Kill the workers (the last two processes started), not the master.
-    for mut p in c._procs.drain(1..) {
+    for mut p in c.procs.drain(1..) {
         p.0.kill().unwrap();
         p.0.wait().unwrap();
     }

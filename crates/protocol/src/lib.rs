@@ -407,6 +407,13 @@ pub enum ExecutorReport {
     },
     /// Counters of its tasks, and its process's gauges.
     Counters(Vec<TaskCounters>, ProcessGauges),
+    /// A task persisted its state at a time.
+    Checkpointed {
+        /// The task (packed id).
+        task: u64,
+        /// The checkpoint time.
+        time: i64,
+    },
 }
 
 /// One task's counters, as an executor reports them.
@@ -518,6 +525,12 @@ pub struct ExecutorInfo {
 pub struct AppRuntime {
     /// The application min clock.
     pub clock: i64,
+    /// The start clock: where the application restarts from after a failure.
+    #[serde(default)]
+    pub start_clock: i64,
+    /// How many times its tasks were restarted after failures.
+    #[serde(default)]
+    pub restarts: u32,
     /// The processors.
     pub processors: Vec<ProcessorInfo>,
     /// The edges.
@@ -602,6 +615,12 @@ pub enum ExecutorCommand {
         ack_once_every: u32,
         /// Flow control: most un-acked messages per target.
         max_pending: u32,
+        /// The id of executor 0 of this placement (executor `i` has id `first_executor + i`:
+        /// every restart of the application's tasks gets new executors).
+        first_executor: i32,
+        /// Where persistent tasks keep checkpoints (an absolute directory), if the application
+        /// has any.
+        checkpoints: Option<String>,
     },
     /// Start every task from this clock.
     Start {

@@ -152,6 +152,8 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
         return v;
     };
     obj.insert("clock".into(), json!(r.clock.to_string()));
+    obj.insert("startClock".into(), json!(r.start_clock.to_string()));
+    obj.insert("restarts".into(), json!(r.restarts));
     obj.insert(
         "dag".into(),
         json!({

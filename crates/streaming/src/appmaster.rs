@@ -442,8 +442,10 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                     let gauges = gearpump_protocol::ProcessGauges::of_this_process();
                     let processes: Vec<_> = executors.iter().map(|e| (e.id, gauges)).collect();
                     let min_clock = supervisor.clock().min_clock();
-                    let (time, runtime, metrics) =
+                    let (time, mut runtime, metrics) =
                         reporter.report(&deployment.counters(), &processes, min_clock, executors.clone());
+                    runtime.start_clock = supervisor.start_clock().0;
+                    runtime.restarts = supervisor.restarts();
                     let _ = to_master.send(ToMaster::Report { app_id, time, runtime, metrics });
                 }
                 Vec::new()

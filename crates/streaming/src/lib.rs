@@ -39,5 +39,5 @@ pub use appmaster::{
 pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
 pub use metrics::{MetricsCollector, MetricsConfig};
 pub use pool::TaskPool;
-pub use state::{CHECKPOINT_ROOT_KEY, TaskStates, checkpoint_store};
+pub use state::{CHECKPOINT_ROOT_KEY, TaskStates, checkpoint_dir, checkpoint_store, open_checkpoints};
 pub use task::TaskEvent;

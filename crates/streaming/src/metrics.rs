@@ -123,6 +123,8 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
     let dag = app.dag();
     AppRuntime {
         clock: 0,
+        start_clock: 0,
+        restarts: 0,
         processors: dag
             .processors()
             .iter()

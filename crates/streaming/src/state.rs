@@ -11,17 +11,34 @@ use tokio::sync::mpsc::UnboundedSender;
 /// AppMaster's working directory); each application's under `app<id>` in it.
 pub const CHECKPOINT_ROOT_KEY: &str = "state.checkpoint.store.rootpath";
 
-/// The checkpoint store of application `app_id`, if it has stateful processors: under
-/// [`CHECKPOINT_ROOT_KEY`] of its config (default `checkpoints`).
-pub fn checkpoint_store(app_id: AppId, app: &StreamApplication) -> Result<Option<CheckpointStore>, TaskError> {
+/// Where application `app_id` keeps checkpoints, if it has stateful processors: `app<id>` under
+/// [`CHECKPOINT_ROOT_KEY`] of its config (default `checkpoints`), made absolute against this
+/// process's working directory so that every executor of the machine finds it.
+pub fn checkpoint_dir(app_id: AppId, app: &StreamApplication) -> Result<Option<String>, TaskError> {
     if !app.dag().processors().iter().any(|p| p.stateful) {
         return Ok(None);
     }
     let root: String = app.config().get_or(CHECKPOINT_ROOT_KEY, "checkpoints".to_string())?;
-    let dir = format!("{}/app{app_id}", root.trim_end_matches('/'));
+    let root = if root.contains("://") || std::path::Path::new(&root).is_absolute() {
+        root
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| TaskError::msg(format!("the working directory: {e}")))?;
+        cwd.join(root).to_string_lossy().into_owned()
+    };
+    Ok(Some(format!("{}/app{app_id}", root.trim_end_matches('/'))))
+}
+
+/// Opens the checkpoint store in `dir`.
+pub fn open_checkpoints(dir: &str) -> Result<CheckpointStore, TaskError> {
     let blobs =
-        gearpump_storage::open(&dir).map_err(|e| TaskError::msg(format!("opening the checkpoint store: {e}")))?;
-    Ok(Some(CheckpointStore::new(blobs)))
+        gearpump_storage::open(dir).map_err(|e| TaskError::msg(format!("opening the checkpoint store {dir}: {e}")))?;
+    Ok(CheckpointStore::new(blobs))
+}
+
+/// The checkpoint store of application `app_id`, if it has stateful processors (see
+/// [`checkpoint_dir`]).
+pub fn checkpoint_store(app_id: AppId, app: &StreamApplication) -> Result<Option<CheckpointStore>, TaskError> {
+    checkpoint_dir(app_id, app)?.map(|dir| open_checkpoints(&dir)).transpose()
 }
 
 /// Checkpoints of one deployment's tasks.

@@ -1,5 +1,8 @@
 //! Helpers shared by the process-level tests.
 
+#[allow(dead_code)] // Not every test file starts a cluster.
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
