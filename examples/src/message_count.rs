@@ -31,7 +31,12 @@ impl PersistentTask for Count {
         Ok(())
     }
 
-    fn process(&mut self, _ctx: &mut TaskContext<'_>, msg: Message, state: &mut PersistentState<(u64, u64)>) -> TaskResult {
+    fn process(
+        &mut self,
+        _ctx: &mut TaskContext<'_>,
+        msg: Message,
+        state: &mut PersistentState<(u64, u64)>,
+    ) -> TaskResult {
         let n = *msg.get::<u64>().ok_or_else(|| format!("Count expects numbers, got {:?}", msg.value()))?;
         state.update(msg.timestamp(), (1, n));
         self.last.0 += 1;

@@ -266,21 +266,32 @@ async fn appmaster_loop(
     let total_retries = conf_num("gearpump.application.total-retries")? as u32;
     // Without a master the application keeps running, for a while: the master may come back.
     let master_timeout = Duration::from_millis(conf_num("gearpump.cluster.master-timeout-ms")?);
-    // A new application: checkpoints left under its id by an earlier run are not its own.
-    let checkpoint_dir = gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
+    // A new AppMaster of a running application (the master relaunched it after its
+    // predecessor died) resumes from the start clock that one reported.
+    let attempt: u32 = std::env::var("GEARPUMP_APPMASTER_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let mut start = Timestamp(std::env::var("GEARPUMP_START_CLOCK").ok().and_then(|t| t.parse().ok()).unwrap_or(0));
+    let checkpoint_dir =
+        gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
     let checkpoints = match &checkpoint_dir {
         Some(dir) => {
             let store = gearpump_streaming::open_checkpoints(dir).map_err(|e| RoleError::Other(e.to_string()))?;
-            store.clear().map_err(|e| RoleError::Other(format!("clearing old checkpoints: {e}")))?;
+            // A new application: checkpoints left under its id by an earlier run are not its own.
+            if attempt == 0 {
+                store.clear().map_err(|e| RoleError::Other(format!("clearing old checkpoints: {e}")))?;
+            }
             Some(store)
         }
         None => None,
     };
-    let launcher = Launcher { app, app_id, settings, control, allocation, checkpoint_dir };
-    let mut supervisor = Supervisor::new(dag, Timestamp(0), total_retries);
-    let mut start = Timestamp(0);
+    if attempt > 0 {
+        tracing::warn!(%app_id, attempt, %start, "A new AppMaster: restarting every task from the start clock.");
+    }
+    // Executor ids are new for every AppMaster too (logs and reports never mix).
+    let mut launcher =
+        Launcher { app, app_id, settings, control, allocation, checkpoint_dir, next_executor: attempt as i32 * 1000 };
+    let mut supervisor = Supervisor::new(dag, start, total_retries);
     let mut incarnation = 0;
-    let mut links = launcher.launch(0, start, master, &mut link_events).await?;
+    let (mut first, mut links) = launcher.launch(0, start, master, &mut link_events).await?;
     // Asked, not told: every request on this connection gets its answer in order.
     match master
         .ask(MasterRequest::AppStatus { app_id, status: "active".into(), error: None }, Duration::from_secs(30))
@@ -299,7 +310,6 @@ async fn appmaster_loop(
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let first = launcher.first_executor(incarnation);
         let actions = tokio::select! {
             _ = report_tick.tick(), if master_lost.is_none() => {
                 let tasks: Vec<TaskCounters> = counters.values().cloned().collect();
@@ -328,7 +338,10 @@ async fn appmaster_loop(
             event = link_events.recv() => {
                 let Some((id, event)) = event else { break };
                 // Reports of an earlier incarnation's executors (exiting) are stale.
-                let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < links.len()) else { continue };
+                let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < links.len()) else {
+                    exit_if_stale(event);
+                    continue;
+                };
                 match event {
                     LinkEvent::Report(ExecutorReport::Clock { task, clock }) => {
                         supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
@@ -392,14 +405,26 @@ async fn appmaster_loop(
                     stop_all(&links, true);
                     start = from;
                     incarnation += 1;
-                    links = launcher.launch(incarnation, start, master, &mut link_events).await?;
+                    (first, links) = launcher.launch(incarnation, start, master, &mut link_events).await?;
                     tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
                 }
                 Action::StartClock(clock) => {
-                    if let Some(store) = &checkpoints {
-                        for task in dag.processors().iter().filter(|p| p.stateful).flat_map(|p| {
-                            (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i))
-                        }) {
+                    // The master records it first: a new AppMaster must find the checkpoints at
+                    // whatever start clock the master holds, so older ones go only after.
+                    let recorded = master_lost.is_none()
+                        && matches!(
+                            master
+                                .ask(MasterRequest::StartClock { app_id, clock: clock.0 }, Duration::from_secs(10))
+                                .await,
+                            Ok(MasterReply::Ok)
+                        );
+                    if let Some(store) = checkpoints.as_ref().filter(|_| recorded) {
+                        for task in dag
+                            .processors()
+                            .iter()
+                            .filter(|p| p.stateful)
+                            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
+                        {
                             if let Err(e) = store.prune(task, clock) {
                                 tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
                             }
@@ -434,48 +459,96 @@ struct Launcher<'a> {
     /// The application's slots, one entry per executor.
     allocation: Vec<(WorkerId, u32)>,
     checkpoint_dir: Option<String>,
+    /// The id the next executor gets.
+    next_executor: i32,
 }
 
 impl Launcher<'_> {
-    /// The id of executor 0 of `incarnation`.
-    fn first_executor(&self, incarnation: i32) -> i32 {
-        incarnation * self.allocation.len() as i32
+    /// Replaces the slots on workers that died with new ones from the master.
+    async fn replace_lost_slots(&mut self, master: &mut DuplexClient) -> Result<(), RoleError> {
+        let workers = match master.ask(MasterRequest::ListWorkers, Duration::from_secs(30)).await? {
+            MasterReply::Workers(w) => w,
+            other => return Err(unexpected(other)),
+        };
+        let alive = |id: WorkerId| workers.iter().any(|w| w.id == id && w.alive);
+        let lost: u32 = self.allocation.iter().filter(|(w, _)| !alive(*w)).map(|(_, n)| n).sum();
+        if lost == 0 {
+            return Ok(());
+        }
+        let app_id = self.app_id;
+        let more =
+            match master.ask(MasterRequest::RequestResources { app_id, slots: lost }, Duration::from_secs(30)).await? {
+                MasterReply::Resources(a) => a,
+                MasterReply::Error(e) => {
+                    return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
+                }
+                other => return Err(unexpected(other)),
+            };
+        tracing::warn!(%app_id, lost, replacement = ?more, "Slots on dead workers replaced.");
+        self.allocation.retain(|(w, _)| alive(*w));
+        self.allocation.extend(more);
+        Ok(())
     }
 
-    /// Launches the executors of `incarnation`, waits until they registered and created their
-    /// tasks, and starts the tasks from `start`.
+    /// Launches the executors of `incarnation` (on live workers), waits until they registered
+    /// and created their tasks, and starts the tasks from `start`. Returns the id of the
+    /// first executor and their links.
     async fn launch(
-        &self,
+        &mut self,
         incarnation: i32,
         start: Timestamp,
         master: &mut DuplexClient,
         events: &mut mpsc::UnboundedReceiver<(i32, LinkEvent)>,
-    ) -> Result<Vec<ExecutorLink>, RoleError> {
+    ) -> Result<(i32, Vec<ExecutorLink>), RoleError> {
         let (app, app_id, settings) = (self.app, self.app_id, self.settings);
-        let first = self.first_executor(incarnation);
         // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
         // shared task pool, instead of as processes on the workers; they still hold their slots.
         let same_process = std::env::var("GEARPUMP_SAME_PROCESS").is_ok_and(|v| v == "1");
         let shared = same_process.then(|| Runtime::new(TaskPool::with_available_cores()));
-        for (i, &(worker, _)) in self.allocation.iter().enumerate() {
-            let id = first + i as i32;
-            if let Some(rt) = &shared {
-                let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
-                let target = ExecutorTarget { me: id, appmaster: self.control, app_id, host: host_from_env()? };
-                tokio::spawn(async move {
-                    if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
-                        tracing::error!(executor = id, error = %e, "An in-process executor failed.");
+        // A worker may die under us (the master learns it a moment after an executor there
+        // went away): then get slots elsewhere and launch the whole set again, with new ids.
+        let mut tries = 0;
+        let first = loop {
+            tries += 1;
+            if incarnation > 0 || tries > 1 {
+                self.replace_lost_slots(master).await?;
+            }
+            let first = self.next_executor;
+            self.next_executor += self.allocation.len() as i32;
+            let mut refused = None;
+            for (i, &(worker, _)) in self.allocation.iter().enumerate() {
+                let id = first + i as i32;
+                if let Some(rt) = &shared {
+                    let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
+                    let target = ExecutorTarget { me: id, appmaster: self.control, app_id, host: host_from_env()? };
+                    tokio::spawn(async move {
+                        if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
+                            tracing::error!(executor = id, error = %e, "An in-process executor failed.");
+                        }
+                    });
+                    continue;
+                }
+                let env = vec![("GEARPUMP_APPMASTER".to_string(), self.control.to_string())];
+                let req = MasterRequest::LaunchExecutor { app_id, executor: id, worker, env };
+                match master.ask(req, Duration::from_secs(30)).await? {
+                    MasterReply::Ok => {}
+                    MasterReply::Error(e) => {
+                        refused = Some(e);
+                        break;
                     }
-                });
-                continue;
+                    other => return Err(unexpected(other)),
+                }
             }
-            let env = vec![("GEARPUMP_APPMASTER".to_string(), self.control.to_string())];
-            let req = MasterRequest::LaunchExecutor { app_id, executor: id, worker, env };
-            match master.ask(req, Duration::from_secs(30)).await? {
-                MasterReply::Ok => {}
-                other => return Err(unexpected(other)),
+            match refused {
+                None => break first,
+                // Those launched already register under ids now stale, and are told to exit.
+                Some(e) if tries < 10 => {
+                    tracing::warn!(%app_id, error = %e, "Launching executors failed; again.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some(e) => return Err(RoleError::Other(format!("launching executors: {e}"))),
             }
-        }
+        };
         let executors: Vec<Executor> = place(app, &self.allocation);
         let n = executors.len();
         let mut links: Vec<ExecutorLink> = executors
@@ -493,7 +566,9 @@ impl Launcher<'_> {
         // Waits for one report from each executor of this incarnation; older ones are stale.
         let mut wait_all = async |what: &str,
                                   links: &mut Vec<ExecutorLink>,
-                                  mut take: Box<dyn FnMut(usize, &mut ExecutorLink, ExecutorReport) -> Result<bool, RoleError> + Send>|
+                                  mut take: Box<
+            dyn FnMut(usize, &mut ExecutorLink, ExecutorReport) -> Result<bool, RoleError> + Send,
+        >|
                -> Result<(), RoleError> {
             let mut waiting = n;
             let all = async {
@@ -501,7 +576,10 @@ impl Launcher<'_> {
                     let Some((id, event)) = events.recv().await else {
                         return Err(RoleError::Other("lost the executors' connections".into()));
                     };
-                    let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < n) else { continue };
+                    let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < n) else {
+                        exit_if_stale(event);
+                        continue;
+                    };
                     match event {
                         LinkEvent::Up(commands) => links[i].commands = commands,
                         LinkEvent::Report(r) => {
@@ -540,9 +618,9 @@ impl Launcher<'_> {
         .await?;
         let data_addrs: Vec<SocketAddr> = links.iter().map(|l| l.data_addr.expect("registered")).collect();
         let placement: Vec<Vec<u64>> = executors.iter().map(|e| packed(&e.tasks)).collect();
-        // Each incarnation of the tasks has its own session, so nothing of an earlier one is
-        // taken for theirs.
-        let session = app_id.0.wrapping_mul(2_654_435_761) ^ ((incarnation as u32).wrapping_mul(0x9e37_79b9) | 1);
+        // Each incarnation of the tasks (of any AppMaster) has its own session, so nothing of an
+        // earlier one is taken for theirs.
+        let session = app_id.0.wrapping_mul(2_654_435_761) ^ ((first as u32).wrapping_mul(0x9e37_79b9) | 1);
         for l in &links {
             let _ = l.commands.send(ExecutorCommand::Assign {
                 placement: placement.clone(),
@@ -570,7 +648,15 @@ impl Launcher<'_> {
         for l in &links {
             let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
         }
-        Ok(links)
+        Ok((first, links))
+    }
+}
+
+/// An executor of an earlier incarnation (or of a launch given up) that connects now is told
+/// to exit: nothing of it is wanted.
+fn exit_if_stale(event: LinkEvent) {
+    if let LinkEvent::Up(commands) = event {
+        let _ = commands.send(ExecutorCommand::Exit);
     }
 }
 
@@ -710,8 +796,7 @@ async fn executor_main(
                     first_executor,
                     checkpoints,
                 } => {
-                    let Some(index) = usize::try_from(me - first_executor).ok().filter(|i| *i < placement.len())
-                    else {
+                    let Some(index) = usize::try_from(me - first_executor).ok().filter(|i| *i < placement.len()) else {
                         let why = format!("executor {me} is not in a placement starting at {first_executor}");
                         let _ = out_tx.send(ExecutorReport::LaunchFailed(why));
                         continue;

@@ -330,6 +330,7 @@ fn master_options(
         summary,
         retention: gearpump_cluster::master::retention(conf)?,
         reporter: Reporter::from_config(conf)?,
+        total_retries: conf.get_num("gearpump.application.total-retries")?,
     })
 }
 

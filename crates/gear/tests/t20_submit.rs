@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-
 /// Drops terminal colour sequences (`ESC [ ... m`).
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

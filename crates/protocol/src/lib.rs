@@ -255,6 +255,14 @@ pub enum MasterRequest {
         /// Latest, recent or history.
         option: ReadOption,
     },
+    /// An AppMaster's start clock moved: the master keeps it, so that a new AppMaster resumes
+    /// there. Answered once recorded; only then may older checkpoints be deleted.
+    StartClock {
+        /// The application.
+        app_id: AppId,
+        /// The start clock.
+        clock: i64,
+    },
     /// Kill an application (if it runs) and submit its binary and arguments again.
     RestartApp {
         /// The application.

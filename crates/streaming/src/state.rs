@@ -12,8 +12,10 @@ use tokio::sync::mpsc::UnboundedSender;
 pub const CHECKPOINT_ROOT_KEY: &str = "state.checkpoint.store.rootpath";
 
 /// Where application `app_id` keeps checkpoints, if it has stateful processors: `app<id>` under
-/// [`CHECKPOINT_ROOT_KEY`] of its config (default `checkpoints`), made absolute against this
-/// process's working directory so that every executor of the machine finds it.
+/// [`CHECKPOINT_ROOT_KEY`] of its config (default `checkpoints`). A relative root is made
+/// absolute against `GEARPUMP_HOME` (a cluster's master sets it to its home directory, so that
+/// every AppMaster and executor of the machine finds the same store), else this process's
+/// working directory. Across machines the root must be a shared file system.
 pub fn checkpoint_dir(app_id: AppId, app: &StreamApplication) -> Result<Option<String>, TaskError> {
     if !app.dag().processors().iter().any(|p| p.stateful) {
         return Ok(None);
@@ -22,8 +24,11 @@ pub fn checkpoint_dir(app_id: AppId, app: &StreamApplication) -> Result<Option<S
     let root = if root.contains("://") || std::path::Path::new(&root).is_absolute() {
         root
     } else {
-        let cwd = std::env::current_dir().map_err(|e| TaskError::msg(format!("the working directory: {e}")))?;
-        cwd.join(root).to_string_lossy().into_owned()
+        let home = match std::env::var_os("GEARPUMP_HOME") {
+            Some(home) if !home.is_empty() => std::path::PathBuf::from(home),
+            _ => std::env::current_dir().map_err(|e| TaskError::msg(format!("the working directory: {e}")))?,
+        };
+        home.join(root).to_string_lossy().into_owned()
     };
     Ok(Some(format!("{}/app{app_id}", root.trim_end_matches('/'))))
 }

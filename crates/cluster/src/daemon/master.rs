@@ -48,8 +48,16 @@ struct AppRecord {
     /// Its tasks, for a restart.
     tasks: u32,
     appmaster: Option<Out>,
+    /// The connection of its current AppMaster (an earlier one's end is not news).
+    appmaster_conn: Option<u64>,
+    /// AppMaster processes launched, and how many of them have exited: an exit while a newer
+    /// one was launched is an earlier AppMaster's.
+    appmaster_launches: u32,
+    appmaster_exits: u32,
     /// What its AppMaster last reported.
     runtime: Option<gearpump_protocol::AppRuntime>,
+    /// Where a new AppMaster resumes: the start clock the current one last recorded.
+    start_clock: i64,
 }
 
 enum Command {
@@ -84,6 +92,9 @@ pub struct MasterOptions {
     pub retention: Retention,
     /// Where metrics go besides the REST API, and how often.
     pub reporter: Option<(Reporter, Duration)>,
+    /// How many times an application's AppMaster is relaunched after it died
+    /// (`gearpump.application.total-retries`).
+    pub total_retries: u32,
 }
 
 /// What an application is submitted with: by a client, or again by a restart.
@@ -108,6 +119,8 @@ struct MasterState {
     next_app: u32,
     summary: MasterSummary,
     metrics: MetricsStore,
+    /// `gearpump.application.total-retries`: AppMaster restarts an application may have.
+    total_retries: u32,
     /// The newest point time the reporter has sent: each report sends only newer points.
     reported_up_to: i64,
 }
@@ -191,6 +204,7 @@ impl MasterState {
             MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
                 Some(app) if !is_terminal(&app.info.status) => {
                     app.appmaster = Some(out.clone());
+                    app.appmaster_conn = Some(conn);
                     self.peers.insert(conn, Peer::AppMaster(app_id));
                     tracing::info!(%app_id, "AppMaster registered.");
                     MasterReply::Ok
@@ -199,6 +213,9 @@ impl MasterState {
                 None => MasterReply::Error(format!("application {app_id} does not exist")),
             },
             MasterRequest::RequestResources { app_id, slots } => {
+                if self.apps.get(&app_id).is_some_and(|a| a.appmaster_conn != Some(conn)) {
+                    return Some(MasterReply::Error(format!("application {app_id} has another AppMaster now")));
+                }
                 let free: Vec<(WorkerId, u32)> =
                     self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
                 match (self.apps.contains_key(&app_id), scheduler::allocate(&free, slots)) {
@@ -215,6 +232,9 @@ impl MasterState {
                 let Some(app) = self.apps.get(&app_id) else {
                     return Some(MasterReply::Error(format!("application {app_id} does not exist")));
                 };
+                if app.appmaster_conn != Some(conn) {
+                    return Some(MasterReply::Error(format!("application {app_id} has another AppMaster now")));
+                }
                 let env = [self.app_env(app_id), env].concat();
                 let cmd = WorkerCommand::Launch {
                     app_id,
@@ -232,12 +252,18 @@ impl MasterState {
                 }
             }
             MasterRequest::AppStatus { app_id, status, error } => {
-                self.set_status(app_id, &status, error);
+                // An AppMaster the master has replaced already speaks for nothing.
+                if self.apps.get(&app_id).is_some_and(|a| a.appmaster_conn == Some(conn)) {
+                    self.set_status(app_id, &status, error);
+                } else {
+                    tracing::info!(%app_id, status, ?error, "Ignored the status of a replaced AppMaster.");
+                }
                 MasterReply::Ok
             }
             MasterRequest::AppReport { app_id, time, runtime, metrics } => {
                 if let Some(app) = self.apps.get_mut(&app_id)
                     && !is_terminal(&app.info.status)
+                    && app.appmaster_conn == Some(conn)
                 {
                     app.runtime = Some(*runtime);
                     self.metrics.record(time, metrics);
@@ -247,16 +273,27 @@ impl MasterState {
             MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
             MasterRequest::QueryMetrics { path, option } => MasterReply::Metrics(self.metrics.query(&path, option)),
             MasterRequest::RestartApp { app_id } => self.restart(app_id),
+            MasterRequest::StartClock { app_id, clock } => match self.apps.get_mut(&app_id) {
+                Some(app) if app.appmaster_conn == Some(conn) => {
+                    app.start_clock = app.start_clock.max(clock);
+                    MasterReply::Ok
+                }
+                _ => MasterReply::Error(format!("application {app_id} has another AppMaster, or none")),
+            },
             MasterRequest::ProcessExited { app_id, executor, code } => {
                 if executor == -1
-                    && let Some(app) = self.apps.get(&app_id)
+                    && let Some(app) = self.apps.get_mut(&app_id)
                     && !is_terminal(&app.info.status)
                 {
-                    let error = format!(
-                        "the AppMaster process exited ({})",
-                        code.map_or("killed".into(), |c| format!("status {c}"))
-                    );
-                    self.set_status(app_id, "failed", Some(error));
+                    app.appmaster_exits += 1;
+                    // Not an earlier AppMaster's exit, noticed after its successor was launched.
+                    if app.appmaster_exits >= app.appmaster_launches {
+                        let why = format!(
+                            "the AppMaster process exited ({})",
+                            code.map_or("killed".into(), |c| format!("status {c}"))
+                        );
+                        self.appmaster_lost(app_id, &why);
+                    }
                 }
                 return None;
             }
@@ -309,6 +346,8 @@ impl MasterState {
             ("GEARPUMP_USER".into(), user),
             ("GEARPUMP_EXECUTORS".into(), executors.to_string()),
             ("GEARPUMP_SAME_PROCESS".into(), if self.same_process { "1" } else { "0" }.into()),
+            // Relative paths of the application (its checkpoint store) are the master's.
+            ("GEARPUMP_HOME".into(), self.summary.home.clone()),
         ]
     }
 
@@ -380,9 +419,13 @@ impl MasterState {
                 args: args.clone(),
                 held: Vec::new(),
                 appmaster: None,
+                appmaster_conn: None,
+                appmaster_launches: 1,
+                appmaster_exits: 0,
                 executors,
                 tasks,
                 runtime: None,
+                start_clock: 0,
             },
         );
         self.take(app_id, &am);
@@ -444,8 +487,9 @@ impl MasterState {
             Some(Peer::AppMaster(app_id)) => {
                 if let Some(app) = self.apps.get(&app_id)
                     && !is_terminal(&app.info.status)
+                    && app.appmaster_conn == Some(conn)
                 {
-                    self.set_status(app_id, "failed", Some("the AppMaster disconnected".into()));
+                    self.appmaster_lost(app_id, "the AppMaster disconnected");
                 }
             }
             None => {}
@@ -459,15 +503,66 @@ impl MasterState {
         }
         w.alive = false;
         tracing::warn!(worker = %id, host = %w.host, "Worker is dead: {why}.");
-        let affected: Vec<AppId> = self
-            .apps
-            .values()
-            .filter(|a| !is_terminal(&a.info.status) && a.held.iter().any(|(wid, _)| *wid == id))
-            .map(|a| a.info.id)
-            .collect();
-        for app_id in affected {
-            self.set_status(app_id, "failed", Some(format!("worker {id} died")));
+        // Its slots are gone. An application whose AppMaster ran there gets a new AppMaster;
+        // the others lose executors, which their AppMasters replace on live workers.
+        let mut orphaned = Vec::new();
+        for app in self.apps.values_mut().filter(|a| !is_terminal(&a.info.status)) {
+            app.held.retain(|(w, _)| *w != id);
+            if app.info.worker == Some(id) {
+                orphaned.push(app.info.id);
+            }
         }
+        for app_id in orphaned {
+            self.appmaster_lost(app_id, &format!("worker {id}, where its AppMaster ran, died"));
+        }
+    }
+
+    /// The AppMaster of a running application is gone (its process or its worker died):
+    /// launches a new one, which restarts the tasks from the start clock its predecessor last
+    /// reported (exactly-once state resumes from the checkpoints there). Past the restart
+    /// budget (`gearpump.application.total-retries`) the application fails.
+    fn appmaster_lost(&mut self, app_id: AppId, why: &str) {
+        let budget = self.total_retries;
+        let Some(app) = self.apps.get_mut(&app_id) else { return };
+        if is_terminal(&app.info.status) {
+            return;
+        }
+        app.appmaster = None;
+        app.appmaster_conn = None;
+        let attempt = app.appmaster_launches;
+        if attempt > budget {
+            let error = format!("{why}; its AppMaster was restarted {budget} times already");
+            return self.set_status(app_id, "failed", Some(error));
+        }
+        let start_clock = app.start_clock;
+        // Its executors go with it, and its slots are free for the new AppMaster to ask for.
+        for w in self.workers.values().filter(|w| w.alive) {
+            let _ = w.out.send(MasterReply::Worker(WorkerCommand::KillApp { app_id }));
+        }
+        for (id, n) in std::mem::take(&mut app.held) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.used = w.used.saturating_sub(n);
+            }
+        }
+        let free: Vec<(WorkerId, u32)> =
+            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
+        let Some(am) = scheduler::allocate(&free, 1) else {
+            let error = format!("{why}; no worker has a free slot for a new AppMaster");
+            return self.set_status(app_id, "failed", Some(error));
+        };
+        let worker = am[0].0;
+        self.take(app_id, &am);
+        let Some(app) = self.apps.get_mut(&app_id) else { return };
+        app.appmaster_launches += 1;
+        app.info.worker = Some(worker);
+        app.info.status = "pending".into();
+        let (artifact, args) = (app.artifact.clone(), app.args.clone());
+        let mut env = self.app_env(app_id);
+        env.push(("GEARPUMP_START_CLOCK".into(), start_clock.to_string()));
+        env.push(("GEARPUMP_APPMASTER_ATTEMPT".into(), attempt.to_string()));
+        let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
+        let _ = self.workers[&worker].out.send(MasterReply::Worker(cmd));
+        tracing::warn!(%app_id, %worker, start_clock, attempt, "{why}: launching a new AppMaster.");
     }
 
     /// Sends the metrics that changed since the last report to the configured reporter (a
@@ -497,7 +592,7 @@ impl MasterState {
 
 /// Runs a master on `listener` until `shutdown` completes.
 pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
-    let MasterOptions { timing, store, masters, same_process, summary, retention, reporter } = options;
+    let MasterOptions { timing, store, masters, same_process, summary, retention, reporter, total_retries } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, jarstore = %store.describe(), "Master started.");
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
@@ -514,6 +609,7 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,
+        total_retries,
     };
     let reporter_task = reporter.map(|(reporter, every)| {
         let ticker = tx.clone();

@@ -209,6 +209,7 @@ mod tests {
             summary: Default::default(),
             retention: Default::default(),
             reporter: None,
+            total_retries: 5,
         };
         tokio::spawn(run_master(listener, options, std::future::pending()));
         // Register by hand, then say nothing more (and keep the connection open).

@@ -132,4 +132,3 @@ impl Cluster {
         last.unwrap()
     }
 }
-
