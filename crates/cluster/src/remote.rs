@@ -305,6 +305,9 @@ async fn appmaster_loop(
     let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
     let active_since = std::time::Instant::now();
     let mut master_lost: Option<tokio::time::Instant> = None;
+    // When the running tasks failed, and (after the restart) since when the clock is awaited.
+    let mut failed_at: Option<std::time::Instant> = None;
+    let mut clock_wait: Option<std::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
     let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
@@ -397,7 +400,12 @@ async fn appmaster_loop(
                             .send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: clock.0 });
                     }
                 }
-                Action::StopAll => stop_all(&links, false),
+                Action::StopAll => {
+                    if supervisor.ending().is_none() {
+                        failed_at.get_or_insert_with(std::time::Instant::now);
+                    }
+                    stop_all(&links, false)
+                }
                 Action::Restart { start: from, why } => {
                     let recovery = std::time::Instant::now();
                     tracing::warn!(%app_id, start = %from, %why, restart = supervisor.restarts(),
@@ -407,6 +415,7 @@ async fn appmaster_loop(
                     incarnation += 1;
                     (first, links) = launcher.launch(incarnation, start, master, &mut link_events).await?;
                     tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
+                    clock_wait = failed_at.take();
                 }
                 Action::StartClock(clock) => {
                     // The master records it first: a new AppMaster must find the checkpoints at
@@ -433,6 +442,14 @@ async fn appmaster_loop(
                 }
                 Action::Done => done = true,
             }
+        }
+        // Recovery is over when the clock moves past the start clock again.
+        if let Some(since) = clock_wait
+            && supervisor.clock().min_clock() > start
+        {
+            clock_wait = None;
+            let min_clock = supervisor.clock().min_clock();
+            tracing::info!(%app_id, %min_clock, since_failure = ?since.elapsed(), "The clock moves again.");
         }
         if done {
             break;
