@@ -8,6 +8,7 @@
 //! - [`sol`]: the throughput benchmark: producer → shuffle → a chain of processors.
 //! - [`message_count`]: the guide's exactly-once MessageCount: numbered messages → a
 //!   checkpointed count.
+//! - [`numbers_to_files`]: numbered messages into line files, at least once.
 //! - [`complexdag`]: 12 processors (2 sources, 5 inner nodes, 5 sinks) joined by 15 hash
 //!   edges; each appends its name to the message.
 //!
@@ -17,6 +18,7 @@
 
 pub mod complexdag;
 pub mod message_count;
+pub mod numbers_to_files;
 pub mod sol;
 pub mod wordcount;
 

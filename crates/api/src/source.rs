@@ -33,6 +33,19 @@ pub trait DataSink: Send + 'static {
     /// Writes one message.
     fn write(&mut self, msg: Message) -> TaskResult;
 
+    /// Makes what was written durable; called every [`SinkTask::FLUSH_INTERVAL_KEY`]
+    /// milliseconds.
+    fn flush(&mut self) -> TaskResult {
+        Ok(())
+    }
+
+    /// The oldest timestamp written but not yet durable (`None`: nothing is pending). The
+    /// application's min clock does not pass it, so a recovery replays what a crash could lose:
+    /// at-least-once delivery into the sink.
+    fn watermark(&self) -> Option<Timestamp> {
+        None
+    }
+
     /// Closes the sink, flushing what it buffered.
     fn close(&mut self) {}
 }
@@ -114,12 +127,15 @@ impl<S: DataSource> Task for SourceTask<S> {
     }
 }
 
-/// Runs a [`DataSink`] as a task.
+/// Runs a [`DataSink`] as a task, flushing it on a timer.
 pub struct SinkTask<S> {
     sink: S,
 }
 
 impl<S: DataSink> SinkTask<S> {
+    /// Config key: how often (ms) the sink is flushed (default 100).
+    pub const FLUSH_INTERVAL_KEY: &'static str = "gearpump.sink.flush.interval.ms";
+
     /// Wraps `sink`.
     pub fn new(sink: S) -> Self {
         SinkTask { sink }
@@ -128,11 +144,23 @@ impl<S: DataSink> SinkTask<S> {
 
 impl<S: DataSink> Task for SinkTask<S> {
     fn on_start(&mut self, ctx: &mut TaskContext<'_>, _start: StartTime) -> TaskResult {
-        self.sink.open(ctx)
+        let every: u64 = ctx.config().get_or(Self::FLUSH_INTERVAL_KEY, 100)?;
+        self.sink.open(ctx)?;
+        let every = Duration::from_millis(every.max(1));
+        ctx.schedule(every, every);
+        Ok(())
     }
 
     fn on_next(&mut self, _ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
         self.sink.write(msg)
+    }
+
+    fn on_timer(&mut self, _ctx: &mut TaskContext<'_>, _timer: TimerId) -> TaskResult {
+        self.sink.flush()
+    }
+
+    fn watermark(&self) -> Option<Timestamp> {
+        self.sink.watermark()
     }
 
     fn on_stop(&mut self, _ctx: &mut TaskContext<'_>) {
