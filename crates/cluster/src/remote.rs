@@ -378,6 +378,10 @@ async fn appmaster_loop(
                     tracing::info!(%app_id, "Kill requested.");
                     supervisor.on_kill()
                 }
+                Some(MasterReply::ReplayRequested) => {
+                    tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
+                    supervisor.on_replay()
+                }
                 Some(_) => Vec::new(),
                 None => {
                     tracing::warn!(%app_id, "Lost the master; the application keeps running for {master_timeout:?}.");

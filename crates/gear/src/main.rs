@@ -94,6 +94,13 @@ enum Command {
         #[arg(long)]
         appid: u32,
     },
+    /// Replays a running application from its start clock: every task restarts there (with
+    /// its checkpointed state) and the sources read again from it.
+    Replay {
+        /// The application's id.
+        #[arg(long)]
+        appid: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -255,6 +262,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kill { appid } => match ask(&masters, &MasterRequest::KillApp { app_id: AppId(appid) })? {
             MasterReply::Ok => {
                 println!("Killed application {appid}.");
+                Ok(())
+            }
+            MasterReply::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer from the master: {other:?}"),
+        },
+        Command::Replay { appid } => match ask(&masters, &MasterRequest::ReplayApp { app_id: AppId(appid) })? {
+            MasterReply::Ok => {
+                println!("Application {appid} replays from its start clock.");
                 Ok(())
             }
             MasterReply::Error(e) => bail!("{e}"),

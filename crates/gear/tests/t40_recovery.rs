@@ -50,6 +50,8 @@ enum Victim {
     AppMaster,
     /// A worker process (and with it whatever of the application it ran).
     Worker,
+    /// Nothing: `gear replay` restarts the tasks from the start clock.
+    Replay,
 }
 
 /// The application's processes as the master last heard: AppMaster pid and executor pids.
@@ -104,6 +106,11 @@ fn survives(name: &str, example_name: &str, args: &[&str], victims: &[Victim]) -
                 let worker = c.procs.remove(i);
                 eprintln!("round {round}: SIGKILL worker process {}", worker.0.id());
                 drop(worker);
+            }
+            Victim::Replay => {
+                let out = c.run(&["replay", "-appid", "1"]);
+                let said = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(out.status.success() && said.contains("replays"), "gear replay: {said}");
             }
         }
         // Back: new executors (and a new AppMaster if it was lost), none of the old ones.
@@ -164,6 +171,21 @@ fn message_count_is_exact_after_its_appmaster_is_killed() {
 #[test]
 fn message_count_is_exact_after_a_worker_is_killed() {
     message_count_survives("recovery-worker", &[Victim::Worker, Victim::Executor]);
+}
+
+#[test]
+fn gear_replay_restarts_from_the_start_clock_and_the_count_stays_exact() {
+    let (c, out) = survives("recovery-replay", "message_count", &["-countTask", "2"], &[Victim::Replay]);
+    assert_counted_exactly_once(&out);
+    for (args, says) in [
+        (&["replay", "-appid", "1"][..], "not running"),
+        (&["replay", "-appid", "99"][..], "does not exist"),
+        (&["replay"][..], "--appid"),
+    ] {
+        let o = c.run(args);
+        let text = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && text.contains(says), "gear {args:?}: {text}");
+    }
 }
 
 #[test]

@@ -174,6 +174,11 @@ pub enum MasterRequest {
         /// The application.
         app_id: AppId,
     },
+    /// Restart a running application's tasks from its start clock (`gear replay`).
+    ReplayApp {
+        /// The application.
+        app_id: AppId,
+    },
     /// A chunk of an application binary being uploaded on this connection.
     UploadArtifact {
         /// The chunk.
@@ -341,12 +346,22 @@ pub enum MasterReply {
     Worker(WorkerCommand),
     /// Pushed to an AppMaster: stop the application.
     KillRequested,
+    /// Pushed to an AppMaster: restart the tasks from the start clock.
+    ReplayRequested,
     /// The cluster as the REST API shows it.
     Snapshot(Box<ClusterSnapshot>),
     /// Metric points.
     Metrics(Vec<MetricPoint>),
     /// A request failed.
     Error(String),
+}
+
+impl MasterReply {
+    /// Whether the master sends this unasked (to a worker or an AppMaster), rather than as
+    /// the answer to a request.
+    pub fn is_push(&self) -> bool {
+        matches!(self, MasterReply::Worker(_) | MasterReply::KillRequested | MasterReply::ReplayRequested)
+    }
 }
 
 #[cfg(test)]

@@ -153,6 +153,16 @@ impl Supervisor {
         actions
     }
 
+    /// A replay was asked for (`gear replay`): every task restarts from the start clock, as in a
+    /// recovery, without spending the restart budget.
+    pub fn on_replay(&mut self) -> Vec<Action> {
+        if self.ending.is_some() || self.recovering.is_some() {
+            return Vec::new();
+        }
+        self.recovering = Some("a replay was requested".into());
+        vec![Action::StopAll]
+    }
+
     /// Recovers from `why` while the budget lasts, else ends the application with it.
     fn fail(&mut self, why: String) -> Vec<Action> {
         if self.ending.is_some() || self.recovering.is_some() {
@@ -365,6 +375,23 @@ mod tests {
         assert_eq!(s.ending(), Some(&Ending::Failed(format!("task {SRC} failed: again (after 2 restarts)"))));
         assert_eq!(s.on_task_stopped(), vec![]);
         assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+    }
+
+    #[test]
+    fn a_replay_restarts_from_the_start_clock_without_spending_the_budget() {
+        let mut s = stateful(0);
+        s.on_checkpoint(COUNT, Timestamp(1000));
+        s.on_clock(SRC, Timestamp(1500));
+        s.on_clock(COUNT, Timestamp(1500));
+        assert_eq!(s.start_clock(), Timestamp(1000));
+        assert_eq!(s.on_replay(), vec![Action::StopAll]);
+        assert_eq!(s.on_replay(), vec![], "one at a time");
+        assert_eq!(s.on_task_stopped(), vec![]);
+        let why = "a replay was requested".to_string();
+        assert_eq!(s.on_task_stopped(), vec![Action::Restart { start: Timestamp(1000), why }]);
+        // With no budget at all, a failure still ends it: the replay spent nothing.
+        assert_eq!(s.on_task_failed(SRC, "x"), vec![Action::StopAll]);
+        assert!(matches!(s.ending(), Some(Ending::Failed(_))));
     }
 
     #[test]

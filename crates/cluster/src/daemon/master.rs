@@ -178,6 +178,19 @@ impl MasterState {
             ),
             MasterRequest::ListApps => MasterReply::Apps(self.apps.values().map(|a| a.info.clone()).collect()),
             MasterRequest::KillApp { app_id } => self.kill(app_id),
+            MasterRequest::ReplayApp { app_id } => match self.apps.get(&app_id) {
+                None => MasterReply::Error(format!("application {app_id} does not exist")),
+                Some(app) if is_terminal(&app.info.status) => {
+                    MasterReply::Error(format!("application {app_id} is not running; it is {}", app.info.status))
+                }
+                Some(app) => match &app.appmaster {
+                    Some(am) if am.send(MasterReply::ReplayRequested).is_ok() => {
+                        tracing::info!(%app_id, "Replay requested.");
+                        MasterReply::Ok
+                    }
+                    _ => MasterReply::Error(format!("application {app_id} has no AppMaster right now; try again")),
+                },
+            },
             MasterRequest::UploadArtifact { bytes, last } => {
                 let stored = self.store.append(conn, &bytes).map_err(|e| e.to_string()).and_then(|()| {
                     if last { self.store.finish(conn).map(Some).map_err(|e| e.to_string()) } else { Ok(None) }

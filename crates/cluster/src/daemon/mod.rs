@@ -91,7 +91,7 @@ impl MasterClient {
 }
 
 /// A connection on which the master also pushes: answers come in request order on one
-/// channel, pushes ([`MasterReply::Worker`], [`MasterReply::KillRequested`]) on another.
+/// channel, pushes ([`MasterReply::is_push`]) on another.
 pub struct DuplexClient {
     requests: mpsc::UnboundedSender<MasterRequest>,
     replies: mpsc::UnboundedReceiver<MasterReply>,
@@ -119,7 +119,7 @@ impl DuplexClient {
         });
         tokio::spawn(async move {
             while let Ok(msg) = read_msg::<_, MasterReply>(&mut rd).await {
-                let is_push = matches!(msg, MasterReply::Worker(_) | MasterReply::KillRequested);
+                let is_push = msg.is_push();
                 let sent = if is_push { push_tx.send(msg).is_ok() } else { reply_tx.send(msg).is_ok() };
                 if !sent {
                     break;
