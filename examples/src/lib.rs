@@ -9,6 +9,7 @@
 //! - [`message_count`]: the guide's exactly-once MessageCount: numbered messages → a
 //!   checkpointed count.
 //! - [`numbers_to_files`]: numbered messages into line files, at least once.
+//! - [`window_average`]: the guide's WindowAverage: averages over sliding windows, exactly once.
 //! - [`complexdag`]: 12 processors (2 sources, 5 inner nodes, 5 sinks) joined by 15 hash
 //!   edges; each appends its name to the message.
 //!
@@ -20,6 +21,7 @@ pub mod complexdag;
 pub mod message_count;
 pub mod numbers_to_files;
 pub mod sol;
+pub mod window_average;
 pub mod wordcount;
 
 use std::time::Duration;

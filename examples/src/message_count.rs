@@ -24,7 +24,7 @@ impl Count {
 impl PersistentTask for Count {
     type State = (u64, u64);
 
-    fn on_start(&mut self, ctx: &mut TaskContext<'_>, state: &PersistentState<(u64, u64)>) -> TaskResult {
+    fn on_start(&mut self, ctx: &mut TaskContext<'_>, _: StartTime, state: &PersistentState<(u64, u64)>) -> TaskResult {
         self.output = ctx.config().get_str(Self::OUTPUT).map(std::path::PathBuf::from);
         self.last = state.get();
         tracing::info!(task = %ctx.task_id(), count = self.last.0, "Count restored its state.");

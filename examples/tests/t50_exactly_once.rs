@@ -109,3 +109,36 @@ fn a_task_that_always_fails_spends_the_restart_budget_and_fails_the_application(
     assert!(error.contains("always fails") && error.contains("after 3 restarts"), "{error}");
     cluster.shutdown();
 }
+
+#[test]
+fn window_averages_come_out_once_each_and_exact() {
+    let dir = std::env::temp_dir().join(format!("gearpump-t50-windows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (n, size, step) = (20_000u64, 5000i64, 2500i64);
+    let checkpoints = checkpoint_root("windows");
+    let app = gearpump_examples::window_average::application(n, size, step, dir.to_str(), Some(&checkpoints)).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let id = cluster.client().submit(app).unwrap();
+    let summary = cluster.client().wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{summary:?}");
+    cluster.shutdown();
+    let text = std::fs::read_to_string(dir.join("window-0.txt")).unwrap();
+    let got: Vec<(i64, i64, f64)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    // Every window [w, w + size) with w a multiple of step that holds a number 1..=n (number k
+    // is at time k ms), in order, each once.
+    let mut expected = Vec::new();
+    let mut w = -size + step;
+    while w <= n as i64 {
+        let (lo, hi) = (w.max(1), (w + size - 1).min(n as i64));
+        expected.push((w, w + size, (lo + hi) as f64 / 2.0));
+        w += step;
+    }
+    assert_eq!(got, expected);
+}
