@@ -43,6 +43,20 @@ pub fn main_with(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::Exi
     }
 }
 
+/// The options of the examples that read [`gearpump::NumberSource`] (flattened into theirs).
+#[derive(Clone, Debug, clap::Args)]
+pub struct NumberArgs {
+    /// Messages in all (the numbers 1..=messages).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Messages per millisecond of application time.
+    #[arg(long = "perMs", default_value_t = 100)]
+    pub per_ms: u64,
+    /// At most this many messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub pace: u64,
+}
+
 /// The options every example binary takes (flattened into its own).
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {

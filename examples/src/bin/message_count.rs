@@ -2,7 +2,7 @@
 //! `message_count -messages 1000000 -countTask 2 -output /tmp/counts`.
 
 use clap::Parser;
-use gearpump_examples::{RunArgs, message_count, run_example};
+use gearpump_examples::{NumberArgs, RunArgs, message_count, run_example};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -11,15 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Messages in all.
-    #[arg(long, default_value_t = 1_000_000)]
-    messages: u64,
-    /// Messages per millisecond of application time.
-    #[arg(long = "perMs", default_value_t = 100)]
-    per_ms: u64,
-    /// At most this many messages per second (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
-    pace: u64,
+    #[command(flatten)]
+    numbers: NumberArgs,
     /// Count tasks.
     #[arg(long = "countTask", default_value_t = 1)]
     count_task: u32,
@@ -46,9 +39,9 @@ fn run() -> anyhow::Result<()> {
         anyhow::bail!("-countTask must be at least 1");
     }
     let options = message_count::Options {
-        messages: a.messages,
-        per_ms: a.per_ms,
-        pace: a.pace,
+        messages: a.numbers.messages,
+        per_ms: a.numbers.per_ms,
+        pace: a.numbers.pace,
         count_tasks: a.count_task,
         checkpoint_interval_ms: a.checkpoint_interval,
         output: a.output,

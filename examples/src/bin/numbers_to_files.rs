@@ -1,7 +1,7 @@
 //! Numbers into files, at least once: `numbers_to_files -messages 1000000 -sinkTask 2 -output /tmp/numbers`.
 
 use clap::Parser;
-use gearpump_examples::{RunArgs, numbers_to_files, run_example};
+use gearpump_examples::{NumberArgs, RunArgs, numbers_to_files, run_example};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,15 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Messages in all.
-    #[arg(long, default_value_t = 1_000_000)]
-    messages: u64,
-    /// Messages per millisecond of application time.
-    #[arg(long = "perMs", default_value_t = 100)]
-    per_ms: u64,
-    /// At most this many messages per second (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
-    pace: u64,
+    #[command(flatten)]
+    numbers: NumberArgs,
     /// Sink tasks (one file each).
     #[arg(long = "sinkTask", default_value_t = 1)]
     sink_task: u32,
@@ -35,6 +28,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let a = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
-    let app = numbers_to_files::application(a.messages, a.per_ms, a.pace, a.sink_task, &a.output)?;
+    let app =
+        numbers_to_files::application(a.numbers.messages, a.numbers.per_ms, a.numbers.pace, a.sink_task, &a.output)?;
     run_example(app, &a.run)
 }
