@@ -142,3 +142,58 @@ fn window_averages_come_out_once_each_and_exact() {
     }
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_count_over_a_line_file_is_exact_after_failures_replayed_by_offset() {
+    use gearpump_connectors::files::LineSource;
+    const LINES: u64 = 200_000;
+    let dir = std::env::temp_dir().join(format!("gearpump-t50-line-input-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input.txt");
+    std::fs::write(&input, (1..=LINES).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    let fail_at: BTreeSet<u64> = [50_000, 120_000, 180_000].into();
+    let fail_at = Arc::new(Mutex::new(fail_at));
+    let results = Arc::new(Mutex::new(BTreeMap::new()));
+    let offsets = dir.join("offsets");
+    // Line n is stamped n / 100 ms: 2 s of application time, checkpoints every 200 ms of it.
+    let source = Processor::source("Lines", 1, move |_| {
+        Ok(LineSource::new(&input, &offsets).stamped(|n, _| gearpump::Timestamp((n / 100) as i64)).record_every(500))
+    });
+    let parse = Processor::from_fn("Parse", 1, |_| Ok(ParseNumber));
+    let (f, r) = (fail_at.clone(), results.clone());
+    let count = Processor::persistent("CountAndSum", 2, move |_| {
+        Ok(CountAndSum { fail_at: f.clone(), results: r.clone(), last: (0, 0) })
+    });
+    let config = UserConfig::empty()
+        .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 200)
+        .with("state.checkpoint.store.rootpath", checkpoint_root("lines"));
+    let app = StreamApplication::builder("lineCount")
+        .edge(&source, PartitionerSpec::shuffle(), &parse)
+        .edge(&parse, PartitionerSpec::hash(), &count)
+        .config(config)
+        .build()
+        .unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let id = cluster.client().submit(app).unwrap();
+    let summary = cluster.client().wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{summary:?}");
+    cluster.shutdown();
+    assert!(fail_at.lock().is_empty());
+    let (count, sum) = results.lock().values().fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
+    assert_eq!((count, sum), (LINES, LINES * (LINES + 1) / 2));
+}
+
+/// Parses a line into a number; slowly enough (2 ms every 500 lines) that the run spans many
+/// clock reports and checkpoints, so that recoveries restore checkpointed state.
+struct ParseNumber;
+impl Task for ParseNumber {
+    fn on_next(&mut self, ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+        let n: u64 = msg.get::<String>().ok_or("expected a line")?.parse()?;
+        if n.is_multiple_of(500) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        ctx.output(Message::new(n, msg.timestamp()));
+        Ok(())
+    }
+}

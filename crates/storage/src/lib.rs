@@ -5,7 +5,8 @@
 //! (to a temporary name, synced, renamed), so a reader sees either the old blob or the new one,
 //! never half of one. A [`CheckpointStore`] keeps each stateful task's state by time on a blob
 //! store, every checkpoint with a checksum: a torn or corrupt file is an error naming it, never
-//! silently wrong state.
+//! silently wrong state. An [`OffsetStore`] maps a replayable source's times to positions in
+//! its input.
 //!
 //! [`open`] picks the backend from a root path: a plain path (or `file://`) is a local directory,
 //! the default. Other schemes (`hdfs://`, `s3://`, …) are refused with an error naming the
@@ -20,8 +21,10 @@
 //! ```
 
 mod checkpoint;
+mod offsets;
 
 pub use checkpoint::CheckpointStore;
+pub use offsets::{OffsetStore, Position};
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +65,14 @@ pub enum StorageError {
         name: String,
         /// Where it is.
         store: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// An offset store with a damaged record (not a torn last one).
+    #[error("offset store {path} is corrupt: {why}")]
+    CorruptOffsets {
+        /// The file.
+        path: PathBuf,
         /// What is wrong with it.
         why: String,
     },
