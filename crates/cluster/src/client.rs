@@ -46,6 +46,14 @@ impl ClusterClient {
         answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
     }
 
+    /// Restarts a running application's tasks from its start clock (a replay; the restart
+    /// budget is not spent).
+    pub fn replay(&self, id: AppId) -> Result<(), KillError> {
+        let (reply, answer) = oneshot::channel();
+        self.master.send(MasterCommand::Replay { id, reply }).map_err(|_| KillError::ClusterStopped)?;
+        answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
+    }
+
     /// Kills the application if it runs and submits it again; returns the new id.
     pub fn restart(&self, id: AppId) -> Result<AppId, SubmitError> {
         let (reply, answer) = oneshot::channel();

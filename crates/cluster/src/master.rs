@@ -162,7 +162,7 @@ pub enum SubmitError {
     ClusterStopped,
 }
 
-/// Why a kill was refused.
+/// Why a kill (or a replay) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KillError {
     /// No such application.
@@ -213,6 +213,7 @@ impl Board {
 pub(crate) enum MasterCommand {
     Submit { app: Box<StreamApplication>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
     Kill { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
+    Replay { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
     Restart { id: AppId, reply: oneshot::Sender<Result<AppId, SubmitError>> },
 }
 
@@ -272,7 +273,10 @@ impl Master {
                         let _ = reply.send(self.submit(*app));
                     }
                     Some(MasterCommand::Kill { id, reply }) => {
-                        let _ = reply.send(self.kill(id));
+                        let _ = reply.send(self.command(id, AppMasterCommand::Kill));
+                    }
+                    Some(MasterCommand::Replay { id, reply }) => {
+                        let _ = reply.send(self.command(id, AppMasterCommand::Replay));
                     }
                     Some(MasterCommand::Restart { id, reply }) => {
                         let _ = reply.send(self.restart(id));
@@ -311,7 +315,7 @@ impl Master {
     /// Kills the application if it runs and submits it again (under a new id).
     fn restart(&mut self, id: AppId) -> Result<AppId, SubmitError> {
         let app = self.apps.get(&id).map(|r| r.app.clone()).ok_or(SubmitError::UnknownApp(id))?;
-        let _ = self.kill(id);
+        let _ = self.command(id, AppMasterCommand::Kill);
         self.submit_replacing(app, Some(id))
     }
 
@@ -371,16 +375,17 @@ impl Master {
         Ok(id)
     }
 
-    fn kill(&mut self, id: AppId) -> Result<(), KillError> {
+    /// Sends a running application's AppMaster `command` (a kill or a replay).
+    fn command(&mut self, id: AppId, command: AppMasterCommand) -> Result<(), KillError> {
         let status = self.board.apps.lock().get(&id).map(|(s, _)| s.status).ok_or(KillError::UnknownApp(id))?;
         if status.is_terminal() {
             return Err(KillError::NotRunning { id, status });
         }
         let record = self.apps.get(&id).ok_or(KillError::UnknownApp(id))?;
+        tracing::info!(app_id = %id, ?command, "Telling the AppMaster.");
         if let Some(am) = &record.appmaster {
-            let _ = am.send(AppMasterCommand::Kill);
+            let _ = am.send(command);
         }
-        tracing::info!(app_id = %id, "Killing application.");
         Ok(())
     }
 

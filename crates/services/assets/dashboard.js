@@ -87,7 +87,7 @@ async function appsPage() {
   ${appMasters.map((a) => `<tr data-app-id="${a.appId}"><td><a href="#/app/${a.appId}">${a.appId}</a></td><td>${esc(a.appName)}</td>
     <td class="status status-${esc(a.status)}">${esc(a.status)}</td><td>${time(a.submissionTime)}</td><td>${time(a.startTime)}</td><td>${esc(a.user)}</td>
     <td><a href="${API}/config/app/${a.appId}">config</a>
-    ${a.status === 'active' || a.status === 'pending' ? `<button class="kill" data-app="${a.appId}">Kill</button>` : ''}
+    ${a.status === 'active' || a.status === 'pending' ? `<button class="kill" data-app="${a.appId}">Kill</button> <button class="replay" data-app="${a.appId}">Replay</button>` : ''}
     <button class="restart" data-app="${a.appId}">Restart</button></td></tr>`).join('')}</table>
   <div id="action-result"></div></section>
   <section><h3>Submit an application binary</h3><form id="submit-form">
@@ -97,6 +97,10 @@ async function appsPage() {
   const result = (text) => { document.getElementById('action-result').textContent = text; };
   page.querySelectorAll('button.kill').forEach((b) => b.onclick = async () => {
     try { await send('DELETE', `/appmaster/${b.dataset.app}`); result(`Killed application ${b.dataset.app}.`); } catch (e) { result(e.message); }
+    refresh();
+  });
+  page.querySelectorAll('button.replay').forEach((b) => b.onclick = async () => {
+    try { await send('POST', `/appmaster/${b.dataset.app}/replay`); result(`Application ${b.dataset.app} replays from its start clock.`); } catch (e) { result(e.message); }
     refresh();
   });
   page.querySelectorAll('button.restart').forEach((b) => b.onclick = async () => {

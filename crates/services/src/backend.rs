@@ -66,6 +66,8 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>>;
     /// Kills an application.
     fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Restarts a running application's tasks from its start clock.
+    fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Kills (if running) and resubmits an application; the new id.
     fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>>;
     /// Stores an application binary; its artifact id.
@@ -169,6 +171,10 @@ impl Backend for EmbeddedBackend {
         self.blocking(move |c| c.restart(id).map_err(|e| refused(e.to_string())))
     }
 
+    fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.blocking(move |c| c.replay(id).map_err(|e| refused(e.to_string())))
+    }
+
     fn upload(&self, _bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
     }
@@ -242,6 +248,15 @@ impl Backend for RemoteBackend {
     fn kill(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             match self.ask(MasterRequest::KillApp { app_id }).await? {
+                MasterReply::Ok => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn replay(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::ReplayApp { app_id }).await? {
                 MasterReply::Ok => Ok(()),
                 other => Err(unexpected(&other)),
             }

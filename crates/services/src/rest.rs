@@ -103,6 +103,7 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/appmaster/{id}/stallingtasks", get(stalling))
         .route("/appmaster/{id}/errors", get(errors))
         .route("/appmaster/{id}/restart", post(restart))
+        .route("/appmaster/{id}/replay", post(replay))
         .route("/appmaster/{id}/executor/{eid}", get(executor))
         .route("/appmaster/{id}/executor/{eid}/config", get(executor_config))
         .route("/appmaster/{id}/config", get(app_config))
@@ -242,6 +243,12 @@ async fn restart(State(b): Shared, Path(id): Path<String>) -> Api {
     let id: u32 = parse_id("the application id", &id)?;
     let new = b.restart(AppId(id)).await?;
     Ok(axum::Json(json!({"success": true, "appId": new.0, "restartedFrom": id})))
+}
+
+async fn replay(State(b): Shared, Path(id): Path<String>) -> Api {
+    let id: u32 = parse_id("the application id", &id)?;
+    b.replay(AppId(id)).await?;
+    Ok(axum::Json(json!({"success": true, "appId": id})))
 }
 
 async fn stalling(State(b): Shared, Path(id): Path<String>) -> Api {

@@ -231,6 +231,8 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
         ("GET", "/api/v1.0/appmaster/1?detail=maybe", StatusCode::BAD_REQUEST, "detail must be"),
         ("DELETE", "/api/v1.0/appmaster/99", StatusCode::NOT_FOUND, "99"),
         ("POST", "/api/v1.0/appmaster/99/restart", StatusCode::NOT_FOUND, "99"),
+        ("POST", "/api/v1.0/appmaster/99/replay", StatusCode::NOT_FOUND, "99"),
+        ("POST", "/api/v1.0/appmaster/x/replay", StatusCode::BAD_REQUEST, "application id"),
         ("GET", "/api/v1.0/appmaster/99/stallingtasks", StatusCode::NOT_FOUND, "99"),
         ("GET", "/api/v1.0/appmaster/99/errors", StatusCode::NOT_FOUND, "99"),
         ("GET", "/api/v1.0/appmaster/1/executor/77", StatusCode::NOT_FOUND, "no executor 77"),
@@ -289,6 +291,12 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
     h.client().wait_active(AppId(dag_id), Duration::from_secs(60)).unwrap();
     wait_until("the DAG app's detail", || {
         h.ok(&format!("/api/v1.0/appmaster/{dag_id}?detail=true"))["processors"]["1"]["parallelism"] == 3
+    });
+    // A replay restarts the tasks from the start clock; the detail counts it.
+    let (status, v) = h.call("POST", &format!("/api/v1.0/appmaster/{id}/replay"), Body::empty(), None);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    wait_until("the replay shows in the detail", || {
+        h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"))["restarts"] == 1
     });
     let (status, v) = h.call("POST", &format!("/api/v1.0/appmaster/{id}/restart"), Body::empty(), None);
     assert_eq!(status, StatusCode::OK, "{v}");

@@ -164,6 +164,8 @@ pub enum ToMaster {
 pub enum AppMasterCommand {
     /// Stop every task and end as `terminated`.
     Kill,
+    /// Restart every task from the start clock (`gear replay`, REST `appmaster/<id>/replay`).
+    Replay,
 }
 
 /// Everything an AppMaster needs to run.
@@ -459,9 +461,13 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
             },
             command = commands.recv(), if commands_open => {
                 // A kill, or every handle dropped: either way the application ends here.
-                let (Some(AppMasterCommand::Kill) | None) = command;
-                commands_open = command.is_some();
-                supervisor.on_kill()
+                match command {
+                    Some(AppMasterCommand::Replay) => supervisor.on_replay(),
+                    Some(AppMasterCommand::Kill) | None => {
+                        commands_open = command.is_some();
+                        supervisor.on_kill()
+                    }
+                }
             }
         };
         let mut done = false;
