@@ -460,7 +460,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                 None => break,
             },
             command = commands.recv(), if commands_open => {
-                // A kill, or every handle dropped: either way the application ends here.
+                // A replay restarts the tasks; a kill, or every handle dropped, ends the application.
                 match command {
                     Some(AppMasterCommand::Replay) => supervisor.on_replay(),
                     Some(AppMasterCommand::Kill) | None => {
