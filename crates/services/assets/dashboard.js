@@ -138,7 +138,7 @@ async function appPage(id) {
   page.innerHTML = `<h2>${esc(a.appName)} <small>(application ${a.appId})</small></h2>
   <section id="app-header"><div class="kv"><b>Status</b><span class="status status-${esc(a.status)}" id="app-status">${esc(a.status)}</span>
     <b>Clock</b><span id="app-clock">${time(a.clock)} (${esc(a.clock)})</span><b>Uptime</b><span>${dur(a.uptime)}</span>
-    <b>Start clock</b><span id="app-start-clock">${esc(a.startClock ?? '-')}</span><b>Restarts</b><span id="app-restarts">${esc(a.restarts ?? 0)}</span>
+    <b>Start clock</b><span id="app-start-clock">${a.startClock === undefined ? '-' : `${time(a.startClock)} (${esc(a.startClock)})`}</span><b>Restarts</b><span id="app-restarts">${esc(a.restarts ?? 0)}</span>
     <b>User</b><span>${esc(a.user)}</span><b>Submitted</b><span>${time(a.submissionTime)}</span></div>
     ${errors.error ? `<p class="alert">Last error (${time(errors.time)}): ${esc(errors.error)}</p>` : ''}
     ${pts.length === 0 ? '<p>No metrics: gearpump.metrics.enabled is off.</p>' : ''}</section>
