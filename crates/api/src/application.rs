@@ -3,7 +3,7 @@
 use crate::partitioner::PartitionerSpec;
 use crate::processor::{Processor, ProcessorDescription};
 use crate::task::TaskFactory;
-use gearpump_core::{Codecs, Graph, ProcessorId, UserConfig, Value};
+use gearpump_core::{Codecs, Graph, ProcessorId, TaskId, UserConfig, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -154,6 +154,14 @@ impl Dag {
     /// The total number of tasks.
     pub fn task_count(&self) -> u32 {
         self.processors.iter().map(|p| p.parallelism).sum()
+    }
+
+    /// The tasks of the stateful processors ([`crate::Processor::stateful`]).
+    pub fn stateful_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.processors
+            .iter()
+            .filter(|p| p.stateful)
+            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
     }
 }
 

@@ -432,16 +432,7 @@ async fn appmaster_loop(
                             Ok(MasterReply::Ok)
                         );
                     if let Some(store) = checkpoints.as_ref().filter(|_| recorded) {
-                        for task in dag
-                            .processors()
-                            .iter()
-                            .filter(|p| p.stateful)
-                            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
-                        {
-                            if let Err(e) = store.prune(task, clock) {
-                                tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
-                            }
-                        }
+                        gearpump_streaming::state::prune_checkpoints(store, dag, clock);
                     }
                 }
                 Action::Done => done = true,

@@ -489,11 +489,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                 }
                 Action::StartClock(clock) => {
                     if let Some(store) = &checkpoints {
-                        for task in deployment.cells().iter().map(|c| c.id()) {
-                            if let Err(e) = store.prune(task, clock) {
-                                tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
-                            }
-                        }
+                        crate::state::prune_checkpoints(store, dag, clock);
                     }
                 }
                 Action::Done => done = true,

@@ -46,6 +46,16 @@ pub fn checkpoint_store(app_id: AppId, app: &StreamApplication) -> Result<Option
     checkpoint_dir(app_id, app)?.map(|dir| open_checkpoints(&dir)).transpose()
 }
 
+/// Deletes the checkpoints of `dag`'s stateful tasks older than the start clock `start` (they
+/// can no longer be restored); a failure is logged, never fatal.
+pub fn prune_checkpoints(store: &CheckpointStore, dag: &gearpump_api::Dag, start: Timestamp) {
+    for task in dag.stateful_tasks() {
+        if let Err(e) = store.prune(task, start) {
+            tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
+        }
+    }
+}
+
 /// Checkpoints of one deployment's tasks.
 pub struct TaskStates {
     store: CheckpointStore,

@@ -91,11 +91,7 @@ impl Supervisor {
     pub fn new(dag: &Dag, start: Timestamp, retries: u32) -> Self {
         let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
         let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
-        let stateful = dag
-            .processors()
-            .iter()
-            .filter(|p| p.stateful)
-            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)));
+        let stateful = dag.stateful_tasks();
         Supervisor {
             clock: ClockService::new(&parallelism, &edges, start),
             parallelism,
