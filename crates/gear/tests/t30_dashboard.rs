@@ -7,12 +7,10 @@
 
 mod common;
 
-use common::{Proc, free_port, wait_until, wordcount};
+use common::{Proc, free_port, wait_until};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-const GEAR: &str = env!("CARGO_BIN_EXE_gear");
 
 /// One HTTP request to 127.0.0.1:`port`; the status and body. (chromedriver keeps connections
 /// open, so this needs a real client that reads by content length.)
@@ -118,32 +116,13 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
             "gearpump.services.http = {http_port}\ngearpump.metrics.enabled = true\ngearpump.metrics.reporter = \"akka\"\n"
         ),
     );
-    let log = std::fs::File::create(dir.join("local.out")).unwrap();
-    let _local = Proc(
-        Command::new(GEAR)
-            .arg("-conf")
-            .arg(&conf)
-            .args(["local", "-services", "-workernum", "2"])
-            .current_dir(&dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _local = common::gear_local(&dir, &conf, &["-services", "-workernum", "2"]);
     wait_until("the REST API answers", || {
         http(http_port, "GET", "/api/v1.0/workers", None).is_ok_and(|(s, b)| {
             s == 200 && serde_json::from_str::<Value>(&b).is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 2))
         })
     });
-    let out = Command::new(GEAR)
-        .arg("-conf")
-        .arg(&conf)
-        .args(["app", "-jar"])
-        .arg(wordcount())
-        .args(["-split", "1", "-sum", "1"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let out = common::submit_wordcount(&dir, &conf);
     assert!(out.status.success(), "gear app: {}", String::from_utf8_lossy(&out.stderr));
 
     let browser = Browser::start(&dir.join("chromium-profile"));

@@ -4,39 +4,16 @@
 
 mod common;
 
-use common::{Proc, wait_until, wordcount};
+use common::{Proc, wait_until};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
-
-const GEAR: &str = env!("CARGO_BIN_EXE_gear");
 
 /// `gear local -workernum 1` with `conf_lines`, running wordcount; its directory and processes.
 fn local_running_wordcount(name: &str, conf_lines: &str) -> (PathBuf, Proc) {
     let (dir, conf, _) = common::cluster_dir(name, conf_lines);
-    let local = Proc(
-        Command::new(GEAR)
-            .arg("-conf")
-            .arg(&conf)
-            .args(["local", "-workernum", "1"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let submit = || {
-        Command::new(GEAR)
-            .arg("-conf")
-            .arg(&conf)
-            .args(["app", "-jar"])
-            .arg(wordcount())
-            .args(["-split", "1", "-sum", "1"])
-            .current_dir(&dir)
-            .output()
-            .unwrap()
-    };
+    let local = common::gear_local(&dir, &conf, &["-workernum", "1"]);
+    let submit = || common::submit_wordcount(&dir, &conf);
     // The master may not listen yet; `gear app` says so and fails, so try until it is up.
     wait_until("wordcount is submitted", || submit().status.success());
     (dir, local)

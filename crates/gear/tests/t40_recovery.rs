@@ -6,23 +6,9 @@
 mod common;
 
 use common::cluster::Cluster;
-use common::wait_until;
+use common::{example, wait_until};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// An example binary beside `gear`, built if this test runs without the rest of the workspace.
-fn example(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_gear")).with_file_name(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "gearpump-examples", "--bin", name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the {name} example");
-    }
-    path
-}
 
 /// The pids of application 1's active executors, as the master last heard from its AppMaster.
 fn executor_pids(c: &Cluster) -> Vec<u32> {

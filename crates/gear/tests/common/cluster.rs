@@ -22,6 +22,17 @@ pub struct Cluster {
     pub procs: Vec<Proc>,
 }
 
+impl Drop for Cluster {
+    /// Stops the processes; a passing test's directory goes too (each holds copies of the
+    /// application binary), a failing one's stays for its logs.
+    fn drop(&mut self) {
+        self.procs.clear();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Cluster {
     /// A master and two workers, each its own process.
     pub fn start(name: &str) -> Cluster {

@@ -39,18 +39,55 @@ pub fn cluster_dir(name: &str, conf_lines: &str) -> (PathBuf, PathBuf, u16) {
     (dir, conf, port)
 }
 
-/// The wordcount example binary beside `gear`, built if this test runs without the rest of
-/// the workspace.
-#[allow(dead_code)] // Not every test file submits wordcount.
-pub fn wordcount() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_gear")).with_file_name("wordcount");
+/// An example binary beside `gear`, built if this test runs without the rest of the
+/// workspace.
+#[allow(dead_code)] // Not every test file submits an example.
+pub fn example(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_gear")).with_file_name(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "gearpump-examples", "--bin", "wordcount"]).status().unwrap();
-        assert!(status.success(), "building the wordcount example");
+        let status = Command::new(cargo).args(["build", "-p", "gearpump-examples", "--bin", name]).status().unwrap();
+        assert!(status.success(), "building the {name} example");
     }
     path
+}
+
+/// The wordcount example binary beside `gear`.
+#[allow(dead_code)]
+pub fn wordcount() -> PathBuf {
+    example("wordcount")
+}
+
+/// `gear -conf <conf> local <args>` in `dir`, its output into `dir/local.out`.
+#[allow(dead_code)]
+pub fn gear_local(dir: &Path, conf: &Path, args: &[&str]) -> Proc {
+    let log = std::fs::File::create(dir.join("local.out")).unwrap();
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_gear"))
+            .arg("-conf")
+            .arg(conf)
+            .arg("local")
+            .args(args)
+            .current_dir(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `gear app` submitting `wordcount -split 1 -sum 1` to the cluster of `conf`.
+#[allow(dead_code)]
+pub fn submit_wordcount(dir: &Path, conf: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gear"))
+        .arg("-conf")
+        .arg(conf)
+        .args(["app", "-jar"])
+        .arg(wordcount())
+        .args(["-split", "1", "-sum", "1"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }
 
 /// A free port on 127.0.0.1 (free when asked; good enough for tests on one machine).
