@@ -50,24 +50,30 @@ fn checkpoint_root(name: &str) -> String {
 
 #[test]
 fn a_checkpointed_count_is_exact_after_three_failures() {
-    const N: u64 = 1_000_000;
     // 100 numbers per millisecond: 10 s of application time, a checkpoint every 1 s of it. At
     // most 250,000 numbers per second, so the run lasts about 4 s and the failures fall
     // between checkpoints, not all before the first.
+    count_exactly_once(1_000_000, &checkpoint_root("count"));
+}
+
+/// Numbers 1..=n, 100 per millisecond of application time, through a count with 1 s
+/// checkpoints in `root`, failing at three random numbers: the count and the sum are exact.
+/// Returns the application's id.
+fn count_exactly_once(n: u64, root: &str) -> gearpump::AppId {
     let per_ms = 100;
     let mut rng = fastrand::Rng::new();
-    let fail_at: BTreeSet<u64> = (0..3).map(|_| rng.u64(1..=N)).collect();
+    let fail_at: BTreeSet<u64> = (0..3).map(|_| rng.u64(1..=n)).collect();
     eprintln!("failing at {fail_at:?}");
     let fail_at = Arc::new(Mutex::new(fail_at));
     let results = Arc::new(Mutex::new(BTreeMap::new()));
-    let source = Processor::source("Numbers", 1, move |_| Ok(NumberSource::new(N, per_ms).paced(250_000)));
+    let source = Processor::source("Numbers", 1, move |_| Ok(NumberSource::new(n, per_ms).paced(250_000)));
     let (f, r) = (fail_at.clone(), results.clone());
     let count = Processor::persistent("CountAndSum", 2, move |_| {
         Ok(CountAndSum { fail_at: f.clone(), results: r.clone(), last: (0, 0) })
     });
     let config = UserConfig::empty()
         .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 1000)
-        .with("state.checkpoint.store.rootpath", checkpoint_root("count"));
+        .with("state.checkpoint.store.rootpath", root.to_string());
     let app = StreamApplication::builder("exactlyOnce")
         .edge(&source, PartitionerSpec::hash(), &count)
         .config(config)
@@ -82,9 +88,117 @@ fn a_checkpointed_count_is_exact_after_three_failures() {
     let results = results.lock();
     let (count, sum) = results.values().fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
     assert_eq!(results.len(), 2, "{results:?}");
-    assert_eq!(count, N, "each number counted once: {results:?}");
-    assert_eq!(sum, N * (N + 1) / 2, "{results:?}");
+    assert_eq!(count, n, "each number counted once: {results:?}");
+    assert_eq!(sum, n * (n + 1) / 2, "{results:?}");
     cluster.shutdown();
+    id
+}
+
+/// An S3-compatible object store for one test: moto's server (`python3 -m moto.server`; `pip
+/// install 'moto[server]'`, which `.ci/run` does) on a free port of 127.0.0.1, with one bucket.
+/// Stopped on drop.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> S3Server {
+        use std::io::{Read, Write};
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting python3 -m moto.server, the S3 server of these tests: {e}"));
+        let mut server = S3Server { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut conn = loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("python3 -m moto.server exited ({status}); is moto installed? pip install 'moto[server]'");
+            }
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(c) => break c,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("moto's S3 server did not listen on {port}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        // Creating a bucket is not part of a blob store's job; one plain S3 request does it.
+        write!(
+            conn,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {reply}");
+        server
+    }
+
+    /// The store root `s3://<bucket>/<prefix>` on this server.
+    fn root(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1&access_key_id=test&secret_access_key=test",
+            self.port
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn checkpoints_in_an_s3_store_make_the_count_exact() {
+    let s3 = S3Server::start("gearpump");
+    let root = s3.root("gearpump", "checkpoints");
+    let id = count_exactly_once(200_000, &root);
+    // The checkpoints went to the bucket, under the application's own prefix.
+    let store = gearpump_storage::open(&gearpump_storage::join(&root, &format!("app{id}"))).unwrap();
+    let names = store.list().unwrap();
+    assert!(names.iter().any(|n| n.starts_with("task1_")), "checkpoints in {}: {names:?}", store.describe());
+}
+
+#[test]
+fn an_s3_store_keeps_blobs_atomically_and_names_a_corrupt_checkpoint() {
+    use gearpump_storage::{CheckpointStore, StorageError};
+    let s3 = S3Server::start("blobs");
+    let blobs = gearpump_storage::open(&s3.root("blobs", "store")).unwrap();
+    assert_eq!(blobs.put("a", &mut &b"0123456789"[..]).unwrap(), 10);
+    assert_eq!(blobs.read_at("a", 0, 4).unwrap(), (b"0123".to_vec(), false));
+    assert_eq!(blobs.read_at("a", 8, 4).unwrap(), (b"89".to_vec(), true));
+    blobs.put("a", &mut &b"new"[..]).unwrap();
+    assert_eq!(blobs.read_at("a", 0, 100).unwrap(), (b"new".to_vec(), true));
+    assert!(matches!(blobs.read_at("missing", 0, 1), Err(StorageError::NotFound(_))));
+    assert_eq!(blobs.list().unwrap(), ["a"]);
+    blobs.delete("a").unwrap();
+    assert!(!blobs.exists("a"));
+
+    let checkpoints = CheckpointStore::new(blobs.clone());
+    let task = TaskId::new(0, 1);
+    checkpoints.put(task, gearpump::Timestamp(1000), b"state at 1000").unwrap();
+    assert_eq!(checkpoints.get(task, gearpump::Timestamp(1000)).unwrap(), b"state at 1000");
+    let name = blobs.list().unwrap().pop().unwrap();
+    let (mut bytes, _) = blobs.read_at(&name, 0, 1 << 20).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    blobs.put(&name, &mut &bytes[..]).unwrap();
+    let err = checkpoints.get(task, gearpump::Timestamp(1000)).unwrap_err();
+    assert!(matches!(err, StorageError::CorruptCheckpoint { .. }), "{err}");
+    assert!(err.to_string().contains(&name) && err.to_string().contains("s3://blobs/store"), "{err}");
+    let err = checkpoints.get(task, gearpump::Timestamp(2000)).unwrap_err();
+    assert!(matches!(err, StorageError::MissingCheckpoint { .. }), "{err}");
+
+    // A store that does not answer is an error naming it, not a hang or a panic.
+    drop(s3);
+    let err = blobs.put("b", &mut &b"x"[..]).unwrap_err();
+    assert!(err.to_string().contains("s3://blobs/store"), "{err}");
 }
 
 /// Fails on its first message, every time.

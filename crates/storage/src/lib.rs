@@ -9,8 +9,9 @@
 //! its input.
 //!
 //! [`open`] picks the backend from a root path: a plain path (or `file://`) is a local directory,
-//! the default. Other schemes (`hdfs://`, `s3://`, …) are refused with an error naming the
-//! scheme until a backend for them is built in.
+//! the default; `s3://`, `webhdfs://` and `memory://` go through OpenDAL ([`OpenDalStore`]).
+//! Any other scheme is refused with an error naming it. [`join`] makes a store's sub-path, so
+//! each application keeps its checkpoints under a root of its own whatever the backend.
 //!
 //! ```
 //! let dir = std::env::temp_dir().join(format!("gearpump-storage-doc-{}", std::process::id()));
@@ -22,9 +23,11 @@
 
 mod checkpoint;
 mod offsets;
+mod remote;
 
 pub use checkpoint::CheckpointStore;
 pub use offsets::{OffsetStore, Position};
+pub use remote::{OpenDalStore, SCHEMES};
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -35,12 +38,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The root path names a backend this build does not have.
-    #[error("storage {root:?}: the {scheme}:// backend is not available; use a local directory")]
+    #[error(
+        "storage {root:?}: the {scheme}:// backend is not available; use a local directory, file://, s3://, webhdfs:// or memory://"
+    )]
     UnsupportedScheme {
         /// The root path.
         root: String,
         /// Its scheme.
         scheme: String,
+    },
+    /// A root URL its backend cannot use (a missing bucket name, a bad option, …).
+    #[error("storage {root:?}: {why}")]
+    BadRoot {
+        /// The root, without its query.
+        root: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// A blob name that could escape the store or is empty.
     #[error("bad blob name {0:?}")]
@@ -104,13 +117,34 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens the store at `root`: a local directory (created if missing) for a plain path or a
-/// `file://` URL.
+/// `file://` URL; an OpenDAL store for the [`SCHEMES`] it serves.
 pub fn open(root: &str) -> Result<Arc<dyn BlobStore>, StorageError> {
     match root.split_once("://") {
         None => Ok(Arc::new(LocalDir::open(root)?)),
         Some(("file", path)) => Ok(Arc::new(LocalDir::open(path)?)),
-        Some((scheme, _)) => Err(StorageError::UnsupportedScheme { root: root.into(), scheme: scheme.into() }),
+        Some((scheme, _)) => Ok(Arc::new(OpenDalStore::open(root, scheme)?)),
     }
+}
+
+/// The sub-path `child` of store root `root`, keeping a URL's query (its options) at the end:
+/// `join("s3://b/ckpt?region=x", "app1")` is `s3://b/ckpt/app1?region=x`.
+pub fn join(root: &str, child: &str) -> String {
+    let (base, query) = root.split_once('?').map_or((root, None), |(b, q)| (b, Some(q)));
+    let joined = format!("{}/{child}", base.trim_end_matches('/'));
+    match query {
+        Some(q) => format!("{joined}?{q}"),
+        None => joined,
+    }
+}
+
+/// Checks that `name` is a plain blob name: no path separators, no leading dot (temporary
+/// files), at most 200 characters.
+pub(crate) fn valid_name(name: &str) -> Result<(), StorageError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid { Ok(()) } else { Err(StorageError::BadName(name.into())) }
 }
 
 /// Blobs as files in a local directory.
@@ -133,11 +167,7 @@ impl LocalDir {
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, StorageError> {
-        let valid = !name.is_empty()
-            && name.len() <= 200
-            && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if valid { Ok(self.root.join(name)) } else { Err(StorageError::BadName(name.into())) }
+        valid_name(name).map(|()| self.root.join(name))
     }
 }
 
@@ -263,6 +293,33 @@ mod tests {
         assert!(matches!(s.read_at("missing", 0, 1), Err(StorageError::NotFound(_))));
         let err = open("hdfs://namenode:9000/jars").unwrap_err();
         assert!(err.to_string().contains("hdfs://"), "{err}");
+        let err = open("s3:///no-bucket").unwrap_err();
+        assert!(matches!(err, StorageError::BadRoot { .. }), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn join_keeps_the_query_last() {
+        assert_eq!(join("/var/ckpt/", "app1"), "/var/ckpt/app1");
+        assert_eq!(
+            join("s3://b/ckpt?region=x&endpoint=http://h:9", "app1"),
+            "s3://b/ckpt/app1?region=x&endpoint=http://h:9"
+        );
+    }
+
+    #[test]
+    fn memory_store_behaves_like_a_directory() {
+        let s = open("memory:///blobs").unwrap();
+        assert_eq!(s.put("a", &mut &b"0123456789"[..]).unwrap(), 10);
+        s.put("b", &mut &b""[..]).unwrap();
+        assert_eq!(s.read_at("a", 8, 4).unwrap(), (b"89".to_vec(), true));
+        assert_eq!(s.read_at("a", 0, 4).unwrap(), (b"0123".to_vec(), false));
+        assert_eq!(s.read_at("b", 0, 4).unwrap(), (Vec::new(), true));
+        assert!(matches!(s.read_at("missing", 0, 1), Err(StorageError::NotFound(_))));
+        assert!(matches!(s.put("../x", &mut &b""[..]), Err(StorageError::BadName(_))));
+        assert_eq!(s.list().unwrap(), ["a", "b"]);
+        s.delete("a").unwrap();
+        s.delete("a").unwrap();
+        assert!(!s.exists("a") && s.exists("b"));
     }
 }

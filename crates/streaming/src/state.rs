@@ -30,7 +30,7 @@ pub fn checkpoint_dir(app_id: AppId, app: &StreamApplication) -> Result<Option<S
         };
         home.join(root).to_string_lossy().into_owned()
     };
-    Ok(Some(format!("{}/app{app_id}", root.trim_end_matches('/'))))
+    Ok(Some(gearpump_storage::join(&root, &format!("app{app_id}"))))
 }
 
 /// Opens the checkpoint store in `dir`.

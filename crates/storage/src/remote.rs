@@ -1,0 +1,164 @@
+//! Blob stores beyond the local disk, through OpenDAL: S3 and S3-compatible object stores
+//! (`s3://bucket/prefix`), HDFS through its WebHDFS gateway (`webhdfs://host:port/path`), and
+//! memory (`memory://`, for tests). Options a backend needs go in the URL's query:
+//! `s3://ckpt/gearpump?endpoint=http://10.0.0.5:9000&region=us-east-1`; S3 credentials come
+//! from the query or from the usual `AWS_*` environment variables.
+//!
+//! OpenDAL is asynchronous; Gearpump's store is called from task threads and daemons alike, so
+//! each store drives its operator on a runtime of its own and waits for the answer on a plain
+//! channel: a call from inside another runtime cannot deadlock or panic. Every call has a
+//! time limit, so an unreachable store is an error naming it rather than a hang.
+
+use crate::{BlobStore, StorageError, valid_name};
+use opendal::{ErrorKind, Operator};
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long one storage call may take before it fails.
+const CALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// The schemes this build can open through OpenDAL.
+pub const SCHEMES: [&str; 3] = ["s3", "webhdfs", "memory"];
+
+/// Blobs in an OpenDAL-backed store.
+pub struct OpenDalStore {
+    op: Operator,
+    /// The root URL with any credentials in the query left out, for messages.
+    shown: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for OpenDalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenDalStore").field("root", &self.shown).finish()
+    }
+}
+
+impl Drop for OpenDalStore {
+    fn drop(&mut self) {
+        // A store may be dropped on an async task; a runtime must not block there.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// `root` without its query, which may hold secrets.
+fn shown(root: &str) -> String {
+    root.split_once('?').map_or(root, |(base, _)| base).to_string()
+}
+
+impl OpenDalStore {
+    /// Opens the store at URL `root` with scheme `scheme` (one of [`SCHEMES`]).
+    pub fn open(root: &str, scheme: &str) -> Result<Self, StorageError> {
+        if !SCHEMES.contains(&scheme) {
+            return Err(StorageError::UnsupportedScheme { root: shown(root), scheme: scheme.into() });
+        }
+        opendal::init_default_registry();
+        // HTTPS through rustls with ring (smaller to build than the default aws-lc); a
+        // provider installed earlier by the process is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The facade installs its HTTP client only with the aws-lc build; install it here.
+        opendal_http_transport_reqwest::install_default();
+        let bad = |why: String| StorageError::BadRoot { root: shown(root), why };
+        let op = Operator::from_uri(root)
+            .map_err(|e| bad(e.to_string()))?
+            .layer(opendal::layers::RetryLayer::new().with_max_times(3));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gearpump-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Io { path: PathBuf::from(shown(root)), source: e })?;
+        Ok(OpenDalStore { op, shown: shown(root), runtime: Some(runtime) })
+    }
+
+    /// Runs `call` on the store's runtime and waits for it, within [`CALL_LIMIT`].
+    fn run<T: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl Future<Output = opendal::Result<T>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let runtime = self.runtime.as_ref().expect("a store has its runtime until dropped");
+        runtime.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(CALL_LIMIT, call).await);
+        });
+        let path = PathBuf::from(format!("{}/{what}", self.shown));
+        match rx.recv() {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) if e.kind() == ErrorKind::NotFound => Err(StorageError::NotFound(what.into())),
+            Ok(Ok(Err(e))) => Err(StorageError::Io { path, source: std::io::Error::other(e.to_string()) }),
+            Ok(Err(_)) => Err(StorageError::Io {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CALL_LIMIT.as_secs()),
+                ),
+            }),
+            Err(_) => Err(StorageError::Io { path, source: std::io::Error::other("the storage runtime stopped") }),
+        }
+    }
+}
+
+impl BlobStore for OpenDalStore {
+    fn put(&self, name: &str, from: &mut dyn Read) -> Result<u64, StorageError> {
+        valid_name(name)?;
+        let mut bytes = Vec::new();
+        from.read_to_end(&mut bytes)
+            .map_err(|source| StorageError::Io { path: PathBuf::from(format!("{}/{name}", self.shown)), source })?;
+        let len = bytes.len() as u64;
+        // One PUT: an object store shows either the old object or the whole new one.
+        let (op, path) = (self.op.clone(), name.to_string());
+        self.run(name, async move { op.write(&path, bytes).await })?;
+        Ok(len)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError> {
+        valid_name(name)?;
+        let (op, path) = (self.op.clone(), name.to_string());
+        self.run(name, async move {
+            let len = op.stat(&path).await?.content_length();
+            let start = offset.min(len);
+            let end = start.saturating_add(max as u64).min(len);
+            let bytes = if start == end { Vec::new() } else { op.read_with(&path).range(start..end).await?.to_vec() };
+            Ok((bytes, end >= len))
+        })
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        if valid_name(name).is_err() {
+            return false;
+        }
+        let (op, path) = (self.op.clone(), name.to_string());
+        self.run(name, async move { op.exists(&path).await }).unwrap_or(false)
+    }
+
+    fn list(&self) -> Result<Vec<String>, StorageError> {
+        let op = self.op.clone();
+        let entries = self.run("", async move { op.list("").await })?;
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.name().to_string())
+            .filter(|n| valid_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StorageError> {
+        valid_name(name)?;
+        let (op, path) = (self.op.clone(), name.to_string());
+        match self.run(name, async move { op.delete(&path).await }) {
+            Err(StorageError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
