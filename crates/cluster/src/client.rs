@@ -81,6 +81,8 @@ impl ClusterClient {
                 log_dir: String::new(),
                 home,
                 config: String::new(),
+                leader: Some(format!("embedded@{pid}")),
+                synced: true,
             },
             workers: self
                 .workers()

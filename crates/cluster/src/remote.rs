@@ -209,6 +209,23 @@ pub fn exit_with_parent() {
     }
 }
 
+/// Which AppMaster of its application this process is (0: the first).
+fn appmaster_attempt() -> u32 {
+    std::env::var("GEARPUMP_APPMASTER_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(0)
+}
+
+/// Connects to the leading master again and registers as the AppMaster of `app_id` (after
+/// the master it knew died or stopped leading).
+async fn reregister(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
+    let masters = masters_from_env()?;
+    let (mut master, pushes) = DuplexClient::connect(&masters).await?;
+    let attempt = appmaster_attempt();
+    match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(10)).await? {
+        MasterReply::Ok => Ok((master, pushes)),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// The AppMaster role: runs `app` on executor processes until it ends; reports the outcome.
 pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let masters = masters_from_env()?;
@@ -216,7 +233,8 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
     runtime()?.block_on(async move {
         let (mut master, mut pushes) = DuplexClient::connect(&masters).await?;
-        match master.ask(MasterRequest::RegisterAppMaster { app_id }, Duration::from_secs(30)).await? {
+        let attempt = appmaster_attempt();
+        match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(30)).await? {
             MasterReply::Ok => {}
             other => return Err(unexpected(other)),
         }
@@ -268,7 +286,7 @@ async fn appmaster_loop(
     let master_timeout = Duration::from_millis(conf_num("gearpump.cluster.master-timeout-ms")?);
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
-    let attempt: u32 = std::env::var("GEARPUMP_APPMASTER_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let attempt = appmaster_attempt();
     let mut start = Timestamp(std::env::var("GEARPUMP_START_CLOCK").ok().and_then(|t| t.parse().ok()).unwrap_or(0));
     let checkpoint_dir =
         gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
@@ -312,6 +330,8 @@ async fn appmaster_loop(
     let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconnect_tick = tokio::time::interval(Duration::from_millis(500));
+    reconnect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let actions = tokio::select! {
             _ = report_tick.tick(), if master_lost.is_none() => {
@@ -389,6 +409,26 @@ async fn appmaster_loop(
                     Vec::new()
                 }
             },
+            // Look for the leading master (a failover elects a new one within a second or two).
+            _ = reconnect_tick.tick(), if master_lost.is_some() && supervisor.ending().is_none() => {
+                match tokio::time::timeout(Duration::from_secs(5), reregister(app_id)).await {
+                    Ok(Ok((client, new_pushes))) => {
+                        tracing::info!(%app_id, master = %client.master, lost_for = ?master_lost.map(|t| t.elapsed()),
+                            "Registered with the leading master again.");
+                        *master = client;
+                        *pushes = new_pushes;
+                        master_lost = None;
+                    }
+                    Ok(Err(RoleError::Refused(e))) => {
+                        // A newer AppMaster runs the application: this one must stop.
+                        tracing::error!(%app_id, error = %e, "The master refused this AppMaster.");
+                        return Err(RoleError::Refused(e));
+                    }
+                    Ok(Err(e)) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
+                    Err(_) => tracing::debug!(%app_id, "No leading master yet."),
+                }
+                Vec::new()
+            }
             _ = tokio::time::sleep_until(master_lost.map_or_else(tokio::time::Instant::now, |t| t + master_timeout)),
                 if master_lost.is_some() && supervisor.ending().is_none() => {
                 supervisor.on_give_up(format!("no master for {master_timeout:?}"))

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use gearpump_cluster::daemon::artifacts::ArtifactStore;
 use gearpump_cluster::daemon::reporter::Reporter;
 use gearpump_cluster::daemon::submit_binary;
-use gearpump_cluster::daemon::{ControlTiming, MasterClient, MasterOptions, WorkerSettings, run_master, run_worker};
+use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
 use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
@@ -187,7 +187,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((ip.as_str(), port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let options = master_options(&conf, &me, store()?, &masters_env, false)?;
+                // The Raft log and snapshots: what this master must find again after a restart.
+                let data_dir = PathBuf::from("master-data").join(format!("{}-{}", me.host, me.port));
+                let options = master_options(&conf, &me, store()?, &masters_env, false, &masters, data_dir)?;
                 run_master(listener, options, ctrl_c()).await;
                 Ok(())
             })
@@ -220,7 +222,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((me.host.as_str(), me.port))
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
-                let options = master_options(&conf, &me, store()?, &masters_env, sameprocess)?;
+                // A local cluster is one master that starts empty every time.
+                let data_dir = std::env::temp_dir().join(format!("gearpump-local-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&data_dir);
+                let options = master_options(
+                    &conf,
+                    &me,
+                    store()?,
+                    &me.to_string(),
+                    sameprocess,
+                    std::slice::from_ref(&me),
+                    data_dir,
+                )?;
                 let master = tokio::spawn(run_master(listener, options, ctrl_c()));
                 if services {
                     let (host, port) = services_addr(&conf)?;
@@ -326,16 +339,20 @@ fn master_options(
     store: ArtifactStore,
     masters_env: &str,
     same_process: bool,
+    members: &[HostPort],
+    data_dir: PathBuf,
 ) -> anyhow::Result<MasterOptions> {
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
     let summary = MasterSummary {
         address: me.to_string(),
-        members: masters_env.split(',').map(str::to_string).collect(),
+        members: members.iter().map(ToString::to_string).collect(),
         started: 0,
         jar_store: store.describe(),
         log_dir: conf.get_str("gearpump.log.daemon.dir").unwrap_or("logs").to_string(),
         home: std::env::var("GEARPUMP_HOME").unwrap_or(cwd),
         config: conf.to_hocon(),
+        leader: None,
+        synced: false,
     };
     Ok(MasterOptions {
         timing: ControlTiming::from_config(conf)?,
@@ -346,6 +363,9 @@ fn master_options(
         retention: gearpump_cluster::master::retention(conf)?,
         reporter: Reporter::from_config(conf)?,
         total_retries: conf.get_num("gearpump.application.total-retries")?,
+        me: me.clone(),
+        members: members.to_vec(),
+        data_dir,
     })
 }
 
@@ -354,9 +374,8 @@ fn ask(masters: &[HostPort], req: &MasterRequest) -> anyhow::Result<MasterReply>
     let list: Vec<String> = masters.iter().map(ToString::to_string).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut client = MasterClient::connect(masters)
+        gearpump_cluster::daemon::ask_leader(masters, req, Duration::from_secs(30))
             .await
-            .with_context(|| format!("no master answers at {}", list.join(", ")))?;
-        Ok(client.ask(req, Duration::from_secs(30)).await?)
+            .with_context(|| format!("no leading master answers at {}", list.join(", ")))
     })
 }

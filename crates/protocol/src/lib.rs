@@ -52,6 +52,9 @@ pub enum ProtocolError {
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// No master leads (an election, or too few masters alive for a majority).
+    #[error("no leading master: {0}")]
+    NoLeader(String),
 }
 
 /// Writes the opening magic and version.
@@ -157,6 +160,10 @@ pub enum MasterRequest {
         config: String,
         /// Its log directory.
         log_dir: String,
+        /// The id an earlier master gave it, kept across a master failover.
+        previous: Option<WorkerId>,
+        /// The processes it runs, `(application, executor)` (-1: an AppMaster).
+        running: Vec<(AppId, i32)>,
     },
     /// A worker is alive.
     Heartbeat {
@@ -212,6 +219,9 @@ pub enum MasterRequest {
     RegisterAppMaster {
         /// Its application.
         app_id: AppId,
+        /// Which AppMaster of it this is (0 first; the master counts relaunches): a replaced
+        /// one may not register again after a master failover.
+        attempt: u32,
     },
     /// An application's status changed (from its AppMaster).
     AppStatus {
@@ -281,6 +291,14 @@ pub enum MasterRequest {
         executor: i32,
         /// Its exit status, if it exited normally.
         code: Option<i32>,
+    },
+    /// Which master leads (answered by any master, leader or not).
+    WhoLeads,
+    /// A Raft message between masters: a postcard-encoded request of the masters' Raft
+    /// (append entries, vote, snapshot), answered with [`MasterReply::Raft`].
+    Raft {
+        /// The encoded request.
+        rpc: Vec<u8>,
     },
 }
 
@@ -354,6 +372,23 @@ pub enum MasterReply {
     Metrics(Vec<MetricPoint>),
     /// A request failed.
     Error(String),
+    /// This master does not lead (or leads without a majority behind it); ask the leader.
+    NotLeader {
+        /// The leader's `host:port`, if this master knows one.
+        leader: Option<String>,
+    },
+    /// Who leads: the answer to [`MasterRequest::WhoLeads`].
+    Leader {
+        /// The leader's `host:port`, if there is one this master knows of.
+        leader: Option<String>,
+        /// The master that answers, `host:port`.
+        me: String,
+    },
+    /// The answer to [`MasterRequest::Raft`]: a postcard-encoded Raft response.
+    Raft {
+        /// The encoded response.
+        bytes: Vec<u8>,
+    },
 }
 
 impl MasterReply {
@@ -362,6 +397,11 @@ impl MasterReply {
     pub fn is_push(&self) -> bool {
         matches!(self, MasterReply::Worker(_) | MasterReply::KillRequested | MasterReply::ReplayRequested)
     }
+}
+
+/// Whether `reply` says that the master asked is not the leader (see [`MasterReply::NotLeader`]).
+pub fn is_not_leader(reply: &MasterReply) -> bool {
+    matches!(reply, MasterReply::NotLeader { .. })
 }
 
 #[cfg(test)]
@@ -585,6 +625,10 @@ pub struct MasterSummary {
     pub home: String,
     /// Its configuration, HOCON.
     pub config: String,
+    /// The leading master, `host:port`, if one is known.
+    pub leader: Option<String>,
+    /// Whether this master's replicated state is in step with a majority of the masters.
+    pub synced: bool,
 }
 
 /// A worker as the REST API shows it.

@@ -49,7 +49,7 @@ async function clusterPage() {
   const d = m.masterDescription;
   page.innerHTML = `<h2>Cluster</h2>
   <section><h3>Master</h3><div class="kv">
-    <b>Leader</b><span>${esc(d.leader.join(':'))}</span>
+    <b>Leader</b><span>${d.leader ? esc(d.leader.join(":")) : "none (election)"}</span>
     <b>Members</b><span>${esc(d.cluster.map((c) => c.join(':')).join(', '))}</span>
     <b>Status</b><span>${esc(d.masterStatus)}</span>
     <b>Uptime</b><span>${dur(d.aliveFor)}</span>

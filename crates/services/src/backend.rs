@@ -207,13 +207,10 @@ impl RemoteBackend {
 
     async fn ask(&self, req: MasterRequest) -> Result<MasterReply, BackendError> {
         let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
-        let mut client = MasterClient::connect(&self.masters)
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
-        match client.ask(&req, Duration::from_secs(60)).await {
+        match gearpump_cluster::daemon::ask_leader(&self.masters, &req, Duration::from_secs(60)).await {
             Ok(MasterReply::Error(e)) => Err(refused(e)),
             Ok(reply) => Ok(reply),
-            Err(e) => Err(BackendError::Unavailable(format!("the master did not answer: {e}"))),
+            Err(e) => Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", ")))),
         }
     }
 

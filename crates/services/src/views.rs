@@ -22,9 +22,10 @@ pub fn master(s: &ClusterSnapshot) -> Value {
         Some((h, p)) => json!([h, p.parse::<u16>().unwrap_or(0)]),
         None => json!([a, 0]),
     };
-    let leader = match m.address.rsplit_once(':') {
+    // The guide's shape: `["master@<host>", port]`; null while no master leads.
+    let leader = match m.leader.as_deref().map(|l| l.rsplit_once(':').unwrap_or((l, "0"))) {
         Some((h, p)) => json!([format!("master@{h}"), p.parse::<u16>().unwrap_or(0)]),
-        None => json!([format!("master@{}", m.address), 0]),
+        None => Value::Null,
     };
     json!({
         "masterDescription": {
@@ -33,7 +34,8 @@ pub fn master(s: &ClusterSnapshot) -> Value {
             "aliveFor": (now() - m.started).max(0).to_string(),
             "logFile": m.log_dir,
             "jarStore": m.jar_store,
-            "masterStatus": "synced",
+            "masterStatus": if m.synced { "synced" } else { "unsynced" },
+            "address": m.address,
             "homeDirectory": m.home,
         }
     })

@@ -4,11 +4,23 @@
 //! One actor owns the state; each connection is a task that forwards requests to it and writes
 //! back what it answers, plus what it pushes (launch and kill commands to workers, kill requests
 //! to AppMasters).
+//!
+//! With several masters (`gearpump.cluster.masters`), only the Raft leader serves: the others
+//! answer [`MasterReply::NotLeader`], and clients find the leader by asking any master
+//! ([`MasterRequest::WhoLeads`]). The leader's every change of the replicated state
+//! ([`raft::Replicated`]: applications, next ids, binaries) is a Raft log entry that a majority
+//! of the masters stores before the change takes effect: the answer, and what is pushed to
+//! workers, wait for it. A change the majority does not take is refused and forgotten. A master
+//! that becomes leader rebuilds its state from the replicated one; workers and AppMasters
+//! re-register with it, keeping their ids and their processes. A leader that loses its
+//! majority stops answering as one.
 
 use super::ControlTiming;
 use super::artifacts::ArtifactStore;
+use super::raft::{self, AppMeta, Change, Raft, Replicated};
 use super::reporter::Reporter;
 use crate::scheduler;
+use gearpump_config::HostPort;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
@@ -16,11 +28,19 @@ use gearpump_protocol::{
     AppInfo, MasterReply, MasterRequest, ProtocolError, WorkerCommand, WorkerInfo, read_hello, read_msg, write_hello,
     write_msg,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// How long the leader waits for a majority to store a change before refusing it.
+const WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A leader that has heard from no majority for this long does not act as one.
+const QUORUM_SILENCE: Duration = Duration::from_millis(1500);
 
 type Out = mpsc::UnboundedSender<MasterReply>;
 
@@ -61,10 +81,38 @@ struct AppRecord {
 }
 
 enum Command {
-    Request { req: MasterRequest, conn: u64, out: Out },
-    Disconnected { conn: u64 },
+    Request {
+        req: MasterRequest,
+        conn: u64,
+        out: Out,
+    },
+    Disconnected {
+        conn: u64,
+    },
     Tick,
     Report,
+    /// This master started or stopped leading.
+    Leadership {
+        leading: bool,
+    },
+    /// An uploaded binary was copied to `stored` other masters.
+    ArtifactCopied {
+        id: String,
+        stored: usize,
+        failures: Vec<String>,
+        out: Out,
+    },
+}
+
+/// Who leads, as the connections answer [`MasterRequest::WhoLeads`] without asking the actor.
+#[derive(Debug, Clone, Default)]
+struct Leadership {
+    /// The leader's address, if known (and, if it is this master, backed by a majority).
+    leader: Option<String>,
+    /// Whether this master leads.
+    leading: bool,
+    /// Whether this master's replicated state is in step with a majority.
+    synced: bool,
 }
 
 /// Who is on the other end of a connection.
@@ -95,6 +143,12 @@ pub struct MasterOptions {
     /// How many times an application's AppMaster is relaunched after it died
     /// (`gearpump.application.total-retries`).
     pub total_retries: u32,
+    /// This master's address, as `gearpump.cluster.masters` lists it.
+    pub me: HostPort,
+    /// Every master, this one included: the members of the masters' Raft.
+    pub members: Vec<HostPort>,
+    /// Where this master keeps its Raft log and snapshots.
+    pub data_dir: PathBuf,
 }
 
 /// What an application is submitted with: by a client, or again by a restart.
@@ -123,6 +177,59 @@ struct MasterState {
     total_retries: u32,
     /// The newest point time the reporter has sent: each report sends only newer points.
     reported_up_to: i64,
+    /// The binaries a majority of the masters stores.
+    artifacts: BTreeSet<String>,
+    /// The replicated state as last committed: what a change is measured against.
+    committed: Replicated,
+    /// Pushes to send once the change that caused them is committed.
+    outbox: Vec<(Out, MasterReply)>,
+    /// When this master started leading: workers that have not re-registered a while after
+    /// are dead.
+    leading_since: Option<Instant>,
+    /// Whether the workers of the replicated state were checked after the failover.
+    orphans_checked: bool,
+    /// Who leads, shared with the connections.
+    leadership: Arc<RwLock<Leadership>>,
+}
+
+impl AppRecord {
+    /// What every master keeps of it.
+    fn meta(&self) -> AppMeta {
+        AppMeta {
+            info: self.info.clone(),
+            artifact: self.artifact.clone(),
+            args: self.args.clone(),
+            held: self.held.clone(),
+            executors: self.executors,
+            tasks: self.tasks,
+            appmaster_launches: self.appmaster_launches,
+            start_clock: self.start_clock,
+        }
+    }
+
+    /// The record of `meta`, with what this master knew of it besides (`known`), if anything.
+    fn from_meta(meta: AppMeta, known: Option<AppRecord>) -> AppRecord {
+        let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock } = meta;
+        let (appmaster, appmaster_conn, appmaster_exits, runtime) = match known {
+            Some(k) => (k.appmaster, k.appmaster_conn, k.appmaster_exits, k.runtime),
+            // Its current AppMaster is alive until a worker says otherwise.
+            None => (None, None, appmaster_launches.saturating_sub(1), None),
+        };
+        AppRecord {
+            info,
+            artifact,
+            args,
+            held,
+            executors,
+            tasks,
+            appmaster,
+            appmaster_conn,
+            appmaster_launches,
+            appmaster_exits,
+            runtime,
+            start_clock,
+        }
+    }
 }
 
 fn is_terminal(status: &str) -> bool {
@@ -132,10 +239,25 @@ fn is_terminal(status: &str) -> bool {
 impl MasterState {
     fn handle(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
         Some(match req {
-            MasterRequest::RegisterWorker { host, slots, pid, config, log_dir } => {
-                let id = WorkerId(self.next_worker);
-                self.next_worker += 1;
-                tracing::info!(worker = %id, %host, slots, pid, "Worker registered.");
+            MasterRequest::RegisterWorker { host, slots, pid, config, log_dir, previous, running } => {
+                // A worker that an earlier leader knew keeps its id (applications hold its
+                // slots by it).
+                let id = match previous {
+                    Some(id) if id.0 < self.next_worker && !self.workers.get(&id).is_some_and(|w| w.alive) => id,
+                    _ => {
+                        self.next_worker += 1;
+                        WorkerId(self.next_worker - 1)
+                    }
+                };
+                let used = self
+                    .apps
+                    .values()
+                    .filter(|a| !is_terminal(&a.info.status))
+                    .flat_map(|a| a.held.iter())
+                    .filter(|(w, _)| *w == id)
+                    .map(|(_, n)| n)
+                    .sum();
+                tracing::info!(worker = %id, %host, slots, pid, again = previous.is_some(), "Worker registered.");
                 let record = WorkerRecord {
                     registered: Timestamp::now().0,
                     pid,
@@ -143,13 +265,25 @@ impl MasterState {
                     log_dir,
                     host,
                     slots,
-                    used: 0,
+                    used,
                     last_seen: Instant::now(),
                     alive: true,
                     out: out.clone(),
                 };
                 self.workers.insert(id, record);
                 self.peers.insert(conn, Peer::Worker(id));
+                // An AppMaster this worker ran and no longer runs ended while no master
+                // listened (a failover): its application needs a new one.
+                let gone: Vec<AppId> = self
+                    .apps
+                    .values()
+                    .filter(|a| !is_terminal(&a.info.status) && a.info.worker == Some(id) && a.appmaster.is_none())
+                    .filter(|a| !running.contains(&(a.info.id, -1)))
+                    .map(|a| a.info.id)
+                    .collect();
+                for app_id in gone {
+                    self.appmaster_lost(app_id, &format!("its AppMaster is no longer running on worker {id}"));
+                }
                 MasterReply::WorkerRegistered {
                     worker: id,
                     heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
@@ -214,7 +348,12 @@ impl MasterState {
             MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
                 self.submit(Submission { name, artifact, args, tasks, user, executors }, None)
             }
-            MasterRequest::RegisterAppMaster { app_id } => match self.apps.get_mut(&app_id) {
+            MasterRequest::RegisterAppMaster { app_id, attempt } => match self.apps.get_mut(&app_id) {
+                Some(app) if attempt + 1 != app.appmaster_launches => MasterReply::Error(format!(
+                    "application {app_id} has a newer AppMaster (launch {}) than this one ({})",
+                    app.appmaster_launches,
+                    attempt + 1
+                )),
                 Some(app) if !is_terminal(&app.info.status) => {
                     app.appmaster = Some(out.clone());
                     app.appmaster_conn = Some(conn);
@@ -258,7 +397,7 @@ impl MasterState {
                 };
                 match self.workers.get(&worker) {
                     Some(w) if w.alive => {
-                        let _ = w.out.send(MasterReply::Worker(cmd));
+                        self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
                         MasterReply::Ok
                     }
                     _ => MasterReply::Error(format!("worker {worker} is not alive")),
@@ -293,6 +432,8 @@ impl MasterState {
                 }
                 _ => MasterReply::Error(format!("application {app_id} has another AppMaster, or none")),
             },
+            // Answered by the connection itself.
+            MasterRequest::WhoLeads | MasterRequest::Raft { .. } => return None,
             MasterRequest::ProcessExited { app_id, executor, code } => {
                 if executor == -1
                     && let Some(app) = self.apps.get_mut(&app_id)
@@ -314,8 +455,9 @@ impl MasterState {
     }
 
     fn snapshot(&self) -> ClusterSnapshot {
+        let leadership = self.leadership.read().expect("leadership lock").clone();
         ClusterSnapshot {
-            master: self.summary.clone(),
+            master: MasterSummary { leader: leadership.leader, synced: leadership.synced, ..self.summary.clone() },
             workers: self
                 .workers
                 .iter()
@@ -443,7 +585,7 @@ impl MasterState {
         );
         self.take(app_id, &am);
         let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env: self.app_env(app_id) };
-        let _ = self.workers[&worker].out.send(MasterReply::Worker(cmd));
+        self.outbox.push((self.workers[&worker].out.clone(), MasterReply::Worker(cmd)));
         tracing::info!(%app_id, %name, %worker, "Application submitted; launching its AppMaster.");
         MasterReply::Submitted { app_id }
     }
@@ -488,7 +630,7 @@ impl MasterState {
             }
             // Whatever processes remain go.
             for w in self.workers.values().filter(|w| w.alive) {
-                let _ = w.out.send(MasterReply::Worker(WorkerCommand::KillApp { app_id }));
+                self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id })));
             }
         }
     }
@@ -550,7 +692,7 @@ impl MasterState {
         let start_clock = app.start_clock;
         // Its executors go with it, and its slots are free for the new AppMaster to ask for.
         for w in self.workers.values().filter(|w| w.alive) {
-            let _ = w.out.send(MasterReply::Worker(WorkerCommand::KillApp { app_id }));
+            self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id })));
         }
         for (id, n) in std::mem::take(&mut app.held) {
             if let Some(w) = self.workers.get_mut(&id) {
@@ -574,7 +716,7 @@ impl MasterState {
         env.push(("GEARPUMP_START_CLOCK".into(), start_clock.to_string()));
         env.push(("GEARPUMP_APPMASTER_ATTEMPT".into(), attempt.to_string()));
         let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
-        let _ = self.workers[&worker].out.send(MasterReply::Worker(cmd));
+        self.outbox.push((self.workers[&worker].out.clone(), MasterReply::Worker(cmd)));
         tracing::warn!(%app_id, %worker, start_clock, attempt, "{why}: launching a new AppMaster.");
     }
 
@@ -587,7 +729,88 @@ impl MasterState {
         reporter.send(points);
     }
 
+    /// The replicated part of the state.
+    fn replicated(&self) -> Replicated {
+        Replicated {
+            next_app: self.next_app,
+            next_worker: self.next_worker,
+            apps: self.apps.iter().map(|(id, a)| (*id, a.meta())).collect(),
+            artifacts: self.artifacts.clone(),
+        }
+    }
+
+    /// Makes the state `from` (committed), keeping what is known besides of the applications
+    /// still in it; slot use follows the applications' holdings.
+    fn rebuild(&mut self, from: Replicated) {
+        let mut apps = BTreeMap::new();
+        for (id, meta) in &from.apps {
+            apps.insert(*id, AppRecord::from_meta(meta.clone(), self.apps.remove(id)));
+        }
+        self.apps = apps;
+        self.next_app = from.next_app.max(1);
+        self.next_worker = from.next_worker.max(1);
+        self.artifacts = from.artifacts.clone();
+        self.committed = from;
+        self.outbox.clear();
+        for (id, w) in &mut self.workers {
+            w.used = self
+                .apps
+                .values()
+                .filter(|a| !is_terminal(&a.info.status))
+                .flat_map(|a| a.held.iter())
+                .filter(|(h, _)| h == id)
+                .map(|(_, n)| n)
+                .sum();
+        }
+    }
+
+    /// This master now leads, with the replicated state `from`: workers and AppMasters will
+    /// register again.
+    fn start_leading(&mut self, from: Replicated) {
+        self.workers.clear();
+        self.peers.clear();
+        self.apps.clear();
+        self.rebuild(from);
+        self.leading_since = Some(Instant::now());
+        self.orphans_checked = false;
+        tracing::info!(apps = self.apps.len(), next_app = self.next_app, "Leading the masters.");
+    }
+
+    /// This master no longer leads: it forgets who is connected.
+    fn stop_leading(&mut self) {
+        self.workers.clear();
+        self.peers.clear();
+        self.leading_since = None;
+        self.outbox.clear();
+        for app in self.apps.values_mut() {
+            app.appmaster = None;
+            app.appmaster_conn = None;
+        }
+        tracing::warn!("No longer leading the masters.");
+    }
+
+    /// After a failover, workers that did not register again within the worker timeout are
+    /// dead: their slots are gone and AppMasters that ran there are relaunched.
+    fn check_orphans(&mut self) {
+        let Some(since) = self.leading_since else { return };
+        if self.orphans_checked || since.elapsed() < self.timing.worker_timeout {
+            return;
+        }
+        self.orphans_checked = true;
+        let mut lost = Vec::new();
+        for app in self.apps.values_mut().filter(|a| !is_terminal(&a.info.status)) {
+            app.held.retain(|(w, _)| self.workers.contains_key(w));
+            if let Some(w) = app.info.worker.filter(|w| !self.workers.contains_key(w)) {
+                lost.push((app.info.id, w));
+            }
+        }
+        for (app_id, w) in lost {
+            self.appmaster_lost(app_id, &format!("worker {w}, where its AppMaster ran, did not come back"));
+        }
+    }
+
     fn tick(&mut self) {
+        self.check_orphans();
         let now = Timestamp::now().0;
         self.metrics.record(now, ProcessGauges::of_this_process().metrics("master"));
         let timeout = self.timing.worker_timeout;
@@ -603,12 +826,229 @@ impl MasterState {
     }
 }
 
+/// Whether `req` may change the replicated state.
+fn may_change(req: &MasterRequest) -> bool {
+    !matches!(
+        req,
+        MasterRequest::Heartbeat { .. }
+            | MasterRequest::AppReport { .. }
+            | MasterRequest::ListApps
+            | MasterRequest::ListWorkers
+            | MasterRequest::Snapshot
+            | MasterRequest::QueryMetrics { .. }
+            | MasterRequest::FetchArtifact { .. }
+    )
+}
+
+/// Commits what the last event changed of the replicated state, then sends what it pushes and
+/// `reply`. A change a majority does not store within [`WRITE_LIMIT`] is undone and `reply`
+/// becomes an error.
+async fn commit(state: &mut MasterState, raft: &Raft, reply: Option<(Out, MasterReply)>) {
+    let now = state.replicated();
+    let change: Change = state.committed.diff(&now);
+    if !change.is_empty() {
+        let written = tokio::time::timeout(WRITE_LIMIT, raft.client_write(change)).await;
+        let failure = match written {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no majority of the masters stored it within {WRITE_LIMIT:?}")),
+        };
+        if let Some(why) = failure {
+            tracing::warn!(error = %why, "A change of the replicated state was refused.");
+            let committed = state.committed.clone();
+            state.rebuild(committed);
+            if let Some((out, _)) = reply {
+                let _ = out.send(MasterReply::Error(format!(
+                    "the masters could not agree on the change: {why}; nothing changed"
+                )));
+            }
+            return;
+        }
+        state.committed = now;
+    }
+    for (out, msg) in std::mem::take(&mut state.outbox) {
+        let _ = out.send(msg);
+    }
+    if let Some((out, reply)) = reply {
+        let _ = out.send(reply);
+    }
+}
+
+/// Copies binary `id` from `store` to the master at `to`.
+async fn copy_artifact(store: &ArtifactStore, id: &str, to: &HostPort) -> Result<(), String> {
+    let mut client = super::MasterClient::connect_direct(to).await.map_err(|e| format!("{to}: {e}"))?;
+    let mut offset = 0;
+    loop {
+        let (bytes, last) = store.read(id, offset).map_err(|e| e.to_string())?;
+        offset += bytes.len() as u64;
+        match client.ask(&MasterRequest::UploadArtifact { bytes, last }, Duration::from_secs(120)).await {
+            Ok(MasterReply::Ok) if !last => {}
+            Ok(MasterReply::ArtifactStored { id: got }) if last && got == id => return Ok(()),
+            Ok(other) => return Err(format!("{to} answered {other:?}")),
+            Err(e) => return Err(format!("{to}: {e}")),
+        }
+    }
+}
+
+/// Fetches binary `id` from any of `peers` into `store` (a master that was away when it was
+/// uploaded).
+async fn fetch_artifact(store: &ArtifactStore, id: &str, peers: &[HostPort], upload: u64) -> Result<(), String> {
+    let mut why = String::from("no other master");
+    for peer in peers {
+        let fetched = async {
+            let mut client = super::MasterClient::connect_direct(peer).await.map_err(|e| e.to_string())?;
+            let mut offset = 0;
+            loop {
+                let req = MasterRequest::FetchArtifact { id: id.to_string(), offset };
+                match client.ask(&req, Duration::from_secs(120)).await.map_err(|e| e.to_string())? {
+                    MasterReply::ArtifactData { bytes, last } => {
+                        offset += bytes.len() as u64;
+                        store.append(upload, &bytes).map_err(|e| e.to_string())?;
+                        if last {
+                            break;
+                        }
+                    }
+                    other => return Err(format!("{other:?}")),
+                }
+            }
+            match store.finish(upload) {
+                Ok(got) if got == id => Ok(()),
+                Ok(got) => Err(format!("fetched {got}, not {id}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        .await;
+        match fetched {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                store.abandon(upload);
+                why = format!("{peer}: {e}");
+            }
+        }
+    }
+    Err(why)
+}
+
+/// Starts this master's Raft node (initializing the cluster of `members` on first start).
+async fn start_raft(
+    me: &HostPort,
+    members: &[HostPort],
+    dir: &std::path::Path,
+    artifacts: mpsc::UnboundedSender<String>,
+) -> Result<(Raft, raft::StateMachine, u64), String> {
+    let id =
+        members.iter().position(|m| m == me).ok_or_else(|| format!("master {me} is not among {members:?}"))? as u64 + 1;
+    let dir = dir.join("raft");
+    let log = raft::LogStore::open(&dir).map_err(|e| format!("opening the Raft log in {}: {e}", dir.display()))?;
+    let sm = raft::StateMachine::open(&dir, artifacts)
+        .map_err(|e| format!("opening the Raft snapshot in {}: {e}", dir.display()))?;
+    let node = Raft::new(id, raft::config(), raft::Network, log, sm.clone())
+        .await
+        .map_err(|e| format!("starting Raft: {e}"))?;
+    if !node.is_initialized().await.map_err(|e| e.to_string())? {
+        // Every master initializes with the same members; the first election decides.
+        if let Err(e) = node.initialize(raft::members(members)).await {
+            tracing::debug!(error = %e, "Raft initialization");
+        }
+    }
+    Ok((node, sm, id))
+}
+
+/// Watches this master's Raft node and tells the actor when it starts or stops leading. A
+/// leader leads only while a majority answers it (checked every few hundred milliseconds), so
+/// the minority side of a partition stops acting as leader.
+async fn watch_leadership(
+    raft: Raft,
+    id: u64,
+    members: Vec<HostPort>,
+    shared: Arc<RwLock<Leadership>>,
+    tx: mpsc::UnboundedSender<Command>,
+) {
+    let mut metrics = raft.metrics();
+    let mut leading = false;
+    loop {
+        let (state, current) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_leader)
+        };
+        let claims = state == openraft::ServerState::Leader && current == Some(id);
+        let now_leading =
+            claims && matches!(tokio::time::timeout(QUORUM_SILENCE, raft.ensure_linearizable()).await, Ok(Ok(_)));
+        let addr = |n: u64| members.get(n as usize - 1).map(ToString::to_string);
+        let leader = if claims { now_leading.then(|| addr(id)).flatten() } else { current.and_then(addr) };
+        {
+            let mut l = shared.write().expect("leadership lock");
+            l.synced = leader.is_some();
+            l.leader = leader;
+            l.leading = now_leading;
+        }
+        if now_leading != leading {
+            leading = now_leading;
+            if tx.send(Command::Leadership { leading }).is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    }
+}
+
 /// Runs a master on `listener` until `shutdown` completes.
 pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
-    let MasterOptions { timing, store, masters, same_process, summary, retention, reporter, total_retries } = options;
+    let MasterOptions {
+        timing,
+        store,
+        masters,
+        same_process,
+        summary,
+        retention,
+        reporter,
+        total_retries,
+        me,
+        members,
+        data_dir,
+    } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(%addr, jarstore = %store.describe(), "Master started.");
+    let (artifact_tx, mut artifact_rx) = mpsc::unbounded_channel::<String>();
+    let (raft, sm, node_id) = match start_raft(&me, &members, &data_dir, artifact_tx).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "The master cannot start.");
+            return;
+        }
+    };
+    tracing::info!(%addr, node = node_id, masters = members.len(), jarstore = %store.describe(), "Master started.");
+    let peers: Vec<HostPort> = members.iter().filter(|m| **m != me).cloned().collect();
+    let majority = members.len() / 2 + 1;
+    // Binaries the replicated state names that this master lacks are fetched from the others.
+    let fetcher = {
+        let (store, peers) = (store.clone(), peers.clone());
+        tokio::spawn(async move {
+            let mut upload = u64::MAX / 2;
+            while let Some(id) = artifact_rx.recv().await {
+                for attempt in 0..30 {
+                    if store.contains(&id) {
+                        break;
+                    }
+                    upload += 1;
+                    match fetch_artifact(&store, &id, &peers, upload).await {
+                        Ok(()) => tracing::info!(artifact = %id, "Fetched a binary from another master."),
+                        Err(e) => {
+                            tracing::warn!(artifact = %id, attempt, error = %e, "Fetching a binary failed.");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let leadership = Arc::new(RwLock::new(Leadership::default()));
+    let (epoch_tx, epoch_rx) = watch::channel(0u64);
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let watcher =
+        tokio::spawn(watch_leadership(raft.clone(), node_id, members.clone(), leadership.clone(), tx.clone()));
     let mut state = MasterState {
         timing,
         store,
@@ -623,6 +1063,12 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,
         total_retries,
+        artifacts: BTreeSet::new(),
+        committed: Replicated::default(),
+        outbox: Vec::new(),
+        leading_since: None,
+        orphans_checked: false,
+        leadership: leadership.clone(),
     };
     let reporter_task = reporter.map(|(reporter, every)| {
         let ticker = tx.clone();
@@ -651,16 +1097,99 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
             }
         }
     });
+    let actor_raft = raft.clone();
+    let actor_tx = tx.clone();
+    let actor_leadership = leadership.clone();
     let actor = tokio::spawn(async move {
+        let raft = actor_raft;
+        let mut leading = false;
         while let Some(cmd) = rx.recv().await {
             match cmd {
+                Command::Leadership { leading: now } => {
+                    if now && !leading {
+                        state.start_leading(sm.state());
+                    } else if !now && leading {
+                        state.stop_leading();
+                        // Workers, AppMasters and clients go and find the new leader.
+                        epoch_tx.send_modify(|e| *e += 1);
+                    }
+                    leading = now;
+                }
                 Command::Request { req, conn, out } => {
-                    if let Some(reply) = state.handle(req, conn, &out) {
+                    let artifacts =
+                        matches!(req, MasterRequest::UploadArtifact { .. } | MasterRequest::FetchArtifact { .. });
+                    if !leading && !artifacts {
+                        let leader = actor_leadership.read().expect("leadership lock").leader.clone();
+                        let _ = out.send(MasterReply::NotLeader { leader });
+                        continue;
+                    }
+                    let check = may_change(&req);
+                    let reply = state.handle(req, conn, &out);
+                    // A new binary counts as uploaded once a majority of the masters has it.
+                    if let Some(MasterReply::ArtifactStored { id }) = &reply
+                        && leading
+                        && !state.artifacts.contains(id)
+                    {
+                        if peers.is_empty() {
+                            state.artifacts.insert(id.clone());
+                        } else {
+                            let (tx, id) = (actor_tx.clone(), id.clone());
+                            let mut copies = tokio::task::JoinSet::new();
+                            for peer in peers.clone() {
+                                let (store, id) = (state.store.clone(), id.clone());
+                                copies.spawn(async move { copy_artifact(&store, &id, &peer).await });
+                            }
+                            tokio::spawn(async move {
+                                let (mut stored, mut failures) = (0, Vec::new());
+                                while let Some(copied) = copies.join_next().await {
+                                    match copied {
+                                        Ok(Ok(())) => stored += 1,
+                                        Ok(Err(e)) => failures.push(e),
+                                        Err(e) => failures.push(e.to_string()),
+                                    }
+                                }
+                                let _ = tx.send(Command::ArtifactCopied { id, stored, failures, out });
+                            });
+                            continue;
+                        }
+                    }
+                    if check || !state.outbox.is_empty() {
+                        commit(&mut state, &raft, reply.map(|r| (out, r))).await;
+                    } else if let Some(reply) = reply {
                         let _ = out.send(reply);
                     }
                 }
-                Command::Disconnected { conn } => state.disconnected(conn),
-                Command::Tick => state.tick(),
+                Command::ArtifactCopied { id, stored, failures, out } => {
+                    if stored + 1 >= majority {
+                        if !failures.is_empty() {
+                            tracing::warn!(artifact = %id, ?failures, "Some masters did not take a copy of the binary; they will fetch it.");
+                        }
+                        state.artifacts.insert(id.clone());
+                        commit(&mut state, &raft, Some((out, MasterReply::ArtifactStored { id }))).await;
+                    } else {
+                        let why = format!(
+                            "the binary reached {} of {} masters, not a majority: {}",
+                            stored + 1,
+                            peers.len() + 1,
+                            failures.join("; ")
+                        );
+                        let _ = out.send(MasterReply::Error(why));
+                    }
+                }
+                Command::Disconnected { conn } => {
+                    if leading {
+                        state.disconnected(conn);
+                        commit(&mut state, &raft, None).await;
+                    } else {
+                        state.store.abandon(conn);
+                    }
+                }
+                Command::Tick => {
+                    if leading {
+                        state.tick();
+                        commit(&mut state, &raft, None).await;
+                    }
+                }
                 Command::Report => {
                     if let Some(r) = &reporter {
                         state.report(r);
@@ -677,8 +1206,11 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
                     next_conn += 1;
                     let tx = tx.clone();
                     let conn = next_conn;
+                    let (raft, leadership, epoch) = (raft.clone(), leadership.clone(), epoch_rx.clone());
+                    let me = me.to_string();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_connection(stream, conn, &tx).await {
+                        let ctx = ConnectionContext { raft, leadership, epoch, me };
+                        if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
                             match e {
                                 ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
                                 e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
@@ -700,13 +1232,28 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         task.abort();
     }
     actor.abort();
+    watcher.abort();
+    fetcher.abort();
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "Stopping Raft failed.");
+    }
     tracing::info!(%addr, "Master stopped.");
+}
+
+/// What a connection needs besides the actor.
+struct ConnectionContext {
+    raft: Raft,
+    leadership: Arc<RwLock<Leadership>>,
+    /// Bumped when this master stops leading: connections of clients close.
+    epoch: watch::Receiver<u64>,
+    me: String,
 }
 
 async fn serve_connection(
     stream: TcpStream,
     conn: u64,
     tx: &mpsc::UnboundedSender<Command>,
+    mut ctx: ConnectionContext,
 ) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
@@ -720,13 +1267,32 @@ async fn serve_connection(
             }
         }
     });
+    ctx.epoch.borrow_and_update();
+    // Another master's Raft connection stays whoever leads.
+    let mut raft_peer = false;
     let result = loop {
-        let req: MasterRequest = match read_msg(&mut rd).await {
-            Ok(r) => r,
-            Err(e) => break Err(e),
+        let req: MasterRequest = tokio::select! {
+            r = read_msg(&mut rd) => match r {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            },
+            _ = ctx.epoch.changed(), if !raft_peer => break Ok(()),
         };
-        if tx.send(Command::Request { req, conn, out: out.clone() }).is_err() {
-            break Ok(());
+        match req {
+            MasterRequest::Raft { rpc } => {
+                raft_peer = true;
+                let bytes = raft::serve_rpc(&ctx.raft, &rpc).await;
+                let _ = out.send(MasterReply::Raft { bytes });
+            }
+            MasterRequest::WhoLeads => {
+                let leader = ctx.leadership.read().expect("leadership lock").leader.clone();
+                let _ = out.send(MasterReply::Leader { leader, me: ctx.me.clone() });
+            }
+            req => {
+                if tx.send(Command::Request { req, conn, out: out.clone() }).is_err() {
+                    break Ok(());
+                }
+            }
         }
     };
     writer.abort();

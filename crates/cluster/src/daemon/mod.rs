@@ -13,6 +13,7 @@
 
 pub mod artifacts;
 pub mod master;
+pub mod raft;
 pub mod reporter;
 mod submit;
 pub mod worker;
@@ -50,20 +51,96 @@ impl ControlTiming {
     }
 }
 
-async fn connect_any(masters: &[HostPort]) -> Result<(TcpStream, HostPort), ProtocolError> {
+/// How long a client looks for the leading master (an election takes about a second).
+pub const LEADER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Connects to the master at `m` and exchanges the hello.
+async fn connect_to(m: &HostPort) -> Result<TcpStream, ProtocolError> {
+    let mut stream = TcpStream::connect((m.host.as_str(), m.port)).await?;
+    stream.set_nodelay(true)?;
+    write_hello(&mut stream).await?;
+    read_hello(&mut stream).await?;
+    Ok(stream)
+}
+
+/// Asks the master on `stream` which master leads.
+async fn who_leads(stream: &mut TcpStream) -> Result<(Option<String>, String), ProtocolError> {
+    let exchange = async {
+        write_msg(stream, &MasterRequest::WhoLeads).await?;
+        read_msg::<_, MasterReply>(stream).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+        Ok(Ok(MasterReply::Leader { leader, me })) => Ok((leader, me)),
+        Ok(Ok(other)) => Err(ProtocolError::Decode(format!("unexpected answer to WhoLeads: {other:?}"))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ProtocolError::Timeout(Duration::from_secs(2))),
+    }
+}
+
+/// Connects to the leading master: asks the masters of `masters` in turn which one leads and
+/// follows the answer; while an election runs (no master knows a leader), tries again, for up
+/// to [`LEADER_PATIENCE`].
+async fn connect_leader(masters: &[HostPort]) -> Result<(TcpStream, HostPort), ProtocolError> {
+    let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
     let mut last = ProtocolError::Closed;
-    for m in masters {
-        match TcpStream::connect((m.host.as_str(), m.port)).await {
-            Ok(mut stream) => {
-                stream.set_nodelay(true)?;
-                write_hello(&mut stream).await?;
-                read_hello(&mut stream).await?;
-                return Ok((stream, m.clone()));
+    loop {
+        let mut reached = false;
+        for m in masters {
+            let Ok(mut stream) = connect_to(m)
+                .await
+                .inspect_err(|e| last = ProtocolError::Io(std::io::Error::other(format!("{m}: {e}"))))
+            else {
+                continue;
+            };
+            reached = true;
+            let (leader, me) = match who_leads(&mut stream).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match leader {
+                Some(l) if l == me => return Ok((stream, m.clone())),
+                Some(l) => {
+                    // Follow the answer, even to a master missing from this list.
+                    let Ok(addr) = l.parse::<HostPort>() else { continue };
+                    if let Ok(mut stream) = connect_to(&addr).await
+                        && let Ok((Some(l2), me2)) = who_leads(&mut stream).await
+                        && l2 == me2
+                    {
+                        return Ok((stream, addr));
+                    }
+                }
+                None => {}
             }
-            Err(e) => last = ProtocolError::Io(e),
+            last = ProtocolError::NoLeader(format!("{me} knows no leader yet"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(if reached { last } else { ProtocolError::NoLeader(format!("no master answers: {last}")) });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks the leading master of `masters`, waiting at most `timeout` for the answer; a master
+/// that stopped leading between the connection and the question is asked again (through the
+/// new leader), for up to [`LEADER_PATIENCE`].
+pub async fn ask_leader(
+    masters: &[HostPort],
+    req: &MasterRequest,
+    timeout: Duration,
+) -> Result<MasterReply, ProtocolError> {
+    let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
+    loop {
+        let mut client = MasterClient::connect(masters).await?;
+        match client.ask(req, timeout).await? {
+            MasterReply::NotLeader { .. } if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            reply => return Ok(reply),
         }
     }
-    Err(last)
 }
 
 /// A client connection to a master: one request, one answer.
@@ -74,10 +151,15 @@ pub struct MasterClient {
 }
 
 impl MasterClient {
-    /// Connects to the first master of `masters` that answers.
+    /// Connects to the leading master of `masters` (see [`LEADER_PATIENCE`]).
     pub async fn connect(masters: &[HostPort]) -> Result<MasterClient, ProtocolError> {
-        let (stream, master) = connect_any(masters).await?;
+        let (stream, master) = connect_leader(masters).await?;
         Ok(MasterClient { stream, master })
+    }
+
+    /// Connects to the master at `master`, leader or not (masters among themselves).
+    pub async fn connect_direct(master: &HostPort) -> Result<MasterClient, ProtocolError> {
+        Ok(MasterClient { stream: connect_to(master).await?, master: master.clone() })
     }
 
     /// Sends a request and waits for the answer, at most `timeout`.
@@ -100,12 +182,12 @@ pub struct DuplexClient {
 }
 
 impl DuplexClient {
-    /// Connects; returns the client and the channel of pushes. Both end when the connection
-    /// does.
+    /// Connects to the leading master; returns the client and the channel of pushes. Both end
+    /// when the connection does (as it does when that master stops leading).
     pub async fn connect(
         masters: &[HostPort],
     ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), ProtocolError> {
-        let (stream, master) = connect_any(masters).await?;
+        let (stream, master) = connect_leader(masters).await?;
         let (mut rd, mut wr) = stream.into_split();
         let (requests, mut outbox) = mpsc::unbounded_channel::<MasterRequest>();
         let (reply_tx, replies) = mpsc::unbounded_channel();
@@ -210,6 +292,9 @@ mod tests {
             retention: Default::default(),
             reporter: None,
             total_retries: 5,
+            me: master.clone(),
+            members: vec![master.clone()],
+            data_dir: root.join("master-data"),
         };
         tokio::spawn(run_master(listener, options, std::future::pending()));
         // Register by hand, then say nothing more (and keep the connection open).
@@ -220,6 +305,8 @@ mod tests {
             pid: 1,
             config: String::new(),
             log_dir: String::new(),
+            previous: None,
+            running: Vec::new(),
         };
         assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
         assert!(workers(&master).await[0].alive);

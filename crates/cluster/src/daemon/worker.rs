@@ -43,7 +43,8 @@ pub struct WorkerSettings {
     pub system_config: String,
 }
 
-type Kills = Arc<Mutex<HashMap<AppId, Vec<oneshot::Sender<()>>>>>;
+/// The processes running, per application: executor id (-1: the AppMaster) and how to kill it.
+type Kills = Arc<Mutex<HashMap<AppId, Vec<(i32, oneshot::Sender<()>)>>>>;
 
 /// Runs a worker until `shutdown` completes, or until no master has been reachable for
 /// `master_timeout` (an error). The processes it started are killed when it stops.
@@ -55,7 +56,7 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         _ = shutdown => Ok(()),
     };
     for (_, senders) in kills.lock().expect("kills lock").drain() {
-        for k in senders {
+        for (_, k) in senders {
             let _ = k.send(());
         }
     }
@@ -66,15 +67,25 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
     let mut lost_since = Instant::now();
     let (base_sleep, max_sleep) = settings.reconnect;
     let mut sleep = base_sleep;
+    // Exits of processes are reported to whichever master leads when they happen, or to the
+    // next one: they wait here while no master is reachable.
+    let (exits_tx, mut exits) = mpsc::unbounded_channel::<MasterRequest>();
+    let mut previous = None;
     loop {
         match DuplexClient::connect(&settings.masters).await {
             Ok((mut client, mut pushes)) => {
+                let running: Vec<(AppId, i32)> = {
+                    let kills = kills.lock().expect("kills lock");
+                    kills.iter().flat_map(|(app, ks)| ks.iter().map(move |(e, _)| (*app, *e))).collect()
+                };
                 let req = MasterRequest::RegisterWorker {
                     host: settings.host.clone(),
                     slots: settings.slots,
                     pid: std::process::id(),
                     config: settings.system_config.clone(),
                     log_dir: settings.app_log_dir.display().to_string(),
+                    previous,
+                    running,
                 };
                 let (id, interval) = match client.ask(req, Duration::from_secs(10)).await? {
                     MasterReply::WorkerRegistered { worker, heartbeat_interval_ms } => {
@@ -83,8 +94,8 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                     other => return Err(ProtocolError::Decode(format!("unexpected answer {other:?}"))),
                 };
                 tracing::info!(worker = %id, master = %client.master, slots = settings.slots, "Registered with the master.");
+                previous = Some(id);
                 sleep = base_sleep;
-                let (exits_tx, mut exits) = mpsc::unbounded_channel::<MasterRequest>();
                 let mut ticker = tokio::time::interval(interval);
                 loop {
                     tokio::select! {
@@ -94,7 +105,10 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                             }
                         }
                         Some(exit) = exits.recv() => {
-                            let _ = client.tell(exit);
+                            if client.tell(exit.clone()).is_err() {
+                                let _ = exits_tx.send(exit);
+                                break;
+                            }
                         }
                         push = pushes.recv() => match push {
                             Some(MasterReply::Worker(cmd)) => handle(cmd, &settings, &kills, &exits_tx),
@@ -107,6 +121,10 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                         reply = client.next_reply() => match reply {
                             Some(MasterReply::Error(e)) => {
                                 tracing::warn!(worker = %id, error = %e, "The master refused us; registering again.");
+                                break;
+                            }
+                            Some(MasterReply::NotLeader { leader }) => {
+                                tracing::warn!(worker = %id, ?leader, "The master no longer leads; finding the leader.");
                                 break;
                             }
                             Some(_) => {}
@@ -136,8 +154,8 @@ fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &
     match cmd {
         WorkerCommand::Launch { app_id, executor, artifact, args, env } => {
             let (kill_tx, kill_rx) = oneshot::channel();
-            kills.lock().expect("kills lock").entry(app_id).or_default().push(kill_tx);
-            let (settings, exits) = (settings.clone(), exits.clone());
+            kills.lock().expect("kills lock").entry(app_id).or_default().push((executor, kill_tx));
+            let (settings, exits, kills) = (settings.clone(), exits.clone(), kills.clone());
             tokio::spawn(async move {
                 let code = match launch(&settings, app_id, executor, &artifact, &args, &env, kill_rx).await {
                     Ok(code) => code,
@@ -146,13 +164,16 @@ fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &
                         None
                     }
                 };
+                if let Some(running) = kills.lock().expect("kills lock").get_mut(&app_id) {
+                    running.retain(|(e, _)| *e != executor);
+                }
                 let _ = exits.send(MasterRequest::ProcessExited { app_id, executor, code });
             });
         }
         WorkerCommand::KillApp { app_id } => {
             if let Some(senders) = kills.lock().expect("kills lock").remove(&app_id) {
                 tracing::info!(%app_id, processes = senders.len(), "Killing the application's processes.");
-                for k in senders {
+                for (_, k) in senders {
                     let _ = k.send(());
                 }
             }

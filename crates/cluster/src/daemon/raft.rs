@@ -1,0 +1,675 @@
+//! The masters' replicated state, kept consistent with Raft (openraft).
+//!
+//! What must survive the loss of a master is small and changes rarely: the applications (their
+//! descriptions, status, the slots they hold, their AppMaster launches and start clock), the
+//! next application and worker ids, and which binaries were uploaded. That is [`Replicated`];
+//! the leader changes it only through log entries ([`Change`]) that a majority of the masters
+//! has stored. What changes all the time (heartbeats, metrics, which connection is whose) stays
+//! in the leader's memory and is rebuilt from workers and AppMasters when they re-register.
+//!
+//! - [`LogStore`]: the Raft log and vote in files under the master's data directory: one
+//!   append-only file of checksummed records (fsync'd before an append is acknowledged; a torn
+//!   last record is dropped on open), rewritten atomically on truncation and purge.
+//! - [`StateMachine`]: [`Replicated`] in memory, snapshots in a file written atomically.
+//! - [`Network`]: Raft messages as [`MasterRequest::Raft`] on the masters' control port.
+//!
+//! Node ids are positions in `gearpump.cluster.masters`, from 1.
+
+use gearpump_config::HostPort;
+use gearpump_core::{AppId, WorkerId};
+use gearpump_protocol::{AppInfo, MasterReply, MasterRequest};
+use gearpump_storage::{BlobStore, LocalDir};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Cursor, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+openraft::declare_raft_types!(
+    /// The masters' Raft: log entries are [`Change`]s.
+    pub TypeConfig:
+        D = Change,
+        R = (),
+);
+
+/// The masters' Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A node id: the master's position in `gearpump.cluster.masters`, from 1.
+pub type NodeId = u64;
+
+/// An application as every master keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMeta {
+    /// Its summary and status.
+    pub info: AppInfo,
+    /// Its binary.
+    pub artifact: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Slots held, per worker.
+    pub held: Vec<(WorkerId, u32)>,
+    /// How many executors it asked for (0: one per worker).
+    pub executors: u32,
+    /// Its tasks.
+    pub tasks: u32,
+    /// AppMaster processes launched for it.
+    pub appmaster_launches: u32,
+    /// Where a new AppMaster resumes.
+    pub start_clock: i64,
+}
+
+/// The state the masters replicate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicated {
+    /// The next application id.
+    pub next_app: u32,
+    /// The next worker id.
+    pub next_worker: u32,
+    /// Every application.
+    pub apps: BTreeMap<AppId, AppMeta>,
+    /// The ids of the uploaded binaries.
+    pub artifacts: BTreeSet<String>,
+}
+
+/// One log entry: applications written whole, counters raised, binaries added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Applications, replacing what was kept of them.
+    pub apps: Vec<AppMeta>,
+    /// The next application id, if it moved.
+    pub next_app: Option<u32>,
+    /// The next worker id, if it moved.
+    pub next_worker: Option<u32>,
+    /// Binaries now stored on a majority of the masters.
+    pub artifacts: Vec<String>,
+}
+
+impl Change {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.next_app.is_none() && self.next_worker.is_none() && self.artifacts.is_empty()
+    }
+}
+
+impl Replicated {
+    /// Applies `change`. Counters only move forward.
+    pub fn apply(&mut self, change: &Change) {
+        for app in &change.apps {
+            self.apps.insert(app.info.id, app.clone());
+        }
+        if let Some(n) = change.next_app {
+            self.next_app = self.next_app.max(n);
+        }
+        if let Some(n) = change.next_worker {
+            self.next_worker = self.next_worker.max(n);
+        }
+        self.artifacts.extend(change.artifacts.iter().cloned());
+    }
+
+    /// What turns `self` into `now`, for the parts a master changes.
+    pub fn diff(&self, now: &Replicated) -> Change {
+        Change {
+            apps: now.apps.iter().filter(|(id, a)| self.apps.get(id) != Some(a)).map(|(_, a)| a.clone()).collect(),
+            next_app: (now.next_app != self.next_app).then_some(now.next_app),
+            next_worker: (now.next_worker != self.next_worker).then_some(now.next_worker),
+            artifacts: now.artifacts.difference(&self.artifacts).cloned().collect(),
+        }
+    }
+}
+
+/// The Raft settings of the masters: elections within about half a second of a leader's loss.
+pub fn config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "gearpump-masters".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    };
+    Arc::new(config.validate().expect("the masters' Raft settings are valid"))
+}
+
+/// The members of the masters' Raft: node ids and addresses.
+pub fn members(masters: &[HostPort]) -> BTreeMap<NodeId, BasicNode> {
+    masters.iter().enumerate().map(|(i, m)| (i as NodeId + 1, BasicNode::new(m.to_string()))).collect()
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn write_failed(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write(&io_err(e)).into()
+}
+
+fn read_failed(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read(&io_err(e)).into()
+}
+
+/// A record of the log file: length, CRC-32, postcard-encoded entry.
+fn encode_record(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, StorageError<NodeId>> {
+    let body = postcard::to_stdvec(entry).map_err(write_failed)?;
+    let mut record = Vec::with_capacity(body.len() + 8);
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    record.extend_from_slice(&body);
+    Ok(record)
+}
+
+/// The entries of a log file; a torn last record is dropped, a damaged one elsewhere is an
+/// error naming the file.
+fn decode_records(bytes: &[u8], path: &Path) -> Result<(Vec<Entry<TypeConfig>>, usize), StorageError<NodeId>> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= 8 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else { break };
+        if crc32fast::hash(body) != crc {
+            if at + 8 + len == bytes.len() {
+                break; // the last record, torn
+            }
+            return Err(read_failed(format!("{}: record at byte {at} fails its checksum", path.display())));
+        }
+        entries.push(postcard::from_bytes(body).map_err(read_failed)?);
+        at += 8 + len;
+    }
+    Ok((entries, at))
+}
+
+struct LogInner {
+    blobs: LocalDir,
+    path: PathBuf,
+    file: std::fs::File,
+    log: BTreeMap<u64, Entry<TypeConfig>>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+    purged: Option<LogId<NodeId>>,
+}
+
+impl LogInner {
+    fn save<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+        let bytes = postcard::to_stdvec(value).map_err(write_failed)?;
+        self.blobs.put(name, &mut &bytes[..]).map_err(write_failed)?;
+        Ok(())
+    }
+
+    /// Writes the whole log anew (after a truncation or purge), atomically.
+    fn rewrite(&mut self) -> Result<(), StorageError<NodeId>> {
+        let mut bytes = Vec::new();
+        for entry in self.log.values() {
+            bytes.extend(encode_record(entry)?);
+        }
+        self.blobs.put("log", &mut &bytes[..]).map_err(write_failed)?;
+        self.file = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(write_failed)?;
+        Ok(())
+    }
+}
+
+fn load<T: for<'a> Deserialize<'a>>(blobs: &LocalDir, name: &str) -> Result<Option<T>, StorageError<NodeId>> {
+    if !blobs.exists(name) {
+        return Ok(None);
+    }
+    let (bytes, _) = blobs.read_at(name, 0, usize::MAX).map_err(read_failed)?;
+    postcard::from_bytes(&bytes).map(Some).map_err(read_failed)
+}
+
+/// The Raft log and vote of one master, in files.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in directory `dir`.
+    pub fn open(dir: &Path) -> Result<LogStore, StorageError<NodeId>> {
+        let blobs = LocalDir::open(dir).map_err(write_failed)?;
+        let path = dir.join("log");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(read_failed(e)),
+        };
+        let (entries, good) = decode_records(&bytes, &path)?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(write_failed)?;
+        if good < bytes.len() {
+            tracing::warn!(log = %path.display(), "Dropped a torn last record of the Raft log.");
+            file.set_len(good as u64).map_err(write_failed)?;
+        }
+        let log = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let inner = LogInner {
+            vote: load(&blobs, "vote")?,
+            committed: load(&blobs, "committed")?,
+            purged: load(&blobs, "purged")?,
+            blobs,
+            path,
+            file,
+            log,
+        };
+        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        self.inner.lock().expect("raft log lock")
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.lock().log.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let inner = self.lock();
+        let last = inner.log.values().next_back().map(|e| e.log_id).or(inner.purged);
+        Ok(LogState { last_purged_log_id: inner.purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner.save("vote", vote)?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner.save("committed", &committed)?;
+        inner.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = self.lock();
+        let mut bytes = Vec::new();
+        let entries: Vec<_> = entries.into_iter().collect();
+        for entry in &entries {
+            bytes.extend(encode_record(entry)?);
+        }
+        let written = inner.file.write_all(&bytes).and_then(|()| inner.file.sync_data());
+        if let Err(e) = written {
+            let err = write_failed(&e);
+            callback.log_io_completed(Err(e));
+            return Err(err);
+        }
+        for entry in entries {
+            inner.log.insert(entry.log_id.index, entry);
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner.log.split_off(&log_id.index);
+        inner.rewrite()
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner.save("purged", &Some(log_id))?;
+        inner.purged = Some(log_id);
+        inner.log = inner.log.split_off(&(log_id.index + 1));
+        inner.rewrite()
+    }
+}
+
+/// What the state machine holds: the replicated state and how far it got.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: Replicated,
+}
+
+/// A snapshot as stored: its metadata and the encoded [`Applied`].
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The replicated state of one master, readable by the master while Raft applies to it.
+#[derive(Clone)]
+pub struct StateMachine {
+    applied: Arc<RwLock<Applied>>,
+    blobs: Arc<LocalDir>,
+    /// Told each binary id that a change adds (a master that lacks one fetches it).
+    artifacts: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl StateMachine {
+    /// The state machine kept in `dir`, starting from its snapshot there if any; binaries that
+    /// changes add are sent on `artifacts`.
+    pub fn open(
+        dir: &Path,
+        artifacts: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<StateMachine, StorageError<NodeId>> {
+        let blobs = LocalDir::open(dir).map_err(write_failed)?;
+        let mut applied = Applied::default();
+        if let Some(snapshot) = load::<StoredSnapshot>(&blobs, "snapshot")? {
+            applied = postcard::from_bytes(&snapshot.data).map_err(read_failed)?;
+            for id in &applied.state.artifacts {
+                let _ = artifacts.send(id.clone());
+            }
+        }
+        Ok(StateMachine { applied: Arc::new(RwLock::new(applied)), blobs: Arc::new(blobs), artifacts })
+    }
+
+    /// The replicated state as applied so far.
+    pub fn state(&self) -> Replicated {
+        self.applied.read().expect("state machine lock").state.clone()
+    }
+
+    fn snapshot_of(&self, applied: &Applied) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let data = postcard::to_stdvec(applied).map_err(write_failed)?;
+        let meta = SnapshotMeta {
+            last_log_id: applied.last,
+            last_membership: applied.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                applied.last.map_or(0, |l| l.leader_id.term),
+                applied.last.map_or(0, |l| l.index)
+            ),
+        };
+        let stored =
+            postcard::to_stdvec(&StoredSnapshot { meta: meta.clone(), data: data.clone() }).map_err(write_failed)?;
+        self.blobs.put("snapshot", &mut &stored[..]).map_err(write_failed)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let applied = self.applied.read().expect("state machine lock").clone();
+        self.snapshot_of(&applied)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+        let applied = self.applied.read().expect("state machine lock");
+        Ok((applied.last, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self.applied.write().expect("state machine lock");
+        let mut results = Vec::new();
+        for entry in entries {
+            applied.last = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(change) => {
+                    for id in &change.artifacts {
+                        let _ = self.artifacts.send(id.clone());
+                    }
+                    applied.state.apply(&change);
+                }
+                EntryPayload::Membership(m) => applied.membership = StoredMembership::new(Some(entry.log_id), m),
+            }
+            results.push(());
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let applied: Applied = postcard::from_bytes(&data).map_err(read_failed)?;
+        let stored = postcard::to_stdvec(&StoredSnapshot { meta: meta.clone(), data }).map_err(write_failed)?;
+        self.blobs.put("snapshot", &mut &stored[..]).map_err(write_failed)?;
+        for id in &applied.state.artifacts {
+            let _ = self.artifacts.send(id.clone());
+        }
+        *self.applied.write().expect("state machine lock") = applied;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(load::<StoredSnapshot>(&self.blobs, "snapshot")?
+            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+/// A Raft request between masters.
+#[derive(Serialize, Deserialize)]
+pub enum Rpc {
+    /// Append entries (and heartbeats).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Ask for a vote.
+    Vote(VoteRequest<NodeId>),
+    /// A piece of a snapshot.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Answers a Raft request from another master: the encoded response.
+pub async fn serve_rpc(raft: &Raft, rpc: &[u8]) -> Vec<u8> {
+    let encoded = match postcard::from_bytes::<Rpc>(rpc) {
+        Err(e) => postcard::to_stdvec(&Err::<(), String>(format!("undecodable Raft request: {e}"))),
+        Ok(Rpc::Append(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.append_entries(req).await)),
+        Ok(Rpc::Vote(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.vote(req).await)),
+        Ok(Rpc::Snapshot(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.install_snapshot(req).await)),
+    };
+    encoded.unwrap_or_default()
+}
+
+/// Makes [`Connection`]s to the other masters.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        Connection { target, addr: node.addr.clone(), client: None }
+    }
+}
+
+/// Raft messages to one other master, on one control connection (made again when it fails).
+pub struct Connection {
+    target: NodeId,
+    addr: String,
+    client: Option<super::MasterClient>,
+}
+
+impl Connection {
+    async fn call<Resp, E>(&mut self, rpc: Rpc, timeout: Duration) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Resp: for<'a> Deserialize<'a>,
+        E: std::error::Error + for<'a> Deserialize<'a>,
+    {
+        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::new(&io_err(e)));
+        let bytes = postcard::to_stdvec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&io_err(e))))?;
+        if self.client.is_none() {
+            let addr: HostPort = self.addr.parse().map_err(|e: String| unreachable(&e))?;
+            let connect = super::MasterClient::connect_direct(&addr);
+            let client = tokio::time::timeout(timeout, connect)
+                .await
+                .map_err(|_| unreachable(&"connecting timed out"))?
+                .map_err(|e| unreachable(&e))?;
+            self.client = Some(client);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let reply = match client.ask(&MasterRequest::Raft { rpc: bytes }, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.client = None;
+                return Err(unreachable(&e));
+            }
+        };
+        let MasterReply::Raft { bytes } = reply else {
+            self.client = None;
+            return Err(unreachable(&format!("master {} answered {reply:?}", self.addr)));
+        };
+        match postcard::from_bytes::<Result<Result<Resp, E>, String>>(&bytes) {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(e))) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&io_err(e)))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&io_err(e)))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Append(rpc), option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(Rpc::Snapshot(rpc), option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote(rpc), option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(id: u32, status: &str) -> AppMeta {
+        AppMeta {
+            info: AppInfo {
+                id: AppId(id),
+                name: format!("a{id}"),
+                status: status.into(),
+                worker: Some(WorkerId(1)),
+                user: "u".into(),
+                submission_time: 1,
+                start_time: None,
+                finish_time: None,
+                error: None,
+            },
+            artifact: "abc".into(),
+            args: vec![],
+            held: vec![(WorkerId(1), 2)],
+            executors: 0,
+            tasks: 1,
+            appmaster_launches: 1,
+            start_clock: 0,
+        }
+    }
+
+    #[test]
+    fn a_diff_applied_gives_the_new_state() {
+        let mut before = Replicated { next_app: 2, next_worker: 3, ..Default::default() };
+        before.apps.insert(AppId(1), app(1, "active"));
+        let mut after = before.clone();
+        after.apps.get_mut(&AppId(1)).unwrap().start_clock = 500;
+        after.apps.insert(AppId(2), app(2, "pending"));
+        after.next_app = 3;
+        after.artifacts.insert("abc".into());
+        let change = before.diff(&after);
+        assert_eq!(change.apps.len(), 2);
+        assert_eq!((change.next_app, change.next_worker), (Some(3), None));
+        let mut applied = before.clone();
+        applied.apply(&change);
+        assert_eq!(applied, after);
+        assert!(after.diff(&after).is_empty());
+    }
+
+    fn entry(term: u64, index: u64, n: u32) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Change { next_app: Some(n), ..Default::default() }),
+        }
+    }
+
+    #[test]
+    fn the_log_survives_a_reopen_drops_a_torn_tail_and_names_a_damaged_record() {
+        let dir = std::env::temp_dir().join(format!("gear-raft-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bytes = Vec::new();
+        for i in 1..=3 {
+            bytes.extend(encode_record(&entry(1, i, i as u32)).unwrap());
+        }
+        let (entries, good) = decode_records(&bytes, &dir).unwrap();
+        assert_eq!((entries.len(), good), (3, bytes.len()));
+        // A torn last record is dropped.
+        let (entries, good) = decode_records(&bytes[..bytes.len() - 3], &dir).unwrap();
+        assert_eq!(entries.len(), 2);
+        std::fs::write(dir.join("log"), &bytes[..bytes.len() - 3]).unwrap();
+        let store = LogStore::open(&dir).unwrap();
+        assert_eq!(store.lock().log.len(), 2);
+        assert_eq!(std::fs::metadata(dir.join("log")).unwrap().len(), good as u64);
+        drop(store);
+        // A damaged record before the end is an error naming the file.
+        let mut damaged = bytes.clone();
+        damaged[10] ^= 0xff;
+        let err = decode_records(&damaged, &dir.join("log")).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
