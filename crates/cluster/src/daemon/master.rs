@@ -39,8 +39,9 @@ use tokio::sync::{mpsc, watch};
 /// How long the leader waits for a majority to store a change before refusing it.
 const WRITE_LIMIT: Duration = Duration::from_secs(5);
 
-/// A leader that has heard from no majority for this long does not act as one.
-const QUORUM_SILENCE: Duration = Duration::from_millis(1500);
+/// A leader that has heard from no majority for this long does not act as one (well above
+/// the heartbeat interval, so a busy disk does not make the leader flap).
+const QUORUM_SILENCE: Duration = Duration::from_millis(2000);
 
 type Out = mpsc::UnboundedSender<MasterReply>;
 
@@ -955,7 +956,8 @@ async fn start_raft(
 }
 
 /// Watches this master's Raft node and tells the actor when it starts or stops leading. A
-/// leader leads only while a majority answers it (checked every few hundred milliseconds), so
+/// leader leads only once it has applied every entry of its log (so its state is the whole
+/// replicated one) and only while a majority has answered it within [`QUORUM_SILENCE`], so
 /// the minority side of a partition stops acting as leader.
 async fn watch_leadership(
     raft: Raft,
@@ -966,14 +968,22 @@ async fn watch_leadership(
 ) {
     let mut metrics = raft.metrics();
     let mut leading = false;
+    // The last log index when this master became leader: it leads once that is applied.
+    let mut catch_up: Option<u64> = None;
     loop {
-        let (state, current) = {
+        let (claims, current, quorum_ms, applied, last_log) = {
             let m = metrics.borrow_and_update();
-            (m.state, m.current_leader)
+            let claims = m.state == openraft::ServerState::Leader && m.current_leader == Some(id);
+            (claims, m.current_leader, m.millis_since_quorum_ack, m.last_applied.map(|l| l.index), m.last_log_index)
         };
-        let claims = state == openraft::ServerState::Leader && current == Some(id);
-        let now_leading =
-            claims && matches!(tokio::time::timeout(QUORUM_SILENCE, raft.ensure_linearizable()).await, Ok(Ok(_)));
+        let backed = members.len() == 1 || quorum_ms.is_some_and(|ms| ms < QUORUM_SILENCE.as_millis() as u64);
+        if !claims {
+            catch_up = None;
+        } else if catch_up.is_none() {
+            catch_up = Some(last_log.unwrap_or(0));
+        }
+        let caught_up = catch_up.is_some_and(|target| applied.unwrap_or(0) >= target);
+        let now_leading = claims && backed && caught_up;
         let addr = |n: u64| members.get(n as usize - 1).map(ToString::to_string);
         let leader = if claims { now_leading.then(|| addr(id)).flatten() } else { current.and_then(addr) };
         {
@@ -990,7 +1000,7 @@ async fn watch_leadership(
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
 }
@@ -1153,7 +1163,8 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
                             continue;
                         }
                     }
-                    if check || !state.outbox.is_empty() {
+                    // A follower keeps binaries only (copies from the leader, fetches).
+                    if leading && (check || !state.outbox.is_empty()) {
                         commit(&mut state, &raft, reply.map(|r| (out, r))).await;
                     } else if let Some(reply) = reply {
                         let _ = out.send(reply);
