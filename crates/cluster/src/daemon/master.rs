@@ -1267,6 +1267,7 @@ async fn serve_connection(
     mut ctx: ConnectionContext,
 ) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
+    super::detect_dead_peer(&stream)?;
     let (mut rd, mut wr) = stream.into_split();
     read_hello(&mut rd).await?;
     write_hello(&mut wr).await?;

@@ -54,12 +54,35 @@ impl ControlTiming {
 /// How long a client looks for the leading master (an election takes about a second).
 pub const LEADER_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long connecting to a master may take (a master behind a partition never answers).
+const CONNECT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Makes a dead peer show as an error within seconds on a connection that waits for it: a
+/// master or client cut off by a partition sends no FIN, and without this a connection to it
+/// would wait for TCP's retransmissions for a quarter of an hour.
+pub fn detect_dead_peer(stream: &TcpStream) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(1))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    sock.set_tcp_keepalive(&keepalive)?;
+    sock.set_tcp_user_timeout(Some(Duration::from_secs(5)))
+}
+
 /// Connects to the master at `m` and exchanges the hello.
 async fn connect_to(m: &HostPort) -> Result<TcpStream, ProtocolError> {
-    let mut stream = TcpStream::connect((m.host.as_str(), m.port)).await?;
+    let mut stream = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect((m.host.as_str(), m.port)))
+        .await
+        .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
     stream.set_nodelay(true)?;
-    write_hello(&mut stream).await?;
-    read_hello(&mut stream).await?;
+    detect_dead_peer(&stream)?;
+    tokio::time::timeout(CONNECT_LIMIT, async {
+        write_hello(&mut stream).await?;
+        read_hello(&mut stream).await
+    })
+    .await
+    .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
     Ok(stream)
 }
 

@@ -131,13 +131,15 @@ impl Replicated {
     }
 }
 
-/// The Raft settings of the masters: elections within about half a second of a leader's loss.
+/// The Raft settings of the masters: a new election within 0.75–1.5 s of a leader's last
+/// heartbeat (the guide's masters took up to 15 s), with room for a busy machine: heartbeats
+/// every 150 ms, each answered within [`RPC_LIMIT`].
 pub fn config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "gearpump-masters".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        heartbeat_interval: 150,
+        election_timeout_min: 750,
+        election_timeout_max: 1500,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
         max_in_snapshot_log_to_keep: 100,
         ..Default::default()
@@ -567,13 +569,17 @@ impl Connection {
     }
 }
 
+/// The least time a Raft message may take: openraft's own limit for a heartbeat is its
+/// interval, which a loaded machine misses, and a missed answer costs the connection.
+const RPC_LIMIT: Duration = Duration::from_millis(700);
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append(rpc), option.hard_ttl()).await
+        self.call(Rpc::Append(rpc), option.hard_ttl().max(RPC_LIMIT)).await
     }
 
     async fn install_snapshot(
@@ -582,7 +588,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call(Rpc::Snapshot(rpc), option.hard_ttl()).await
+        self.call(Rpc::Snapshot(rpc), option.hard_ttl().max(RPC_LIMIT)).await
     }
 
     async fn vote(
@@ -590,7 +596,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote(rpc), option.hard_ttl()).await
+        self.call(Rpc::Vote(rpc), option.hard_ttl().max(RPC_LIMIT)).await
     }
 }
 

@@ -2,6 +2,8 @@
 
 #[allow(dead_code)] // Not every test file starts a cluster.
 pub mod cluster;
+#[allow(dead_code)] // Only the master HA tests start several masters.
+pub mod ha;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
