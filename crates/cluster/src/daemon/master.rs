@@ -955,6 +955,27 @@ async fn start_raft(
     Ok((node, sm, id))
 }
 
+/// Whether this master leads: its Raft node `claims` leadership, a majority of the `members`
+/// answered it within [`QUORUM_SILENCE`] (`quorum_ms` ago), and it has applied every entry
+/// its log held when it became leader (`catch_up`, kept across calls).
+fn decide_leading(
+    claims: bool,
+    members: usize,
+    quorum_ms: Option<u64>,
+    applied: Option<u64>,
+    last_log: Option<u64>,
+    catch_up: &mut Option<u64>,
+) -> bool {
+    let backed = members == 1 || quorum_ms.is_some_and(|ms| ms < QUORUM_SILENCE.as_millis() as u64);
+    if !claims {
+        *catch_up = None;
+    } else if catch_up.is_none() {
+        *catch_up = Some(last_log.unwrap_or(0));
+    }
+    let caught_up = catch_up.is_some_and(|target| applied.unwrap_or(0) >= target);
+    claims && backed && caught_up
+}
+
 /// Watches this master's Raft node and tells the actor when it starts or stops leading. A
 /// leader leads only once it has applied every entry of its log (so its state is the whole
 /// replicated one) and only while a majority has answered it within [`QUORUM_SILENCE`], so
@@ -976,14 +997,7 @@ async fn watch_leadership(
             let claims = m.state == openraft::ServerState::Leader && m.current_leader == Some(id);
             (claims, m.current_leader, m.millis_since_quorum_ack, m.last_applied.map(|l| l.index), m.last_log_index)
         };
-        let backed = members.len() == 1 || quorum_ms.is_some_and(|ms| ms < QUORUM_SILENCE.as_millis() as u64);
-        if !claims {
-            catch_up = None;
-        } else if catch_up.is_none() {
-            catch_up = Some(last_log.unwrap_or(0));
-        }
-        let caught_up = catch_up.is_some_and(|target| applied.unwrap_or(0) >= target);
-        let now_leading = claims && backed && caught_up;
+        let now_leading = decide_leading(claims, members.len(), quorum_ms, applied, last_log, &mut catch_up);
         let addr = |n: u64| members.get(n as usize - 1).map(ToString::to_string);
         let leader = if claims { now_leading.then(|| addr(id)).flatten() } else { current.and_then(addr) };
         {
@@ -1309,4 +1323,33 @@ async fn serve_connection(
     };
     writer.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_leads_once_caught_up_and_only_while_a_majority_answers() {
+        let mut catch_up = None;
+        // A follower does not lead.
+        assert!(!decide_leading(false, 3, None, Some(10), Some(10), &mut catch_up));
+        // Elected with 12 entries, 10 applied: not yet.
+        assert!(!decide_leading(true, 3, Some(0), Some(10), Some(12), &mut catch_up));
+        assert_eq!(catch_up, Some(12));
+        // New entries of its own do not move the bar.
+        assert!(decide_leading(true, 3, Some(100), Some(12), Some(15), &mut catch_up));
+        // No majority for longer than QUORUM_SILENCE: it stops acting as leader.
+        assert!(!decide_leading(true, 3, Some(2500), Some(15), Some(15), &mut catch_up));
+        assert!(!decide_leading(true, 3, None, Some(15), Some(15), &mut catch_up));
+        // Heard from a majority again.
+        assert!(decide_leading(true, 3, Some(50), Some(15), Some(15), &mut catch_up));
+        // Deposed, then elected again later: caught up against the new log.
+        assert!(!decide_leading(false, 3, None, Some(15), Some(15), &mut catch_up));
+        assert_eq!(catch_up, None);
+        assert!(!decide_leading(true, 3, Some(10), Some(15), Some(20), &mut catch_up));
+        // A single master needs no one else.
+        let mut alone = None;
+        assert!(decide_leading(true, 1, None, Some(3), Some(3), &mut alone));
+    }
 }

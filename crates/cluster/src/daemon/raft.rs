@@ -15,6 +15,10 @@
 //!
 //! Node ids are positions in `gearpump.cluster.masters`, from 1.
 
+// openraft's storage traits fix the error type (`StorageError`, large); the helpers here
+// return it too so that `?` carries it.
+#![allow(clippy::result_large_err)]
+
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, WorkerId};
 use gearpump_protocol::{AppInfo, MasterReply, MasterRequest};
