@@ -311,7 +311,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock();
-        inner.save("committed", &committed)?;
+        match &committed {
+            Some(c) => inner.save("committed", c)?,
+            None => inner.blobs.delete("committed").map_err(write_failed)?,
+        }
         inner.committed = committed;
         Ok(())
     }
@@ -352,7 +355,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock();
-        inner.save("purged", &Some(log_id))?;
+        inner.save("purged", &log_id)?;
         inner.purged = Some(log_id);
         inner.log = inner.log.split_off(&(log_id.index + 1));
         inner.rewrite()
@@ -681,5 +684,77 @@ mod tests {
         let err = decode_records(&damaged, &dir.join("log")).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A fresh directory, removed when dropped.
+    struct TempDir(PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(what: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("gear-raft-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    struct Builder;
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+        async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = temp_dir("suite");
+            let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+            let log = LogStore::open(&dir.0)?;
+            let sm = StateMachine::open(&dir.0, tx)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines.
+    #[test]
+    fn the_stores_pass_openraft_s_storage_suite() {
+        openraft::testing::Suite::test_all(Builder).unwrap();
+    }
+
+    #[tokio::test]
+    async fn log_vote_and_snapshot_survive_a_restart() {
+        use openraft::storage::RaftLogStorageExt;
+        let dir = temp_dir("restart");
+        let (tx, mut artifacts) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let mut log = LogStore::open(&dir.0).unwrap();
+            let mut sm = StateMachine::open(&dir.0, tx.clone()).unwrap();
+            let vote = Vote::new(3, 2);
+            log.save_vote(&vote).await.unwrap();
+            log.blocking_append((1..=5).map(|i| entry(3, i, i as u32))).await.unwrap();
+            let mut add = entry(3, 6, 9);
+            add.payload = EntryPayload::Normal(Change { artifacts: vec!["bin-1".into()], ..Default::default() });
+            log.blocking_append([add.clone()]).await.unwrap();
+            sm.apply((1..=5).map(|i| entry(3, i, i as u32)).chain([add])).await.unwrap();
+            sm.build_snapshot().await.unwrap();
+            // Entries up to 4 are in the snapshot; a conflict replaces 6.
+            log.purge(LogId::new(openraft::CommittedLeaderId::new(3, 1), 4)).await.unwrap();
+            log.truncate(LogId::new(openraft::CommittedLeaderId::new(3, 1), 6)).await.unwrap();
+            log.blocking_append([entry(4, 6, 7)]).await.unwrap();
+        }
+        assert_eq!(artifacts.recv().await.unwrap(), "bin-1");
+        let mut log = LogStore::open(&dir.0).unwrap();
+        let mut sm = StateMachine::open(&dir.0, tx).unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(4));
+        assert_eq!(state.last_log_id.map(|l| (l.leader_id.term, l.index)), Some((4, 6)));
+        let entries = log.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [5, 6]);
+        // The state machine starts from its snapshot, which names the binary again.
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(6));
+        assert_eq!(sm.state().next_app, 5);
+        assert!(sm.state().artifacts.contains("bin-1"));
+        assert_eq!(artifacts.recv().await.unwrap(), "bin-1");
     }
 }
