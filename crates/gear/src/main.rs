@@ -232,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &me.to_string(),
                     sameprocess,
                     std::slice::from_ref(&me),
-                    data_dir,
+                    data_dir.clone(),
                 )?;
                 let master = tokio::spawn(run_master(listener, options, ctrl_c()));
                 if services {
@@ -254,6 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     });
                 }
                 let _ = master.await;
+                let _ = std::fs::remove_dir_all(&data_dir);
                 Ok(())
             })
         }

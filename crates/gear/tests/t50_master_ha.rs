@@ -4,10 +4,21 @@
 mod common;
 
 use common::ha::{Ha, artifacts_in, submitted_id};
-use common::wait_until;
+use common::{Proc, free_port, wait_until};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_protocol::{MasterReply, MasterRequest};
 use std::time::{Duration, Instant};
+
+/// `GET /api/v1.0/master` on `gear services` at `port`: (leader `host:port`, members, status).
+fn rest_master(port: u16) -> Option<(String, usize, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
+    let text =
+        agent.get(&format!("http://127.0.0.1:{port}/api/v1.0/master")).call().ok()?.body_mut().read_to_string().ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let d = &v["masterDescription"];
+    let leader = format!("{}:{}", d["leader"][0].as_str()?.trim_start_matches("master@"), d["leader"][1].as_u64()?);
+    Some((leader, d["cluster"].as_array()?.len(), d["masterStatus"].as_str()?.to_string()))
+}
 
 #[test]
 fn killing_the_leader_keeps_wordcount_running_and_the_next_submission_gets_the_next_id() {
@@ -30,6 +41,27 @@ fn killing_the_leader_keeps_wordcount_running_and_the_next_submission_gets_the_n
         old.is_some()
     });
     let old = old.unwrap();
+    // `gear services` serves what the leader knows: the leader, three members, in sync.
+    let http = free_port();
+    let services_conf = ha.dir.join("services.conf");
+    let conf = std::fs::read_to_string(&ha.conf).unwrap();
+    std::fs::write(&services_conf, format!("{conf}gearpump.services.http = {http}\n")).unwrap();
+    let log = std::fs::File::create(ha.dir.join("services.out")).unwrap();
+    let _services = Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gear"))
+            .arg("-conf")
+            .arg(&services_conf)
+            .arg("services")
+            .current_dir(&ha.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let leader_addr = ha.masters[old].to_string();
+    wait_until("gear services shows the leader", || {
+        rest_master(http).is_some_and(|(l, n, status)| l == leader_addr && n == 3 && status == "synced")
+    });
     let killed_at = Instant::now();
     ha.procs[old] = None; // SIGKILL
     eprintln!("killed the leader, master {}", ha.masters[old]);
@@ -60,6 +92,11 @@ fn killing_the_leader_keeps_wordcount_running_and_the_next_submission_gets_the_n
     });
     wait_until("its clock moves on", || ha.clock(1).is_some_and(|c| c > before.unwrap()));
     wait_until("the second application runs", || ha.clock(2).is_some_and(|c| c > 0));
+    // gear services followed the new leader.
+    let new_addr = ha.masters[new.unwrap()].to_string();
+    wait_until("gear services shows the new leader", || {
+        rest_master(http).is_some_and(|(l, n, status)| l == new_addr && n == 3 && status == "synced")
+    });
 
     // The killed master comes back and catches up: it learns of the second binary from the
     // replicated log and fetches it from the others.
