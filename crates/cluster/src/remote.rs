@@ -143,8 +143,18 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
         let mut client = MasterClient::connect(&masters).await?;
         let bytes = std::fs::read(&exe)?;
         let chunks = bytes.len().div_ceil(CHUNK).max(1);
-        let mut artifact = None;
-        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+        // A binary the masters hold already (submitted before) is not sent again.
+        let id = crate::daemon::artifacts::content_id(&bytes[..])?;
+        let mut artifact = match client.ask(&MasterRequest::HasArtifact { id }, Duration::from_secs(30)).await? {
+            MasterReply::ArtifactStored { id } => {
+                eprintln!("{} is stored on the masters already.", exe.display());
+                Some(id)
+            }
+            MasterReply::Ok => None,
+            other => return Err(unexpected(other)),
+        };
+        let upload = if artifact.is_none() { bytes.chunks(CHUNK).collect() } else { Vec::new() };
+        for (i, chunk) in upload.into_iter().enumerate() {
             let last = i + 1 == chunks;
             eprintln!("Uploading {} ({} MiB): {}%", exe.display(), bytes.len() >> 20, (i + 1) * 100 / chunks);
             match client

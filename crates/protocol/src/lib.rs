@@ -292,6 +292,12 @@ pub enum MasterRequest {
         /// Its exit status, if it exited normally.
         code: Option<i32>,
     },
+    /// Whether binary `id` is stored on a majority of the masters already (answered with
+    /// [`MasterReply::ArtifactStored`] if so, else [`MasterReply::Ok`]: upload it).
+    HasArtifact {
+        /// The binary's content id.
+        id: String,
+    },
     /// Which master leads (answered by any master, leader or not).
     WhoLeads,
     /// A Raft message between masters: a postcard-encoded request of the masters' Raft

@@ -1,13 +1,14 @@
 //! The artifact store: uploaded application binaries, kept in the storage abstraction
 //! ([`gearpump_storage`]) at `gearpump.jarstore.rootpath`.
 //!
-//! An artifact's id is its content hash and size ([`content_id`]), so uploading the same
-//! binary twice stores it once, and a worker can check what it fetched. An upload is staged in
+//! An artifact's id is its SHA-256 and size ([`content_id`]), so uploading the same binary
+//! twice stores it once, a client can ask whether the masters hold a binary before sending it,
+//! and a worker can check what it fetched. An upload is staged in
 //! a local file and then written to the store in one atomic put; a reader never sees half a
 //! binary. Ids from the network are checked by the store before they touch a path.
 
 use gearpump_storage::{BlobStore, StorageError};
-use std::hash::Hasher;
+use sha2::Digest;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,9 +16,9 @@ use std::sync::Arc;
 /// The size of the chunks artifacts travel in.
 pub const CHUNK: usize = 4 << 20;
 
-/// The id of content: a hash of it and its length, as `<16 hex digits>-<length>`.
+/// The id of content: its SHA-256 and its length, as `<64 hex digits>-<length>`.
 pub fn content_id(mut content: impl Read) -> std::io::Result<String> {
-    let mut hasher = rustc_hash::FxHasher::default();
+    let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0; 1 << 20];
     let mut len = 0u64;
     loop {
@@ -25,10 +26,11 @@ pub fn content_id(mut content: impl Read) -> std::io::Result<String> {
         if n == 0 {
             break;
         }
-        hasher.write(&buf[..n]);
+        hasher.update(&buf[..n]);
         len += n as u64;
     }
-    Ok(format!("{:016x}-{len}", hasher.finish()))
+    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{hex}-{len}"))
 }
 
 /// Uploaded application binaries.

@@ -342,6 +342,13 @@ impl MasterState {
                     }
                 }
             }
+            MasterRequest::HasArtifact { id } => {
+                if self.artifacts.contains(&id) && self.store.contains(&id) {
+                    MasterReply::ArtifactStored { id }
+                } else {
+                    MasterReply::Ok
+                }
+            }
             MasterRequest::FetchArtifact { id, offset } => match self.store.read(&id, offset) {
                 Ok((bytes, last)) => MasterReply::ArtifactData { bytes, last },
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
@@ -838,6 +845,7 @@ fn may_change(req: &MasterRequest) -> bool {
             | MasterRequest::Snapshot
             | MasterRequest::QueryMetrics { .. }
             | MasterRequest::FetchArtifact { .. }
+            | MasterRequest::HasArtifact { .. }
     )
 }
 
