@@ -135,15 +135,17 @@ impl Replicated {
     }
 }
 
-/// The Raft settings of the masters: a new election within 0.75–1.5 s of a leader's last
-/// heartbeat (the guide's masters took up to 15 s), with room for a busy machine: heartbeats
-/// every 150 ms, each answered within [`RPC_LIMIT`].
+/// The Raft settings of the masters. A follower stands for election once the leader's lease
+/// (`election_timeout_max`) and then its own random timeout (`election_timeout_min` to max)
+/// have passed without a heartbeat: 1.3–1.6 s after a leader's last one (the guide's masters
+/// took up to 15 s). Heartbeats every 150 ms, each allowed [`RPC_LIMIT`], leave room for a
+/// busy machine.
 pub fn config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "gearpump-masters".into(),
         heartbeat_interval: 150,
-        election_timeout_min: 750,
-        election_timeout_max: 1500,
+        election_timeout_min: 500,
+        election_timeout_max: 800,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
         max_in_snapshot_log_to_keep: 100,
         ..Default::default()
