@@ -219,6 +219,13 @@ pub fn exit_with_parent() {
     }
 }
 
+/// How often an AppMaster of an application without state records its start clock with the
+/// master, at most: each record is a write every master stores, and such a start clock moves
+/// with every clock report. (With state, the start clock moves only at checkpoints, and each
+/// move is recorded at once: a new AppMaster must restore the newest checkpoint there is, and
+/// older checkpoints are deleted only once a newer start clock is recorded.)
+const START_CLOCK_EVERY: Duration = Duration::from_secs(2);
+
 /// Which AppMaster of its application this process is (0: the first).
 fn appmaster_attempt() -> u32 {
     std::env::var("GEARPUMP_APPMASTER_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(0)
@@ -340,6 +347,9 @@ async fn appmaster_loop(
     let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The newest start clock not yet recorded with the master, and when one last was.
+    let mut pending_start: Option<Timestamp> = None;
+    let mut start_recorded = std::time::Instant::now();
     let mut reconnect_tick = tokio::time::interval(Duration::from_millis(500));
     reconnect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -471,21 +481,26 @@ async fn appmaster_loop(
                     tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
                     clock_wait = failed_at.take();
                 }
-                Action::StartClock(clock) => {
-                    // The master records it first: a new AppMaster must find the checkpoints at
-                    // whatever start clock the master holds, so older ones go only after.
-                    let recorded = master_lost.is_none()
-                        && matches!(
-                            master
-                                .ask(MasterRequest::StartClock { app_id, clock: clock.0 }, Duration::from_secs(10))
-                                .await,
-                            Ok(MasterReply::Ok)
-                        );
-                    if let Some(store) = checkpoints.as_ref().filter(|_| recorded) {
-                        gearpump_streaming::state::prune_checkpoints(store, dag, clock);
-                    }
-                }
+                // Recorded below (without state, at most every START_CLOCK_EVERY).
+                Action::StartClock(clock) => pending_start = Some(clock),
                 Action::Done => done = true,
+            }
+        }
+        // The master records the start clock first (a Raft write on every master): a new
+        // AppMaster must find the checkpoints at whatever start clock the master holds, so
+        // older ones go only after.
+        if let Some(clock) = pending_start
+            && master_lost.is_none()
+            && (checkpoints.is_some() || start_recorded.elapsed() >= START_CLOCK_EVERY)
+        {
+            pending_start = None;
+            start_recorded = std::time::Instant::now();
+            let recorded = matches!(
+                master.ask(MasterRequest::StartClock { app_id, clock: clock.0 }, Duration::from_secs(10)).await,
+                Ok(MasterReply::Ok)
+            );
+            if let Some(store) = checkpoints.as_ref().filter(|_| recorded) {
+                gearpump_streaming::state::prune_checkpoints(store, dag, clock);
             }
         }
         // Recovery is over when the clock moves past the start clock again.

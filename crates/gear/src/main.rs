@@ -223,7 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding the master port {me}"))?;
                 // A local cluster is one master that starts empty every time.
-                let data_dir = std::env::temp_dir().join(format!("gearpump-local-{}", std::process::id()));
+                let data_dir = PathBuf::from("master-data").join("local");
                 let _ = std::fs::remove_dir_all(&data_dir);
                 let options = master_options(
                     &conf,
