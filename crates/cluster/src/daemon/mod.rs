@@ -140,7 +140,12 @@ async fn connect_leader(masters: &[HostPort]) -> Result<(TcpStream, HostPort), P
             last = ProtocolError::NoLeader(format!("{me} knows no leader yet"));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(if reached { last } else { ProtocolError::NoLeader(format!("no master answers: {last}")) });
+            let list: Vec<String> = masters.iter().map(ToString::to_string).collect();
+            let what = if reached { "none of them leads with a majority" } else { "no master answers" };
+            return Err(ProtocolError::NoLeader(format!(
+                "asked {} for {LEADER_PATIENCE:?}: {what} (last: {last})",
+                list.join(", ")
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
