@@ -110,8 +110,6 @@ enum Command {
 struct Leadership {
     /// The leader's address, if known (and, if it is this master, backed by a majority).
     leader: Option<String>,
-    /// Whether this master leads.
-    leading: bool,
     /// Whether this master's replicated state is in step with a majority.
     synced: bool,
 }
@@ -1012,7 +1010,6 @@ async fn watch_leadership(
             let mut l = shared.write().expect("leadership lock");
             l.synced = leader.is_some();
             l.leader = leader;
-            l.leading = now_leading;
         }
         if now_leading != leading {
             leading = now_leading;
