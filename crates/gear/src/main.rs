@@ -190,7 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // The Raft log and snapshots: what this master must find again after a restart.
                 let data_dir = PathBuf::from("master-data").join(format!("{}-{}", me.host, me.port));
                 let options = master_options(&conf, &me, store()?, &masters_env, false, &masters, data_dir)?;
-                run_master(listener, options, ctrl_c()).await;
+                run_master(listener, options, ctrl_c()).await?;
                 Ok(())
             })
         }
@@ -253,9 +253,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                     });
                 }
-                let _ = master.await;
+                let ended = master.await.context("the master task")?;
                 let _ = std::fs::remove_dir_all(&data_dir);
-                Ok(())
+                Ok(ended?)
             })
         }
         Command::App { jar, name_prefix, executors, args } => {

@@ -405,11 +405,6 @@ impl MasterReply {
     }
 }
 
-/// Whether `reply` says that the master asked is not the leader (see [`MasterReply::NotLeader`]).
-pub fn is_not_leader(reply: &MasterReply) -> bool {
-    matches!(reply, MasterReply::NotLeader { .. })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,8 +110,6 @@ enum Command {
 struct Leadership {
     /// The leader's address, if known (and, if it is this master, backed by a majority).
     leader: Option<String>,
-    /// Whether this master's replicated state is in step with a majority.
-    synced: bool,
 }
 
 /// Who is on the other end of a connection.
@@ -248,14 +246,7 @@ impl MasterState {
                         WorkerId(self.next_worker - 1)
                     }
                 };
-                let used = self
-                    .apps
-                    .values()
-                    .filter(|a| !is_terminal(&a.info.status))
-                    .flat_map(|a| a.held.iter())
-                    .filter(|(w, _)| *w == id)
-                    .map(|(_, n)| n)
-                    .sum();
+                let used = self.slots_held_on(id);
                 tracing::info!(worker = %id, %host, slots, pid, again = previous.is_some(), "Worker registered.");
                 let record = WorkerRecord {
                     registered: Timestamp::now().0,
@@ -463,7 +454,12 @@ impl MasterState {
     fn snapshot(&self) -> ClusterSnapshot {
         let leadership = self.leadership.read().expect("leadership lock").clone();
         ClusterSnapshot {
-            master: MasterSummary { leader: leadership.leader, synced: leadership.synced, ..self.summary.clone() },
+            // In step with a majority exactly while a leader is known.
+            master: MasterSummary {
+                synced: leadership.leader.is_some(),
+                leader: leadership.leader,
+                ..self.summary.clone()
+            },
             workers: self
                 .workers
                 .iter()
@@ -735,6 +731,12 @@ impl MasterState {
         reporter.send(points);
     }
 
+    /// The slots running applications hold on worker `id`.
+    fn slots_held_on(&self, id: WorkerId) -> u32 {
+        let running = self.apps.values().filter(|a| !is_terminal(&a.info.status));
+        running.flat_map(|a| a.held.iter()).filter(|(w, _)| *w == id).map(|(_, n)| n).sum()
+    }
+
     /// The replicated part of the state.
     fn replicated(&self) -> Replicated {
         Replicated {
@@ -758,15 +760,10 @@ impl MasterState {
         self.artifacts = from.artifacts.clone();
         self.committed = from;
         self.outbox.clear();
-        for (id, w) in &mut self.workers {
-            w.used = self
-                .apps
-                .values()
-                .filter(|a| !is_terminal(&a.info.status))
-                .flat_map(|a| a.held.iter())
-                .filter(|(h, _)| h == id)
-                .map(|(_, n)| n)
-                .sum();
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for id in ids {
+            let used = self.slots_held_on(id);
+            self.workers.get_mut(&id).expect("a listed worker").used = used;
         }
     }
 
@@ -1006,11 +1003,7 @@ async fn watch_leadership(
         let now_leading = decide_leading(claims, members.len(), quorum_ms, applied, last_log, &mut catch_up);
         let addr = |n: u64| members.get(n as usize - 1).map(ToString::to_string);
         let leader = if claims { now_leading.then(|| addr(id)).flatten() } else { current.and_then(addr) };
-        {
-            let mut l = shared.write().expect("leadership lock");
-            l.synced = leader.is_some();
-            l.leader = leader;
-        }
+        shared.write().expect("leadership lock").leader = leader;
         if now_leading != leading {
             leading = now_leading;
             if tx.send(Command::Leadership { leading }).is_err() {
@@ -1024,8 +1017,18 @@ async fn watch_leadership(
     }
 }
 
-/// Runs a master on `listener` until `shutdown` completes.
-pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown: impl Future<Output = ()>) {
+/// A master could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("the master cannot start: {0}")]
+pub struct MasterStartError(String);
+
+/// Runs a master on `listener` until `shutdown` completes. Fails at once if its Raft node
+/// cannot start (an unreadable or damaged log, or this master missing from `members`).
+pub async fn run_master(
+    listener: TcpListener,
+    options: MasterOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), MasterStartError> {
     let MasterOptions {
         timing,
         store,
@@ -1043,10 +1046,7 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
     let (artifact_tx, mut artifact_rx) = mpsc::unbounded_channel::<String>();
     let (raft, sm, node_id) = match start_raft(&me, &members, &data_dir, artifact_tx).await {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "The master cannot start.");
-            return;
-        }
+        Err(e) => return Err(MasterStartError(e)),
     };
     tracing::info!(%addr, node = node_id, masters = members.len(), jarstore = %store.describe(), "Master started.");
     let peers: Vec<HostPort> = members.iter().filter(|m| **m != me).cloned().collect();
@@ -1268,6 +1268,7 @@ pub async fn run_master(listener: TcpListener, options: MasterOptions, shutdown:
         tracing::warn!(error = %e, "Stopping Raft failed.");
     }
     tracing::info!(%addr, "Master stopped.");
+    Ok(())
 }
 
 /// What a connection needs besides the actor.

@@ -18,7 +18,7 @@ pub mod reporter;
 mod submit;
 pub mod worker;
 
-pub use master::{MasterOptions, run_master};
+pub use master::{MasterOptions, MasterStartError, run_master};
 pub use submit::{SubmitBinaryError, submit_binary};
 pub use worker::{WorkerSettings, run_worker};
 

@@ -235,7 +235,9 @@ fn load<T: for<'a> Deserialize<'a>>(blobs: &LocalDir, name: &str) -> Result<Opti
         return Ok(None);
     }
     let (bytes, _) = blobs.read_at(name, 0, usize::MAX).map_err(read_failed)?;
-    postcard::from_bytes(&bytes).map(Some).map_err(read_failed)
+    postcard::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| read_failed(format!("{} is damaged: {e}", blobs.describe() + "/" + name)))
 }
 
 /// The Raft log and vote of one master, in files.
