@@ -142,31 +142,25 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
     runtime()?.block_on(async {
         let mut client = MasterClient::connect(&masters).await?;
         let bytes = std::fs::read(&exe)?;
-        let chunks = bytes.len().div_ceil(CHUNK).max(1);
         // A binary the masters hold already (submitted before) is not sent again.
         let id = crate::daemon::artifacts::content_id(&bytes[..])?;
-        let mut artifact = match client.ask(&MasterRequest::HasArtifact { id }, Duration::from_secs(30)).await? {
+        let artifact = match client.ask(&MasterRequest::HasArtifact { id }, Duration::from_secs(30)).await? {
             MasterReply::ArtifactStored { id } => {
                 eprintln!("{} is stored on the masters already.", exe.display());
-                Some(id)
+                id
             }
-            MasterReply::Ok => None,
+            MasterReply::Ok => {
+                let chunk = |offset: u64| {
+                    let start = offset as usize;
+                    let end = (start + CHUNK).min(bytes.len());
+                    let percent = (end * 100).checked_div(bytes.len()).unwrap_or(100);
+                    eprintln!("Uploading {} ({} MiB): {percent}%", exe.display(), bytes.len() >> 20);
+                    Ok((bytes[start..end].to_vec(), end == bytes.len()))
+                };
+                client.upload_artifact(chunk).await?.map_err(unexpected)?
+            }
             other => return Err(unexpected(other)),
         };
-        let upload = if artifact.is_none() { bytes.chunks(CHUNK).collect() } else { Vec::new() };
-        for (i, chunk) in upload.into_iter().enumerate() {
-            let last = i + 1 == chunks;
-            eprintln!("Uploading {} ({} MiB): {}%", exe.display(), bytes.len() >> 20, (i + 1) * 100 / chunks);
-            match client
-                .ask(&MasterRequest::UploadArtifact { bytes: chunk.to_vec(), last }, Duration::from_secs(120))
-                .await?
-            {
-                MasterReply::Ok if !last => {}
-                MasterReply::ArtifactStored { id } if last => artifact = Some(id),
-                other => return Err(unexpected(other)),
-            }
-        }
-        let artifact = artifact.ok_or_else(|| RoleError::Other("the upload was empty".into()))?;
         let executors = std::env::var("GEARPUMP_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
         let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors };
         match client.ask(&submit, Duration::from_secs(60)).await? {

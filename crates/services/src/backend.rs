@@ -271,25 +271,22 @@ impl Backend for RemoteBackend {
 
     fn upload(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move {
-            const CHUNK: usize = 4 << 20;
+            use gearpump_cluster::daemon::artifacts::CHUNK;
             let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
             let mut client = MasterClient::connect(&self.masters)
                 .await
                 .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
-            let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(CHUNK).collect() };
-            let n = chunks.len();
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                let last = i + 1 == n;
-                let req = MasterRequest::UploadArtifact { bytes: chunk.to_vec(), last };
-                match client.ask(&req, Duration::from_secs(120)).await {
-                    Ok(MasterReply::Ok) if !last => {}
-                    Ok(MasterReply::ArtifactStored { id }) if last => return Ok(id),
-                    Ok(MasterReply::Error(e)) => return Err(BackendError::BadRequest(e)),
-                    Ok(other) => return Err(unexpected(&other)),
-                    Err(e) => return Err(BackendError::Unavailable(e.to_string())),
-                }
+            let chunk = |offset: u64| {
+                let start = offset as usize;
+                let end = (start + CHUNK).min(bytes.len());
+                Ok((bytes[start..end].to_vec(), end == bytes.len()))
+            };
+            match client.upload_artifact(chunk).await {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(MasterReply::Error(e))) => Err(BackendError::BadRequest(e)),
+                Ok(Err(other)) => Err(unexpected(&other)),
+                Err(e) => Err(BackendError::Unavailable(e.to_string())),
             }
-            Err(BackendError::Unavailable("the upload ended without an artifact".into()))
         })
     }
 

@@ -881,16 +881,12 @@ async fn commit(state: &mut MasterState, raft: &Raft, reply: Option<(Out, Master
 /// Copies binary `id` from `store` to the master at `to`.
 async fn copy_artifact(store: &ArtifactStore, id: &str, to: &HostPort) -> Result<(), String> {
     let mut client = super::MasterClient::connect_direct(to).await.map_err(|e| format!("{to}: {e}"))?;
-    let mut offset = 0;
-    loop {
-        let (bytes, last) = store.read(id, offset).map_err(|e| e.to_string())?;
-        offset += bytes.len() as u64;
-        match client.ask(&MasterRequest::UploadArtifact { bytes, last }, Duration::from_secs(120)).await {
-            Ok(MasterReply::Ok) if !last => {}
-            Ok(MasterReply::ArtifactStored { id: got }) if last && got == id => return Ok(()),
-            Ok(other) => return Err(format!("{to} answered {other:?}")),
-            Err(e) => return Err(format!("{to}: {e}")),
-        }
+    let chunk = |offset| store.read(id, offset).map_err(std::io::Error::other);
+    match client.upload_artifact(chunk).await {
+        Ok(Ok(got)) if got == id => Ok(()),
+        Ok(Ok(got)) => Err(format!("{to} stored {got}, not {id}")),
+        Ok(Err(other)) => Err(format!("{to} answered {other:?}")),
+        Err(e) => Err(format!("{to}: {e}")),
     }
 }
 
@@ -901,19 +897,10 @@ async fn fetch_artifact(store: &ArtifactStore, id: &str, peers: &[HostPort], upl
     for peer in peers {
         let fetched = async {
             let mut client = super::MasterClient::connect_direct(peer).await.map_err(|e| e.to_string())?;
-            let mut offset = 0;
-            loop {
-                let req = MasterRequest::FetchArtifact { id: id.to_string(), offset };
-                match client.ask(&req, Duration::from_secs(120)).await.map_err(|e| e.to_string())? {
-                    MasterReply::ArtifactData { bytes, last } => {
-                        offset += bytes.len() as u64;
-                        store.append(upload, &bytes).map_err(|e| e.to_string())?;
-                        if last {
-                            break;
-                        }
-                    }
-                    other => return Err(format!("{other:?}")),
-                }
+            match client.fetch_artifact(id, |bytes| store.append(upload, bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(other)) => return Err(format!("{other:?}")),
+                Err(e) => return Err(e.to_string()),
             }
             match store.finish(upload) {
                 Ok(got) if got == id => Ok(()),

@@ -198,7 +198,51 @@ impl MasterClient {
         };
         tokio::time::timeout(timeout, exchange).await.map_err(|_| ProtocolError::Timeout(timeout))?
     }
+
+    /// Uploads a binary in chunks that `chunk(offset)` gives as (bytes, whether last);
+    /// returns its id, or what the master answered instead.
+    pub async fn upload_artifact(
+        &mut self,
+        mut chunk: impl FnMut(u64) -> std::io::Result<(Vec<u8>, bool)>,
+    ) -> Result<Result<String, MasterReply>, ProtocolError> {
+        let mut offset = 0;
+        loop {
+            let (bytes, last) = chunk(offset)?;
+            offset += bytes.len() as u64;
+            match self.ask(&MasterRequest::UploadArtifact { bytes, last }, ARTIFACT_CHUNK_LIMIT).await? {
+                MasterReply::Ok if !last => {}
+                MasterReply::ArtifactStored { id } if last => return Ok(Ok(id)),
+                other => return Ok(Err(other)),
+            }
+        }
+    }
+
+    /// Fetches binary `id`, giving its chunks to `sink` in order; `Ok(Err(answer))` if the
+    /// master answered something else (it lacks the binary).
+    pub async fn fetch_artifact(
+        &mut self,
+        id: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Result<(), MasterReply>, ProtocolError> {
+        let mut offset = 0;
+        loop {
+            let req = MasterRequest::FetchArtifact { id: id.to_string(), offset };
+            match self.ask(&req, ARTIFACT_CHUNK_LIMIT).await? {
+                MasterReply::ArtifactData { bytes, last } => {
+                    sink(&bytes)?;
+                    offset += bytes.len() as u64;
+                    if last {
+                        return Ok(Ok(()));
+                    }
+                }
+                other => return Ok(Err(other)),
+            }
+        }
+    }
 }
+
+/// How long one chunk of a binary may take to cross to or from a master.
+const ARTIFACT_CHUNK_LIMIT: Duration = Duration::from_secs(120);
 
 /// A connection on which the master also pushes: answers come in request order on one
 /// channel, pushes ([`MasterReply::is_push`]) on another.

@@ -235,23 +235,13 @@ async fn fetch(settings: &WorkerSettings, artifact: &str) -> Result<PathBuf, Lau
     }
     let mut client = super::MasterClient::connect(&settings.masters).await?;
     let tmp = cache.join(format!(".fetch-{}-{artifact}", std::process::id()));
-    let mut offset = 0u64;
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        loop {
-            let req = MasterRequest::FetchArtifact { id: artifact.to_string(), offset };
-            match client.ask(&req, Duration::from_secs(60)).await? {
-                MasterReply::ArtifactData { bytes, last } => {
-                    f.write_all(&bytes)?;
-                    offset += bytes.len() as u64;
-                    if last {
-                        break;
-                    }
-                }
-                MasterReply::Error(e) => return Err(LaunchError::Fetch(e)),
-                other => return Err(LaunchError::Fetch(format!("unexpected answer {other:?}"))),
-            }
+        match client.fetch_artifact(artifact, |bytes| f.write_all(bytes)).await? {
+            Ok(()) => {}
+            Err(MasterReply::Error(e)) => return Err(LaunchError::Fetch(e)),
+            Err(other) => return Err(LaunchError::Fetch(format!("unexpected answer {other:?}"))),
         }
         f.sync_all()?;
     }
