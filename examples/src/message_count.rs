@@ -3,22 +3,35 @@
 //! fails on the way (a task, an executor process), the final count is the number of messages
 //! produced, each counted once.
 //!
-//! The original read from Kafka; here the source is the deterministic [`NumberSource`], which
-//! replays from any timestamp just as a Kafka source does from its offset↔time map.
+//! By default the source is the deterministic [`NumberSource`], which replays from any
+//! timestamp. With [`KafkaOptions`] it reads the numbers (decimal text) from a Kafka topic, as
+//! the guide's original did, and, given a sink topic, writes `<number> <count task> <count>`
+//! for every number there, exactly once (or at least once) across failures.
 
 use gearpump::prelude::*;
 use gearpump::{NumberSource, api::TaskError};
+use gearpump_connectors::kafka::{KafkaSink, KafkaSource};
+
+/// Numbers at which a count task fails, once in each process: see [`Count::FAIL_AT`].
+static FAILED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
 /// Counts messages and sums their values, exactly once; with an output directory, writes
 /// `count-<index>.txt` (`<count> <sum>`) when it stops.
+#[derive(Default)]
 pub struct Count {
     output: Option<std::path::PathBuf>,
     last: (u64, u64),
+    /// Whether each number goes on downstream as `<number> <task> <count so far>`.
+    emit: bool,
+    fail_at: Vec<u64>,
 }
 
 impl Count {
     /// Config key: a directory for the final counts.
     pub const OUTPUT: &'static str = "count.output";
+    /// Config key: comma-separated numbers at which the task counting them fails, once per
+    /// process (to watch a recovery).
+    pub const FAIL_AT: &'static str = "count.fail.at";
 }
 
 impl PersistentTask for Count {
@@ -26,6 +39,11 @@ impl PersistentTask for Count {
 
     fn on_start(&mut self, ctx: &mut TaskContext<'_>, _: StartTime, state: &PersistentState<(u64, u64)>) -> TaskResult {
         self.output = ctx.config().get_str(Self::OUTPUT).map(std::path::PathBuf::from);
+        self.fail_at = ctx
+            .config()
+            .get_str(Self::FAIL_AT)
+            .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default();
         self.last = state.get();
         tracing::info!(task = %ctx.task_id(), count = self.last.0, "Count restored its state.");
         Ok(())
@@ -33,14 +51,31 @@ impl PersistentTask for Count {
 
     fn process(
         &mut self,
-        _ctx: &mut TaskContext<'_>,
+        ctx: &mut TaskContext<'_>,
         msg: Message,
         state: &mut PersistentState<(u64, u64)>,
     ) -> TaskResult {
-        let n = *msg.get::<u64>().ok_or_else(|| format!("Count expects numbers, got {:?}", msg.value()))?;
+        let n = match msg.get::<u64>() {
+            Some(n) => *n,
+            // From Kafka: the number as text.
+            None => msg
+                .get::<String>()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| format!("Count expects numbers, got {:?}", msg.value()))?,
+        };
+        if self.fail_at.contains(&n) {
+            let mut failed = FAILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !failed.contains(&n) {
+                failed.push(n);
+                return Err(format!("failing at {n} as {} asks", Self::FAIL_AT).into());
+            }
+        }
         state.update(msg.timestamp(), (1, n));
         self.last.0 += 1;
         self.last.1 += n;
+        if self.emit {
+            ctx.output(Message::new(format!("{n} {} {}", ctx.task_id().index, self.last.0), msg.timestamp()));
+        }
         Ok(())
     }
 
@@ -73,17 +108,48 @@ pub struct Options {
     pub output: Option<String>,
     /// Where checkpoints are kept (default `checkpoints`).
     pub checkpoint_dir: Option<String>,
+    /// More application config (layered on top of what the options set).
+    pub config: UserConfig,
+    /// Read the numbers from Kafka (and write results there) instead of counting
+    /// [`NumberSource`]'s.
+    pub kafka: Option<KafkaOptions>,
+}
+
+/// MessageCount's Kafka ends.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// The brokers, `host:port,…`.
+    pub brokers: String,
+    /// The topic of numbers (decimal text; the record's timestamp is the message's).
+    pub source_topic: String,
+    /// Where `<number> <count task> <count>` goes for every number, if anywhere.
+    pub sink_topic: Option<String>,
+    /// Source tasks.
+    pub source_tasks: u32,
+    /// Sink tasks.
+    pub sink_tasks: u32,
+    /// Exactly-once (transactional) sink, else at-least-once.
+    pub exactly_once: bool,
 }
 
 /// The MessageCount application.
 pub fn application(o: &Options) -> Result<StreamApplication, gearpump::AppError> {
     let (messages, per_ms, pace) = (o.messages, o.per_ms, o.pace);
-    let source = Processor::source("gearpump_examples::message_count::Numbers", 1, move |_| {
-        let numbers = NumberSource::new(messages, per_ms);
-        Ok::<_, TaskError>(if pace > 0 { numbers.paced(pace) } else { numbers })
-    });
-    let count = Processor::persistent("gearpump_examples::message_count::Count", o.count_tasks, |_| {
-        Ok(Count { output: None, last: (0, 0) })
+    let emit = o.kafka.as_ref().is_some_and(|k| k.sink_topic.is_some());
+    let source = match &o.kafka {
+        Some(k) => {
+            let (brokers, topic) = (k.brokers.clone(), k.source_topic.clone());
+            Processor::source("gearpump_examples::message_count::KafkaNumbers", k.source_tasks, move |_| {
+                Ok::<_, TaskError>(KafkaSource::new(brokers.clone(), topic.clone()).utf8())
+            })
+        }
+        None => Processor::source("gearpump_examples::message_count::Numbers", 1, move |_| {
+            let numbers = NumberSource::new(messages, per_ms);
+            Ok::<_, TaskError>(if pace > 0 { numbers.paced(pace) } else { numbers })
+        }),
+    };
+    let count = Processor::persistent("gearpump_examples::message_count::Count", o.count_tasks, move |_| {
+        Ok(Count { emit, ..Count::default() })
     });
     let mut config = UserConfig::empty().with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, o.checkpoint_interval_ms);
     if let Some(dir) = &o.output {
@@ -92,5 +158,20 @@ pub fn application(o: &Options) -> Result<StreamApplication, gearpump::AppError>
     if let Some(dir) = &o.checkpoint_dir {
         config.set("state.checkpoint.store.rootpath", dir);
     }
-    StreamApplication::builder("messageCount").edge(&source, PartitionerSpec::hash(), &count).config(config).build()
+    let config = config.merge(&o.config);
+    let mut app = StreamApplication::builder("messageCount").edge(&source, PartitionerSpec::hash(), &count);
+    if let Some(k) = o.kafka.as_ref().filter(|k| k.sink_topic.is_some()) {
+        let (brokers, topic) = (k.brokers.clone(), k.sink_topic.clone().unwrap_or_default());
+        let sink = if k.exactly_once {
+            Processor::sink("gearpump_examples::message_count::ExactlyOnceSink", k.sink_tasks, move |_| {
+                Ok(KafkaSink::new(brokers.clone(), topic.clone()).exactly_once())
+            })
+        } else {
+            Processor::sink("gearpump_examples::message_count::Sink", k.sink_tasks, move |_| {
+                Ok(KafkaSink::new(brokers.clone(), topic.clone()))
+            })
+        };
+        app = app.edge(&count, PartitionerSpec::shuffle(), &sink);
+    }
+    app.config(config).build()
 }

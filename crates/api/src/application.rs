@@ -156,6 +156,14 @@ impl Dag {
         self.processors.iter().map(|p| p.parallelism).sum()
     }
 
+    /// The tasks of the transactional processors ([`crate::Processor::transactional`]).
+    pub fn transactional_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.processors
+            .iter()
+            .filter(|p| p.transactional)
+            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
+    }
+
     /// The tasks of the stateful processors ([`crate::Processor::stateful`]).
     pub fn stateful_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
         self.processors

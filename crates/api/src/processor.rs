@@ -47,6 +47,7 @@ pub struct Processor {
     life: LifeTime,
     factory: Option<TaskFactory>,
     stateful: bool,
+    transactional: bool,
 }
 
 impl Processor {
@@ -84,6 +85,7 @@ impl Processor {
             life: LifeTime::IMMORTAL,
             factory,
             stateful: false,
+            transactional: false,
         }
     }
 
@@ -135,6 +137,18 @@ impl Processor {
         self
     }
 
+    /// Marks the processor's tasks as committing their output when a checkpoint completes (an
+    /// exactly-once sink; [`crate::Processor::sink`] sets it for a [`crate::DataSink`] whose
+    /// `TRANSACTIONAL` is true). They are stateful: each reports its checkpoint at a time only
+    /// once it has committed there ([`crate::Task::on_checkpoint_complete`]), so the
+    /// application never restarts from a time whose output is not committed.
+    #[must_use]
+    pub fn transactional(mut self) -> Self {
+        self.stateful = true;
+        self.transactional = true;
+        self
+    }
+
     pub(crate) fn describe(&self, id: ProcessorId) -> ProcessorDescription {
         ProcessorDescription {
             id,
@@ -144,6 +158,7 @@ impl Processor {
             config: self.config.clone(),
             life: self.life,
             stateful: self.stateful,
+            transactional: self.transactional,
         }
     }
 }
@@ -176,4 +191,7 @@ pub struct ProcessorDescription {
     /// Whether its tasks checkpoint state ([`Processor::stateful`]).
     #[serde(default)]
     pub stateful: bool,
+    /// Whether its tasks commit on checkpoints ([`Processor::transactional`]).
+    #[serde(default)]
+    pub transactional: bool,
 }

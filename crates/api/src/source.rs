@@ -18,6 +18,13 @@ pub trait DataSource: Send + 'static {
         None
     }
 
+    /// The checkpoint at `time` is complete (see [`Task::on_checkpoint_complete`]): a source
+    /// that stores its read position with the application's checkpoints records it here.
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        let _ = (ctx, time);
+        Ok(())
+    }
+
     /// Closes the source.
     fn close(&mut self) {}
 }
@@ -45,6 +52,26 @@ pub trait DataSink: Send + 'static {
     fn watermark(&self) -> Option<Timestamp> {
         None
     }
+
+    /// Called when the upstream min clock moves to `watermark`: every message older than it
+    /// has been written. An exactly-once sink makes what it holds for them durable (the first
+    /// phase of its commit) before its [`DataSink::watermark`] lets the clock pass.
+    fn on_watermark_progress(&mut self, ctx: &mut TaskContext<'_>, watermark: Timestamp) -> TaskResult {
+        let _ = (ctx, watermark);
+        Ok(())
+    }
+
+    /// The checkpoint at `time` is complete (see [`Task::on_checkpoint_complete`]): an
+    /// exactly-once sink commits what it wrote for messages older than `time`, then reports its
+    /// own checkpoint there (`ctx.state_store()`), which lets the application restart from it.
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        let _ = (ctx, time);
+        Ok(())
+    }
+
+    /// Whether this sink commits on checkpoints (see [`DataSink::on_checkpoint_complete`]):
+    /// [`crate::Processor::sink`] then makes its processor [`crate::Processor::transactional`].
+    const TRANSACTIONAL: bool = false;
 
     /// Closes the sink, flushing what it buffered.
     fn close(&mut self) {}
@@ -122,6 +149,10 @@ impl<S: DataSource> Task for SourceTask<S> {
         if self.ended { Some(Timestamp::MAX) } else { self.source.watermark() }
     }
 
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        self.source.on_checkpoint_complete(ctx, time)
+    }
+
     fn on_stop(&mut self, _ctx: &mut TaskContext<'_>) {
         self.source.close();
     }
@@ -161,6 +192,14 @@ impl<S: DataSink> Task for SinkTask<S> {
 
     fn watermark(&self) -> Option<Timestamp> {
         self.sink.watermark()
+    }
+
+    fn on_watermark_progress(&mut self, ctx: &mut TaskContext<'_>, watermark: Timestamp) -> TaskResult {
+        self.sink.on_watermark_progress(ctx, watermark)
+    }
+
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        self.sink.on_checkpoint_complete(ctx, time)
     }
 
     fn on_stop(&mut self, _ctx: &mut TaskContext<'_>) {
@@ -256,6 +295,11 @@ impl TimeStampFilter {
         TimeStampFilter { start }
     }
 
+    /// The start time.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
     /// `msg` if it is not older than the start time.
     pub fn filter(&self, msg: Message) -> Option<Message> {
         (msg.timestamp() >= self.start).then_some(msg)
@@ -278,7 +322,8 @@ impl crate::Processor {
         S: DataSink,
         F: Fn(&crate::TaskInfo) -> Result<S, crate::TaskError> + Send + Sync + 'static,
     {
-        crate::Processor::from_fn(task_type, parallelism, move |info| Ok(SinkTask::new(make(info)?)))
+        let p = crate::Processor::from_fn(task_type, parallelism, move |info| Ok(SinkTask::new(make(info)?)));
+        if S::TRANSACTIONAL { p.transactional() } else { p }
     }
 }
 

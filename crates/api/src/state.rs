@@ -93,6 +93,12 @@ pub trait StateStore: Send + Sync {
     fn load(&self, task: TaskId, time: Timestamp) -> Result<Option<Vec<u8>>, TaskError>;
     /// Persists `state` as the state of `task` at `time`.
     fn save(&self, task: TaskId, time: Timestamp, state: &[u8]) -> Result<(), TaskError>;
+    /// Deletes the checkpoints of `task` older than `time` (the runtime prunes those of stateful
+    /// tasks itself; a task that saves positions of its own, as a source does, prunes them).
+    fn prune(&self, task: TaskId, time: Timestamp) -> Result<(), TaskError> {
+        let _ = (task, time);
+        Ok(())
+    }
 }
 
 /// The state of a [`PersistentTask`], split at the next checkpoint time.

@@ -84,6 +84,18 @@ pub trait Task: Send + 'static {
         Ok(())
     }
 
+    /// Called when the checkpoint at `time` is complete: every stateful task has persisted its
+    /// state there and the application's min clock has passed it (like Flink's
+    /// `notifyCheckpointComplete`). A transactional task ([`crate::Processor::transactional`],
+    /// an exactly-once sink) commits here what it wrote for messages older than `time` and then
+    /// reports its own checkpoint at `time`; only then may the application restart from
+    /// `time`. A source may record its read position for `time`. Not called for applications
+    /// without stateful processors.
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        let _ = (ctx, time);
+        Ok(())
+    }
+
     /// The lowest timestamp this task may still emit on its own account, beyond its inputs: a
     /// source's watermark, or the oldest timestamp a stateful task still holds in state.
     ///

@@ -72,10 +72,21 @@ impl CheckpointSchedule {
 /// checkpoint and which the min clock has passed.
 ///
 /// Without stateful tasks it is simply the min clock (at-least-once replay).
+///
+/// Some stateful tasks are *committers* (exactly-once sinks): their checkpoint at a time is the
+/// commit of their output there, which they may only make once every other stateful task has
+/// a checkpoint at that time: the two phases of a two-phase commit. So a checkpoint time
+/// first becomes *complete* ([`RecoveryPoint::complete_checkpoint`]: every non-committer has
+/// it and the min clock passed it; committers are told to commit) and then, once committers
+/// report it too, the start clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveryPoint {
     /// Checkpoint times reported by each stateful task, at or after the start clock.
     checkpoints: BTreeMap<TaskId, BTreeSet<Timestamp>>,
+    /// The stateful tasks that commit on complete checkpoints.
+    committers: BTreeSet<TaskId>,
+    /// The latest complete checkpoint announced.
+    complete: Timestamp,
     start: Timestamp,
 }
 
@@ -83,7 +94,54 @@ impl RecoveryPoint {
     /// A recovery point for `stateful` tasks, starting at `start` (where each has its initial
     /// state).
     pub fn new(stateful: impl IntoIterator<Item = TaskId>, start: Timestamp) -> Self {
-        RecoveryPoint { checkpoints: stateful.into_iter().map(|t| (t, BTreeSet::from([start]))).collect(), start }
+        RecoveryPoint {
+            checkpoints: stateful.into_iter().map(|t| (t, BTreeSet::from([start]))).collect(),
+            committers: BTreeSet::new(),
+            complete: start,
+            start,
+        }
+    }
+
+    /// Makes `committers` (which must be among the stateful tasks) commit on complete
+    /// checkpoints.
+    #[must_use]
+    pub fn with_committers(mut self, committers: impl IntoIterator<Item = TaskId>) -> Self {
+        self.committers = committers.into_iter().filter(|t| self.checkpoints.contains_key(t)).collect();
+        self
+    }
+
+    /// The latest time at or before `min_clock` that every stateful task in `of` has a
+    /// checkpoint at.
+    fn latest_common<'a>(
+        &'a self,
+        min_clock: Timestamp,
+        mut of: impl FnMut(&TaskId) -> bool + 'a,
+    ) -> Option<Timestamp> {
+        let mut sets = self.checkpoints.iter().filter(|(t, _)| of(t)).map(|(_, s)| s).peekable();
+        let first = (*sets.peek()?).clone();
+        let all: Vec<&BTreeSet<Timestamp>> = sets.collect();
+        first.range(..=min_clock).rev().find(|t| all.iter().all(|s| s.contains(t))).copied()
+    }
+
+    /// The min clock is `min_clock`: returns the checkpoint time that just became complete, if
+    /// one did: the latest time every stateful task but the committers has a checkpoint at,
+    /// no later than the min clock. `None` without stateful tasks (nothing to commit).
+    pub fn complete_checkpoint(&mut self, min_clock: Timestamp) -> Option<Timestamp> {
+        if self.checkpoints.is_empty() {
+            return None;
+        }
+        let committers = &self.committers;
+        let candidate = if committers.len() == self.checkpoints.len() {
+            // Only committers: every time the min clock passes is complete for the others.
+            min_clock
+        } else {
+            self.latest_common(min_clock, |t| !committers.contains(t))?
+        };
+        if candidate <= self.complete {
+            return None;
+        }
+        self.complete = candidate;
+        Some(candidate)
     }
 
     /// The start clock: where the application restarts from after a failure.
@@ -110,12 +168,7 @@ impl RecoveryPoint {
             min_clock
         } else {
             // The latest time every stateful task has, no later than the min clock.
-            let mut sets = self.checkpoints.values();
-            let first = sets.next().expect("not empty");
-            match first.range(..=min_clock).rev().find(|t| self.checkpoints.values().all(|s| s.contains(t))) {
-                Some(t) => *t,
-                None => return None,
-            }
+            self.latest_common(min_clock, |_| true)?
         };
         if candidate <= self.start {
             return None;
@@ -197,6 +250,29 @@ mod tests {
         r.on_checkpoint(A, Timestamp(1000));
         r.on_checkpoint(TaskId::new(0, 0), Timestamp(9000));
         assert_eq!(r.on_min_clock(Timestamp(9000)), None);
+    }
+
+    #[test]
+    fn committers_commit_on_complete_checkpoints_and_only_then_move_the_start_clock() {
+        // A and B are counts, C an exactly-once sink.
+        let mut r = RecoveryPoint::new([A, B, C], Timestamp(0)).with_committers([C]);
+        r.on_checkpoint(A, Timestamp(1000));
+        assert_eq!(r.complete_checkpoint(Timestamp(1500)), None, "B has no checkpoint at 1000");
+        r.on_checkpoint(B, Timestamp(1000));
+        assert_eq!(r.complete_checkpoint(Timestamp(900)), None, "the min clock has not passed 1000");
+        assert_eq!(r.complete_checkpoint(Timestamp(1500)), Some(Timestamp(1000)), "C is told to commit");
+        assert_eq!(r.complete_checkpoint(Timestamp(1600)), None, "announced once");
+        assert_eq!(r.on_min_clock(Timestamp(1600)), None, "C has not committed yet");
+        r.on_checkpoint(C, Timestamp(1000));
+        assert_eq!(r.on_min_clock(Timestamp(1600)), Some(Timestamp(1000)));
+        // Only committers: every min clock move completes a checkpoint for them.
+        let mut only = RecoveryPoint::new([C], Timestamp(0)).with_committers([C]);
+        assert_eq!(only.complete_checkpoint(Timestamp(700)), Some(Timestamp(700)));
+        assert_eq!(only.on_min_clock(Timestamp(700)), None);
+        only.on_checkpoint(C, Timestamp(700));
+        assert_eq!(only.on_min_clock(Timestamp(800)), Some(Timestamp(700)));
+        // Without stateful tasks there is nothing to commit.
+        assert_eq!(RecoveryPoint::new([], Timestamp(0)).complete_checkpoint(Timestamp(5)), None);
     }
 
     #[test]

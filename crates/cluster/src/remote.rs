@@ -475,6 +475,11 @@ async fn appmaster_loop(
                     tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
                     clock_wait = failed_at.take();
                 }
+                Action::CheckpointComplete(time) => {
+                    for l in &links {
+                        let _ = l.commands.send(ExecutorCommand::CheckpointComplete { time: time.0 });
+                    }
+                }
                 // Recorded below (without state, at most every START_CLOCK_EVERY).
                 Action::StartClock(clock) => pending_start = Some(clock),
                 Action::Done => done = true,
@@ -938,6 +943,11 @@ async fn executor_main(
                 ExecutorCommand::UpstreamClock { task, clock } => {
                     if let Some(d) = &deployment {
                         d.upstream_clock(TaskId::from_u64(task), Timestamp(clock));
+                    }
+                }
+                ExecutorCommand::CheckpointComplete { time } => {
+                    if let Some(d) = &deployment {
+                        d.checkpoint_complete(Timestamp(time));
                     }
                 }
                 ExecutorCommand::Stop => {

@@ -706,4 +706,9 @@ pub enum ExecutorCommand {
     Stop,
     /// Exit the process.
     Exit,
+    /// The checkpoint at `time` is complete: tell every task.
+    CheckpointComplete {
+        /// The checkpoint time.
+        time: i64,
+    },
 }

@@ -487,6 +487,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                     };
                     deployment.start(StartTime(start));
                 }
+                Action::CheckpointComplete(time) => deployment.checkpoint_complete(time),
                 Action::StartClock(clock) => {
                     if let Some(store) = &checkpoints {
                         crate::state::prune_checkpoints(store, dag, clock);

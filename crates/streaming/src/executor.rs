@@ -352,6 +352,13 @@ impl Deployment {
         }
     }
 
+    /// Tells every task that the checkpoint at `time` is complete.
+    pub fn checkpoint_complete(&self, time: Timestamp) {
+        for cell in &self.all {
+            cell.push_control(Control::CheckpointComplete(time));
+        }
+    }
+
     /// Stops every task.
     pub fn stop(&self) {
         for cell in &self.all {

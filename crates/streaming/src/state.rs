@@ -86,4 +86,8 @@ impl StateStore for TaskStates {
         let _ = self.events.send(TaskEvent::Checkpointed { task, time });
         Ok(())
     }
+
+    fn prune(&self, task: TaskId, time: Timestamp) -> Result<(), TaskError> {
+        self.store.prune(task, time).map_err(TaskError::msg)
+    }
 }

@@ -63,6 +63,9 @@ pub enum Action {
         /// What made the recovery.
         why: String,
     },
+    /// The checkpoint at this time is complete (every stateful task but the transactional ones
+    /// has it, and the min clock passed it): tell every task, so transactional ones commit.
+    CheckpointComplete(Timestamp),
     /// The start clock moved: persist it; checkpoints older than it may be deleted.
     StartClock(Timestamp),
     /// Every task has stopped: report [`Supervisor::ending`] and finish.
@@ -96,7 +99,7 @@ impl Supervisor {
             clock: ClockService::new(&parallelism, &edges, start),
             parallelism,
             edges,
-            recovery: RecoveryPoint::new(stateful, start),
+            recovery: RecoveryPoint::new(stateful, start).with_committers(dag.transactional_tasks()),
             tasks: dag.task_count(),
             stopped: 0,
             ending: None,
@@ -113,6 +116,9 @@ impl Supervisor {
         }
         let mut actions: Vec<Action> =
             self.clock.report(task, clock).map(|up| Action::UpstreamClock(task, up)).into_iter().collect();
+        if let Some(complete) = self.recovery.complete_checkpoint(self.clock.min_clock()) {
+            actions.push(Action::CheckpointComplete(complete));
+        }
         if let Some(start) = self.recovery.on_min_clock(self.clock.min_clock()) {
             actions.push(Action::StartClock(start));
         }
@@ -339,13 +345,17 @@ mod tests {
         let mut s = stateful(2);
         s.on_clock(SRC, Timestamp(2500));
         assert_eq!(s.on_clock(COUNT, Timestamp(2500)), vec![Action::UpstreamClock(COUNT, Timestamp(2500))]);
-        // The count checkpoints at 1000 and 2000; the start clock follows once the min clock
-        // has passed them.
+        // The count checkpoints at 1000 and 2000; the checkpoint at 2000 is complete and the
+        // start clock follows once the min clock has passed them.
         s.on_checkpoint(COUNT, Timestamp(1000));
         s.on_checkpoint(COUNT, Timestamp(2000));
         assert_eq!(
             s.on_clock(COUNT, Timestamp(2600)),
-            vec![Action::UpstreamClock(COUNT, Timestamp(2500)), Action::StartClock(Timestamp(2000))]
+            vec![
+                Action::UpstreamClock(COUNT, Timestamp(2500)),
+                Action::CheckpointComplete(Timestamp(2000)),
+                Action::StartClock(Timestamp(2000))
+            ]
         );
         // A task fails: every task stops, then all restart from 2000.
         assert_eq!(s.on_task_failed(COUNT, "boom"), vec![Action::StopAll]);

@@ -83,6 +83,7 @@ pub(crate) enum Control {
     Ack(AckMessage),
     Tick,
     UpstreamClock(Timestamp),
+    CheckpointComplete(Timestamp),
     Stop,
 }
 
@@ -846,6 +847,14 @@ impl TaskRunner {
                     self.io.upstream_clock = clock;
                     let mut ctx = TaskContext::new(&self.info, &mut self.io);
                     if let Err(e) = self.task.on_watermark_progress(&mut ctx, clock) {
+                        self.fail(cell, e.to_string());
+                    }
+                }
+            }
+            Control::CheckpointComplete(time) => {
+                if self.started && !self.done {
+                    let mut ctx = TaskContext::new(&self.info, &mut self.io);
+                    if let Err(e) = self.task.on_checkpoint_complete(&mut ctx, time) {
                         self.fail(cell, e.to_string());
                     }
                 }

@@ -1,0 +1,431 @@
+//! The Kafka source: partitions spread over tasks, record timestamps, idleness, replay from a
+//! time through stored offsets or the broker's offsets-for-times.
+
+use super::{IDLE_TIMEOUT_KEY, assigned, client_config, partitions_of, timeout};
+use gearpump_api::{DataSource, TaskContext, TaskError, TaskResult, TimeStampFilter};
+use gearpump_core::{Message, TaskId, Timestamp};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A record as read from Kafka, handed to a [`KafkaSource`]'s decoder and timestamp extractor.
+#[derive(Clone, Copy, Debug)]
+pub struct KafkaRecord<'a> {
+    /// Its topic.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, if it has one.
+    pub key: Option<&'a [u8]>,
+    /// Its value (empty for a null value).
+    pub payload: &'a [u8],
+    /// Its timestamp (ms since the epoch; create or log-append time), if it has one.
+    pub timestamp: Option<i64>,
+}
+
+type Decode = Arc<dyn Fn(&KafkaRecord<'_>, Timestamp) -> Result<Message, TaskError> + Send + Sync>;
+type Extract = Arc<dyn Fn(&KafkaRecord<'_>) -> Timestamp + Send + Sync>;
+
+/// How often an idle source checks that the brokers still answer.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How many stored positions a source keeps (older ones are deleted).
+const KEEP_POSITIONS: usize = 16;
+
+/// What one assigned partition has read.
+#[derive(Debug)]
+struct Partition {
+    topic: String,
+    partition: i32,
+    /// The offset of the next record to read.
+    next: i64,
+    /// The largest timestamp read (`None`: none read yet).
+    max_ts: Option<Timestamp>,
+    /// When a record was last read (or the source opened).
+    last_record: Instant,
+    /// `(t, offset)`: `offset` is the first record stamped at or after every time from `t` to
+    /// the next entry's time (each entry made when the largest timestamp crossed a grid line).
+    boundaries: VecDeque<(Timestamp, i64)>,
+}
+
+impl Partition {
+    /// The offset to resume from to replay everything stamped at or after `t`: exact when `t`
+    /// is on the grid, else a little earlier (the replay drops what is older).
+    fn position_for(&self, t: Timestamp) -> i64 {
+        match self.max_ts {
+            Some(max) if max >= t => {
+                self.boundaries.iter().rev().find(|(g, _)| *g <= t).map_or(self.boundaries[0].1, |(_, o)| *o)
+            }
+            // Everything read so far is older than `t`.
+            _ => self.next,
+        }
+    }
+}
+
+/// Reads Kafka topics as a [`DataSource`] (see the [module docs](super)). Values are the
+/// records' bytes (`Vec<u8>`) unless [`KafkaSource::utf8`] or [`KafkaSource::decoded`] says
+/// otherwise.
+pub struct KafkaSource {
+    brokers: String,
+    topics: Vec<String>,
+    decode: Decode,
+    extract: Option<Extract>,
+    consumer: Option<BaseConsumer>,
+    parts: Vec<Partition>,
+    filter: TimeStampFilter,
+    idle: Duration,
+    grid: i64,
+    watermark: Timestamp,
+    task: Option<TaskId>,
+    /// Times of the positions this task stored, oldest first.
+    stored: VecDeque<Timestamp>,
+    last_probe: Instant,
+    timeout: Duration,
+    /// Records read since opening.
+    read: u64,
+}
+
+impl KafkaSource {
+    /// Reads `topic` from the comma-separated `brokers` (`host:port,…`).
+    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> Self {
+        KafkaSource {
+            brokers: brokers.into(),
+            topics: vec![topic.into()],
+            decode: Arc::new(|r, t| Ok(Message::new(r.payload.to_vec(), t))),
+            extract: None,
+            consumer: None,
+            parts: Vec::new(),
+            filter: TimeStampFilter::new(Timestamp::MIN),
+            idle: Duration::from_secs(5),
+            grid: 1000,
+            watermark: Timestamp::MIN,
+            task: None,
+            stored: VecDeque::new(),
+            last_probe: Instant::now(),
+            timeout: Duration::from_secs(10),
+            read: 0,
+        }
+    }
+
+    /// Reads more topics besides the first.
+    #[must_use]
+    pub fn and_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Values are the records' values as `String` (invalid UTF-8 is an error naming the
+    /// record).
+    #[must_use]
+    pub fn utf8(self) -> Self {
+        self.decoded(|r, t| {
+            let text = std::str::from_utf8(r.payload).map_err(|e| {
+                TaskError::msg(format!("record {}/{}@{} is not UTF-8: {e}", r.topic, r.partition, r.offset))
+            })?;
+            Ok(Message::new(text.to_string(), t))
+        })
+    }
+
+    /// Turns each record, stamped `t`, into a message with `decode`.
+    #[must_use]
+    pub fn decoded(
+        mut self,
+        decode: impl Fn(&KafkaRecord<'_>, Timestamp) -> Result<Message, TaskError> + Send + Sync + 'static,
+    ) -> Self {
+        self.decode = Arc::new(decode);
+        self
+    }
+
+    /// Stamps messages with what `extract` returns instead of the record's timestamp.
+    #[must_use]
+    pub fn timestamped(mut self, extract: impl Fn(&KafkaRecord<'_>) -> Timestamp + Send + Sync + 'static) -> Self {
+        self.extract = Some(Arc::new(extract));
+        self
+    }
+
+    /// Records read since the source was opened (including those dropped as older than the
+    /// start time).
+    pub fn records_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The partitions this task reads and the offset each will read next.
+    pub fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.parts.iter().map(|p| (p.topic.clone(), p.partition, p.next)).collect()
+    }
+
+    /// Where each partition starts: the positions stored for `start`, else the broker's
+    /// offsets-for-times.
+    fn start_offsets(
+        &self,
+        ctx: &TaskContext<'_>,
+        consumer: &BaseConsumer,
+        mine: &[(String, i32)],
+        start: Timestamp,
+    ) -> Result<Vec<(i64, &'static str)>, TaskError> {
+        let stored: Vec<(String, i32, i64)> = match ctx.state_store().map(|s| s.load(ctx.task_id(), start)) {
+            Some(Ok(Some(bytes))) => postcard::from_bytes(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(task = %ctx.task_id(), %start, error = %e, "Stored Kafka offsets do not decode; seeking by time.");
+                Vec::new()
+            }),
+            Some(Err(e)) => {
+                tracing::warn!(task = %ctx.task_id(), %start, error = %e, "No stored Kafka offsets; seeking by time.");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        let mut by_time = TopicPartitionList::new();
+        for (topic, partition) in mine {
+            if !stored.iter().any(|(t, p, _)| t == topic && p == partition) {
+                let offset = if start.0 <= 0 { Offset::Beginning } else { Offset::Offset(start.0) };
+                by_time.add_partition_offset(topic, *partition, offset).map_err(TaskError::msg)?;
+            }
+        }
+        let found = if by_time.count() == 0 || start.0 <= 0 {
+            by_time
+        } else {
+            consumer.offsets_for_times(by_time, self.timeout).map_err(|e| {
+                TaskError::msg(format!("looking up offsets for time {start} on Kafka brokers {}: {e}", self.brokers))
+            })?
+        };
+        mine.iter()
+            .map(|(topic, partition)| {
+                if let Some((_, _, o)) = stored.iter().find(|(t, p, _)| t == topic && p == partition) {
+                    return Ok((*o, "stored with the checkpoint"));
+                }
+                let elem = found.find_partition(topic, *partition);
+                let offset = match elem.map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    Some(Offset::End) => {
+                        let (_, high) = consumer
+                            .fetch_watermarks(topic, *partition, self.timeout)
+                            .map_err(|e| TaskError::msg(format!("Kafka {topic}/{partition}: {e}")))?;
+                        high
+                    }
+                    _ => {
+                        let (low, _) = consumer
+                            .fetch_watermarks(topic, *partition, self.timeout)
+                            .map_err(|e| TaskError::msg(format!("Kafka {topic}/{partition}: {e}")))?;
+                        low
+                    }
+                };
+                Ok((offset, if start.0 <= 0 { "the beginning" } else { "offsets-for-times" }))
+            })
+            .collect()
+    }
+
+    /// Recomputes the watermark (see the module docs); it never goes back.
+    fn update_watermark(&mut self) {
+        let now = Instant::now();
+        let active = self.parts.iter().filter(|p| now.duration_since(p.last_record) < self.idle);
+        let low = active.map(|p| p.max_ts.unwrap_or(self.filter_start())).min();
+        let wm = match low {
+            Some(t) => t,
+            None => {
+                // Every partition is idle (or the task has none): follow the wall clock.
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+                    - self.idle.as_millis() as i64;
+                let max = self.parts.iter().filter_map(|p| p.max_ts).max().unwrap_or(Timestamp::MIN);
+                Timestamp(wall).max(max)
+            }
+        };
+        self.watermark = self.watermark.max(wm);
+    }
+
+    fn filter_start(&self) -> Timestamp {
+        self.filter.start()
+    }
+
+    /// Reads the next record kept by the filter, if one is there now.
+    fn read_from(&mut self, consumer: &BaseConsumer) -> Result<Option<Message>, TaskError> {
+        loop {
+            let Some(polled) = consumer.poll(Duration::ZERO) else {
+                self.update_watermark();
+                if self.last_probe.elapsed() >= PROBE_EVERY {
+                    self.probe(consumer)?;
+                }
+                return Ok(None);
+            };
+            let m = polled.map_err(|e| TaskError::msg(format!("reading Kafka (brokers {}): {e}", self.brokers)))?;
+            self.read += 1;
+            let record = KafkaRecord {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                payload: m.payload().unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            };
+            let t = match &self.extract {
+                Some(f) => f(&record),
+                None => Timestamp(record.timestamp.unwrap_or(0)),
+            };
+            if let Some(p) = self.parts.iter_mut().find(|p| p.partition == record.partition && p.topic == record.topic)
+            {
+                p.next = record.offset + 1;
+                p.last_record = Instant::now();
+                if p.max_ts.is_none_or(|max| t > max) {
+                    // The first grid line past the old maximum: from it up to `t`, this record
+                    // is the first stamped at or after.
+                    let line = p.max_ts.map_or(Timestamp::MIN, |max| {
+                        Timestamp(max.0.div_euclid(self.grid).saturating_add(1).saturating_mul(self.grid))
+                    });
+                    if line <= t && p.max_ts.is_some() {
+                        p.boundaries.push_back((line, record.offset));
+                    }
+                    p.max_ts = Some(t);
+                }
+            }
+            if t < self.filter_start() {
+                continue;
+            }
+            let msg = (self.decode)(&record, t)?;
+            return Ok(Some(msg));
+        }
+    }
+
+    /// Checks that the brokers answer (an idle source would not notice they went away).
+    fn probe(&mut self, consumer: &BaseConsumer) -> TaskResult {
+        self.last_probe = Instant::now();
+        let Some(p) = self.parts.first() else { return Ok(()) };
+        consumer.fetch_watermarks(&p.topic, p.partition, self.timeout).map(|_| ()).map_err(|e| {
+            TaskError::msg(format!("the Kafka brokers {} do not answer (reading {}): {e}", self.brokers, p.topic))
+        })
+    }
+}
+
+impl DataSource for KafkaSource {
+    fn open(&mut self, ctx: &mut TaskContext<'_>, start: Timestamp) -> TaskResult {
+        let config = ctx.config();
+        self.timeout = timeout(config)?;
+        let idle_ms: u64 = config.get_or(IDLE_TIMEOUT_KEY, 5000)?;
+        self.idle = Duration::from_millis(idle_ms.max(1));
+        let grid: i64 = config.get_or(gearpump_api::state::CHECKPOINT_INTERVAL_KEY, 1000)?;
+        self.grid = grid.max(1);
+        let group = format!("gearpump-{}-app{}", ctx.app_name(), ctx.app_id());
+        let consumer: BaseConsumer = client_config(
+            &self.brokers,
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("allow.auto.create.topics", "false"),
+            ],
+            config,
+            "kafka.consumer.",
+        )
+        .create()
+        .map_err(|e| TaskError::msg(format!("creating a Kafka consumer for brokers {}: {e}", self.brokers)))?;
+        let all = partitions_of(&consumer, &self.brokers, &self.topics, self.timeout)?;
+        let id = ctx.task_id();
+        let mine = assigned(&all, id.index, ctx.parallelism());
+        let offsets = self.start_offsets(ctx, &consumer, &mine, start)?;
+        let mut tpl = TopicPartitionList::new();
+        let now = Instant::now();
+        self.parts.clear();
+        for ((topic, partition), (offset, from)) in mine.into_iter().zip(offsets) {
+            tracing::info!(task = %id, %topic, partition, offset, %start, "Kafka source resumes from {from}.");
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)).map_err(TaskError::msg)?;
+            self.parts.push(Partition {
+                topic,
+                partition,
+                next: offset,
+                max_ts: None,
+                last_record: now,
+                boundaries: VecDeque::from([(Timestamp::MIN, offset)]),
+            });
+        }
+        consumer.assign(&tpl).map_err(|e| TaskError::msg(format!("assigning Kafka partitions: {e}")))?;
+        self.consumer = Some(consumer);
+        self.filter = TimeStampFilter::new(start);
+        self.watermark = start;
+        self.task = Some(id);
+        self.read = 0;
+        self.last_probe = now;
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Option<Message>, TaskError> {
+        let consumer = self.consumer.take().ok_or_else(|| TaskError::msg("the Kafka source is not open"))?;
+        let read = self.read_from(&consumer);
+        self.consumer = Some(consumer);
+        read
+    }
+
+    fn watermark(&self) -> Option<Timestamp> {
+        Some(self.watermark)
+    }
+
+    fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
+        let Some(store) = ctx.state_store() else { return Ok(()) };
+        let positions: Vec<(String, i32, i64)> =
+            self.parts.iter().map(|p| (p.topic.clone(), p.partition, p.position_for(time))).collect();
+        let bytes = postcard::to_allocvec(&positions).map_err(TaskError::msg)?;
+        store.save(ctx.task_id(), time, &bytes)?;
+        self.stored.push_back(time);
+        if self.stored.len() > KEEP_POSITIONS
+            && let Some(oldest_kept) = self.stored.get(self.stored.len() - KEEP_POSITIONS).copied()
+        {
+            store.prune(ctx.task_id(), oldest_kept)?;
+            while self.stored.front().is_some_and(|t| *t < oldest_kept) {
+                self.stored.pop_front();
+            }
+        }
+        // Boundaries before the one that applies at `time` are no longer needed.
+        for p in &mut self.parts {
+            while p.boundaries.len() > 1 && p.boundaries[1].0 <= time {
+                p.boundaries.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.consumer = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(records: &[(i64, i64)]) -> Partition {
+        // Replays `records` (offset, time) through the same bookkeeping as `read`, grid 1000.
+        let mut p = Partition {
+            topic: "t".into(),
+            partition: 0,
+            next: records[0].0,
+            max_ts: None,
+            last_record: Instant::now(),
+            boundaries: VecDeque::from([(Timestamp::MIN, records[0].0)]),
+        };
+        for &(offset, t) in records {
+            let t = Timestamp(t);
+            p.next = offset + 1;
+            if p.max_ts.is_none_or(|max| t > max) {
+                let line = p.max_ts.map_or(Timestamp::MIN, |max| Timestamp((max.0.div_euclid(1000) + 1) * 1000));
+                if line <= t && p.max_ts.is_some() {
+                    p.boundaries.push_back((line, offset));
+                }
+                p.max_ts = Some(t);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn the_position_for_a_time_is_the_first_record_stamped_at_or_after_it() {
+        // Offsets 10.. stamped 500, 900, 1000, 1500, 3200, 2900 (late), 4100.
+        let p = partition(&[(10, 500), (11, 900), (12, 1000), (13, 1500), (14, 3200), (15, 2900), (16, 4100)]);
+        for (t, expected) in [(0, 10), (500, 10), (1000, 12), (2000, 14), (3000, 14), (4000, 16), (9000, 17)] {
+            assert_eq!(p.position_for(Timestamp(t)), expected, "time {t}");
+        }
+    }
+}

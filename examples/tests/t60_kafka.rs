@@ -1,0 +1,236 @@
+//! Kafka on the embedded cluster, against a real Apache Kafka broker (KRaft, started once for
+//! this test binary by `tools/kafka/kafka.sh`): the source spreads partitions over its tasks
+//! and replays from stored offsets; the exactly-once sink's output, read with
+//! `read_committed`, holds every result once across injected failures; bad brokers and topics
+//! are errors that name them; an empty topic does not hold the clock.
+
+#[path = "../../tools/kafka/broker.rs"]
+mod broker;
+
+use gearpump::prelude::*;
+use gearpump::{AppStatus, ClusterConfig, EmbeddedCluster};
+use gearpump_connectors::kafka::{self, KafkaSink, KafkaSource};
+use gearpump_examples::message_count;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(300);
+/// Record timestamps start here (ms since the epoch): a realistic time, well before now.
+const BASE: i64 = 1_700_000_000_000;
+
+fn config() -> UserConfig {
+    UserConfig::empty().with(kafka::IDLE_TIMEOUT_KEY, 1000).with(kafka::TIMEOUT_KEY, 5000)
+}
+
+/// Polls `read` until it returns at least `n` records (or the wait runs out), then returns
+/// them.
+fn wait_for_records(
+    what: &str,
+    n: usize,
+    (client, id): (&gearpump::ClusterClient, gearpump::AppId),
+    mut read: impl FnMut() -> Vec<String>,
+) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = read();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        let status = client.status(id);
+        assert!(
+            status.as_ref().is_some_and(|s| s.status == AppStatus::Active),
+            "{what}: the application is not active: {status:?}"
+        );
+        eprintln!("{what}: {} of {n} records so far", got.len());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn records_of_every_partition_are_read_once_by_more_or_fewer_tasks_than_partitions() {
+    let b = broker::shared();
+    b.topic("copy-in", 4);
+    broker::produce_numbers(&b.bootstrap, "copy-in", 1, 20_000, BASE, 10);
+    for (tasks, out) in [(3u32, "copy-out-3"), (6, "copy-out-6")] {
+        b.topic(out, 2);
+        let brokers = b.bootstrap.clone();
+        let source = Processor::source("Read", tasks, move |_| Ok(KafkaSource::new(brokers.clone(), "copy-in").utf8()));
+        let brokers = b.bootstrap.clone();
+        let sink = Processor::sink("Write", 2, move |_| Ok(KafkaSink::new(brokers.clone(), out)));
+        let app = StreamApplication::builder("copy")
+            .edge(&source, PartitionerSpec::shuffle(), &sink)
+            .config(config())
+            .build()
+            .unwrap();
+        let cluster = EmbeddedCluster::start(ClusterConfig::default());
+        let id = cluster.client().submit(app).unwrap();
+        let client = cluster.client();
+        let got =
+            wait_for_records(out, 20_000, (&client, id), || broker::read_all(&b.bootstrap, out, "read_committed"));
+        let mut numbers: Vec<u64> = got.iter().map(|s| s.parse().unwrap()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 20_000, "{tasks} tasks: every number, got {} records", got.len());
+        assert_eq!(got.len(), 20_000, "{tasks} tasks: no number twice without a failure");
+        cluster.client().kill(id).unwrap();
+        cluster.shutdown();
+    }
+}
+
+/// MessageCount from Kafka through a persistent count into the exactly-once sink, with count
+/// tasks failing at random numbers: the committed output holds every number once and each
+/// count task's final count is exact.
+#[test]
+fn the_exactly_once_sink_commits_every_result_once_across_failures() {
+    let b = broker::shared();
+    let n = 200_000u64;
+    b.topic("eo-in", 4);
+    b.topic("eo-out", 2);
+    // 10 numbers per ms: 20 s of application time, 20 checkpoints.
+    broker::produce_numbers(&b.bootstrap, "eo-in", 1, n, BASE, 10);
+    let options = message_count::Options {
+        messages: n,
+        per_ms: 10,
+        pace: 0,
+        count_tasks: 2,
+        checkpoint_interval_ms: 1000,
+        output: None,
+        checkpoint_dir: Some(tmp("eo-checkpoints")),
+        config: UserConfig::empty(),
+        kafka: Some(message_count::KafkaOptions {
+            brokers: b.bootstrap.clone(),
+            source_topic: "eo-in".into(),
+            sink_topic: Some("eo-out".into()),
+            source_tasks: 2,
+            sink_tasks: 2,
+            exactly_once: true,
+        }),
+    };
+    let options = message_count::Options { config: config().merge(&failures(3)), ..options };
+    let app = message_count::application(&options).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let id = cluster.client().submit(app).unwrap();
+    let client = cluster.client();
+    let got = wait_for_records("eo-out", n as usize, (&client, id), || {
+        broker::read_all(&b.bootstrap, "eo-out", "read_committed")
+    });
+    check_counts(&got, n, true);
+    let status = cluster.client().status(id).unwrap();
+    assert_eq!(status.status, AppStatus::Active, "{status:?}");
+    cluster.client().kill(id).unwrap();
+    cluster.shutdown();
+}
+
+/// Config making the examples' Count fail at `k` random numbers, once each.
+fn failures(k: usize) -> UserConfig {
+    let mut rng = fastrand::Rng::new();
+    let seed = rng.u64(..);
+    eprintln!("failure seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let at: Vec<String> = (0..k).map(|_| rng.u64(1..=150_000).to_string()).collect();
+    eprintln!("count tasks fail once at {at:?}");
+    UserConfig::empty().with(message_count::Count::FAIL_AT, at.join(","))
+}
+
+/// `got` holds `<number> <task> <count>` for each of 1..=n exactly once (or at least once),
+/// and each count task's largest count is the number of distinct numbers it counted.
+fn check_counts(got: &[String], n: u64, exactly_once: bool) {
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut per_task: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for line in got {
+        let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+        let (number, task, count) = (parts.next().unwrap(), parts.next().unwrap() as u32, parts.next().unwrap());
+        *seen.entry(number).or_default() += 1;
+        let l = last.entry(task).or_default();
+        *l = (*l).max(count);
+        per_task.entry(task).or_default().insert(number);
+    }
+    assert_eq!(seen.len() as u64, n, "every number arrived");
+    assert_eq!(seen.keys().next(), Some(&1));
+    assert_eq!(seen.keys().last(), Some(&n));
+    let repeats: u32 = seen.values().map(|c| c - 1).sum();
+    eprintln!("{} records for {n} numbers: {repeats} repeats", got.len());
+    if exactly_once {
+        assert_eq!(repeats, 0, "no number twice");
+        for (task, numbers) in &per_task {
+            assert_eq!(last[task], numbers.len() as u64, "count task {task}'s final count is exact");
+        }
+    }
+}
+
+fn tmp(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("gearpump-t60-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.to_string_lossy().into_owned()
+}
+
+/// An application with a Kafka source on `topic` of `brokers`, run until it ends; returns its
+/// summary.
+fn run_source(brokers: &str, topic: &str) -> gearpump::AppSummary {
+    struct Drop_;
+    impl Task for Drop_ {
+        fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+            Ok(())
+        }
+    }
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    let source = Processor::source("Read", 1, move |_| Ok(KafkaSource::new(brokers.clone(), topic.clone())));
+    let sink = Processor::from_fn("Drop", 1, |_| Ok(Drop_));
+    let config = config().with("gearpump.application.total-retries", 0);
+    let app = StreamApplication::builder("bad")
+        .edge(&source, PartitionerSpec::shuffle(), &sink)
+        .config(config)
+        .build()
+        .unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig { total_retries: 0, ..ClusterConfig::default() });
+    let id = cluster.client().submit(app).unwrap();
+    let summary = cluster.client().wait(id, WAIT).unwrap();
+    cluster.shutdown();
+    summary
+}
+
+#[test]
+fn unreachable_brokers_and_missing_topics_are_errors_that_name_them() {
+    let dead =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let summary = run_source(&dead, "numbers");
+    assert_eq!(summary.status, AppStatus::Failed);
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains(&dead), "the error names the brokers: {error}");
+
+    let b = broker::shared();
+    let summary = run_source(&b.bootstrap, "no-such-topic");
+    assert_eq!(summary.status, AppStatus::Failed);
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains("no-such-topic"), "the error names the topic: {error}");
+}
+
+#[test]
+fn an_empty_topic_does_not_hold_the_clock() {
+    let b = broker::shared();
+    b.topic("empty", 2);
+    let brokers = b.bootstrap.clone();
+    let source = Processor::source("Read", 2, move |_| Ok(KafkaSource::new(brokers.clone(), "empty")));
+    let count = Processor::persistent("Count", 1, |_| Ok(message_count::Count::default()));
+    let app = StreamApplication::builder("idle")
+        .edge(&source, PartitionerSpec::hash(), &count)
+        .config(config().with("state.checkpoint.store.rootpath", tmp("idle")))
+        .build()
+        .unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let id = cluster.client().submit(app).unwrap();
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let clock = cluster.client().stats(id).and_then(|s| s.min_clock).map_or(i64::MIN, |c| c.0);
+        // The idle sources follow the wall clock (less the idle timeout).
+        if clock >= started - 5000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the clock stays at {clock}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.client().kill(id).unwrap();
+    cluster.shutdown();
+}
