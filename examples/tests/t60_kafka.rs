@@ -50,7 +50,7 @@ fn wait_for_records(
 fn records_of_every_partition_are_read_once_by_more_or_fewer_tasks_than_partitions() {
     let b = broker::shared();
     b.topic("copy-in", 4);
-    broker::produce_numbers(&b.bootstrap, "copy-in", 1, 20_000, BASE, 10);
+    broker::produce_numbers(&b.bootstrap, "copy-in", 1, 20_000, broker::Stamp::Numbered { base: BASE, per_ms: 10 });
     for (tasks, out) in [(3u32, "copy-out-3"), (6, "copy-out-6")] {
         b.topic(out, 2);
         let brokers = b.bootstrap.clone();
@@ -87,7 +87,7 @@ fn the_exactly_once_sink_commits_every_result_once_across_failures() {
     b.topic("eo-in", 4);
     b.topic("eo-out", 2);
     // 10 numbers per ms: 20 s of application time, 20 checkpoints.
-    broker::produce_numbers(&b.bootstrap, "eo-in", 1, n, BASE, 10);
+    broker::produce_numbers(&b.bootstrap, "eo-in", 1, n, broker::Stamp::Numbered { base: BASE, per_ms: 10 });
     let options = message_count::Options {
         messages: n,
         per_ms: 10,

@@ -104,14 +104,34 @@ fn consumer(bootstrap: &str, isolation: &str) -> BaseConsumer {
         .unwrap()
 }
 
-/// Writes the numbers `from..=to` as decimal text to `topic` (Kafka's default partitioner
-/// spreads them by key, the number), number `n` stamped `base + n / per_ms` ms.
-pub fn produce_numbers(bootstrap: &str, topic: &str, from: u64, to: u64, base: i64, per_ms: u64) {
+/// How [`produce_numbers`] stamps and paces records.
+#[derive(Clone, Copy, Debug)]
+pub enum Stamp {
+    /// Number `n` is stamped `base + n / per_ms` ms; written as fast as the broker takes them.
+    Numbered { base: i64, per_ms: u64 },
+    /// Stamped with the time they are written (the producer's create time), at most this many
+    /// a second.
+    Now { per_second: u64 },
+}
+
+/// Writes the numbers `from..=to` as decimal text to `topic`, keyed by the number (Kafka's
+/// default partitioner spreads them), stamped as `stamp` says.
+pub fn produce_numbers(bootstrap: &str, topic: &str, from: u64, to: u64, stamp: Stamp) {
     let p: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create().unwrap();
+    let started = Instant::now();
     for n in from..=to {
         let text = n.to_string();
-        let mut record = BaseRecord::to(topic).key(&text).payload(&text).timestamp(base + (n / per_ms) as i64);
+        let mut record = BaseRecord::to(topic).key(&text).payload(&text);
+        match stamp {
+            Stamp::Numbered { base, per_ms } => record = record.timestamp(base + (n / per_ms) as i64),
+            Stamp::Now { per_second } => {
+                let due = Duration::from_micros((n - from) * 1_000_000 / per_second.max(1));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
         loop {
             match p.send(record) {
                 Ok(()) => break,

@@ -1,5 +1,7 @@
 //! Helpers shared by the process-level tests.
 
+#[allow(dead_code)] // Only the recovery tests kill processes.
+pub mod chaos;
 #[allow(dead_code)] // Not every test file starts a cluster.
 pub mod cluster;
 #[allow(dead_code)] // Only the master HA tests start several masters.
