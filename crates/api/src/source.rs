@@ -18,6 +18,13 @@ pub trait DataSource: Send + 'static {
         None
     }
 
+    /// How long the source task waits before reading again after [`DataSource::read`] found
+    /// nothing (default 10 ms). A source fed by a busy client (Kafka) asks for less while
+    /// records keep coming.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+
     /// The checkpoint at `time` is complete (see [`Task::on_checkpoint_complete`]): a source
     /// that stores its read position with the application's checkpoints records it here.
     fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
@@ -87,7 +94,6 @@ struct ReadMore;
 pub struct SourceTask<S> {
     source: S,
     batch: usize,
-    poll_interval: Duration,
     ended: bool,
 }
 
@@ -97,7 +103,7 @@ impl<S: DataSource> SourceTask<S> {
 
     /// Wraps `source`, reading 1000 messages per turn.
     pub fn new(source: S) -> Self {
-        SourceTask { source, batch: 1000, poll_interval: Duration::from_millis(10), ended: false }
+        SourceTask { source, batch: 1000, ended: false }
     }
 
     /// Sets how many messages are read per turn.
@@ -121,7 +127,7 @@ impl<S: DataSource> SourceTask<S> {
         if self.source.watermark() == Some(Timestamp::MAX) {
             self.ended = true;
         } else if read == 0 {
-            ctx.schedule_once(self.poll_interval);
+            ctx.schedule_once(self.source.poll_interval());
         } else {
             ctx.send_self(Message::new(ReadMore, Timestamp::MIN));
         }

@@ -33,6 +33,8 @@ type Extract = Arc<dyn Fn(&KafkaRecord<'_>) -> Timestamp + Send + Sync>;
 
 /// How often an idle source checks that the brokers still answer.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The watermark is updated when no record is there, and at least every this many records.
+const UPDATE_EVERY: u32 = 1024;
 /// How many stored positions a source keeps (older ones are deleted).
 const KEEP_POSITIONS: usize = 16;
 
@@ -45,8 +47,10 @@ struct Partition {
     next: i64,
     /// The largest timestamp read (`None`: none read yet).
     max_ts: Option<Timestamp>,
-    /// When a record was last read (or the source opened).
+    /// When a record was last read (or the source opened), as of the last watermark update.
     last_record: Instant,
+    /// Whether a record was read since the last watermark update.
+    fresh: bool,
     /// `(t, offset)`: `offset` is the first record stamped at or after every time from `t` to
     /// the next entry's time (each entry made when the largest timestamp crossed a grid line).
     boundaries: VecDeque<(Timestamp, i64)>,
@@ -87,6 +91,10 @@ pub struct KafkaSource {
     timeout: Duration,
     /// Records read since opening.
     read: u64,
+    /// Records read since the watermark was last updated.
+    since_update: u32,
+    /// Reads in a row that found nothing.
+    empty_reads: u32,
 }
 
 impl KafkaSource {
@@ -108,6 +116,8 @@ impl KafkaSource {
             last_probe: Instant::now(),
             timeout: Duration::from_secs(10),
             read: 0,
+            since_update: 0,
+            empty_reads: 0,
         }
     }
 
@@ -221,6 +231,11 @@ impl KafkaSource {
     /// Recomputes the watermark (see the module docs); it never goes back.
     fn update_watermark(&mut self) {
         let now = Instant::now();
+        self.since_update = 0;
+        for p in self.parts.iter_mut().filter(|p| p.fresh) {
+            p.fresh = false;
+            p.last_record = now;
+        }
         let active = self.parts.iter().filter(|p| now.duration_since(p.last_record) < self.idle);
         let low = active.map(|p| p.max_ts.unwrap_or(self.filter_start())).min();
         let wm = match low {
@@ -246,6 +261,7 @@ impl KafkaSource {
     fn read_from(&mut self, consumer: &BaseConsumer) -> Result<Option<Message>, TaskError> {
         loop {
             let Some(polled) = consumer.poll(Duration::ZERO) else {
+                self.empty_reads = self.empty_reads.saturating_add(1);
                 self.update_watermark();
                 if self.last_probe.elapsed() >= PROBE_EVERY {
                     self.probe(consumer)?;
@@ -254,6 +270,11 @@ impl KafkaSource {
             };
             let m = polled.map_err(|e| TaskError::msg(format!("reading Kafka (brokers {}): {e}", self.brokers)))?;
             self.read += 1;
+            self.empty_reads = 0;
+            self.since_update += 1;
+            if self.since_update >= UPDATE_EVERY {
+                self.update_watermark();
+            }
             let record = KafkaRecord {
                 topic: m.topic(),
                 partition: m.partition(),
@@ -269,7 +290,7 @@ impl KafkaSource {
             if let Some(p) = self.parts.iter_mut().find(|p| p.partition == record.partition && p.topic == record.topic)
             {
                 p.next = record.offset + 1;
-                p.last_record = Instant::now();
+                p.fresh = true;
                 if p.max_ts.is_none_or(|max| t > max) {
                     // The first grid line past the old maximum: from it up to `t`, this record
                     // is the first stamped at or after.
@@ -339,6 +360,7 @@ impl DataSource for KafkaSource {
                 next: offset,
                 max_ts: None,
                 last_record: now,
+                fresh: false,
                 boundaries: VecDeque::from([(Timestamp::MIN, offset)]),
             });
         }
@@ -361,6 +383,13 @@ impl DataSource for KafkaSource {
 
     fn watermark(&self) -> Option<Timestamp> {
         Some(self.watermark)
+    }
+
+    /// 1 ms while records keep coming (librdkafka refills its queue in the background; a
+    /// longer pause would leave the source idle with records waiting), 10 ms once the topic
+    /// has been quiet for a while.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(if self.empty_reads < 100 { 1 } else { 10 })
     }
 
     fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
@@ -404,6 +433,7 @@ mod tests {
             next: records[0].0,
             max_ts: None,
             last_record: Instant::now(),
+            fresh: false,
             boundaries: VecDeque::from([(Timestamp::MIN, records[0].0)]),
         };
         for &(offset, t) in records {
