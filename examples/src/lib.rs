@@ -10,6 +10,7 @@
 //!   checkpointed count.
 //! - [`numbers_to_files`]: numbered messages into line files, at least once.
 //! - [`window_average`]: the guide's WindowAverage: averages over sliding windows, exactly once.
+//! - [`kafka`]: KafkaWordCount (Kafka → Split → Sum → Kafka) and Kafka read/write.
 //! - [`complexdag`]: 12 processors (2 sources, 5 inner nodes, 5 sinks) joined by 15 hash
 //!   edges; each appends its name to the message.
 //!
@@ -18,6 +19,7 @@
 //! line, `-dataPlane memory|tcp`, `-metrics true|false` and `-servicesPort 8090`.
 
 pub mod complexdag;
+pub mod kafka;
 pub mod message_count;
 pub mod numbers_to_files;
 pub mod sol;
@@ -55,6 +57,31 @@ pub struct NumberArgs {
     /// At most this many messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub pace: u64,
+}
+
+/// The Kafka options of the Kafka examples (flattened into theirs).
+#[derive(Clone, Debug, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers, `host:port,…`.
+    #[arg(long = "brokerList", default_value = "127.0.0.1:9092")]
+    pub broker_list: String,
+    /// The topic read.
+    #[arg(long = "sourceTopic", default_value = "topic1")]
+    pub source_topic: String,
+    /// The topic written.
+    #[arg(long = "sinkTopic", default_value = "topic2")]
+    pub sink_topic: String,
+}
+
+impl KafkaArgs {
+    /// The topics these options name.
+    pub fn topics(&self) -> kafka::Topics {
+        kafka::Topics {
+            brokers: self.broker_list.clone(),
+            source: self.source_topic.clone(),
+            sink: self.sink_topic.clone(),
+        }
+    }
 }
 
 /// The options every example binary takes (flattened into its own).

@@ -234,3 +234,88 @@ fn an_empty_topic_does_not_hold_the_clock() {
     cluster.client().kill(id).unwrap();
     cluster.shutdown();
 }
+
+#[test]
+fn kafka_wordcount_counts_the_words_of_a_topic() {
+    let b = broker::shared();
+    b.topic("wc-lines", 2);
+    b.topic("wc-counts", 2);
+    produce_lines(&b.bootstrap, "wc-lines", &["the cat", "the dog the end", "cat"]);
+    let topics = gearpump_examples::kafka::Topics {
+        brokers: b.bootstrap.clone(),
+        source: "wc-lines".into(),
+        sink: "wc-counts".into(),
+    };
+    let p = gearpump_examples::kafka::WordCountParallelism { source: 2, split: 2, sum: 2, sink: 1 };
+    let app = gearpump_examples::kafka::wordcount(&topics, p, config()).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let got = wait_for_records("wc-counts", 7, (&client, id), || {
+        broker::read_all(&b.bootstrap, "wc-counts", "read_committed")
+    });
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &got {
+        let (word, count) = line.split_once(' ').unwrap();
+        let l = last.entry(word.to_string()).or_default();
+        *l = (*l).max(count.parse().unwrap());
+    }
+    let expected: BTreeMap<String, u64> =
+        [("cat", 2), ("dog", 1), ("end", 1), ("the", 3)].into_iter().map(|(w, c)| (w.to_string(), c)).collect();
+    assert_eq!(last, expected, "{got:?}");
+    client.kill(id).unwrap();
+    cluster.shutdown();
+}
+
+fn produce_lines(bootstrap: &str, topic: &str, lines: &[&str]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    for line in lines {
+        p.send(BaseRecord::<(), str>::to(topic).payload(*line)).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A broker that goes away: the application recovers once it is back (within its restart
+/// budget), and fails with an error naming the brokers once the budget is spent.
+#[test]
+fn an_application_recovers_when_its_broker_comes_back_and_fails_when_it_does_not() {
+    let dir = std::env::temp_dir().join(format!("gearpump-kafka-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = broker::start(&dir, port);
+    b.topic("rw-in", 2);
+    b.topic("rw-out", 2);
+    broker::produce_numbers(&b.bootstrap, "rw-in", 1, 1000, broker::Stamp::Now { per_second: 1_000_000 });
+    let topics = gearpump_examples::kafka::Topics {
+        brokers: b.bootstrap.clone(),
+        source: "rw-in".into(),
+        sink: "rw-out".into(),
+    };
+    let config = config().with("gearpump.application.total-retries", 5);
+    let app = gearpump_examples::kafka::read_write(&topics, 2, 1, config).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    wait_for_records("rw-out", 1000, (&client, id), || broker::read_all(&b.bootstrap, "rw-out", "read_committed"));
+
+    // The broker goes away for a few seconds: the tasks fail and restart until it is back.
+    b.kill();
+    std::thread::sleep(Duration::from_secs(8));
+    let b = broker::start(&dir, port);
+    broker::produce_numbers(&b.bootstrap, "rw-in", 1001, 2000, broker::Stamp::Now { per_second: 1_000_000 });
+    let got =
+        wait_for_records("rw-out", 2000, (&client, id), || broker::read_all(&b.bootstrap, "rw-out", "read_committed"));
+    let numbers: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    assert_eq!(numbers.len(), 2000, "every number, before and after the broker came back");
+    let status = client.status(id).unwrap();
+    assert_eq!(status.status, AppStatus::Active, "{status:?}");
+
+    // Gone for good: the budget runs out and the application fails naming the brokers.
+    b.kill();
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Failed, "{summary:?}");
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains(&b.bootstrap), "the error names the brokers: {error}");
+    cluster.shutdown();
+}

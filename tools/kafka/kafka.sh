@@ -57,8 +57,11 @@ group.initial.rebalance.delay.ms=0
 log.retention.ms=-1
 EOF
   local cp="$libs/*"
-  java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
-    -c "$dir/server.properties" > "$dir/format.log" 2>&1
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    # A new directory; a restarted broker keeps its data.
+    java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+      -c "$dir/server.properties" > "$dir/format.log" 2>&1
+  fi
   java -Xms256m -Xmx512m -XX:+UseSerialGC -cp "$cp" kafka.Kafka "$dir/server.properties" > "$dir/broker.log" 2>&1 &
   local pid=$!
   echo "$pid" > "$dir/broker.pid"
