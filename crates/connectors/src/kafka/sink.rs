@@ -433,11 +433,14 @@ impl DataSink for ExactlyOnceKafkaSink {
             self.committed_until = tx.until;
             self.free.push(tx.slot);
         }
-        // Committed up to `time`, unless a transaction spans it (then up to where it starts).
+        // Committed up to `time`, unless a transaction spans it (then up to where it starts);
+        // reported on the interval grid only, where the other stateful tasks checkpoint (and
+        // so at most once an interval when the sink is the only stateful task).
         let upto = match self.open.first() {
             Some(tx) if tx.from < time => tx.from,
             _ => time,
         };
+        let upto = Timestamp(upto.0.div_euclid(self.grid).saturating_mul(self.grid));
         if upto > self.reported {
             self.reported = upto;
             if let Some(store) = ctx.state_store() {

@@ -393,7 +393,8 @@ impl DataSource for KafkaSource {
     }
 
     fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
-        let Some(store) = ctx.state_store() else { return Ok(()) };
+        // Checkpoints are taken on the interval grid: only positions there can be restored.
+        let Some(store) = ctx.state_store().filter(|_| time.0.rem_euclid(self.grid) == 0) else { return Ok(()) };
         let positions: Vec<(String, i32, i64)> =
             self.parts.iter().map(|p| (p.topic.clone(), p.partition, p.position_for(time))).collect();
         let bytes = postcard::to_allocvec(&positions).map_err(TaskError::msg)?;
