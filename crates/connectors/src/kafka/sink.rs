@@ -280,8 +280,10 @@ pub struct ExactlyOnceKafkaSink {
     producers: Vec<KafkaProducer>,
     free: Vec<usize>,
     open: Vec<Transaction>,
-    /// Records stamped before this were committed earlier: skip them.
+    /// Where the transactions committed so far end.
     committed_until: Timestamp,
+    /// Records stamped before this were committed by an earlier incarnation: skip them.
+    skip_before: Timestamp,
     /// The last checkpoint time reported.
     reported: Timestamp,
     marker: Option<(BaseConsumer, String)>,
@@ -297,6 +299,7 @@ impl ExactlyOnceKafkaSink {
             free: Vec::new(),
             open: Vec::new(),
             committed_until: Timestamp::MIN,
+            skip_before: Timestamp::MIN,
             reported: Timestamp::MIN,
             marker: None,
             grid: 1000,
@@ -399,12 +402,13 @@ impl DataSink for ExactlyOnceKafkaSink {
         // A marker counts only for a recovery: a sink that has reported checkpoints before.
         let recovering =
             ctx.state_store().is_some_and(|s| s.load(id, ctx.upstream_min_clock()).ok().flatten().is_some());
-        self.committed_until = match marker {
+        self.skip_before = match marker {
             Some(m) if recovering => m,
             _ => Timestamp::MIN,
         };
+        self.committed_until = self.skip_before;
         self.reported = ctx.upstream_min_clock();
-        tracing::info!(task = %id, transactional_id = %base, committed_until = %self.committed_until,
+        tracing::info!(task = %id, transactional_id = %base, committed_until = %self.skip_before,
             "Exactly-once Kafka sink opened.");
         self.marker = Some((consumer, base));
         Ok(())
@@ -412,7 +416,7 @@ impl DataSink for ExactlyOnceKafkaSink {
 
     fn write(&mut self, msg: Message) -> TaskResult {
         let t = msg.timestamp();
-        if t < self.committed_until {
+        if t < self.skip_before {
             return Ok(());
         }
         self.transaction_for(t)?;
