@@ -286,7 +286,8 @@ pub struct ExactlyOnceKafkaSink {
     skip_before: Timestamp,
     /// The last checkpoint time reported.
     reported: Timestamp,
-    marker: Option<(BaseConsumer, String)>,
+    /// Reads and names the commit marker (its group is the sink task's).
+    marker: Option<BaseConsumer>,
     grid: i64,
     timeout: Duration,
 }
@@ -339,7 +340,7 @@ impl ExactlyOnceKafkaSink {
     /// Commits `tx` with the marker "committed until `tx.until`".
     fn commit(&mut self, tx: &Transaction) -> TaskResult {
         let producer = &self.producers[tx.slot];
-        if let Some((consumer, _)) = &self.marker {
+        if let Some(consumer) = &self.marker {
             let mut offsets = TopicPartitionList::new();
             offsets
                 .add_partition_offset(&self.target.topic, 0, Offset::Offset(tx.until.0.max(0)))
@@ -410,7 +411,7 @@ impl DataSink for ExactlyOnceKafkaSink {
         self.reported = ctx.upstream_min_clock();
         tracing::info!(task = %id, transactional_id = %base, committed_until = %self.skip_before,
             "Exactly-once Kafka sink opened.");
-        self.marker = Some((consumer, base));
+        self.marker = Some(consumer);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use super::{IDLE_TIMEOUT_KEY, assigned, client_config, partitions_of, timeout};
 use gearpump_api::{DataSource, TaskContext, TaskError, TaskResult, TimeStampFilter};
-use gearpump_core::{Message, TaskId, Timestamp};
+use gearpump_core::{Message, Timestamp};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
@@ -57,6 +57,37 @@ struct Partition {
 }
 
 impl Partition {
+    /// A partition read from `offset` on.
+    fn new(topic: String, partition: i32, offset: i64, now: Instant) -> Self {
+        Partition {
+            topic,
+            partition,
+            next: offset,
+            max_ts: None,
+            last_record: now,
+            fresh: false,
+            boundaries: VecDeque::from([(Timestamp::MIN, offset)]),
+        }
+    }
+
+    /// The record at `offset`, stamped `t`, was read; `grid` is the checkpoint interval.
+    fn on_record(&mut self, offset: i64, t: Timestamp, grid: i64) {
+        self.next = offset + 1;
+        self.fresh = true;
+        if let Some(max) = self.max_ts {
+            if t <= max {
+                return;
+            }
+            // The first grid line past the old maximum: from it up to `t`, this record is the
+            // first stamped at or after.
+            let line = Timestamp(max.0.div_euclid(grid).saturating_add(1).saturating_mul(grid));
+            if line <= t {
+                self.boundaries.push_back((line, offset));
+            }
+        }
+        self.max_ts = Some(t);
+    }
+
     /// The offset to resume from to replay everything stamped at or after `t`: exact when `t`
     /// is on the grid, else a little earlier (the replay drops what is older).
     fn position_for(&self, t: Timestamp) -> i64 {
@@ -84,7 +115,6 @@ pub struct KafkaSource {
     idle: Duration,
     grid: i64,
     watermark: Timestamp,
-    task: Option<TaskId>,
     /// Times of the positions this task stored, oldest first.
     stored: VecDeque<Timestamp>,
     last_probe: Instant,
@@ -111,7 +141,6 @@ impl KafkaSource {
             idle: Duration::from_secs(5),
             grid: 1000,
             watermark: Timestamp::MIN,
-            task: None,
             stored: VecDeque::new(),
             last_probe: Instant::now(),
             timeout: Duration::from_secs(10),
@@ -289,19 +318,7 @@ impl KafkaSource {
             };
             if let Some(p) = self.parts.iter_mut().find(|p| p.partition == record.partition && p.topic == record.topic)
             {
-                p.next = record.offset + 1;
-                p.fresh = true;
-                if p.max_ts.is_none_or(|max| t > max) {
-                    // The first grid line past the old maximum: from it up to `t`, this record
-                    // is the first stamped at or after.
-                    let line = p.max_ts.map_or(Timestamp::MIN, |max| {
-                        Timestamp(max.0.div_euclid(self.grid).saturating_add(1).saturating_mul(self.grid))
-                    });
-                    if line <= t && p.max_ts.is_some() {
-                        p.boundaries.push_back((line, record.offset));
-                    }
-                    p.max_ts = Some(t);
-                }
+                p.on_record(record.offset, t, self.grid);
             }
             if t < self.filter_start() {
                 continue;
@@ -354,21 +371,12 @@ impl DataSource for KafkaSource {
         for ((topic, partition), (offset, from)) in mine.into_iter().zip(offsets) {
             tracing::info!(task = %id, %topic, partition, offset, %start, "Kafka source resumes from {from}.");
             tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)).map_err(TaskError::msg)?;
-            self.parts.push(Partition {
-                topic,
-                partition,
-                next: offset,
-                max_ts: None,
-                last_record: now,
-                fresh: false,
-                boundaries: VecDeque::from([(Timestamp::MIN, offset)]),
-            });
+            self.parts.push(Partition::new(topic, partition, offset, now));
         }
         consumer.assign(&tpl).map_err(|e| TaskError::msg(format!("assigning Kafka partitions: {e}")))?;
         self.consumer = Some(consumer);
         self.filter = TimeStampFilter::new(start);
         self.watermark = start;
-        self.task = Some(id);
         self.read = 0;
         self.last_probe = now;
         Ok(())
@@ -427,26 +435,10 @@ mod tests {
     use super::*;
 
     fn partition(records: &[(i64, i64)]) -> Partition {
-        // Replays `records` (offset, time) through the same bookkeeping as `read`, grid 1000.
-        let mut p = Partition {
-            topic: "t".into(),
-            partition: 0,
-            next: records[0].0,
-            max_ts: None,
-            last_record: Instant::now(),
-            fresh: false,
-            boundaries: VecDeque::from([(Timestamp::MIN, records[0].0)]),
-        };
+        // Reads `records` (offset, time) with a 1000 ms grid.
+        let mut p = Partition::new("t".into(), 0, records[0].0, Instant::now());
         for &(offset, t) in records {
-            let t = Timestamp(t);
-            p.next = offset + 1;
-            if p.max_ts.is_none_or(|max| t > max) {
-                let line = p.max_ts.map_or(Timestamp::MIN, |max| Timestamp((max.0.div_euclid(1000) + 1) * 1000));
-                if line <= t && p.max_ts.is_some() {
-                    p.boundaries.push_back((line, offset));
-                }
-                p.max_ts = Some(t);
-            }
+            p.on_record(offset, Timestamp(t), 1000);
         }
         p
     }
