@@ -35,7 +35,9 @@
 //! Application (or processor) config keys:
 //! - `kafka.consumer.<property>` and `kafka.producer.<property>`: librdkafka properties passed
 //!   to the source's consumer and the sinks' producers (`kafka.consumer.fetch.max.bytes`,
-//!   `kafka.producer.linger.ms`, …);
+//!   `kafka.producer.linger.ms`, …); they override the source's own defaults, among them
+//!   `fetch.queue.backoff.ms = 10` (librdkafka's 1000 ms stalls a consumer whose prefetch
+//!   queue fills up) and `isolation.level = read_committed`;
 //! - [`IDLE_TIMEOUT_KEY`], [`TIMEOUT_KEY`], [`TRANSACTIONAL_ID_KEY`].
 
 mod sink;

@@ -355,6 +355,11 @@ impl DataSource for KafkaSource {
                 ("enable.auto.offset.store", "false"),
                 ("isolation.level", "read_committed"),
                 ("allow.auto.create.topics", "false"),
+                // librdkafka stops fetching a partition whose prefetch queue is full for this
+                // long (1 s by default): a task that drains a little slower than the broker
+                // delivers then reads nothing for a second at a time (300 k records/s where
+                // 1.3 M/s are possible). Retrying soon costs one cheap check per partition.
+                ("fetch.queue.backoff.ms", "10"),
             ],
             config,
             "kafka.consumer.",
