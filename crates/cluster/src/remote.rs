@@ -17,8 +17,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, TaskCounters, read_hello, read_msg,
-    write_hello, write_msg,
+    ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, PortLimits, ProtocolError,
+    TaskCounters, read_hello, read_hello_within, read_msg, write_hello, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
@@ -87,6 +87,12 @@ fn system_config() -> Result<GearConfig, RoleError> {
         _ => Ok(GearConfig::defaults()),
     };
     conf.map_err(|e| RoleError::Other(e.to_string()))
+}
+
+/// `gearpump.network.*` of the cluster's configuration.
+fn port_limits(conf: &GearConfig) -> Result<PortLimits, RoleError> {
+    let (max_connections, hello_timeout) = conf.port_limits().map_err(|e| RoleError::Other(e.to_string()))?;
+    Ok(PortLimits { max_connections: max_connections as usize, hello_timeout })
 }
 
 /// What the cluster's configuration says about the data plane, with the application's
@@ -283,14 +289,29 @@ async fn appmaster_loop(
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
+    let conf = system_config()?;
+    let limits = port_limits(&conf)?;
     // Executors of every incarnation connect back here and register under their ids.
     let (link_tx, mut link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_executor(stream, link_tx.clone()));
+        let gate = ConnectionGate::new(limits);
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let Some(admitted) = gate.admit("appmaster", peer) else { continue };
+                    let link_tx = link_tx.clone();
+                    tokio::spawn(async move {
+                        let _admitted = admitted;
+                        serve_executor(stream, peer, limits.hello_timeout, link_tx).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting an executor's connection failed.");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
         }
     });
-    let conf = system_config()?;
     let conf_num = |key: &str| conf.get_num::<u64>(key).map_err(|e| RoleError::Other(e.to_string()));
     let total_retries = conf_num("gearpump.application.total-retries")? as u32;
     // Without a master the application keeps running, for a while: the master may come back.
@@ -743,10 +764,19 @@ fn stop_all(links: &[ExecutorLink], exit: bool) {
 }
 
 /// One executor's control connection, on the AppMaster's side: its events, under its id.
-async fn serve_executor(stream: TcpStream, events: mpsc::UnboundedSender<(i32, LinkEvent)>) {
+async fn serve_executor(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hello_timeout: Duration,
+    events: mpsc::UnboundedSender<(i32, LinkEvent)>,
+) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    if read_hello(&mut rd).await.is_err() || write_hello(&mut wr).await.is_err() {
+    if let Err(e) = read_hello_within(&mut rd, hello_timeout).await {
+        tracing::warn!(%peer, error = %e, "Dropped a connection to the AppMaster that did not say hello.");
+        return;
+    }
+    if write_hello(&mut wr).await.is_err() {
         return;
     }
     let first: ExecutorReport = match read_msg(&mut rd).await {
@@ -818,7 +848,9 @@ async fn executor_main(
     let ExecutorTarget { me, appmaster, app_id, host } = target;
     {
         let sink = ExecutorSink::default();
-        let server = DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), settings.codecs.clone())?;
+        let limits = port_limits(&system_config()?)?;
+        let server =
+            DataServer::bind_with(SocketAddr::new(host, 0), Arc::new(sink.clone()), settings.codecs.clone(), limits)?;
         let data_addr = server.local_addr();
         let stream = TcpStream::connect(appmaster).await?;
         stream.set_nodelay(true)?;

@@ -299,9 +299,17 @@ impl GearConfig {
         Ok(masters)
     }
 
-    /// `gearpump.worker.slots`.
+    /// `gearpump.worker.slots` ([`GearConfig::validate`] refuses a value over `u32::MAX`).
     pub fn worker_slots(&self) -> u32 {
         self.get_num("gearpump.worker.slots").unwrap_or(100)
+    }
+
+    /// `gearpump.network.max-connections` and `gearpump.network.hello-timeout-ms`: open
+    /// connections allowed per listening port, and the time a new one has to say hello.
+    pub fn port_limits(&self) -> Result<(u32, std::time::Duration), ConfigError> {
+        let max = self.get_num::<u32>("gearpump.network.max-connections")?;
+        let hello = self.get_num::<u32>("gearpump.network.hello-timeout-ms")?;
+        Ok((max.max(1), std::time::Duration::from_millis(hello.max(1).into())))
     }
 
     /// The REST/dashboard port: `gearpump.services.port` if a layer set it, else
@@ -336,11 +344,18 @@ impl GearConfig {
             "gearpump.retainHistoryData.intervalMs",
             "gearpump.retainRecentData.seconds",
             "gearpump.retainRecentData.intervalMs",
+            "gearpump.network.max-connections",
+            "gearpump.network.hello-timeout-ms",
         ] {
             let n: u64 = self.get_num(key)?;
             if n == 0 && !key.contains("retries") {
                 return Err(invalid(key, "0", "must be positive"));
             }
+        }
+        // Counts that travel as 32-bit numbers: a value that does not fit is an error, not
+        // a default in disguise.
+        for key in ["gearpump.worker.slots", "gearpump.network.max-connections", "gearpump.network.hello-timeout-ms"] {
+            self.get_num::<u32>(key)?;
         }
         for key in ["gearpump.services.ws", "gearpump.metrics.graphite.port"] {
             self.get_num::<u16>(key)?;
@@ -544,6 +559,10 @@ mod tests {
             ("gearpump.cluster.masters = [\"h:99999\"]", "gearpump.cluster.masters"),
             ("gearpump.cluster.masters = []", "gearpump.cluster.masters"),
             ("gearpump.worker.slots = -1", "gearpump.worker.slots"),
+            // Registered a worker with the default 100 slots before.
+            ("gearpump.worker.slots = 5000000000", "gearpump.worker.slots"),
+            ("gearpump.network.max-connections = 0", "gearpump.network.max-connections"),
+            ("gearpump.network.hello-timeout-ms = 99999999999", "gearpump.network.hello-timeout-ms"),
             ("gearpump.streaming.ack-once-every-message-count = 0", "gearpump.streaming.ack-once-every-message-count"),
             ("gearpump.metrics.reporter = \"kafka\"", "gearpump.metrics.reporter"),
             ("gearpump.services.port = 70000", "gearpump.services.port"),

@@ -21,7 +21,7 @@ use gearpump_cluster::daemon::submit_binary;
 use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
-use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
+use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary, PortLimits};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -367,7 +367,14 @@ fn master_options(
         me: me.clone(),
         members: members.to_vec(),
         data_dir,
+        limits: port_limits(conf)?,
     })
+}
+
+/// `gearpump.network.*`: what every listening port of a daemon allows.
+fn port_limits(conf: &GearConfig) -> anyhow::Result<PortLimits> {
+    let (max_connections, hello_timeout) = conf.port_limits()?;
+    Ok(PortLimits { max_connections: max_connections as usize, hello_timeout })
 }
 
 /// One request to the first master that answers.

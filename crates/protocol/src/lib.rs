@@ -11,6 +11,7 @@
 //! oversized frame or bytes that do not decode gets a [`ProtocolError`] naming what was wrong
 //! and loses its connection; the daemon carries on.
 
+pub use gearpump_core::config::PortLimits;
 use gearpump_core::{AppId, WorkerId};
 pub use gearpump_metrics::ReadOption;
 use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
@@ -102,9 +103,67 @@ pub async fn read_msg<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R) -
     if len > MAX_FRAME {
         return Err(ProtocolError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(eof)?;
+    let body = read_body(r, len).await?;
     postcard::from_bytes(&body).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+/// Reads a frame body of `len` bytes into a buffer that grows with the bytes actually
+/// received: a peer that announces 16 MiB and sends nothing more costs 64 KiB, not 16 MiB.
+pub async fn read_body<R: AsyncReadExt + Unpin>(r: &mut R, len: usize) -> Result<Vec<u8>, ProtocolError> {
+    let mut body = Vec::with_capacity(len.min(FIRST_READ));
+    let read = r.take(len as u64).read_to_end(&mut body).await?;
+    if read < len {
+        return Err(ProtocolError::Closed);
+    }
+    Ok(body)
+}
+
+/// What a frame's buffer starts at; it grows as bytes arrive.
+const FIRST_READ: usize = 64 << 10;
+
+/// Counts a port's open connections against [`PortLimits::max_connections`].
+#[derive(Debug, Clone)]
+pub struct ConnectionGate {
+    open: std::sync::Arc<tokio::sync::Semaphore>,
+    limits: PortLimits,
+}
+
+/// An admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Admitted(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl ConnectionGate {
+    /// A gate with `limits`.
+    pub fn new(limits: PortLimits) -> Self {
+        ConnectionGate { open: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))), limits }
+    }
+
+    /// Admits a connection from `peer`, or logs a warning naming it and returns `None` when
+    /// `port` already has as many open as allowed (the caller then drops the socket).
+    pub fn admit(&self, port: &str, peer: std::net::SocketAddr) -> Option<Admitted> {
+        match self.open.clone().try_acquire_owned() {
+            Ok(permit) => Some(Admitted(permit)),
+            Err(_) => {
+                tracing::warn!(%peer, port, limit = self.limits.max_connections, "Refused a connection: too many open on this port.");
+                None
+            }
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.limits.max_connections.max(1) - self.open.available_permits()
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> PortLimits {
+        self.limits
+    }
+}
+
+/// [`read_hello`] within `timeout`: a connection that says nothing is not kept.
+pub async fn read_hello_within<R: AsyncReadExt + Unpin>(r: &mut R, timeout: Duration) -> Result<(), ProtocolError> {
+    tokio::time::timeout(timeout, read_hello(r)).await.map_err(|_| ProtocolError::Timeout(timeout))?
 }
 
 /// An application as the master reports it.

@@ -14,13 +14,17 @@
 
 use crate::AckMessage;
 use crate::wire::{self, Frame};
+pub use gearpump_core::config::PortLimits;
 use gearpump_core::{CodecError, Codecs, Message, TaskId};
 use parking_lot::{Condvar, Mutex};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+/// What a frame's buffer starts at; it grows as the frame's bytes arrive.
+const FIRST_READ: usize = 256 << 10;
 
 /// Where inbound frames go.
 pub trait FrameSink: Send + Sync + 'static {
@@ -107,11 +111,18 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         };
-        Self::start(stream, sink, codecs)
+        Self::start(stream, sink, codecs, PortLimits::default().hello_timeout)
     }
 
-    fn start(stream: TcpStream, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<Arc<Connection>> {
+    /// Starts a connection's threads; the peer has `hello_timeout` to send its Hello.
+    fn start(
+        stream: TcpStream,
+        sink: Arc<dyn FrameSink>,
+        codecs: Arc<Codecs>,
+        hello_timeout: Duration,
+    ) -> io::Result<Arc<Connection>> {
         stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(hello_timeout))?;
         let peer = stream.peer_addr()?;
         let mut hello = Vec::new();
         wire::encode_hello(&mut hello);
@@ -301,16 +312,22 @@ impl Connection {
             match reader.read_exact(&mut prefix) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
+                Err(e) if first && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    break Err("no Hello in time".into());
+                }
                 Err(e) => break Err(e.to_string()),
             }
             let len = match wire::frame_len(prefix) {
                 Ok(len) => len,
                 Err(e) => break Err(e.to_string()),
             };
-            // A fresh buffer per frame: a batch's body travels on to the receiving task.
-            let mut body = vec![0; len];
-            if let Err(e) = reader.read_exact(&mut body) {
-                break Err(e.to_string());
+            // A fresh buffer per frame: a batch's body travels on to the receiving task. It
+            // grows with the bytes that arrive, so an announced length costs nothing by itself.
+            let mut body = Vec::with_capacity(len.min(FIRST_READ));
+            match (&mut reader).take(len as u64).read_to_end(&mut body) {
+                Ok(n) if n == len => {}
+                Ok(n) => break Err(format!("the connection closed {n} bytes into a {len}-byte frame")),
+                Err(e) => break Err(e.to_string()),
             }
             self.stats.bytes_in.fetch_add(4 + len as u64, Ordering::Relaxed);
             let frame = match wire::decode_frame(body) {
@@ -318,7 +335,12 @@ impl Connection {
                 Err(e) => break Err(e.to_string()),
             };
             match (first, frame) {
-                (true, Frame::Hello { .. }) => first = false,
+                (true, Frame::Hello { .. }) => {
+                    first = false;
+                    if let Err(e) = reader.get_ref().set_read_timeout(None) {
+                        break Err(e.to_string());
+                    }
+                }
                 (true, _) => break Err(wire::WireError::NotHello.to_string()),
                 (false, Frame::Hello { .. }) => break Err("a second Hello".into()),
                 (false, Frame::Batch { target, batch }) => sink.batch(target, batch, self),
@@ -341,27 +363,61 @@ impl std::fmt::Debug for Connection {
 }
 
 /// An executor's data port: accepts connections from peer executors.
+///
+/// It keeps only weak references to what it accepted: a connection its peer closed ends its
+/// threads and releases its socket at once. At most [`PortLimits::max_connections`] are open
+/// at a time (more are refused with a warning naming the peer), and a peer that sends no Hello
+/// within [`PortLimits::hello_timeout`] is dropped.
 pub struct DataServer {
     addr: SocketAddr,
     stopped: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<Arc<Connection>>>>,
+    connections: Arc<Mutex<Vec<Weak<Connection>>>>,
 }
 
 impl DataServer {
-    /// Binds `addr` (port 0 for any) and starts accepting.
+    /// Binds `addr` (port 0 for any) and starts accepting, with the default [`PortLimits`].
     pub fn bind(addr: SocketAddr, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<DataServer> {
+        Self::bind_with(addr, sink, codecs, PortLimits::default())
+    }
+
+    /// Binds `addr` (port 0 for any) and starts accepting within `limits`.
+    pub fn bind_with(
+        addr: SocketAddr,
+        sink: Arc<dyn FrameSink>,
+        codecs: Arc<Codecs>,
+        limits: PortLimits,
+    ) -> io::Result<DataServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stopped = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<Arc<Connection>>>> = Arc::default();
+        let connections: Arc<Mutex<Vec<Weak<Connection>>>> = Arc::default();
         let (stop, conns) = (stopped.clone(), connections.clone());
         std::thread::Builder::new().name(format!("gearpump-data-{}", addr.port())).spawn(move || {
             for stream in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                match stream.and_then(|s| Connection::start(s, sink.clone(), codecs.clone())) {
-                    Ok(c) => conns.lock().push(c),
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Accepting a data connection failed.");
+                        // Out of file descriptors, say: do not spin.
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let open = {
+                    let mut conns = conns.lock();
+                    conns.retain(|c| c.upgrade().is_some_and(|c| !c.is_closed()));
+                    conns.len()
+                };
+                if open >= limits.max_connections {
+                    let peer = stream.peer_addr().map_or_else(|_| "unknown".to_string(), |p| p.to_string());
+                    tracing::warn!(%peer, port = addr.port(), limit = limits.max_connections, "Refused a data connection: too many open on this port.");
+                    continue;
+                }
+                match Connection::start(stream, sink.clone(), codecs.clone(), limits.hello_timeout) {
+                    Ok(c) => conns.lock().push(Arc::downgrade(&c)),
                     Err(e) => tracing::warn!(error = %e, "Accepting a data connection failed."),
                 }
             }
@@ -374,6 +430,11 @@ impl DataServer {
         self.addr
     }
 
+    /// Accepted connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.connections.lock().iter().filter(|c| c.upgrade().is_some_and(|c| !c.is_closed())).count()
+    }
+
     /// Stops accepting and closes every accepted connection.
     pub fn shutdown(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
@@ -381,7 +442,7 @@ impl DataServer {
         }
         // Wake the accept loop.
         let _ = TcpStream::connect(self.addr);
-        for c in self.connections.lock().drain(..) {
+        for c in self.connections.lock().drain(..).filter_map(|c| c.upgrade()) {
             c.close();
         }
     }

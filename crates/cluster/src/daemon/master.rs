@@ -25,8 +25,8 @@ use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use gearpump_protocol::{
-    AppInfo, MasterReply, MasterRequest, ProtocolError, WorkerCommand, WorkerInfo, read_hello, read_msg, write_hello,
-    write_msg,
+    AppInfo, ConnectionGate, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand, WorkerInfo,
+    read_hello_within, read_msg, write_hello, write_msg,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -146,6 +146,8 @@ pub struct MasterOptions {
     pub members: Vec<HostPort>,
     /// Where this master keeps its Raft log and snapshots.
     pub data_dir: PathBuf,
+    /// Connections its control port keeps open at once, and the time each has to say hello.
+    pub limits: PortLimits,
 }
 
 /// What an application is submitted with: by a client, or again by a restart.
@@ -1028,6 +1030,7 @@ pub async fn run_master(
         me,
         members,
         data_dir,
+        limits,
     } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (artifact_tx, mut artifact_rx) = mpsc::unbounded_channel::<String>();
@@ -1217,16 +1220,20 @@ pub async fn run_master(
     });
     let accept = async {
         let mut next_conn = 0u64;
+        let gate = ConnectionGate::new(limits);
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Some(admitted) = gate.admit("master", peer) else { continue };
                     next_conn += 1;
                     let tx = tx.clone();
                     let conn = next_conn;
                     let (raft, leadership, epoch) = (raft.clone(), leadership.clone(), epoch_rx.clone());
                     let me = me.to_string();
                     tokio::spawn(async move {
-                        let ctx = ConnectionContext { raft, leadership, epoch, me };
+                        let _admitted = admitted;
+                        let ctx =
+                            ConnectionContext { raft, leadership, epoch, me, hello_timeout: limits.hello_timeout };
                         if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
                             match e {
                                 ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
@@ -1236,7 +1243,11 @@ pub async fn run_master(
                         let _ = tx.send(Command::Disconnected { conn });
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "Accepting a control connection failed."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting a control connection failed.");
+                    // Out of file descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
     };
@@ -1265,6 +1276,7 @@ struct ConnectionContext {
     /// Bumped when this master stops leading: connections of clients close.
     epoch: watch::Receiver<u64>,
     me: String,
+    hello_timeout: Duration,
 }
 
 async fn serve_connection(
@@ -1276,7 +1288,7 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     super::detect_dead_peer(&stream)?;
     let (mut rd, mut wr) = stream.into_split();
-    read_hello(&mut rd).await?;
+    read_hello_within(&mut rd, ctx.hello_timeout).await?;
     write_hello(&mut wr).await?;
     let (out, mut outbox) = mpsc::unbounded_channel::<MasterReply>();
     let writer = tokio::spawn(async move {

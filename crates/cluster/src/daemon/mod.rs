@@ -349,11 +349,11 @@ mod tests {
         assert!(started.elapsed() >= timing().master_timeout);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_silent_worker_is_declared_dead() {
+    /// Starts a master on a free port with `limits`.
+    async fn start_master(name: &str, limits: gearpump_protocol::PortLimits) -> HostPort {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
-        let root = std::env::temp_dir().join(format!("gear-silent-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("gear-{name}-{}", std::process::id()));
         let store = artifacts::ArtifactStore::open(root.to_str().unwrap()).unwrap();
         let options = MasterOptions {
             timing: timing(),
@@ -367,8 +367,65 @@ mod tests {
             me: master.clone(),
             members: vec![master.clone()],
             data_dir: root.join("master-data"),
+            limits,
         };
         tokio::spawn(run_master(listener, options, std::future::pending()));
+        master
+    }
+
+    /// Whether the other end closed `c` (a read sees the end, or a reset).
+    async fn closed_by_peer(c: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), c.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_control_port_drops_silent_peers_and_refuses_too_many() {
+        let limits = gearpump_protocol::PortLimits { max_connections: 4, hello_timeout: Duration::from_millis(300) };
+        let master = start_master("limits", limits).await;
+        let addr = master.to_string();
+        // Wait until it answers.
+        workers(&master).await;
+        // A peer that never says hello is dropped.
+        let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(closed_by_peer(&mut silent).await, "a silent connection is closed");
+        // Four greet and stay; a fifth is refused.
+        let mut kept = Vec::new();
+        for _ in 0..4 {
+            let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            write_hello(&mut c).await.unwrap();
+            read_hello(&mut c).await.unwrap();
+            kept.push(c);
+        }
+        let mut fifth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(closed_by_peer(&mut fifth).await, "the fifth connection is refused");
+        // Once they leave, the master answers again.
+        drop(kept);
+        let mut answered = false;
+        for _ in 0..100 {
+            let ask = async {
+                let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.ok()?;
+                c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.ok()
+            };
+            if ask.await.is_some() {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(answered, "the master serves again once the connections are gone");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_worker_is_declared_dead() {
+        let master = start_master("silent", Default::default()).await;
         // Register by hand, then say nothing more (and keep the connection open).
         let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
         let req = MasterRequest::RegisterWorker {
