@@ -7,6 +7,10 @@ use gearpump_core::{Codecs, Graph, ProcessorId, TaskId, UserConfig, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+/// The most tasks an application may have, all processors together (2^20): far more than
+/// a cluster has slots for, and small enough that every count of tasks fits in a `u32`.
+pub const MAX_TASKS: u32 = 1 << 20;
+
 /// Why an application was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppError {
@@ -26,6 +30,12 @@ pub enum AppError {
     ZeroParallelism {
         /// The processor's task type.
         task_type: String,
+    },
+    /// The processors' parallelisms add up to more tasks than an application may have.
+    #[error("the application asks for {total} tasks in all; at most {MAX_TASKS} are allowed")]
+    TooManyTasks {
+        /// The sum of the processors' parallelisms.
+        total: u64,
     },
     /// The DAG has a cycle.
     #[error("the DAG has a cycle through processors {processors:?}")]
@@ -351,6 +361,11 @@ impl StreamApplicationBuilder {
         if let Some(p) = nodes.iter().find(|p| p.parallelism() == 0) {
             return Err(AppError::ZeroParallelism { task_type: p.task_type().to_string() });
         }
+        // Summed as u64: two processors of 2^31 tasks must not wrap to 0.
+        let total: u64 = nodes.iter().map(|p| u64::from(p.parallelism())).sum();
+        if total > u64::from(MAX_TASKS) {
+            return Err(AppError::TooManyTasks { total });
+        }
         let mut seen = HashSet::new();
         for (from, spec, to) in self.graph.edges() {
             if !seen.insert((*from, *to)) {
@@ -489,6 +504,15 @@ mod tests {
             (
                 StreamApplication::builder("x").path([&a, &p("Zero", 0)]),
                 AppError::ZeroParallelism { task_type: "Zero".into() },
+            ),
+            (
+                // 2^31 + 2^31 wrapped to 0 tasks in a u32 sum.
+                StreamApplication::builder("x").path([&p("Half", 1 << 31), &p("Other", 1 << 31)]),
+                AppError::TooManyTasks { total: 1 << 32 },
+            ),
+            (
+                StreamApplication::builder("x").processor(&p("Huge", u32::MAX)),
+                AppError::TooManyTasks { total: u64::from(u32::MAX) },
             ),
             (
                 StreamApplication::builder("x").path([&a, &Processor::named("no.such.Task", 1)]),

@@ -277,6 +277,14 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
             r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 1}}, "edges": [["0", "hash", "7"]]}"#,
             "\"7\"",
         ),
+        (r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 4294967295}}}"#, "tasks"),
+        (
+            r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 2147483648},
+                "1": {"taskClass": "Sink", "parallelism": 2147483648}}, "edges": [["0", "hash", "1"]]}"#,
+            "at most",
+        ),
+        (r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": 4294967296}}}"#, "parallelism"),
+        (r#"{"appName": "x", "processors": {"0": {"taskClass": "Sink", "parallelism": -1}}}"#, "parallelism"),
     ] {
         let (status, v) = dag(body);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
