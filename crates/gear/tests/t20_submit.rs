@@ -186,6 +186,11 @@ fn submit_kill_duplicates_and_bad_binaries() {
     let not_app = c.run(&["app", "-jar", "/bin/true"]);
     assert!(!not_app.status.success());
     assert!(text(&not_app).contains("is not a Gearpump application binary"), "{}", text(&not_app));
+    // A relative path without `./` names a file in the working directory, not a program on
+    // the PATH ("No such file" before).
+    std::fs::copy("/bin/true", c.dir.join("true_copy")).unwrap();
+    let relative = c.run(&["app", "-jar", "true_copy"]);
+    assert!(text(&relative).contains("true_copy is not a Gearpump application binary"), "{}", text(&relative));
     let not_exec = c.dir.join("test.conf");
     let out = c.run(&["app", "-jar", not_exec.to_str().unwrap()]);
     assert!(text(&out).contains("is not an executable file"), "{}", text(&out));

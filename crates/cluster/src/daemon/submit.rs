@@ -51,7 +51,9 @@ pub fn submit_binary(
         started.elapsed().as_nanos() ^ fastrand::u64(..) as u128
     ));
     let _ = std::fs::remove_file(&report);
-    let mut child = std::process::Command::new(jar)
+    // `Command::new("wc")` searches the PATH; a relative path means the working directory.
+    let program = if jar.is_relative() { Path::new(".").join(jar) } else { jar.to_path_buf() };
+    let mut child = std::process::Command::new(program)
         .args(args)
         .env("GEARPUMP_ROLE", "client")
         .env("GEARPUMP_MASTERS", masters_env)
