@@ -117,7 +117,40 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/dashboard.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], crate::assets::JS) }))
         .route("/dashboard.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], crate::assets::CSS) }))
         .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such page: {}", uri.path())) })
+        .layer(axum::middleware::from_fn(same_origin_only))
         .with_state(backend)
+}
+
+/// Refuses a state change (any method but GET, HEAD and OPTIONS) that a browser sends on
+/// behalf of another site: one whose `Origin` is not this server's own (`Host`), or that the
+/// browser marks `Sec-Fetch-Site: cross-site` or `same-site`. Without this, a page the operator
+/// happens to visit could POST a binary to `submitapp`. Clients that are not browsers (`curl`,
+/// scripts) send neither header and pass; they are held by authentication instead.
+async fn same_origin_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
+        && (site == "cross-site" || site == "same-site")
+    {
+        return forbidden(format!("a {site} request may not change anything here"));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let host = text(header::HOST).unwrap_or("");
+        // `scheme://host[:port]`: the part after the scheme must be this server's Host.
+        let authority = origin.split_once("://").map_or("", |(_, rest)| rest.trim_end_matches('/'));
+        if host.is_empty() || !authority.eq_ignore_ascii_case(host) {
+            return forbidden(format!("a request from origin {origin:?} may not change anything on {host:?}"));
+        }
+    }
+    next.run(req).await
+}
+
+fn forbidden(message: String) -> Response {
+    ApiError(StatusCode::FORBIDDEN, message).into_response()
 }
 
 async fn master(State(b): Shared) -> Api {

@@ -60,9 +60,17 @@ impl Harness {
     }
 
     fn call(&self, method: &str, uri: &str, body: Body, content_type: Option<&str>) -> (StatusCode, Value) {
+        let headers: &[(&str, &str)] = match content_type {
+            Some(ct) => &[("content-type", ct)],
+            None => &[],
+        };
+        self.call_with(method, uri, body, headers)
+    }
+
+    fn call_with(&self, method: &str, uri: &str, body: Body, headers: &[(&str, &str)]) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(uri);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(body).unwrap();
         self.rt.block_on(async {
@@ -321,4 +329,39 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
     let (status, v) = h.call("DELETE", &format!("/api/v1.0/appmaster/{restarted}"), Body::empty(), None);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("not running"), "{v}");
+}
+
+#[test]
+fn a_cross_site_request_changes_nothing() {
+    let h = Harness::start();
+    let id = h.client().submit(app("victim")).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    let kill = format!("/api/v1.0/appmaster/{}", id.0);
+    let dag = r#"{"appName": "planted", "processors": {"0": {"taskClass": "Numbers", "parallelism": 1}}}"#;
+    for headers in [
+        &[("host", "127.0.0.1:8090"), ("origin", "http://evil.example")][..],
+        &[("host", "127.0.0.1:8090"), ("origin", "http://127.0.0.1:8090.evil.example")][..],
+        &[("host", "127.0.0.1:8090"), ("origin", "null")][..],
+        &[("host", "127.0.0.1:8090"), ("sec-fetch-site", "cross-site")][..],
+    ] {
+        let (status, v) = h.call_with("DELETE", &kill, Body::empty(), headers);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("may not change anything"), "{v}");
+        let mut with_json = headers.to_vec();
+        with_json.push(("content-type", "application/json"));
+        let (status, v) = h.call_with("POST", "/api/v1.0/master/submitdag", Body::from(dag), &with_json);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {v}");
+    }
+    // Reading stays open to any page (the dashboard's data is not a secret once authenticated).
+    let (status, _) = h.call_with("GET", "/api/v1.0/master", Body::empty(), &[("origin", "http://evil.example")]);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.client().status(id).unwrap().status, gearpump_cluster::AppStatus::Active, "nothing was killed");
+    // The dashboard itself (same origin) and clients without Origin may.
+    let (status, v) = h.call_with(
+        "DELETE",
+        &kill,
+        Body::empty(),
+        &[("host", "127.0.0.1:8090"), ("origin", "http://127.0.0.1:8090"), ("sec-fetch-site", "same-origin")],
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
 }
