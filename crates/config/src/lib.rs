@@ -346,6 +346,8 @@ impl GearConfig {
             "gearpump.retainRecentData.intervalMs",
             "gearpump.network.max-connections",
             "gearpump.network.hello-timeout-ms",
+            "gearpump.services.body-limit-bytes",
+            "gearpump.services.upload-limit-bytes",
         ] {
             let n: u64 = self.get_num(key)?;
             if n == 0 && !key.contains("retries") {

@@ -209,7 +209,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding the services port {host}:{port}"))?;
                 println!("Dashboard: http://{}/", listener.local_addr()?);
                 let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
-                gearpump_services::serve(listener, backend, ctrl_c()).await?;
+                let limits = gearpump_services::RestLimits::from_config(&conf)?;
+                gearpump_services::serve(listener, backend, limits, ctrl_c()).await?;
                 Ok(())
             })
         }
@@ -242,7 +243,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_context(|| format!("binding the services port {host}:{port}"))?;
                     println!("Dashboard: http://{}/", listener.local_addr()?);
                     let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
-                    tokio::spawn(gearpump_services::serve(listener, backend, std::future::pending()));
+                    let limits = gearpump_services::RestLimits::from_config(&conf)?;
+                    tokio::spawn(gearpump_services::serve(listener, backend, limits, std::future::pending()));
                 }
                 for i in 0..workernum {
                     let mut settings = settings.clone();

@@ -29,6 +29,57 @@ pub enum BackendError {
     Unavailable(String),
 }
 
+/// An uploaded file, written to a temporary directory as it arrived (never held in memory);
+/// the file is deleted when this is dropped.
+#[derive(Debug)]
+pub struct Upload {
+    path: std::path::PathBuf,
+    len: u64,
+    name: String,
+}
+
+impl Upload {
+    /// A new, empty upload file named after `name` (the client's file name, shown back).
+    pub async fn create(name: &str) -> std::io::Result<(Upload, tokio::fs::File)> {
+        let dir = std::env::temp_dir().join(format!("gear-services-{}", std::process::id()));
+        tokio::fs::create_dir_all(&dir).await?;
+        let path = dir.join(format!("upload-{}", fastrand_name()));
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
+        Ok((Upload { path, len: 0, name: name.to_string() }, file))
+    }
+
+    /// Where the bytes are.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// How many bytes it has.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The client's name for it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counts `n` more bytes written.
+    pub fn grew(&mut self, n: u64) {
+        self.len += n;
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A processor of a DAG submitted as JSON (`POST master/submitdag`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -70,13 +121,18 @@ pub trait Backend: Send + Sync + 'static {
     fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Kills (if running) and resubmits an application; the new id.
     fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>>;
-    /// Stores an application binary; its artifact id.
-    fn upload(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>>;
-    /// Submits an application binary with arguments on `executors` executors (0: one per
-    /// worker).
+    /// Whether [`Backend::upload`] and [`Backend::submit_binary`] can succeed at all: when
+    /// not, an upload is refused before its body is read.
+    fn takes_binaries(&self) -> bool {
+        true
+    }
+    /// Stores an application binary (streamed to a temporary file); its artifact id.
+    fn upload(&self, file: Upload) -> BoxFuture<'_, Result<String, BackendError>>;
+    /// Submits an application binary (streamed to a temporary file) with arguments on
+    /// `executors` executors (0: one per worker).
     fn submit_binary(
         &self,
-        bytes: Vec<u8>,
+        file: Upload,
         args: Vec<String>,
         executors: u32,
     ) -> BoxFuture<'_, Result<AppId, BackendError>>;
@@ -149,7 +205,7 @@ impl EmbeddedBackend {
     }
 }
 
-const EMBEDDED_ONLY: &str = "this embedded cluster runs only the application of its own binary; submit binaries to a \
+pub(crate) const EMBEDDED_ONLY: &str = "this embedded cluster runs only the application of its own binary; submit binaries to a \
      cluster started with `gear local` or `gear master` and `gear services`";
 
 impl Backend for EmbeddedBackend {
@@ -175,11 +231,15 @@ impl Backend for EmbeddedBackend {
         self.blocking(move |c| c.replay(id).map_err(|e| refused(e.to_string())))
     }
 
-    fn upload(&self, _bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
+    fn takes_binaries(&self) -> bool {
+        false
+    }
+
+    fn upload(&self, _file: Upload) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
     }
 
-    fn submit_binary(&self, _: Vec<u8>, _: Vec<String>, _: u32) -> BoxFuture<'_, Result<AppId, BackendError>> {
+    fn submit_binary(&self, _: Upload, _: Vec<String>, _: u32) -> BoxFuture<'_, Result<AppId, BackendError>> {
         Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
     }
 
@@ -269,17 +329,23 @@ impl Backend for RemoteBackend {
         })
     }
 
-    fn upload(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<String, BackendError>> {
+    fn upload(&self, file: Upload) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move {
             use gearpump_cluster::daemon::artifacts::CHUNK;
+            use std::io::{Read, Seek, SeekFrom};
             let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
             let mut client = MasterClient::connect(&self.masters)
                 .await
                 .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
+            let mut source = std::fs::File::open(file.path())
+                .map_err(|e| BackendError::Unavailable(format!("reading the upload back: {e}")))?;
+            let len = file.len();
+            // One chunk at a time from the file: the binary is never whole in memory.
             let chunk = |offset: u64| {
-                let start = offset as usize;
-                let end = (start + CHUNK).min(bytes.len());
-                Ok((bytes[start..end].to_vec(), end == bytes.len()))
+                let n = CHUNK.min((len - offset.min(len)) as usize);
+                let mut buf = vec![0; n];
+                source.seek(SeekFrom::Start(offset)).and_then(|_| source.read_exact(&mut buf))?;
+                Ok((buf, offset + n as u64 >= len))
             };
             match client.upload_artifact(chunk).await {
                 Ok(Ok(id)) => Ok(id),
@@ -292,7 +358,7 @@ impl Backend for RemoteBackend {
 
     fn submit_binary(
         &self,
-        bytes: Vec<u8>,
+        file: Upload,
         args: Vec<String>,
         executors: u32,
     ) -> BoxFuture<'_, Result<AppId, BackendError>> {
@@ -300,14 +366,10 @@ impl Backend for RemoteBackend {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 use std::os::unix::fs::PermissionsExt;
-                let dir = std::env::temp_dir().join(format!("gear-services-{}", std::process::id()));
-                std::fs::create_dir_all(&dir).map_err(|e| BackendError::Unavailable(e.to_string()))?;
-                let path = dir.join(format!("upload-{}", fastrand_name()));
-                let write = std::fs::write(&path, &bytes)
-                    .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)));
-                write.map_err(|e| BackendError::Unavailable(format!("saving the upload: {e}")))?;
-                let result = submit_binary(&path, "", executors, &args, &masters);
-                let _ = std::fs::remove_file(&path);
+                std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| BackendError::Unavailable(format!("making the upload executable: {e}")))?;
+                let result = submit_binary(file.path(), "", executors, &args, &masters);
+                drop(file);
                 result.map_err(|e| match e {
                     gearpump_cluster::daemon::SubmitBinaryError::Io { .. } => BackendError::BadRequest(format!(
                         "the uploaded file cannot run here (is it an application binary for this platform?): {e}"

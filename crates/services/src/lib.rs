@@ -20,8 +20,8 @@ pub mod backend;
 pub mod rest;
 pub mod views;
 
-pub use backend::{Backend, BackendError, EmbeddedBackend, RemoteBackend};
-pub use rest::router;
+pub use backend::{Backend, BackendError, EmbeddedBackend, RemoteBackend, Upload};
+pub use rest::{RestLimits, router, router_with};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,11 +37,12 @@ mod assets {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     backend: Arc<dyn Backend>,
+    limits: RestLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "Serving the REST API and dashboard at http://{addr}/");
-    axum::serve(listener, router(backend)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router_with(backend, limits)).with_graceful_shutdown(shutdown).await
 }
 
 /// Services running on a thread of their own; they stop when this is dropped.
@@ -98,7 +99,7 @@ pub fn start(backend: Arc<dyn Backend>, host: &str, port: u16, fallback: bool) -
                 Ok(l) => l,
                 Err(e) => return tracing::error!(error = %e, "Cannot listen for the services."),
             };
-            if let Err(e) = serve(listener, backend, async move {
+            if let Err(e) = serve(listener, backend, RestLimits::default(), async move {
                 let _ = stopped.await;
             })
             .await

@@ -1,7 +1,7 @@
 //! The router: every route of the REST API, the Prometheus endpoint, the live-update stream and
 //! the dashboard's files.
 
-use crate::backend::{Backend, BackendError, DagRequest};
+use crate::backend::{Backend, BackendError, DagRequest, Upload};
 use crate::views;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -78,6 +78,40 @@ fn read_option(q: &HashMap<String, String>) -> Result<ReadOption, ApiError> {
 /// The REST API, the Prometheus endpoint (`/metrics`), the live-update stream and the
 /// dashboard, answering from `backend`.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
+    router_with(backend, RestLimits::default())
+}
+
+/// The request-size limits of the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestLimits {
+    /// The largest body of any request but an upload (`gearpump.services.body-limit-bytes`,
+    /// 1 MiB).
+    pub body: usize,
+    /// The largest uploaded binary (`gearpump.services.upload-limit-bytes`, 1 GiB); it is
+    /// streamed to a temporary file, never held in memory.
+    pub upload: u64,
+}
+
+impl Default for RestLimits {
+    fn default() -> Self {
+        RestLimits { body: 1 << 20, upload: 1 << 30 }
+    }
+}
+
+impl RestLimits {
+    /// The limits `conf` sets.
+    pub fn from_config(conf: &gearpump_config::GearConfig) -> Result<RestLimits, gearpump_config::ConfigError> {
+        Ok(RestLimits {
+            body: conf.get_num("gearpump.services.body-limit-bytes")?,
+            upload: conf.get_num("gearpump.services.upload-limit-bytes")?,
+        })
+    }
+}
+
+/// Every route on `backend`, within `limits`.
+pub fn router_with(backend: Arc<dyn Backend>, limits: RestLimits) -> Router {
+    // An upload's multipart body: the binary plus a few small text parts.
+    let upload_body = usize::try_from(limits.upload).unwrap_or(usize::MAX).saturating_add(limits.body);
     let api = Router::new()
         .route("/version", get(|| async { VERSION }))
         .route("/master", get(master))
@@ -96,8 +130,8 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/master/metrics/{*path}", get(master_metrics))
         .route("/metrics/app/{id}/{*path}", get(app_metrics))
         .route("/master/partitioners", get(partitioners))
-        .route("/master/submitapp", post(submit_app).layer(DefaultBodyLimit::max(1 << 30)))
-        .route("/master/uploadjar", post(upload_jar).layer(DefaultBodyLimit::max(1 << 30)))
+        .route("/master/submitapp", post(submit_app).layer(DefaultBodyLimit::max(upload_body)))
+        .route("/master/uploadjar", post(upload_jar).layer(DefaultBodyLimit::max(upload_body)))
         .route("/master/submitdag", post(submit_dag))
         .route("/appmaster/{id}", get(app).delete(kill))
         .route("/appmaster/{id}/stallingtasks", get(stalling))
@@ -118,6 +152,8 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/dashboard.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], crate::assets::CSS) }))
         .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such page: {}", uri.path())) })
         .layer(axum::middleware::from_fn(same_origin_only))
+        .layer(DefaultBodyLimit::max(limits.body))
+        .layer(axum::Extension(limits))
         .with_state(backend)
 }
 
@@ -317,17 +353,30 @@ async fn executor_config(State(b): Shared, Path((id, eid)): Path<(String, String
     Ok(axum::Json(tree))
 }
 
-/// Reads a multipart form: the binary (`jar` or `file`) and the text fields.
-async fn read_form(mut form: Multipart) -> Result<(Option<(String, Vec<u8>)>, HashMap<String, String>), ApiError> {
+/// Reads a multipart form: the binary (`jar` or `file`), streamed to a temporary file of at
+/// most `limit` bytes, and the text fields.
+async fn read_form(mut form: Multipart, limit: u64) -> Result<(Option<Upload>, HashMap<String, String>), ApiError> {
+    use tokio::io::AsyncWriteExt;
     let mut file = None;
     let mut fields = HashMap::new();
-    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
+    while let Some(mut field) = form.next_field().await.map_err(|e| form_failed("the form", &e, limit))? {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             "jar" | "file" => {
                 let filename = field.file_name().unwrap_or("application").to_string();
-                let bytes = field.bytes().await.map_err(|e| bad(format!("reading part {name:?}: {e}")))?;
-                file = Some((filename, bytes.to_vec()));
+                let saving = |e: std::io::Error| {
+                    ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("saving the upload failed: {e}"))
+                };
+                let (mut upload, mut out) = Upload::create(&filename).await.map_err(saving)?;
+                while let Some(chunk) = field.chunk().await.map_err(|e| form_failed(&name, &e, limit))? {
+                    if upload.len() + chunk.len() as u64 > limit {
+                        return Err(too_large(limit));
+                    }
+                    out.write_all(&chunk).await.map_err(saving)?;
+                    upload.grew(chunk.len() as u64);
+                }
+                out.flush().await.map_err(saving)?;
+                file = Some(upload);
             }
             "args" | "executors" | "configfile" | "conf" => {
                 let text = field.text().await.map_err(|e| bad(format!("reading part {name:?}: {e}")))?;
@@ -339,15 +388,39 @@ async fn read_form(mut form: Multipart) -> Result<(Option<(String, Vec<u8>)>, Ha
     Ok((file, fields))
 }
 
-async fn submit_app(State(b): Shared, form: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Api {
+/// A binary over the limit: 413, naming the key that sets it.
+fn too_large(limit: u64) -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the upload exceeds {limit} bytes (gearpump.services.upload-limit-bytes)"),
+    )
+}
+
+/// Reading a form failed: over the body limit (413), or a malformed body (400).
+fn form_failed(part: &str, error: &axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(limit)
+    } else {
+        bad(format!("malformed multipart body (reading {part}): {}", error.body_text()))
+    }
+}
+
+async fn submit_app(
+    State(b): Shared,
+    axum::Extension(limits): axum::Extension<RestLimits>,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Api {
+    if !b.takes_binaries() {
+        return Err(bad(crate::backend::EMBEDDED_ONLY));
+    }
     let form = form.map_err(|e| bad(format!("submitapp takes a multipart/form-data body: {e}")))?;
-    let (file, fields) = read_form(form).await?;
+    let (file, fields) = read_form(form, limits.upload).await?;
     if fields.contains_key("configfile") || fields.contains_key("conf") {
         return Err(bad("a config file part is not supported: set application config in the binary, \
              or cluster config in gear.conf"));
     }
-    let (_, bytes) = file.ok_or_else(|| bad("submitapp needs the application binary in a part named jar"))?;
-    if bytes.is_empty() {
+    let file = file.ok_or_else(|| bad("submitapp needs the application binary in a part named jar"))?;
+    if file.is_empty() {
         return Err(bad("the application binary is empty"));
     }
     let args: Vec<String> =
@@ -356,15 +429,23 @@ async fn submit_app(State(b): Shared, form: Result<Multipart, axum::extract::mul
         None | Some("") => 0,
         Some(e) => e.parse().map_err(|_| bad(format!("executors must be a non-negative integer, not {e:?}")))?,
     };
-    let id = b.submit_binary(bytes, args, executors).await?;
+    let id = b.submit_binary(file, args, executors).await?;
     Ok(axum::Json(json!({"success": true, "appId": id.0})))
 }
 
-async fn upload_jar(State(b): Shared, form: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Api {
+async fn upload_jar(
+    State(b): Shared,
+    axum::Extension(limits): axum::Extension<RestLimits>,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Api {
+    if !b.takes_binaries() {
+        return Err(bad(crate::backend::EMBEDDED_ONLY));
+    }
     let form = form.map_err(|e| bad(format!("uploadjar takes a multipart/form-data body: {e}")))?;
-    let (file, _) = read_form(form).await?;
-    let (name, bytes) = file.ok_or_else(|| bad("uploadjar needs the binary in a part named jar"))?;
-    let id = b.upload(bytes).await?;
+    let (file, _) = read_form(form, limits.upload).await?;
+    let file = file.ok_or_else(|| bad("uploadjar needs the binary in a part named jar"))?;
+    let name = file.name().to_string();
+    let id = b.upload(file).await?;
     Ok(axum::Json(json!({"name": name, "filePath": id})))
 }
 
@@ -372,7 +453,11 @@ async fn submit_dag(
     State(b): Shared,
     body: Result<axum::Json<DagRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Api {
-    let axum::Json(dag) = body.map_err(|e| bad(format!("submitdag takes a JSON DAG: {}", e.body_text())))?;
+    let axum::Json(dag) = body.map_err(|e| {
+        let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
+        let limit = if status == StatusCode::PAYLOAD_TOO_LARGE { " (gearpump.services.body-limit-bytes)" } else { "" };
+        ApiError(status, format!("submitdag takes a JSON DAG: {}{limit}", e.body_text()))
+    })?;
     let id = b.submit_dag(dag).await?;
     Ok(axum::Json(json!({"success": true, "appId": id.0})))
 }

@@ -253,24 +253,15 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
         ("GET", "/api/v1.0/master/metrics/app1?readOption=soon", StatusCode::BAD_REQUEST, "readOption"),
         ("GET", "/api/v1.0/master/metrics/app1?when=now", StatusCode::BAD_REQUEST, "when"),
         ("GET", "/api/v1.0/nothing", StatusCode::NOT_FOUND, "no such route"),
-        ("POST", "/api/v1.0/master/submitapp", StatusCode::BAD_REQUEST, "multipart"),
-        ("POST", "/api/v1.0/master/uploadjar", StatusCode::BAD_REQUEST, "multipart"),
+        // This embedded cluster takes no binaries; it says so before reading any.
+        ("POST", "/api/v1.0/master/submitapp", StatusCode::BAD_REQUEST, "embedded cluster"),
+        ("POST", "/api/v1.0/master/uploadjar", StatusCode::BAD_REQUEST, "embedded cluster"),
     ] {
         let (got, body) = h.call(method, uri, Body::empty(), None);
         assert_eq!(got, status, "{method} {uri}: {body}");
         let error = body["error"].as_str().unwrap_or_else(|| panic!("{method} {uri}: no JSON error in {body}"));
         assert!(error.contains(says), "{method} {uri}: {error:?} should say {says:?}");
     }
-    let multipart = |parts: &str| {
-        let body = format!("--XX\r\n{parts}--XX--\r\n");
-        h.call("POST", "/api/v1.0/master/submitapp", Body::from(body), Some("multipart/form-data; boundary=XX"))
-    };
-    let (status, body) = multipart("Content-Disposition: form-data; name=\"args\"\r\n\r\n-x\r\n");
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("part named jar"), "{body}");
-    let (status, body) = multipart("Content-Disposition: form-data; name=\"jar\"; filename=\"a\"\r\n\r\nELF\r\n");
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("embedded cluster"), "{body}");
     let dag = |body: &str| {
         h.call("POST", "/api/v1.0/master/submitdag", Body::from(body.to_string()), Some("application/json"))
     };
@@ -364,4 +355,76 @@ fn a_cross_site_request_changes_nothing() {
         &[("host", "127.0.0.1:8090"), ("origin", "http://127.0.0.1:8090"), ("sec-fetch-site", "same-origin")],
     );
     assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+/// A multipart body with one file part of `size` bytes, produced lazily; `pulled` counts the
+/// bytes the server actually read.
+fn lazy_upload(size: usize, pulled: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    use std::sync::atomic::Ordering;
+    let head = "--XX\r\nContent-Disposition: form-data; name=\"jar\"; filename=\"big\"\r\n\r\n".as_bytes().to_vec();
+    let tail = b"\r\n--XX--\r\n".to_vec();
+    let chunk = 1 << 20;
+    let parts = std::iter::once(head)
+        .chain((0..size.div_ceil(chunk)).map(move |i| vec![b'x'; chunk.min(size - i * chunk)]))
+        .chain(std::iter::once(tail))
+        .map(move |bytes| {
+            pulled.fetch_add(bytes.len(), Ordering::Relaxed);
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(bytes))
+        });
+    Body::from_stream(tokio_stream::iter(parts))
+}
+
+#[test]
+fn uploads_are_streamed_limited_and_refused_before_reading_where_they_cannot_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let multipart = Some("multipart/form-data; boundary=XX");
+    // The embedded cluster runs no uploaded binaries: a 200 MB upload is refused unread.
+    let h = Harness::start();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let (status, v) = h.call("POST", "/api/v1.0/master/uploadjar", lazy_upload(200 << 20, pulled.clone()), multipart);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("embedded cluster"), "{v}");
+    assert!(
+        pulled.load(Ordering::Relaxed) < 16 << 20,
+        "read {} bytes of a refused upload",
+        pulled.load(Ordering::Relaxed)
+    );
+
+    // A cluster's services (no master here): over the limit is 413 naming the key; under it,
+    // the upload is read through and the missing master is the answer.
+    let remote = gearpump_services::RemoteBackend::new(vec!["127.0.0.1:1".parse().unwrap()]);
+    let limits = gearpump_services::RestLimits { body: 4 << 10, upload: 64 << 10 };
+    let router = gearpump_services::router_with(Arc::new(remote), limits);
+    let call = |uri: &str, body: Body, ct: &str| {
+        let req = Request::builder().method("POST").uri(uri).header("content-type", ct).body(body).unwrap();
+        h.rt.block_on(async {
+            let resp = router.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    let ct = "multipart/form-data; boundary=XX";
+    let (status, text) = call("/api/v1.0/master/submitapp", Body::from("plain"), "text/plain");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("multipart"), "{text}");
+    let args_only = "--XX\r\nContent-Disposition: form-data; name=\"args\"\r\n\r\n-x\r\n--XX--\r\n";
+    let (status, text) = call("/api/v1.0/master/submitapp", Body::from(args_only), ct);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("part named jar"), "{text}");
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let (status, text) = call("/api/v1.0/master/uploadjar", lazy_upload(1 << 20, pulled.clone()), ct);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("gearpump.services.upload-limit-bytes"), "{text}");
+    let (status, text) = call("/api/v1.0/master/uploadjar", lazy_upload(32 << 10, Arc::default()), ct);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("no master answers"), "{text}");
+    // Any other body over its limit.
+    let big_json = format!(r#"{{"appName": "{}", "processors": {{}}}}"#, "a".repeat(8 << 10));
+    let (status, text) = call("/api/v1.0/master/submitdag", Body::from(big_json), "application/json");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    // Nothing is left in the temporary directory.
+    let dir = std::env::temp_dir().join(format!("gear-services-{}", std::process::id()));
+    let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "uploads left in {}", dir.display());
 }
