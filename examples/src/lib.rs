@@ -39,7 +39,8 @@ pub fn main_with(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::Exi
     match body() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote store URLs with credentials in them.
+            eprintln!("error: {}", gearpump::redact(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

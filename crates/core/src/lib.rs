@@ -30,6 +30,7 @@ pub mod config;
 pub mod graph;
 pub mod ids;
 pub mod message;
+pub mod redact;
 pub mod time;
 
 pub use codec::{Codec, Codecs, type_hash};
@@ -37,4 +38,5 @@ pub use config::{ConfigError, UserConfig};
 pub use graph::{CycleError, Graph, NodeIndex};
 pub use ids::{AppId, ExecutorId, ProcessorId, TaskId, TaskIndex, WorkerId};
 pub use message::{CodecError, Message, Value};
+pub use redact::{is_secret_key, redact};
 pub use time::Timestamp;

@@ -108,7 +108,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote store URLs with credentials in them.
+            eprintln!("error: {}", gearpump_core::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -171,8 +172,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let store = || -> anyhow::Result<ArtifactStore> {
         let root = conf.get_str("gearpump.jarstore.rootpath").unwrap_or("jarstore/");
-        ArtifactStore::open(root)
-            .with_context(|| format!("opening the artifact store gearpump.jarstore.rootpath = {root}"))
+        ArtifactStore::open(root).with_context(|| {
+            format!("opening the artifact store gearpump.jarstore.rootpath = {}", gearpump_core::redact(root))
+        })
     };
     match cli.command {
         Command::Master { ip, port } => {

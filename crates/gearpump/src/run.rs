@@ -82,7 +82,7 @@ impl RunReport {
             line.push_str(&format!(", receive latency p50 {:.3} ms, p99 {:.3} ms", p50 as f64 / 1e3, p99 as f64 / 1e3));
         }
         if let Some(e) = &self.summary.error {
-            line.push_str(&format!(" (error: {e})"));
+            line.push_str(&format!(" (error: {})", gearpump_core::redact(e)));
         }
         line
     }
@@ -108,6 +108,8 @@ fn play_role(role: &str, app: &StreamApplication) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
+            // Errors may quote store URLs with credentials in them.
+            let e = gearpump_core::redact(&e.to_string()).into_owned();
             tracing::error!(role, error = %e, "The role failed.");
             if role == "client" {
                 report(&format!("error {e}"));

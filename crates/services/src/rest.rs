@@ -144,6 +144,7 @@ pub fn router_with(backend: Arc<dyn Backend>, limits: RestLimits) -> Router {
         .route("/websocket/url", get(live_url))
         .route("/events", get(events))
         .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such route: {}", uri.path())) });
+    let api = api.layer(axum::middleware::from_fn(without_secrets));
     Router::new()
         .nest("/api/v1.0", api)
         .route("/metrics", get(prometheus))
@@ -183,6 +184,54 @@ async fn same_origin_only(req: axum::extract::Request, next: axum::middleware::N
         }
     }
     next.run(req).await
+}
+
+/// Masks secrets in every JSON answer: the values of secret-named keys (a password in a
+/// config tree) and credentials inside strings (an S3 secret in a checkpoint URL that an error
+/// message quotes). One place, so that no route can leak what another masks.
+async fn without_secrets(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be read".into()).into_response();
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    mask(&mut value);
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Masks secrets in `value` (see [`without_secrets`]).
+fn mask(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = gearpump_core::redact(s) {
+                *s = masked;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask),
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if gearpump_core::is_secret_key(k) && !v.is_object() {
+                    *v = Value::String(gearpump_core::redact::MASK.into());
+                } else {
+                    mask(v);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn forbidden(message: String) -> Response {

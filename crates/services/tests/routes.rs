@@ -427,3 +427,36 @@ fn uploads_are_streamed_limited_and_refused_before_reading_where_they_cannot_run
     let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "uploads left in {}", dir.display());
 }
+
+#[test]
+fn a_secret_in_a_store_url_shows_nowhere() {
+    let h = Harness::start();
+    // A store this build cannot open, with credentials in its user info and its query.
+    let root = "hdfs://alice:LEAKPW1@namenode:8020/ckpt?region=x&secret_access_key=LEAKSK2&access_key_id=LEAKAK3";
+    let counter = Processor::from_fn("Counter", 1, |_| Ok(Sink)).stateful();
+    let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+    let conf = gearpump_core::UserConfig::empty()
+        .with("state.checkpoint.store.rootpath", root)
+        .with("kafka.producer.sasl.password", "LEAKPW4");
+    let app = StreamApplication::builder("leaky").path([&source, &counter]).config(conf).build().unwrap();
+    let id = h.client().submit(app).unwrap();
+    let summary = h.client().wait(id, Duration::from_secs(120)).unwrap();
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains("hdfs://alice:***@namenode:8020"), "the error still names the store: {error}");
+    let mut shown = vec![("the summary".to_string(), error)];
+    for route in [
+        format!("/api/v1.0/appmaster/{}/errors", id.0),
+        format!("/api/v1.0/appmaster/{}?detail=true", id.0),
+        format!("/api/v1.0/appmaster/{}/config", id.0),
+        format!("/api/v1.0/config/app/{}", id.0),
+        "/api/v1.0/master/applist".to_string(),
+    ] {
+        let (_, v) = h.get(&route);
+        shown.push((route, v.to_string()));
+    }
+    for (what, text) in shown {
+        for secret in ["LEAKPW1", "LEAKSK2", "LEAKAK3", "LEAKPW4"] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    }
+}

@@ -45,9 +45,9 @@ impl Drop for OpenDalStore {
     }
 }
 
-/// `root` without its query, which may hold secrets.
+/// `root` without its query and without a password in its user info, which may hold secrets.
 fn shown(root: &str) -> String {
-    root.split_once('?').map_or(root, |(base, _)| base).to_string()
+    gearpump_core::redact(root.split_once('?').map_or(root, |(base, _)| base)).into_owned()
 }
 
 impl OpenDalStore {

@@ -35,8 +35,8 @@ pub fn checkpoint_dir(app_id: AppId, app: &StreamApplication) -> Result<Option<S
 
 /// Opens the checkpoint store in `dir`.
 pub fn open_checkpoints(dir: &str) -> Result<CheckpointStore, TaskError> {
-    let blobs =
-        gearpump_storage::open(dir).map_err(|e| TaskError::msg(format!("opening the checkpoint store {dir}: {e}")))?;
+    let blobs = gearpump_storage::open(dir)
+        .map_err(|e| TaskError::msg(format!("opening the checkpoint store {}: {e}", gearpump_core::redact(dir))))?;
     Ok(CheckpointStore::new(blobs))
 }
 

@@ -638,6 +638,11 @@ impl TaskRunner {
     }
 
     fn fail_task(done: &mut bool, cell: &TaskCell, error: String) {
+        // A task's error goes to logs, the REST API and `gear`'s output: no credentials in it.
+        let error = match gearpump_core::redact(&error) {
+            std::borrow::Cow::Owned(masked) => masked,
+            std::borrow::Cow::Borrowed(_) => error,
+        };
         tracing::error!(task = %cell.id, %error, "Task failed.");
         *done = true;
         let _ = cell.events.send(TaskEvent::Failed { task: cell.id, error });
