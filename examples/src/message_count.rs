@@ -15,6 +15,12 @@ use gearpump_connectors::kafka::{KafkaSink, KafkaSource};
 /// Numbers at which a count task fails, once in each process: see [`Count::FAIL_AT`].
 static FAILED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
+/// The numbers at which a count task of this process failed as [`Count::FAIL_AT`] asked, so
+/// far: a test checks that the failures it injected really happened.
+pub fn failed_at() -> Vec<u64> {
+    FAILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
 /// Counts messages and sums their values, exactly once; with an output directory, writes
 /// `count-<index>.txt` (`<count> <sum>`) when it stops.
 #[derive(Default)]

@@ -117,6 +117,8 @@ fn the_exactly_once_sink_commits_every_result_once_across_failures() {
     check_counts(&got, n, true);
     let status = cluster.client().status(id).unwrap();
     assert_eq!(status.status, AppStatus::Active, "{status:?}");
+    let failed = message_count::failed_at();
+    assert_eq!(failed.len(), 3, "every injected failure happened: {failed:?}");
     cluster.client().kill(id).unwrap();
     cluster.shutdown();
 }
@@ -127,7 +129,11 @@ fn failures(k: usize) -> UserConfig {
     let seed = rng.u64(..);
     eprintln!("failure seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let at: Vec<String> = (0..k).map(|_| rng.u64(1..=150_000).to_string()).collect();
+    let mut at = std::collections::BTreeSet::new();
+    while at.len() < k {
+        at.insert(rng.u64(1..=150_000));
+    }
+    let at: Vec<String> = at.iter().map(u64::to_string).collect();
     eprintln!("count tasks fail once at {at:?}");
     UserConfig::empty().with(message_count::Count::FAIL_AT, at.join(","))
 }

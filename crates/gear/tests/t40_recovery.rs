@@ -22,13 +22,14 @@ fn survives(name: &str, example_name: &str, args: &[&str], victims: &[Victim]) -
     std::fs::create_dir_all(&out).unwrap();
     let bin = example(example_name);
     let n = N.to_string();
-    let mut command = vec!["app", "-executors", "2", "-jar", bin.to_str().unwrap(), "-messages", &n, "-pace", "200000"];
+    let mut command = vec!["app", "-executors", "2", "-jar", bin.to_str().unwrap(), "-messages", &n, "-pace", "80000"];
     command.extend_from_slice(args);
     command.extend_from_slice(&["-output", out.to_str().unwrap()]);
     let submitted = c.run(&command);
     assert!(submitted.status.success(), "gear app: {}", String::from_utf8_lossy(&submitted.stderr));
     c.wait_status(1, "active");
     let start_clocks = chaos(&mut c, victims);
+    assert_eq!(start_clocks.len(), victims.len(), "every kill happened while the application ran");
     assert!(start_clocks.iter().all(|t| *t > 0), "every recovery restored checkpointed state: {start_clocks:?}");
     let info = c.wait_status(1, "succeeded");
     assert!(info.error.is_none(), "{info:?}");
