@@ -178,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Master { ip, port } => {
+            crash_on_panic();
             let me = HostPort { host: ip.clone(), port };
             if !masters.contains(&me) {
                 let list: Vec<String> = masters.iter().map(ToString::to_string).collect();
@@ -197,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Worker => {
+            crash_on_panic();
             let log = init_daemon_logging(&conf, &format!("worker-{}", std::process::id()))?;
             tracing::info!(log = %log.display(), "Logging to a file too.");
             runtime()?.block_on(run_worker(worker_settings(&conf), ctrl_c())).context("the worker stopped")
@@ -217,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Local { workernum, sameprocess, services } => {
+            crash_on_panic();
             let me = masters.first().context("gearpump.cluster.masters is empty")?.clone();
             let log = init_daemon_logging(&conf, "local")?;
             tracing::info!(log = %log.display(), master = %me, workers = workernum, "Starting a local cluster.");
@@ -373,6 +376,19 @@ fn master_options(
         data_dir,
         limits: port_limits(conf)?,
     })
+}
+
+/// Daemons are crash-only: a panic anywhere ends the process. A master whose actor task
+/// panicked would otherwise keep its connections, its Raft membership and its claim to lead
+/// while answering nothing; dead, it is replaced by the next leader (and restarted by whatever
+/// supervises it).
+fn crash_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "The daemon panicked; exiting (crash-only).");
+        std::process::abort();
+    }));
 }
 
 /// `gearpump.network.*`: what every listening port of a daemon allows.

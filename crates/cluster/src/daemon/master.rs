@@ -348,11 +348,13 @@ impl MasterState {
                 self.submit(Submission { name, artifact, args, tasks, user, executors }, None)
             }
             MasterRequest::RegisterAppMaster { app_id, attempt } => match self.apps.get_mut(&app_id) {
-                Some(app) if attempt + 1 != app.appmaster_launches => MasterReply::Error(format!(
-                    "application {app_id} has a newer AppMaster (launch {}) than this one ({})",
-                    app.appmaster_launches,
-                    attempt + 1
-                )),
+                Some(app) if u64::from(attempt) + 1 != u64::from(app.appmaster_launches) => {
+                    MasterReply::Error(format!(
+                        "application {app_id} has a newer AppMaster (launch {}) than this one ({})",
+                        app.appmaster_launches,
+                        u64::from(attempt) + 1
+                    ))
+                }
                 Some(app) if !is_terminal(&app.info.status) => {
                     app.appmaster = Some(out.clone());
                     app.appmaster_conn = Some(conn);
@@ -367,8 +369,12 @@ impl MasterState {
                 if self.apps.get(&app_id).is_some_and(|a| a.appmaster_conn != Some(conn)) {
                     return Some(MasterReply::Error(format!("application {app_id} has another AppMaster now")));
                 }
-                let free: Vec<(WorkerId, u32)> =
-                    self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
+                let free: Vec<(WorkerId, u32)> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| w.alive)
+                    .map(|(id, w)| (*id, w.slots.saturating_sub(w.used)))
+                    .collect();
                 match (self.apps.contains_key(&app_id), scheduler::allocate(&free, slots)) {
                     (false, _) => MasterReply::Error(format!("application {app_id} does not exist")),
                     (true, None) => MasterReply::Error(format!("not enough free slots for {slots} tasks")),
@@ -544,13 +550,21 @@ impl MasterState {
         if !self.store.contains(&artifact) {
             return MasterReply::Error(format!("no uploaded application binary {artifact}"));
         }
-        let free: Vec<(WorkerId, u32)> =
-            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
-        let total: u32 = free.iter().map(|(_, f)| f).sum();
-        if tasks + 1 > total {
+        if tasks > gearpump_api::MAX_TASKS {
             return MasterReply::Error(format!(
-                "not enough free slots: the application needs {}, the cluster has {total}",
-                tasks + 1
+                "the application asks for {tasks} tasks; at most {} are allowed",
+                gearpump_api::MAX_TASKS
+            ));
+        }
+        let free: Vec<(WorkerId, u32)> =
+            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots.saturating_sub(w.used))).collect();
+        // Counted in u64: numbers from the network must not overflow (a panic here stopped
+        // the master's actor while its connections stayed open).
+        let total: u64 = free.iter().map(|(_, f)| u64::from(*f)).sum();
+        let needed = u64::from(tasks) + 1;
+        if needed > total {
+            return MasterReply::Error(format!(
+                "not enough free slots: the application needs {needed}, the cluster has {total}"
             ));
         }
         let Some(am) = scheduler::allocate(&free, 1) else {

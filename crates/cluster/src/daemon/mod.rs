@@ -424,6 +424,56 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn numbers_from_the_network_that_do_not_fit_are_refused_and_the_master_answers_on() {
+        let master = start_master("numbers", Default::default()).await;
+        // Two workers claiming every slot a u32 can count: their sum does not fit in one.
+        let mut hands = Vec::new();
+        for i in 0..2 {
+            let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
+            let req = MasterRequest::RegisterWorker {
+                host: format!("greedy{i}"),
+                slots: u32::MAX,
+                pid: 1,
+                config: String::new(),
+                log_dir: String::new(),
+                previous: None,
+                running: Vec::new(),
+            };
+            assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
+            hands.push(c);
+        }
+        let mut client = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
+        let mut sent = false;
+        let stored = client
+            .upload_artifact(|_| {
+                let last = !std::mem::replace(&mut sent, true);
+                Ok((b"#!/bin/sh\n".to_vec(), last))
+            })
+            .await
+            .unwrap();
+        let Ok(artifact) = stored else { panic!("upload refused: {stored:?}") };
+        for tasks in [u32::MAX, u32::MAX - 1] {
+            let req = MasterRequest::SubmitApp {
+                name: format!("huge{tasks}"),
+                artifact: artifact.clone(),
+                args: Vec::new(),
+                tasks,
+                user: "probe".into(),
+                executors: 0,
+            };
+            // A u32 `tasks + 1` (and a u32 sum of the workers' slots) panicked the master's
+            // actor: the master then answered nothing while its connections stayed open.
+            match client.ask(&req, Duration::from_secs(10)).await.unwrap() {
+                MasterReply::Error(e) => assert!(e.contains("tasks; at most"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(workers(&master).await.len(), 2, "the master still answers");
+        let snapshot = client.ask(&MasterRequest::Snapshot, Duration::from_secs(10)).await.unwrap();
+        assert!(matches!(snapshot, MasterReply::Snapshot(_)), "{snapshot:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_worker_is_declared_dead() {
         let master = start_master("silent", Default::default()).await;
         // Register by hand, then say nothing more (and keep the connection open).
