@@ -35,6 +35,24 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if !text.contains('=') && !text.contains("://") {
         return Cow::Borrowed(text);
     }
+    // The two rules can expose each other's input (`://key=:pw@`): apply them until nothing
+    // changes, so that what is shown is masked for good.
+    let mut current = match mask_once(text) {
+        Cow::Borrowed(_) => return Cow::Borrowed(text),
+        Cow::Owned(s) => s,
+    };
+    // Each pass that changes something masks some of the text; it ends within its length.
+    for _ in 0..text.len() {
+        match mask_once(&current) {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(s) => current = s,
+        }
+    }
+    Cow::Owned(current)
+}
+
+/// One pass of both rules of [`redact`].
+fn mask_once(text: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -52,9 +70,11 @@ pub fn redact(text: &str) -> Cow<'_, str> {
             if !name.is_empty() && SECRET_PARAMS.iter().any(|w| name.contains(w)) {
                 let end = value_end(text, i + 1);
                 out.push('=');
-                if end > i + 1 {
+                if !matches!(&text[i + 1..end], "" | MASK) {
                     out.push_str(MASK);
                     changed = true;
+                } else {
+                    out.push_str(&text[i + 1..end]);
                 }
                 i = end;
                 continue;
@@ -67,6 +87,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
                 .map_or(text.len(), |p| auth_start + p);
             if let Some(at) = text[auth_start..auth_end].rfind('@')
                 && let Some(colon) = text[auth_start..auth_start + at].find(':')
+                && !matches!(&text[auth_start + colon + 1..auth_start + at], "" | MASK)
             {
                 out.push_str(&text[i..auth_start + colon + 1]);
                 out.push_str(MASK);
@@ -108,6 +129,11 @@ mod tests {
         assert!(shown.ends_with("secret_access_key=***: connection refused"), "{shown}");
         assert_eq!(redact("webhdfs://alice:pw@nn:9870/x"), "webhdfs://alice:***@nn:9870/x");
         assert_eq!(redact("token=abc def"), "token=*** def");
+        // Found by fuzzing: masking twice must change nothing the second time.
+        for found in ["://key=#':@", "://key=:\0@", "://passwd=:=@/:&@/:&@/:&@/:&@"] {
+            let once = redact(found).into_owned();
+            assert_eq!(redact(&once), once, "{found:?}");
+        }
         assert_eq!(redact(r#"{"url": "x?sasToken=q1"}"#), r#"{"url": "x?sasToken=***"}"#);
         for plain in ["no secrets here", "a=b&c=d", "http://host:80/path?x=1", "count=3 ü=4", ""] {
             assert!(matches!(redact(plain), Cow::Borrowed(_)), "{plain}");

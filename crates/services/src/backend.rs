@@ -80,34 +80,7 @@ impl Drop for Upload {
     }
 }
 
-/// A processor of a DAG submitted as JSON (`POST master/submitdag`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DagProcessor {
-    /// Its task type, registered in the application binary.
-    pub task_class: String,
-    /// Its tasks.
-    pub parallelism: u32,
-    /// A description.
-    #[serde(default)]
-    pub description: String,
-    /// Its task config.
-    #[serde(default)]
-    pub task_conf: std::collections::BTreeMap<String, String>,
-}
-
-/// A DAG submitted as JSON (`POST master/submitdag`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DagRequest {
-    /// The application's name.
-    pub app_name: String,
-    /// The processors, by id (`"0"`, `"1"`, …).
-    pub processors: std::collections::BTreeMap<String, DagProcessor>,
-    /// The edges: `[from, partitioner, to]`.
-    #[serde(default)]
-    pub edges: Vec<(String, String, String)>,
-}
+pub use gearpump_protocol::{DagProcessor, DagRequest};
 
 /// What the REST API asks of a cluster.
 pub trait Backend: Send + Sync + 'static {
