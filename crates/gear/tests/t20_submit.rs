@@ -162,9 +162,15 @@ fn submit_kill_duplicates_and_bad_binaries() {
     assert!(!again.status.success());
     assert!(text(&again).contains("is not running; it is terminated"), "{}", text(&again));
     // -namePrefix prepends with `_`; -executors 3 runs it on three executor processes.
-    let prefixed = c.run(&["app", "-namePrefix", "second", "-executors", "3", "-jar", bin, "-split", "2", "-sum", "1"]);
+    // Submitted as a named user: the master records that name.
+    let prefixed = c
+        .gear(&["app", "-namePrefix", "second", "-executors", "3", "-jar", bin, "-split", "2", "-sum", "1"])
+        .env("USER", "alice_probe")
+        .output()
+        .unwrap();
     assert!(prefixed.status.success(), "{}", text(&prefixed));
     assert_eq!(c.app(2).unwrap().name, "second_wordCount");
+    assert_eq!(c.app(2).unwrap().user, "alice_probe", "the submitter's name is recorded");
     let executor_logs: usize = (0..2)
         .map(|w| {
             std::fs::read_dir(c.dir.join(format!("worker{w}/logs/app2")))

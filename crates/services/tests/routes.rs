@@ -460,3 +460,32 @@ fn a_secret_in_a_store_url_shows_nowhere() {
         }
     }
 }
+
+/// Holds the application clock at 1 (its own watermark) while passing nothing on.
+struct Holder;
+impl Task for Holder {
+    fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        Ok(())
+    }
+    fn watermark(&self) -> Option<Timestamp> {
+        Some(Timestamp(1))
+    }
+}
+
+#[test]
+fn a_task_that_holds_the_clock_is_reported_stalling() {
+    let h = Harness::start();
+    let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+    let holder = Processor::from_fn("Holder", 2, |_| Ok(Holder));
+    let app = StreamApplication::builder("stalled").path([&source, &holder]).build().unwrap();
+    let id = h.client().submit(app).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    // The clock stands still for gearpump_clock::STALL_AFTER_MS (10 s) before it is reported.
+    let route = format!("/api/v1.0/appmaster/{}/stallingtasks", id.0);
+    wait_until("both Holder tasks reported stalling", || {
+        let tasks = h.ok(&route)["tasks"].as_array().cloned().unwrap_or_default();
+        tasks.contains(&json!({"processorId": 1, "index": 0})) && tasks.contains(&json!({"processorId": 1, "index": 1}))
+    });
+    let tasks = h.ok(&route)["tasks"].as_array().cloned().unwrap_or_default();
+    assert!(tasks.iter().all(|t| t["processorId"] == 1), "only the tasks holding the clock: {tasks:?}");
+}
