@@ -23,6 +23,8 @@ cat > "$dir/soak.conf" <<CONF
 gearpump.cluster.masters = ["127.0.0.1:$port"]
 gearpump.services.http = $http
 gearpump.worker.slots = 8
+# Every kill is a restart; the default budget (5) would end the application mid-soak.
+gearpump.application.total-retries = 1000
 CONF
 cd "$dir"
 "$gear" -conf soak.conf local -workernum 2 -services > local.out 2>&1 &

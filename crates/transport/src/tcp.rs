@@ -323,12 +323,21 @@ impl Connection {
             };
             // A fresh buffer per frame: a batch's body travels on to the receiving task. It
             // grows with the bytes that arrive, so an announced length costs nothing by itself.
-            let mut body = Vec::with_capacity(len.min(FIRST_READ));
-            match (&mut reader).take(len as u64).read_to_end(&mut body) {
-                Ok(n) if n == len => {}
-                Ok(n) => break Err(format!("the connection closed {n} bytes into a {len}-byte frame")),
-                Err(e) => break Err(e.to_string()),
-            }
+            let body = if len <= FIRST_READ {
+                // The common case, read in one go.
+                let mut body = vec![0; len];
+                if let Err(e) = reader.read_exact(&mut body) {
+                    break Err(e.to_string());
+                }
+                body
+            } else {
+                let mut body = Vec::with_capacity(FIRST_READ);
+                match (&mut reader).take(len as u64).read_to_end(&mut body) {
+                    Ok(n) if n == len => body,
+                    Ok(n) => break Err(format!("the connection closed {n} bytes into a {len}-byte frame")),
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
             self.stats.bytes_in.fetch_add(4 + len as u64, Ordering::Relaxed);
             let frame = match wire::decode_frame(body) {
                 Ok(f) => f,
