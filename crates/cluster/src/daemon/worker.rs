@@ -87,11 +87,28 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                     previous,
                     running,
                 };
-                let (id, interval) = match client.ask(req, Duration::from_secs(10)).await? {
-                    MasterReply::WorkerRegistered { worker, heartbeat_interval_ms } => {
+                // A registration can fail while the masters elect a leader (a refusal, or the
+                // connection closed): that is a master not reachable yet, retried until
+                // `master_timeout`, not a reason to stop.
+                let (id, interval) = match client.ask(req, Duration::from_secs(10)).await {
+                    Ok(MasterReply::WorkerRegistered { worker, heartbeat_interval_ms }) => {
                         (worker, Duration::from_millis(heartbeat_interval_ms.max(10)))
                     }
-                    other => return Err(ProtocolError::Decode(format!("unexpected answer {other:?}"))),
+                    answer => {
+                        let why = match answer {
+                            Ok(MasterReply::Error(e)) => e,
+                            Ok(other) => format!("unexpected answer {other:?}"),
+                            Err(e) => e.to_string(),
+                        };
+                        if lost_since.elapsed() > settings.timing.master_timeout {
+                            tracing::error!(error = %why, "No master registered us for {:?}; exiting.", settings.timing.master_timeout);
+                            return Err(ProtocolError::NoLeader(why));
+                        }
+                        tracing::warn!(master = %client.master, error = %why, "Registering failed; trying again.");
+                        tokio::time::sleep(sleep).await;
+                        sleep = (sleep * 2).min(max_sleep);
+                        continue;
+                    }
                 };
                 tracing::info!(worker = %id, master = %client.master, slots = settings.slots, "Registered with the master.");
                 previous = Some(id);
