@@ -454,16 +454,27 @@ fn form_failed(part: &str, error: &axum::extract::multipart::MultipartError, lim
     }
 }
 
+/// The form of a route that takes a binary: refused before any of it is read where binaries
+/// cannot run, else read (the binary streamed to a temporary file).
+async fn binary_form(
+    b: &Arc<dyn Backend>,
+    route: &str,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    limits: RestLimits,
+) -> Result<(Option<Upload>, HashMap<String, String>), ApiError> {
+    if !b.takes_binaries() {
+        return Err(bad(crate::backend::EMBEDDED_ONLY));
+    }
+    let form = form.map_err(|e| bad(format!("{route} takes a multipart/form-data body: {e}")))?;
+    read_form(form, limits.upload).await
+}
+
 async fn submit_app(
     State(b): Shared,
     axum::Extension(limits): axum::Extension<RestLimits>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Api {
-    if !b.takes_binaries() {
-        return Err(bad(crate::backend::EMBEDDED_ONLY));
-    }
-    let form = form.map_err(|e| bad(format!("submitapp takes a multipart/form-data body: {e}")))?;
-    let (file, fields) = read_form(form, limits.upload).await?;
+    let (file, fields) = binary_form(&b, "submitapp", form, limits).await?;
     if fields.contains_key("configfile") || fields.contains_key("conf") {
         return Err(bad("a config file part is not supported: set application config in the binary, \
              or cluster config in gear.conf"));
@@ -487,11 +498,7 @@ async fn upload_jar(
     axum::Extension(limits): axum::Extension<RestLimits>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Api {
-    if !b.takes_binaries() {
-        return Err(bad(crate::backend::EMBEDDED_ONLY));
-    }
-    let form = form.map_err(|e| bad(format!("uploadjar takes a multipart/form-data body: {e}")))?;
-    let (file, _) = read_form(form, limits.upload).await?;
+    let (file, _) = binary_form(&b, "uploadjar", form, limits).await?;
     let file = file.ok_or_else(|| bad("uploadjar needs the binary in a part named jar"))?;
     let name = file.name().to_string();
     let id = b.upload(file).await?;
