@@ -17,8 +17,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, PortLimits, ProtocolError,
-    TaskCounters, read_hello, read_hello_within, read_msg, write_hello, write_msg,
+    ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, TaskCounters,
+    read_hello, read_hello_within, read_msg, write_hello, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
@@ -90,9 +90,8 @@ fn system_config() -> Result<GearConfig, RoleError> {
 }
 
 /// `gearpump.network.*` of the cluster's configuration.
-fn port_limits(conf: &GearConfig) -> Result<PortLimits, RoleError> {
-    let (max_connections, hello_timeout) = conf.port_limits().map_err(|e| RoleError::Other(e.to_string()))?;
-    Ok(PortLimits { max_connections: max_connections as usize, hello_timeout })
+fn port_limits(conf: &GearConfig) -> Result<gearpump_protocol::PortLimits, RoleError> {
+    crate::daemon::port_limits(conf).map_err(|e| RoleError::Other(e.to_string()))
 }
 
 /// What the cluster's configuration says about the data plane, with the application's

@@ -148,34 +148,8 @@ pub struct PortLimits {
     pub hello_timeout: std::time::Duration,
 }
 
-impl PortLimits {
-    /// Config key of [`PortLimits::max_connections`].
-    pub const MAX_CONNECTIONS_KEY: &'static str = "gearpump.network.max-connections";
-    /// Config key of [`PortLimits::hello_timeout`], in milliseconds.
-    pub const HELLO_TIMEOUT_KEY: &'static str = "gearpump.network.hello-timeout-ms";
-
-    /// The limits `config` sets, defaults for what it leaves out; an error names a key whose
-    /// value is not a positive number.
-    pub fn from_config(config: &UserConfig) -> Result<PortLimits, ConfigError> {
-        let d = PortLimits::default();
-        let max: u32 = config.get_or(Self::MAX_CONNECTIONS_KEY, d.max_connections as u32)?;
-        let hello: u32 = config.get_or(Self::HELLO_TIMEOUT_KEY, d.hello_timeout.as_millis() as u32)?;
-        if max == 0 {
-            return Err(positive(Self::MAX_CONNECTIONS_KEY));
-        }
-        if hello == 0 {
-            return Err(positive(Self::HELLO_TIMEOUT_KEY));
-        }
-        Ok(PortLimits { max_connections: max as usize, hello_timeout: std::time::Duration::from_millis(hello.into()) })
-    }
-}
-
 impl Default for PortLimits {
     fn default() -> Self {
         PortLimits { max_connections: 1024, hello_timeout: std::time::Duration::from_secs(10) }
     }
-}
-
-fn positive(key: &str) -> ConfigError {
-    ConfigError { key: key.into(), value: "0".into(), expected: "a positive number", reason: "must be positive".into() }
 }

@@ -21,7 +21,7 @@ use gearpump_cluster::daemon::submit_binary;
 use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
-use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary, PortLimits};
+use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -374,7 +374,7 @@ fn master_options(
         me: me.clone(),
         members: members.to_vec(),
         data_dir,
-        limits: port_limits(conf)?,
+        limits: gearpump_cluster::daemon::port_limits(conf)?,
     })
 }
 
@@ -389,12 +389,6 @@ fn crash_on_panic() {
         tracing::error!(panic = %info, "The daemon panicked; exiting (crash-only).");
         std::process::abort();
     }));
-}
-
-/// `gearpump.network.*`: what every listening port of a daemon allows.
-fn port_limits(conf: &GearConfig) -> anyhow::Result<PortLimits> {
-    let (max_connections, hello_timeout) = conf.port_limits()?;
-    Ok(PortLimits { max_connections: max_connections as usize, hello_timeout })
 }
 
 /// One request to the first master that answers.

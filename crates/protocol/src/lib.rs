@@ -149,16 +149,6 @@ impl ConnectionGate {
             }
         }
     }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.limits.max_connections.max(1) - self.open.available_permits()
-    }
-
-    /// The limits.
-    pub fn limits(&self) -> PortLimits {
-        self.limits
-    }
 }
 
 /// [`read_hello`] within `timeout`: a connection that says nothing is not kept.

@@ -57,6 +57,13 @@ pub const LEADER_PATIENCE: Duration = Duration::from_secs(10);
 /// How long connecting to a master may take (a master behind a partition never answers).
 const CONNECT_LIMIT: Duration = Duration::from_secs(2);
 
+/// `gearpump.network.*` of `conf`: what every listening port of a daemon, AppMaster or
+/// executor allows.
+pub fn port_limits(conf: &GearConfig) -> Result<gearpump_protocol::PortLimits, gearpump_config::ConfigError> {
+    let (max_connections, hello_timeout) = conf.port_limits()?;
+    Ok(gearpump_protocol::PortLimits { max_connections: max_connections as usize, hello_timeout })
+}
+
 /// Makes a dead peer show as an error within seconds on a connection that waits for it: a
 /// master or client cut off by a partition sends no FIN, and without this a connection to it
 /// would wait for TCP's retransmissions for a quarter of an hour.
@@ -373,6 +380,24 @@ mod tests {
         master
     }
 
+    /// A worker registered by hand as `host` with `slots`; it stays registered while the
+    /// returned connection is kept.
+    async fn register_by_hand(master: &HostPort, host: &str, slots: u32) -> MasterClient {
+        let mut c = MasterClient::connect(std::slice::from_ref(master)).await.unwrap();
+        let req = MasterRequest::RegisterWorker {
+            host: host.into(),
+            slots,
+            pid: 1,
+            config: String::new(),
+            log_dir: String::new(),
+            previous: None,
+            running: Vec::new(),
+        };
+        let answer = c.ask(&req, Duration::from_secs(5)).await.unwrap();
+        assert!(matches!(answer, MasterReply::WorkerRegistered { .. }), "{answer:?}");
+        c
+    }
+
     /// Whether the other end closed `c` (a read sees the end, or a reset).
     async fn closed_by_peer(c: &mut tokio::net::TcpStream) -> bool {
         use tokio::io::AsyncReadExt;
@@ -427,21 +452,10 @@ mod tests {
     async fn numbers_from_the_network_that_do_not_fit_are_refused_and_the_master_answers_on() {
         let master = start_master("numbers", Default::default()).await;
         // Two workers claiming every slot a u32 can count: their sum does not fit in one.
-        let mut hands = Vec::new();
-        for i in 0..2 {
-            let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
-            let req = MasterRequest::RegisterWorker {
-                host: format!("greedy{i}"),
-                slots: u32::MAX,
-                pid: 1,
-                config: String::new(),
-                log_dir: String::new(),
-                previous: None,
-                running: Vec::new(),
-            };
-            assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
-            hands.push(c);
-        }
+        let _hands = [
+            register_by_hand(&master, "greedy0", u32::MAX).await,
+            register_by_hand(&master, "greedy1", u32::MAX).await,
+        ];
         let mut client = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
         let mut sent = false;
         let stored = client
@@ -468,6 +482,18 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        // A small application: its check adds up the two workers' free slots (which overflowed
+        // a u32 sum) and accepts it.
+        let req = MasterRequest::SubmitApp {
+            name: "small".into(),
+            artifact: artifact.clone(),
+            args: Vec::new(),
+            tasks: 1,
+            user: "probe".into(),
+            executors: 0,
+        };
+        let answer = client.ask(&req, Duration::from_secs(10)).await.unwrap();
+        assert!(matches!(answer, MasterReply::Submitted { .. }), "{answer:?}");
         assert_eq!(workers(&master).await.len(), 2, "the master still answers");
         let snapshot = client.ask(&MasterRequest::Snapshot, Duration::from_secs(10)).await.unwrap();
         assert!(matches!(snapshot, MasterReply::Snapshot(_)), "{snapshot:?}");
@@ -477,17 +503,7 @@ mod tests {
     async fn a_silent_worker_is_declared_dead() {
         let master = start_master("silent", Default::default()).await;
         // Register by hand, then say nothing more (and keep the connection open).
-        let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
-        let req = MasterRequest::RegisterWorker {
-            host: "quiet".into(),
-            slots: 1,
-            pid: 1,
-            config: String::new(),
-            log_dir: String::new(),
-            previous: None,
-            running: Vec::new(),
-        };
-        assert!(matches!(c.ask(&req, Duration::from_secs(5)).await.unwrap(), MasterReply::WorkerRegistered { .. }));
+        let _c = register_by_hand(&master, "quiet", 1).await;
         assert!(workers(&master).await[0].alive);
         tokio::time::sleep(timing().worker_timeout * 3).await;
         assert!(!workers(&master).await[0].alive);
