@@ -15,7 +15,7 @@ use std::time::Duration;
 const GEAR: &str = env!("CARGO_BIN_EXE_gear");
 
 struct Cluster {
-    dir: PathBuf,
+    dir: common::TestDir,
     conf: PathBuf,
     master: HostPort,
 }

@@ -6,11 +6,11 @@ mod common;
 
 use common::{Proc, wait_until};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 
 /// `gear local -workernum 1` with `conf_lines`, running wordcount; its directory and processes.
-fn local_running_wordcount(name: &str, conf_lines: &str) -> (PathBuf, Proc) {
+fn local_running_wordcount(name: &str, conf_lines: &str) -> (common::TestDir, Proc) {
     let (dir, conf, _) = common::cluster_dir(name, conf_lines);
     let local = common::gear_local(&dir, &conf, &["-workernum", "1"]);
     let submit = || common::submit_wordcount(&dir, &conf);

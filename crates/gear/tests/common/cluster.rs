@@ -1,6 +1,6 @@
 //! A test cluster of real `gear` processes and a client of its master.
 
-use super::{Proc, wait_until};
+use super::{Proc, TestDir, wait_until};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_config::HostPort;
 use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
@@ -12,8 +12,9 @@ const GEAR: &str = env!("CARGO_BIN_EXE_gear");
 
 /// A master and workers (or `gear local`) in a directory of their own.
 pub struct Cluster {
-    /// Its directory.
-    pub dir: PathBuf,
+    /// Its directory, removed after a passing test (each holds copies of the application
+    /// binary); a failing one's stays for its logs.
+    pub dir: TestDir,
     /// Its gear.conf.
     pub conf: PathBuf,
     /// The master.
@@ -23,13 +24,9 @@ pub struct Cluster {
 }
 
 impl Drop for Cluster {
-    /// Stops the processes; a passing test's directory goes too (each holds copies of the
-    /// application binary), a failing one's stays for its logs.
+    /// Stops the processes before the directory goes.
     fn drop(&mut self) {
         self.procs.clear();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

@@ -31,16 +31,42 @@ pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A test's directory, removed when dropped unless the test is failing (then it stays for its
+/// logs). Each cluster's directory holds copies of application binaries, so leaving passing
+/// tests' directories behind fills the disk of a CI machine.
+pub struct TestDir(pub PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A fresh directory for a test cluster and a `gear.conf` in it naming a free local master port
 /// and holding `conf_lines`; returns (directory, conf file, master port).
-pub fn cluster_dir(name: &str, conf_lines: &str) -> (PathBuf, PathBuf, u16) {
+pub fn cluster_dir(name: &str, conf_lines: &str) -> (TestDir, PathBuf, u16) {
     let dir = std::env::temp_dir().join(format!("gear-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let conf = dir.join("test.conf");
     std::fs::write(&conf, format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n{conf_lines}")).unwrap();
-    (dir, conf, port)
+    (TestDir(dir), conf, port)
 }
 
 /// An example binary beside `gear`, built if this test runs without the rest of the
