@@ -177,7 +177,12 @@ pub fn application(o: &Options) -> Result<StreamApplication, gearpump::AppError>
                 Ok(KafkaSink::new(brokers.clone(), topic.clone()))
             })
         };
-        app = app.edge(&count, PartitionerSpec::shuffle(), &sink);
+        // By the number: every replay sends a result to the same sink task, which the
+        // exactly-once sink needs (round robin would deal them out anew; the build refuses it).
+        let by_number = PartitionerSpec::group_by("number", |m: &Message| {
+            m.get::<String>().and_then(|s| s.split(' ').next().map(str::to_string))
+        });
+        app = app.edge(&count, by_number, &sink);
     }
     app.config(config).build()
 }

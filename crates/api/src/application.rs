@@ -73,6 +73,26 @@ pub enum AppError {
         /// Its parallelism.
         to_parallelism: u32,
     },
+    /// A round-robin partitioner feeds several tasks of an exactly-once (transactional)
+    /// processor. Each of its tasks decides on its own what a replay must not write again, so
+    /// every task must get the same messages in every replay; round robin deals them out in
+    /// arrival order, which a replay does not repeat.
+    #[error(
+        "partitioner {partitioner:?} from {from:?} to the exactly-once processor {to:?} ({to_parallelism} tasks) \
+         sends a message to a different task after a replay, so a recovery could lose or repeat \
+         output; partition by a key the replay reproduces (PartitionerSpec::group_by or hash), \
+         or give {to:?} one task"
+    )]
+    ReplayDependentPartitioner {
+        /// The partitioner's name.
+        partitioner: String,
+        /// The upstream processor's task type.
+        from: String,
+        /// The transactional processor's task type.
+        to: String,
+        /// Its parallelism.
+        to_parallelism: u32,
+    },
 }
 
 /// Task types by stable name: how an application binary finds the code for a processor that is
@@ -384,6 +404,15 @@ impl StreamApplicationBuilder {
                     to_parallelism: b.parallelism(),
                 });
             }
+            let round_robin = [PartitionerSpec::SHUFFLE, PartitionerSpec::SHUFFLE_GROUPING].contains(&spec.name());
+            if round_robin && b.is_transactional() && b.parallelism() > 1 {
+                return Err(AppError::ReplayDependentPartitioner {
+                    partitioner: spec.name().to_string(),
+                    from: a.task_type().to_string(),
+                    to: b.task_type().to_string(),
+                    to_parallelism: b.parallelism(),
+                });
+            }
         }
         let order = self.graph.topological_order().map_err(|e| AppError::Cycle {
             processors: e.nodes.iter().map(|&i| nodes[i].task_type().to_string()).collect(),
@@ -540,12 +569,53 @@ mod tests {
                     to_parallelism: 2,
                 },
             ),
+            (
+                StreamApplication::builder("x").edge(&a, PartitionerSpec::shuffle(), &p("Commit", 2).transactional()),
+                AppError::ReplayDependentPartitioner {
+                    partitioner: "shuffle".into(),
+                    from: "A".into(),
+                    to: "Commit".into(),
+                    to_parallelism: 2,
+                },
+            ),
+            (
+                StreamApplication::builder("x").edge(
+                    &a,
+                    PartitionerSpec::shuffle_grouping(),
+                    &p("Commit", 3).transactional(),
+                ),
+                AppError::ReplayDependentPartitioner {
+                    partitioner: "shuffle_grouping".into(),
+                    from: "A".into(),
+                    to: "Commit".into(),
+                    to_parallelism: 3,
+                },
+            ),
         ];
         for (builder, expected) in cases {
             let err = builder.build().unwrap_err();
             assert_eq!(err, expected);
             assert!(!err.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn exactly_once_processors_take_any_partitioner_that_a_replay_repeats() {
+        // Keyed or one task: each task gets the same messages in every replay.
+        let a = p("A", 2);
+        for (spec, tasks) in [
+            (PartitionerSpec::hash(), 2),
+            (PartitionerSpec::group_by("first", |m: &Message| m.get::<String>().cloned()), 2),
+            (PartitionerSpec::co_location(), 2),
+            (PartitionerSpec::broadcast(), 2),
+            (PartitionerSpec::shuffle(), 1),
+        ] {
+            let name = spec.name().to_string();
+            let built = StreamApplication::builder("x").edge(&a, spec, &p("Commit", tasks).transactional()).build();
+            assert!(built.is_ok(), "{name} into {tasks} transactional tasks: {built:?}");
+        }
+        // Round robin into a processor that does not commit is fine.
+        assert!(StreamApplication::builder("x").edge(&a, PartitionerSpec::shuffle(), &p("B", 2)).build().is_ok());
     }
 
     #[test]

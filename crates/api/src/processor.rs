@@ -149,6 +149,11 @@ impl Processor {
         self
     }
 
+    /// Whether its tasks commit on checkpoints ([`Processor::transactional`]).
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
     pub(crate) fn describe(&self, id: ProcessorId) -> ProcessorDescription {
         ProcessorDescription {
             id,

@@ -273,8 +273,15 @@ struct Transaction {
 ///   a crash that came ahead of the start clock, are not written again.
 ///
 /// A `read_committed` consumer sees each record once. Requires a deterministic application
-/// (the same records for the same input), as any replay-based exactly-once scheme does. Its
-/// processor is [`gearpump_api::Processor::transactional`] (set by `Processor::sink`).
+/// (the same records for the same input), as any replay-based exactly-once scheme does, and,
+/// with several sink tasks, an edge into the sink that sends each message to the same task in
+/// every replay: the marker is each task's own, and Kafka cannot commit the transactions of
+/// several producers together, so after a crash between two tasks' commits, task A skips what
+/// it committed and task B writes what it had not. `hash` of a deterministic value,
+/// `group_by` a key, or `co_location` do; round robin (`shuffle`, `shuffle_grouping`) would
+/// lose and repeat records, and building such an application fails with
+/// [`gearpump_api::AppError::ReplayDependentPartitioner`]. Its processor is
+/// [`gearpump_api::Processor::transactional`] (set by `Processor::sink`).
 pub struct ExactlyOnceKafkaSink {
     target: Target,
     producers: Vec<KafkaProducer>,
