@@ -106,7 +106,7 @@ impl RunArgs {
     /// The embedded cluster's data plane.
     pub fn data_plane(&self) -> gearpump::DataPlane {
         match self.data_plane.as_str() {
-            "tcp" => gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() },
+            "tcp" => gearpump::DataPlane::tcp([127, 0, 0, 1].into()),
             _ => gearpump::DataPlane::InMemory,
         }
     }

@@ -70,7 +70,7 @@ fn tasks_spread_over_both_workers_and_slots_are_freed() {
 /// values are encoded, framed, batched, decoded and acknowledged over sockets.
 #[test]
 fn exact_counts_over_the_tcp_data_plane() {
-    let data_plane = gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() };
+    let data_plane = gearpump::DataPlane::tcp([127, 0, 0, 1].into());
     let cluster = EmbeddedCluster::start(ClusterConfig { data_plane, ..ClusterConfig::default() });
     for (split, sum) in [(1, 1), (2, 2), (3, 4), (4, 1)] {
         run_wordcount(&cluster, split, sum, PartitionerSpec::hash());

@@ -11,7 +11,7 @@ fn every_sink_sees_every_path_of_the_dag_once_per_message() {
 
 #[test]
 fn every_path_arrives_over_tcp_too() {
-    let data_plane = gearpump::DataPlane::Tcp { host: [127, 0, 0, 1].into(), retry: gearpump::RetryPolicy::default() };
+    let data_plane = gearpump::DataPlane::tcp([127, 0, 0, 1].into());
     check_paths(ClusterConfig { data_plane, ..ClusterConfig::default() });
 }
 

@@ -50,10 +50,7 @@ fn slow_sink_bounds_every_queue_and_holds_back_the_source() {
 
 #[test]
 fn back_pressure_works_the_same_over_tcp() {
-    check_backpressure(gearpump::DataPlane::Tcp {
-        host: [127, 0, 0, 1].into(),
-        retry: gearpump::RetryPolicy::default(),
-    });
+    check_backpressure(gearpump::DataPlane::tcp([127, 0, 0, 1].into()));
 }
 
 fn check_backpressure(data_plane: gearpump::DataPlane) {

@@ -32,9 +32,14 @@ pub struct ClusterClient {
 impl ClusterClient {
     /// Submits an application; returns its id.
     pub fn submit(&self, app: StreamApplication) -> Result<AppId, SubmitError> {
+        self.submit_as(app, None)
+    }
+
+    /// Submits an application as `user` (its recorded submitter; `None`: the cluster's user).
+    pub fn submit_as(&self, app: StreamApplication, user: Option<String>) -> Result<AppId, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.master
-            .send(MasterCommand::Submit { app: Box::new(app), reply })
+            .send(MasterCommand::Submit { app: Box::new(app), user, reply })
             .map_err(|_| SubmitError::ClusterStopped)?;
         answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
     }

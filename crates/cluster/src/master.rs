@@ -211,7 +211,7 @@ impl Board {
 }
 
 pub(crate) enum MasterCommand {
-    Submit { app: Box<StreamApplication>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
+    Submit { app: Box<StreamApplication>, user: Option<String>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
     Kill { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
     Replay { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
     Restart { id: AppId, reply: oneshot::Sender<Result<AppId, SubmitError>> },
@@ -269,8 +269,8 @@ impl Master {
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
-                    Some(MasterCommand::Submit { app, reply }) => {
-                        let _ = reply.send(self.submit(*app));
+                    Some(MasterCommand::Submit { app, user, reply }) => {
+                        let _ = reply.send(self.submit_replacing(*app, None, user));
                     }
                     Some(MasterCommand::Kill { id, reply }) => {
                         let _ = reply.send(self.command(id, AppMasterCommand::Kill));
@@ -315,17 +315,19 @@ impl Master {
     /// Kills the application if it runs and submits it again (under a new id).
     fn restart(&mut self, id: AppId) -> Result<AppId, SubmitError> {
         let app = self.apps.get(&id).map(|r| r.app.clone()).ok_or(SubmitError::UnknownApp(id))?;
+        let user = self.board.apps.lock().get(&id).map(|(s, _)| s.user.clone());
         let _ = self.command(id, AppMasterCommand::Kill);
-        self.submit_replacing(app, Some(id))
+        self.submit_replacing(app, Some(id), user)
     }
 
-    fn submit(&mut self, app: StreamApplication) -> Result<AppId, SubmitError> {
-        self.submit_replacing(app, None)
-    }
-
-    /// Submits `app`; an application of the same name may still run if it is `replacing`
-    /// (being killed for a restart).
-    fn submit_replacing(&mut self, app: StreamApplication, replacing: Option<AppId>) -> Result<AppId, SubmitError> {
+    /// Submits `app` as `user` (default: the cluster's); an application of the same name may
+    /// still run if it is `replacing` (being killed for a restart).
+    fn submit_replacing(
+        &mut self,
+        app: StreamApplication,
+        replacing: Option<AppId>,
+        user: Option<String>,
+    ) -> Result<AppId, SubmitError> {
         {
             let apps = self.board.apps.lock();
             if let Some((summary, _)) =
@@ -351,7 +353,7 @@ impl Master {
             submission_time: Timestamp::now(),
             start_time: None,
             finish_time: None,
-            user: self.config.user.clone(),
+            user: user.unwrap_or_else(|| self.config.user.clone()),
             app_master_worker: am_slot[0].0,
             error: None,
         };
@@ -364,7 +366,7 @@ impl Master {
             app,
             runtime: self.runtime.clone(),
             flow: self.config.flow,
-            data_plane: self.config.data_plane,
+            data_plane: self.config.data_plane.clone(),
             clock_interval: self.config.clock_interval,
             to_master: self.to_master.clone(),
             stats,

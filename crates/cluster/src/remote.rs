@@ -17,8 +17,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError, TaskCounters,
-    read_hello, read_hello_within, read_msg, write_hello, write_msg,
+    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError,
+    TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
@@ -89,6 +89,11 @@ fn system_config() -> Result<GearConfig, RoleError> {
     conf.map_err(|e| RoleError::Other(e.to_string()))
 }
 
+/// The cluster secret of the cluster's configuration.
+fn cluster_secret() -> Result<ClusterSecret, RoleError> {
+    system_config()?.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))
+}
+
 /// `gearpump.network.*` of the cluster's configuration.
 fn port_limits(conf: &GearConfig) -> Result<gearpump_protocol::PortLimits, RoleError> {
     crate::daemon::port_limits(conf).map_err(|e| RoleError::Other(e.to_string()))
@@ -145,7 +150,7 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tasks = app.dag().task_count();
     runtime()?.block_on(async {
-        let mut client = MasterClient::connect(&masters).await?;
+        let mut client = MasterClient::connect(&masters, &cluster_secret()?).await?;
         let bytes = std::fs::read(&exe)?;
         // A binary the masters hold already (submitted before) is not sent again.
         let id = crate::daemon::artifacts::content_id(&bytes[..])?;
@@ -234,7 +239,7 @@ fn appmaster_attempt() -> u32 {
 /// the master it knew died or stopped leading).
 async fn reregister(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
     let masters = masters_from_env()?;
-    let (mut master, pushes) = DuplexClient::connect(&masters).await?;
+    let (mut master, pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
     let attempt = appmaster_attempt();
     match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(10)).await? {
         MasterReply::Ok => Ok((master, pushes)),
@@ -248,7 +253,7 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
     let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
     runtime()?.block_on(async move {
-        let (mut master, mut pushes) = DuplexClient::connect(&masters).await?;
+        let (mut master, mut pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
         let attempt = appmaster_attempt();
         match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(30)).await? {
             MasterReply::Ok => {}
@@ -290,6 +295,7 @@ async fn appmaster_loop(
     let control = listener.local_addr()?;
     let conf = system_config()?;
     let limits = port_limits(&conf)?;
+    let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
     // Executors of every incarnation connect back here and register under their ids.
     let (link_tx, mut link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
     tokio::spawn(async move {
@@ -298,10 +304,10 @@ async fn appmaster_loop(
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let Some(admitted) = gate.admit("appmaster", peer) else { continue };
-                    let link_tx = link_tx.clone();
+                    let (link_tx, secret) = (link_tx.clone(), secret.clone());
                     tokio::spawn(async move {
                         let _admitted = admitted;
-                        serve_executor(stream, peer, limits.hello_timeout, link_tx).await;
+                        serve_executor(stream, peer, limits.hello_timeout, &secret, link_tx).await;
                     });
                 }
                 Err(e) => {
@@ -767,15 +773,13 @@ async fn serve_executor(
     stream: TcpStream,
     peer: SocketAddr,
     hello_timeout: Duration,
+    secret: &ClusterSecret,
     events: mpsc::UnboundedSender<(i32, LinkEvent)>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    if let Err(e) = read_hello_within(&mut rd, hello_timeout).await {
-        tracing::warn!(%peer, error = %e, "Dropped a connection to the AppMaster that did not say hello.");
-        return;
-    }
-    if write_hello(&mut wr).await.is_err() {
+    if let Err(e) = server_handshake(&mut rd, &mut wr, secret, hello_timeout).await {
+        tracing::warn!(%peer, error = %e, "Refused a connection to the AppMaster.");
         return;
     }
     let first: ExecutorReport = match read_msg(&mut rd).await {
@@ -847,15 +851,21 @@ async fn executor_main(
     let ExecutorTarget { me, appmaster, app_id, host } = target;
     {
         let sink = ExecutorSink::default();
-        let limits = port_limits(&system_config()?)?;
-        let server =
-            DataServer::bind_with(SocketAddr::new(host, 0), Arc::new(sink.clone()), settings.codecs.clone(), limits)?;
+        let conf = system_config()?;
+        let limits = port_limits(&conf)?;
+        let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
+        let server = DataServer::bind_with(
+            SocketAddr::new(host, 0),
+            Arc::new(sink.clone()),
+            settings.codecs.clone(),
+            limits,
+            secret.clone(),
+        )?;
         let data_addr = server.local_addr();
         let stream = TcpStream::connect(appmaster).await?;
         stream.set_nodelay(true)?;
         let (mut rd, mut wr) = stream.into_split();
-        write_hello(&mut wr).await?;
-        read_hello(&mut rd).await?;
+        client_handshake(&mut rd, &mut wr, &secret).await?;
         write_msg(&mut wr, &ExecutorReport::Register { executor: me, data_addr, pid: std::process::id() }).await?;
         let (out_tx, mut out) = mpsc::unbounded_channel::<ExecutorReport>();
         let writer = tokio::spawn(async move {
@@ -941,7 +951,7 @@ async fn executor_main(
                         flow: FlowConfig { ack_once_every, max_pending },
                         session,
                         events: &events_tx,
-                        data_plane: DataPlane::Tcp { host, retry: settings.retry },
+                        data_plane: DataPlane::Tcp { host, retry: settings.retry, secret: secret.clone() },
                         codecs: settings.codecs.clone(),
                         sample_rate: settings.metrics.task_sample_rate(),
                     };

@@ -33,7 +33,12 @@ use std::path::Path;
 pub const DEFAULTS: &str = include_str!("../../../conf/gear.conf");
 
 /// Keys under these prefixes are free-form maps.
-const FREE_MAPS: [&str; 1] = ["gearpump.serializers"];
+const FREE_MAPS: [&str; 4] = [
+    "gearpump.serializers",
+    "gearpump.ui-security.admins",
+    "gearpump.ui-security.users",
+    "gearpump.ui-security.guests",
+];
 
 /// A configuration layer could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,6 +317,27 @@ impl GearConfig {
         Ok((max.max(1), std::time::Duration::from_millis(hello.max(1).into())))
     }
 
+    /// The cluster secret: `gearpump.cluster.secret`, or the first line of the file
+    /// `gearpump.cluster.secret-file`; none when both are empty. Errors never show the secret.
+    pub fn cluster_secret(&self) -> Result<gearpump_core::auth::ClusterSecret, ConfigError> {
+        use gearpump_core::auth::ClusterSecret;
+        const KEY: &str = "gearpump.cluster.secret";
+        const FILE: &str = "gearpump.cluster.secret-file";
+        let inline = self.get_str(KEY).unwrap_or_default();
+        let file = self.get_str(FILE).unwrap_or_default();
+        let (key, secret) = match (inline.is_empty(), file.is_empty()) {
+            (true, true) => return Ok(ClusterSecret::none()),
+            (false, false) => return Err(invalid(KEY, MASKED, &format!("and `{FILE}` are both set; set one"))),
+            (false, true) => (KEY, inline.to_string()),
+            (true, false) => {
+                let text =
+                    std::fs::read_to_string(file).map_err(|e| invalid(FILE, file, &format!("cannot be read: {e}")))?;
+                (FILE, text.lines().next().unwrap_or_default().trim().to_string())
+            }
+        };
+        ClusterSecret::new(secret).map_err(|e| invalid(key, MASKED, &format!("is not usable: {e}")))
+    }
+
     /// The REST/dashboard port: `gearpump.services.port` if a layer set it, else
     /// `gearpump.services.http`.
     pub fn services_port(&self) -> Result<u16, ConfigError> {
@@ -323,6 +349,7 @@ impl GearConfig {
     /// Checks every typed key once, so a daemon fails at start-up rather than later.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.masters()?;
+        self.cluster_secret()?;
         self.services_port()?;
         for key in [
             "gearpump.worker.slots",
@@ -348,6 +375,7 @@ impl GearConfig {
             "gearpump.network.hello-timeout-ms",
             "gearpump.services.body-limit-bytes",
             "gearpump.services.upload-limit-bytes",
+            "gearpump.ui-security.session-timeout-ms",
         ] {
             let n: u64 = self.get_num(key)?;
             if n == 0 && !key.contains("retries") {
@@ -363,6 +391,7 @@ impl GearConfig {
             self.get_num::<u16>(key)?;
         }
         self.get_bool("gearpump.metrics.enabled")?;
+        self.get_bool("gearpump.ui-security.authentication-enabled")?;
         let reporter = self.get_str("gearpump.metrics.reporter").unwrap_or_default();
         if !["logfile", "graphite", "akka"].contains(&reporter) {
             return Err(invalid("gearpump.metrics.reporter", reporter, "is not one of logfile, graphite, akka"));
@@ -378,6 +407,9 @@ impl GearConfig {
         Ok(())
     }
 }
+
+/// What an error shows instead of a secret value.
+const MASKED: &str = "<secret>";
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
@@ -576,6 +608,37 @@ mod tests {
                 other => panic!("{text}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn the_cluster_secret_comes_from_the_config_or_a_file_and_errors_never_show_it() {
+        let secret = |text: &str| GearConfig::defaults().with_str("a.conf", text).unwrap().cluster_secret();
+        assert!(!secret("").unwrap().is_set());
+        assert!(secret("gearpump.cluster.secret = \"a long enough secret\"").unwrap().is_set());
+        let dir = std::env::temp_dir().join(format!("gear-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "a long enough secret\nsecond line ignored\n").unwrap();
+        let from_file = secret(&format!("gearpump.cluster.secret-file = \"{}\"", file.display())).unwrap();
+        assert_eq!(from_file, secret("gearpump.cluster.secret = \"a long enough secret\"").unwrap());
+        for (text, key) in [
+            ("gearpump.cluster.secret = \"short-secret\"", "gearpump.cluster.secret"),
+            (
+                "gearpump.cluster.secret = \"a long enough secret\"\ngearpump.cluster.secret-file = \"/x\"",
+                "gearpump.cluster.secret",
+            ),
+            ("gearpump.cluster.secret-file = \"/no/such/secret\"", "gearpump.cluster.secret-file"),
+        ] {
+            let err = secret(text).unwrap_err();
+            assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if k == key), "{text}: {err}");
+            assert!(!err.to_string().contains("short-secret") && !err.to_string().contains("enough"), "{err}");
+            let conf = GearConfig::defaults().with_str("a.conf", text).unwrap();
+            assert!(conf.validate().is_err(), "validate checks the secret: {text}");
+        }
+        std::fs::write(&file, "tiny\n").unwrap();
+        let err = secret(&format!("gearpump.cluster.secret-file = \"{}\"", file.display())).unwrap_err();
+        assert!(err.to_string().contains("at least 16") && !err.to_string().contains("tiny"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

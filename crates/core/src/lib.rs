@@ -16,6 +16,9 @@
 //!   tasks.
 //! - [`graph`]: [`Graph`], a small directed graph with a stable topological order, used for the
 //!   processor DAG.
+//! - [`auth`]: the cluster secret and the challenge–response proofs with which every
+//!   connection inside a cluster shows it belongs (the wire protocols carry them).
+//! - [`redact`]: masks secrets in text that is shown (errors, logs, REST answers).
 //!
 //! ```
 //! use gearpump_core::{Message, Timestamp};
@@ -25,6 +28,7 @@
 //! assert_eq!(msg.timestamp(), Timestamp(42));
 //! ```
 
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod graph;

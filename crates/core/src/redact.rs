@@ -14,8 +14,21 @@ pub const MASK: &str = "***";
 const SECRET_PARAMS: [&str; 7] = ["secret", "password", "passwd", "token", "credential", "key", "signature"];
 
 /// Words that make a config key's whole value a secret.
-const SECRET_KEYS: [&str; 9] =
-    ["secret", "password", "passwd", "token", "credential", "jaas", "access_key", "access-key", "private"];
+const SECRET_KEYS: [&str; 12] = [
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "jaas",
+    "access_key",
+    "access-key",
+    "private",
+    // The REST users' password hashes.
+    "ui-security.admins",
+    "ui-security.users",
+    "ui-security.guests",
+];
 
 /// Whether the config key `key` holds a secret (its value is never shown).
 pub fn is_secret_key(key: &str) -> bool {

@@ -21,7 +21,7 @@ use gearpump_cluster::daemon::submit_binary;
 use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
-use gearpump_protocol::{MasterReply, MasterRequest, MasterSummary};
+use gearpump_protocol::{ClusterSecret, MasterReply, MasterRequest, MasterSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -101,6 +101,9 @@ enum Command {
         #[arg(long)]
         appid: u32,
     },
+    /// Reads a password (the first line of standard input) and prints its argon2 hash, for a
+    /// user entry of gearpump.ui-security.admins, users or guests.
+    Passwd,
 }
 
 fn main() -> ExitCode {
@@ -153,10 +156,14 @@ async fn ctrl_c() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Passwd) {
+        return passwd();
+    }
     let conf = load_config(cli.conf.as_deref())?;
     let timing = ControlTiming::from_config(&conf)?;
     let masters = conf.masters()?;
     let masters_env = masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let secret = conf.cluster_secret()?;
     let worker_settings = |conf: &GearConfig| WorkerSettings {
         masters: masters.clone(),
         slots: conf.worker_slots(),
@@ -169,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Duration::from_millis(conf.get_num("gearpump.netty.max-sleep-ms").unwrap_or(1000)),
         ),
         system_config: conf.to_hocon(),
+        secret: secret.clone(),
     };
     let store = || -> anyhow::Result<ArtifactStore> {
         let root = conf.get_str("gearpump.jarstore.rootpath").unwrap_or("jarstore/");
@@ -186,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let log = init_daemon_logging(&conf, &format!("master-{ip}-{port}"))?;
             tracing::info!(log = %log.display(), "Logging to a file too.");
+            warn_without_secret(&secret, &ip);
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind((ip.as_str(), port))
                     .await
@@ -201,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             crash_on_panic();
             let log = init_daemon_logging(&conf, &format!("worker-{}", std::process::id()))?;
             tracing::info!(log = %log.display(), "Logging to a file too.");
+            warn_without_secret(&secret, conf.hostname());
             runtime()?.block_on(run_worker(worker_settings(&conf), ctrl_c())).context("the worker stopped")
         }
         Command::Services => {
@@ -212,9 +222,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding the services port {host}:{port}"))?;
                 println!("Dashboard: http://{}/", listener.local_addr()?);
-                let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
+                let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(
+                    masters.clone(),
+                    secret.clone(),
+                    conf.to_hocon(),
+                ));
                 let limits = gearpump_services::RestLimits::from_config(&conf)?;
-                gearpump_services::serve(listener, backend, limits, ctrl_c()).await?;
+                let auth = std::sync::Arc::new(gearpump_services::RestAuth::from_config(&conf)?);
+                gearpump_services::serve(listener, backend, limits, auth, ctrl_c()).await?;
                 Ok(())
             })
         }
@@ -223,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let me = masters.first().context("gearpump.cluster.masters is empty")?.clone();
             let log = init_daemon_logging(&conf, "local")?;
             tracing::info!(log = %log.display(), master = %me, workers = workernum, "Starting a local cluster.");
+            warn_without_secret(&secret, &me.host);
             let settings = worker_settings(&conf);
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind((me.host.as_str(), me.port))
@@ -247,9 +263,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("binding the services port {host}:{port}"))?;
                     println!("Dashboard: http://{}/", listener.local_addr()?);
-                    let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(masters.clone()));
+                    let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(
+                        masters.clone(),
+                        secret.clone(),
+                        conf.to_hocon(),
+                    ));
                     let limits = gearpump_services::RestLimits::from_config(&conf)?;
-                    tokio::spawn(gearpump_services::serve(listener, backend, limits, std::future::pending()));
+                    let auth = std::sync::Arc::new(gearpump_services::RestAuth::from_config(&conf)?);
+                    tokio::spawn(gearpump_services::serve(listener, backend, limits, auth, std::future::pending()));
                 }
                 for i in 0..workernum {
                     let mut settings = settings.clone();
@@ -266,10 +287,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::App { jar, name_prefix, executors, args } => {
-            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &masters, &masters_env)
+            let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
+            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, &masters_env)
         }
         Command::Info => {
-            let apps = match ask(&masters, &MasterRequest::ListApps)? {
+            let apps = match ask(&masters, &secret, &MasterRequest::ListApps)? {
                 MasterReply::Apps(apps) => apps,
                 other => bail!("unexpected answer from the master: {other:?}"),
             };
@@ -280,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Kill { appid } => match ask(&masters, &MasterRequest::KillApp { app_id: AppId(appid) })? {
+        Command::Kill { appid } => match ask(&masters, &secret, &MasterRequest::KillApp { app_id: AppId(appid) })? {
             MasterReply::Ok => {
                 println!("Killed application {appid}.");
                 Ok(())
@@ -288,14 +310,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             MasterReply::Error(e) => bail!("{e}"),
             other => bail!("unexpected answer from the master: {other:?}"),
         },
-        Command::Replay { appid } => match ask(&masters, &MasterRequest::ReplayApp { app_id: AppId(appid) })? {
-            MasterReply::Ok => {
-                println!("Application {appid} replays from its start clock.");
-                Ok(())
+        Command::Passwd => passwd(),
+        Command::Replay { appid } => {
+            match ask(&masters, &secret, &MasterRequest::ReplayApp { app_id: AppId(appid) })? {
+                MasterReply::Ok => {
+                    println!("Application {appid} replays from its start clock.");
+                    Ok(())
+                }
+                MasterReply::Error(e) => bail!("{e}"),
+                other => bail!("unexpected answer from the master: {other:?}"),
             }
-            MasterReply::Error(e) => bail!("{e}"),
-            other => bail!("unexpected answer from the master: {other:?}"),
-        },
+        }
     }
 }
 
@@ -306,16 +331,17 @@ fn submit(
     prefix: &str,
     executors: u32,
     args: &[String],
-    masters: &[HostPort],
+    cluster: &Cluster<'_>,
     masters_env: &str,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!("Submitting {} to {masters_env}...", jar.display());
-    let app_id = submit_binary(jar, prefix, executors, args, masters_env)?.0;
+    let app_id = submit_binary(jar, prefix, executors, args, masters_env, &cluster.conf.to_hocon(), None)?.0;
+    let (masters, secret) = (cluster.masters, cluster.secret);
     eprintln!("Application {app_id} submitted; waiting for it to become active...");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let apps = match ask(masters, &MasterRequest::ListApps)? {
+        let apps = match ask(masters, secret, &MasterRequest::ListApps)? {
             MasterReply::Apps(apps) => apps,
             other => bail!("unexpected answer from the master: {other:?}"),
         };
@@ -375,6 +401,7 @@ fn master_options(
         members: members.to_vec(),
         data_dir,
         limits: gearpump_cluster::daemon::port_limits(conf)?,
+        secret: conf.cluster_secret()?,
     })
 }
 
@@ -391,12 +418,44 @@ fn crash_on_panic() {
     }));
 }
 
+/// `gear passwd`: the argon2 hash of the password on standard input's first line.
+fn passwd() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        bail!("no password on standard input (e.g. `read -rs pw; echo \"$pw\" | gear passwd`)");
+    }
+    println!("{}", gearpump_services::auth::hash_password(password));
+    Ok(())
+}
+
+/// The cluster a command talks to.
+struct Cluster<'a> {
+    masters: &'a [HostPort],
+    secret: &'a ClusterSecret,
+    conf: &'a GearConfig,
+}
+
+/// Warns when a daemon listens beyond this host with no cluster secret: then anyone who can
+/// reach its ports can run code on the cluster.
+fn warn_without_secret(secret: &ClusterSecret, host: &str) {
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !secret.is_set() && !loopback {
+        tracing::warn!(
+            %host,
+            "No cluster secret (gearpump.cluster.secret or gearpump.cluster.secret-file): anyone who can reach this \
+             host's Gearpump ports can join the cluster and run programs on it."
+        );
+    }
+}
+
 /// One request to the first master that answers.
-fn ask(masters: &[HostPort], req: &MasterRequest) -> anyhow::Result<MasterReply> {
+fn ask(masters: &[HostPort], secret: &ClusterSecret, req: &MasterRequest) -> anyhow::Result<MasterReply> {
     let list: Vec<String> = masters.iter().map(ToString::to_string).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        gearpump_cluster::daemon::ask_leader(masters, req, Duration::from_secs(30))
+        gearpump_cluster::daemon::ask_leader(masters, secret, req, Duration::from_secs(30))
             .await
             .with_context(|| format!("no leading master answers at {}", list.join(", ")))
     })

@@ -55,7 +55,7 @@ impl Cluster {
     fn workers(&self) -> Option<Vec<WorkerInfo>> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut c = MasterClient::connect(std::slice::from_ref(&self.master)).await.ok()?;
+            let mut c = MasterClient::connect(std::slice::from_ref(&self.master), &common::secret()).await.ok()?;
             match c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.ok()? {
                 MasterReply::Workers(w) => Some(w),
                 _ => None,
@@ -108,8 +108,9 @@ fn random_bytes_on_the_master_port_leave_it_running() {
         let bytes: Vec<u8> = match round {
             0 => b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             // A valid hello, then a huge length, then a frame that does not decode.
+            // A hello of the old version; a hello with a nonce and then a made-up proof.
             1 => [&b"GPCP\x01\x00"[..], &u32::MAX.to_le_bytes()].concat(),
-            2 => [&b"GPCP\x01\x00"[..], &[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..]].concat(),
+            2 => [&b"GPCP\x02\x00"[..], &[7; 32][..], &[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..], &[0; 32][..]].concat(),
             _ => (0..4096)
                 .map(|_| {
                     rng ^= rng << 13;
@@ -125,6 +126,47 @@ fn random_bytes_on_the_master_port_leave_it_running() {
     wait_until("the master still answers", || c.alive_workers() == 1);
     let info = c.run(&["info"]);
     assert!(info.status.success(), "{}", stderr(&info));
+}
+
+#[test]
+fn nodes_without_the_cluster_secret_are_refused_and_the_master_names_them() {
+    let c = Cluster::new("auth");
+    let _master = c.start_master();
+    let port = c.master.port;
+    // The same cluster without the secret, and with another one.
+    let none = c.dir.join("none.conf");
+    std::fs::write(&none, format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n")).unwrap();
+    let other = c.dir.join("other.conf");
+    std::fs::write(
+        &other,
+        format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\ngearpump.cluster.secret = \"not the cluster's secret\"\n"),
+    )
+    .unwrap();
+    for conf in [&none, &other] {
+        let run =
+            |args: &[&str]| Command::new(GEAR).arg("-conf").arg(conf).args(args).current_dir(&c.dir).output().unwrap();
+        // A worker exits at once, saying why (rather than retrying for master-timeout).
+        let worker = run(&["worker"]);
+        assert!(!worker.status.success());
+        assert!(stderr(&worker).contains("cluster secret"), "{}", stderr(&worker));
+        let info = run(&["info"]);
+        assert!(!info.status.success());
+        assert!(stderr(&info).contains("cluster secret"), "{}", stderr(&info));
+        let kill = run(&["kill", "-appid", "1"]);
+        assert!(!kill.status.success() && stderr(&kill).contains("cluster secret"), "{}", stderr(&kill));
+    }
+    // Nothing of them registered, and the master said whom it refused.
+    assert_eq!(c.workers().map(|w| w.len()), Some(0));
+    let log = std::fs::read_to_string(c.dir.join("logs").join(format!("master-127.0.0.1-{port}.log"))).unwrap();
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("Refused a control connection")).collect();
+    assert!(refusals.len() >= 3, "{log}");
+    assert!(refusals.iter().all(|l| l.contains("peer=127.0.0.1:") && l.contains("cluster secret")), "{refusals:?}");
+    // The secret never shows in what the master logs.
+    assert!(!log.contains(common::SECRET) && !log.contains("not the cluster's secret"), "{log}");
+    // Those with the secret are served.
+    let _w = c.spawn(&["worker"]);
+    wait_until("the worker with the secret registered", || c.alive_workers() == 1);
+    assert!(c.run(&["info"]).status.success());
 }
 
 #[test]

@@ -109,7 +109,7 @@ fn killing_the_leader_keeps_wordcount_running_and_the_next_submission_gets_the_n
     // The restarted master answers as a follower: the leader serves.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let reply = rt.block_on(async {
-        let mut c = MasterClient::connect_direct(&ha.masters[old]).await.unwrap();
+        let mut c = MasterClient::connect_direct(&ha.masters[old], &common::secret()).await.unwrap();
         c.ask(&MasterRequest::ListApps, Duration::from_secs(5)).await.unwrap()
     });
     assert!(matches!(reply, MasterReply::NotLeader { leader: Some(_) }), "{reply:?}");

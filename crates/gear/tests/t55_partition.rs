@@ -161,7 +161,7 @@ fn the_cut_off_leader_accepts_no_change_and_after_healing_there_is_one_history()
     wait_until("the old leader follows the new one", || ha.leader_seen_by(old).is_some_and(|l| l == leader));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let reply = rt.block_on(async {
-        let mut c = MasterClient::connect_direct(&ha.masters[old]).await.unwrap();
+        let mut c = MasterClient::connect_direct(&ha.masters[old], &common::secret()).await.unwrap();
         c.ask(&MasterRequest::ListApps, Duration::from_secs(5)).await.unwrap()
     });
     assert!(matches!(&reply, MasterReply::NotLeader { leader: Some(l) } if *l == leader), "{reply:?}");

@@ -67,7 +67,7 @@ pub use gearpump_cluster::{
 pub use gearpump_core::{AppId, CodecError, ProcessorId, TaskId, redact};
 pub use gearpump_streaming::MetricsConfig;
 pub use gearpump_transport::FlowConfig;
-pub use gearpump_transport::tcp::RetryPolicy;
+pub use gearpump_transport::tcp::{ClusterSecret, RetryPolicy};
 
 /// Everything an application author usually needs, in one import.
 pub mod prelude {

@@ -11,6 +11,8 @@
 //! oversized frame or bytes that do not decode gets a [`ProtocolError`] naming what was wrong
 //! and loses its connection; the daemon carries on.
 
+pub use gearpump_core::auth::ClusterSecret;
+use gearpump_core::auth::{self, PROOF_LEN, Role};
 pub use gearpump_core::config::PortLimits;
 use gearpump_core::{AppId, WorkerId};
 pub use gearpump_metrics::ReadOption;
@@ -22,8 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The magic that opens a control connection.
 pub const MAGIC: [u8; 4] = *b"GPCP";
-/// The protocol version.
-pub const VERSION: u16 = 1;
+/// The protocol version (2: the hello carries the cluster-secret challenge–response).
+pub const VERSION: u16 = 2;
 /// The largest control frame (an uploaded application binary travels in chunks below it).
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -56,18 +58,101 @@ pub enum ProtocolError {
     /// No master leads (an election, or too few masters alive for a majority).
     #[error("no leading master: {0}")]
     NoLeader(String),
+    /// The peer did not prove that it holds this node's cluster secret (it has another, or
+    /// none where this node has one, or one where this node has none).
+    #[error(
+        "the peer does not hold this node's cluster secret (gearpump.cluster.secret{})",
+        if *secret_set { "" } else { ", which is not set here" }
+    )]
+    NotAuthenticated {
+        /// Whether this node has a secret.
+        secret_set: bool,
+    },
+    /// The peer refused this node's proof of the cluster secret.
+    #[error(
+        "refused by the peer: this node does not hold its cluster secret (gearpump.cluster.secret{})",
+        if *secret_set { " differs" } else { " is not set here" }
+    )]
+    Refused {
+        /// Whether this node has a secret.
+        secret_set: bool,
+    },
 }
 
-/// Writes the opening magic and version.
-pub async fn write_hello<W: AsyncWriteExt + Unpin>(w: &mut W) -> Result<(), ProtocolError> {
-    let mut hello = MAGIC.to_vec();
+/// What a server answers once it has checked the client's proof.
+const ACCEPTED: u8 = 0;
+const REFUSED: u8 = 1;
+
+/// Opens a connection from the client side: magic, version and a fresh nonce out; the
+/// server's nonce and proof in; our proof out; the server's proof checked against `secret`
+/// (a server without it is left at once); the server's verdict in. See
+/// [`gearpump_core::auth`].
+pub async fn client_handshake<R, W>(r: &mut R, w: &mut W, secret: &ClusterSecret) -> Result<(), ProtocolError>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let own = auth::nonce();
+    let mut hello = Vec::with_capacity(6 + PROOF_LEN);
+    hello.extend_from_slice(&MAGIC);
     hello.extend_from_slice(&VERSION.to_le_bytes());
+    hello.extend_from_slice(&own);
     w.write_all(&hello).await?;
-    Ok(())
+    read_magic(r).await?;
+    let theirs = read_32(r).await?;
+    let proof = read_32(r).await?;
+    // Our proof goes out whatever the server's is worth, so that a server refusing us learns
+    // (and logs) who we are; it is good for this pair of nonces only.
+    w.write_all(&secret.proof(Role::Client, &theirs, &own)).await?;
+    if !secret.verify(Role::Server, &own, &theirs, &proof) {
+        return Err(ProtocolError::NotAuthenticated { secret_set: secret.is_set() });
+    }
+    let mut verdict = [0u8; 1];
+    r.read_exact(&mut verdict).await.map_err(eof)?;
+    match verdict[0] {
+        ACCEPTED => Ok(()),
+        _ => Err(ProtocolError::Refused { secret_set: secret.is_set() }),
+    }
+}
+
+/// Opens an accepted connection: the client's magic, version and nonce in; our nonce and
+/// proof out; the client's proof in, checked against `secret`; the verdict out. All within
+/// `timeout`. A client without the secret gets [`ProtocolError::NotAuthenticated`] here
+/// (the caller logs it with the peer's address and drops the connection).
+pub async fn server_handshake<R, W>(
+    r: &mut R,
+    w: &mut W,
+    secret: &ClusterSecret,
+    timeout: Duration,
+) -> Result<(), ProtocolError>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let exchange = async {
+        read_magic(r).await?;
+        let theirs = read_32(r).await?;
+        let own = auth::nonce();
+        let mut reply = Vec::with_capacity(6 + 2 * PROOF_LEN);
+        reply.extend_from_slice(&MAGIC);
+        reply.extend_from_slice(&VERSION.to_le_bytes());
+        reply.extend_from_slice(&own);
+        reply.extend_from_slice(&secret.proof(Role::Server, &theirs, &own));
+        w.write_all(&reply).await?;
+        let proof = read_32(r).await?;
+        if secret.verify(Role::Client, &own, &theirs, &proof) {
+            w.write_all(&[ACCEPTED]).await?;
+            Ok(())
+        } else {
+            let _ = w.write_all(&[REFUSED]).await;
+            Err(ProtocolError::NotAuthenticated { secret_set: secret.is_set() })
+        }
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| ProtocolError::Timeout(timeout))?
 }
 
 /// Reads and checks the opening magic and version.
-pub async fn read_hello<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(), ProtocolError> {
+async fn read_magic<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(), ProtocolError> {
     let mut hello = [0u8; 6];
     r.read_exact(&mut hello).await.map_err(eof)?;
     let magic: [u8; 4] = hello[..4].try_into().expect("4 bytes");
@@ -76,6 +161,12 @@ pub async fn read_hello<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(), Protoc
         return Err(ProtocolError::BadHello { magic, version });
     }
     Ok(())
+}
+
+async fn read_32<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<auth::Bytes32, ProtocolError> {
+    let mut b = [0u8; PROOF_LEN];
+    r.read_exact(&mut b).await.map_err(eof)?;
+    Ok(b)
 }
 
 fn eof(e: std::io::Error) -> ProtocolError {
@@ -149,11 +240,6 @@ impl ConnectionGate {
             }
         }
     }
-}
-
-/// [`read_hello`] within `timeout`: a connection that says nothing is not kept.
-pub async fn read_hello_within<R: AsyncReadExt + Unpin>(r: &mut R, timeout: Duration) -> Result<(), ProtocolError> {
-    tokio::time::timeout(timeout, read_hello(r)).await.map_err(|_| ProtocolError::Timeout(timeout))?
 }
 
 /// A processor of a DAG submitted as JSON (`POST master/submitdag`).
@@ -487,18 +573,87 @@ impl MasterReply {
 mod tests {
     use super::*;
 
+    /// Runs both sides of the handshake over an in-memory pipe; their results.
+    async fn handshake(
+        client: &ClusterSecret,
+        server: &ClusterSecret,
+    ) -> (Result<(), ProtocolError>, Result<(), ProtocolError>) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        // Each side drops its end when done, as a real peer closes its socket.
+        let client_side = async move {
+            let (mut r, mut w) = tokio::io::split(a);
+            client_handshake(&mut r, &mut w, client).await
+        };
+        let server_side = async move {
+            let (mut r, mut w) = tokio::io::split(b);
+            server_handshake(&mut r, &mut w, server, Duration::from_secs(5)).await
+        };
+        tokio::join!(client_side, server_side)
+    }
+
+    #[tokio::test]
+    async fn the_handshake_admits_only_peers_with_the_same_secret_both_ways() {
+        let s = ClusterSecret::new("the cluster secret, long").unwrap();
+        let other = ClusterSecret::new("another secret entirely").unwrap();
+        let none = ClusterSecret::none();
+        let (c, v) = handshake(&s, &s).await;
+        assert!(c.is_ok() && v.is_ok(), "{c:?} {v:?}");
+        let (c, v) = handshake(&none, &none).await;
+        assert!(c.is_ok() && v.is_ok(), "{c:?} {v:?}");
+        // The client finds that a server with another secret, or none, cannot prove it holds
+        // the client's; the server refuses the client's proof.
+        for (client, server) in [(&s, &other), (&s, &none)] {
+            let (c, v) = handshake(client, server).await;
+            assert!(matches!(c, Err(ProtocolError::NotAuthenticated { secret_set: true })), "{c:?}");
+            assert!(v.is_err());
+        }
+        // A client without the secret is refused by a server that has one, and told so.
+        let (c, v) = handshake(&none, &s).await;
+        assert!(matches!(c, Err(ProtocolError::NotAuthenticated { secret_set: false })), "{c:?}");
+        assert!(v.is_err());
+        assert!(c.unwrap_err().to_string().contains("gearpump.cluster.secret"));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_answers_with_a_wrong_proof_is_refused_and_told() {
+        // A client that checks nothing and sends a made-up proof (an attacker).
+        let s = ClusterSecret::new("the cluster secret, long").unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (mut ar, mut aw) = tokio::io::split(a);
+        let (mut br, mut bw) = tokio::io::split(b);
+        let attacker = async {
+            let mut hello = MAGIC.to_vec();
+            hello.extend_from_slice(&VERSION.to_le_bytes());
+            hello.extend_from_slice(&[7; PROOF_LEN]);
+            aw.write_all(&hello).await.unwrap();
+            let mut reply = [0u8; 6 + 2 * PROOF_LEN];
+            ar.read_exact(&mut reply).await.unwrap();
+            aw.write_all(&[9; PROOF_LEN]).await.unwrap();
+            let mut verdict = [0u8; 1];
+            ar.read_exact(&mut verdict).await.unwrap();
+            verdict[0]
+        };
+        let (verdict, served) = tokio::join!(attacker, server_handshake(&mut br, &mut bw, &s, Duration::from_secs(5)));
+        assert_eq!(verdict, REFUSED);
+        assert!(matches!(served, Err(ProtocolError::NotAuthenticated { .. })), "{served:?}");
+    }
+
     #[tokio::test]
     async fn messages_round_trip_and_garbage_is_named() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_hello(&mut a).await.unwrap();
         write_msg(&mut a, &MasterRequest::KillApp { app_id: AppId(3) }).await.unwrap();
-        read_hello(&mut b).await.unwrap();
         let got: MasterRequest = read_msg(&mut b).await.unwrap();
         assert_eq!(got, MasterRequest::KillApp { app_id: AppId(3) });
 
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        assert!(matches!(read_hello(&mut b).await, Err(ProtocolError::BadHello { .. })));
+        assert!(matches!(read_magic(&mut b).await, Err(ProtocolError::BadHello { .. })));
+
+        // Silence is cut off at the timeout.
+        let (_a, b) = tokio::io::duplex(1 << 16);
+        let (mut br, mut bw) = tokio::io::split(b);
+        let silent = server_handshake(&mut br, &mut bw, &ClusterSecret::none(), Duration::from_millis(50)).await;
+        assert!(matches!(silent, Err(ProtocolError::Timeout(_))), "{silent:?}");
 
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(&u32::MAX.to_le_bytes()).await.unwrap();

@@ -7,7 +7,7 @@ use gearpump_cluster::daemon::{MasterClient, submit_binary};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, UserConfig};
 use gearpump_metrics::{MetricPoint, ReadOption};
-use gearpump_protocol::{ClusterSnapshot, MasterReply, MasterRequest};
+use gearpump_protocol::{ClusterSecret, ClusterSnapshot, MasterReply, MasterRequest};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -102,15 +102,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores an application binary (streamed to a temporary file); its artifact id.
     fn upload(&self, file: Upload) -> BoxFuture<'_, Result<String, BackendError>>;
     /// Submits an application binary (streamed to a temporary file) with arguments on
-    /// `executors` executors (0: one per worker).
+    /// `executors` executors (0: one per worker), as `user` (the logged-in REST user; `None`:
+    /// the user the services run as).
     fn submit_binary(
         &self,
         file: Upload,
         args: Vec<String>,
         executors: u32,
+        user: Option<String>,
     ) -> BoxFuture<'_, Result<AppId, BackendError>>;
-    /// Submits a DAG of registered task types.
-    fn submit_dag(&self, dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>>;
+    /// Submits a DAG of registered task types as `user` (as for [`Backend::submit_binary`]).
+    fn submit_dag(&self, dag: DagRequest, user: Option<String>) -> BoxFuture<'_, Result<AppId, BackendError>>;
 }
 
 fn refused(e: String) -> BackendError {
@@ -212,17 +214,23 @@ impl Backend for EmbeddedBackend {
         Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
     }
 
-    fn submit_binary(&self, _: Upload, _: Vec<String>, _: u32) -> BoxFuture<'_, Result<AppId, BackendError>> {
+    fn submit_binary(
+        &self,
+        _: Upload,
+        _: Vec<String>,
+        _: u32,
+        _: Option<String>,
+    ) -> BoxFuture<'_, Result<AppId, BackendError>> {
         Box::pin(async { Err(BackendError::BadRequest(EMBEDDED_ONLY.into())) })
     }
 
-    fn submit_dag(&self, dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>> {
+    fn submit_dag(&self, dag: DagRequest, user: Option<String>) -> BoxFuture<'_, Result<AppId, BackendError>> {
         let Some(base) = self.base.clone() else {
             return Box::pin(async { Err(BackendError::BadRequest("no task types are registered here".into())) });
         };
         self.blocking(move |c| {
             let app = app_from_dag(&base, &dag)?;
-            c.submit(app).map_err(|e| BackendError::BadRequest(e.to_string()))
+            c.submit_as(app, user).map_err(|e| BackendError::BadRequest(e.to_string()))
         })
     }
 }
@@ -230,17 +238,20 @@ impl Backend for EmbeddedBackend {
 /// A cluster's masters, over the control protocol (`gear services`, `gear local -services`).
 pub struct RemoteBackend {
     masters: Vec<HostPort>,
+    secret: ClusterSecret,
+    system_config: String,
 }
 
 impl RemoteBackend {
-    /// A backend asking the first of `masters` that answers.
-    pub fn new(masters: Vec<HostPort>) -> Self {
-        RemoteBackend { masters }
+    /// A backend asking the first of `masters` that answers, proving it holds the cluster
+    /// `secret`; binaries it submits get `system_config` (HOCON) as theirs.
+    pub fn new(masters: Vec<HostPort>, secret: ClusterSecret, system_config: String) -> Self {
+        RemoteBackend { masters, secret, system_config }
     }
 
     async fn ask(&self, req: MasterRequest) -> Result<MasterReply, BackendError> {
         let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
-        match gearpump_cluster::daemon::ask_leader(&self.masters, &req, Duration::from_secs(60)).await {
+        match gearpump_cluster::daemon::ask_leader(&self.masters, &self.secret, &req, Duration::from_secs(60)).await {
             Ok(MasterReply::Error(e)) => Err(refused(e)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", ")))),
@@ -307,7 +318,7 @@ impl Backend for RemoteBackend {
             use gearpump_cluster::daemon::artifacts::CHUNK;
             use std::io::{Read, Seek, SeekFrom};
             let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
-            let mut client = MasterClient::connect(&self.masters)
+            let mut client = MasterClient::connect(&self.masters, &self.secret)
                 .await
                 .map_err(|e| BackendError::Unavailable(format!("no master answers at {}: {e}", list.join(", "))))?;
             let mut source = std::fs::File::open(file.path())
@@ -334,14 +345,17 @@ impl Backend for RemoteBackend {
         file: Upload,
         args: Vec<String>,
         executors: u32,
+        user: Option<String>,
     ) -> BoxFuture<'_, Result<AppId, BackendError>> {
         let masters = self.masters_env();
+        let system_config = self.system_config.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o755))
                     .map_err(|e| BackendError::Unavailable(format!("making the upload executable: {e}")))?;
-                let result = submit_binary(file.path(), "", executors, &args, &masters);
+                let result =
+                    submit_binary(file.path(), "", executors, &args, &masters, &system_config, user.as_deref());
                 drop(file);
                 result.map_err(|e| match e {
                     gearpump_cluster::daemon::SubmitBinaryError::Io { .. } => BackendError::BadRequest(format!(
@@ -355,7 +369,7 @@ impl Backend for RemoteBackend {
         })
     }
 
-    fn submit_dag(&self, _dag: DagRequest) -> BoxFuture<'_, Result<AppId, BackendError>> {
+    fn submit_dag(&self, _dag: DagRequest, _user: Option<String>) -> BoxFuture<'_, Result<AppId, BackendError>> {
         Box::pin(async {
             Err(BackendError::BadRequest(
                 "submitdag needs the task types' binary: on a cluster, submit that binary with master/submitapp; \

@@ -11,17 +11,22 @@
 //!   (`gearpump_protocol`), with the guide's field names.
 //! - [`rest::router`]: the routes. Bad ids and malformed bodies get 400 or 404 with a JSON
 //!   `{"error": …}` that names what was wrong.
+//! - [`auth`]: users, roles and sessions (`gearpump.ui-security.*`); with authentication on,
+//!   every route but the dashboard's files and `/login` needs a logged-in caller whose role
+//!   allows the request.
 //! - The dashboard is three files compiled into the binary (`assets/`): plain HTML, CSS and
 //!   JavaScript with SVG charts and DAG, no build step and no third-party code.
 //!
 //! [`ClusterSnapshot`]: gearpump_protocol::ClusterSnapshot
 
+pub mod auth;
 pub mod backend;
 pub mod rest;
 pub mod views;
 
+pub use auth::RestAuth;
 pub use backend::{Backend, BackendError, EmbeddedBackend, RemoteBackend, Upload};
-pub use rest::{RestLimits, router, router_with};
+pub use rest::{RestLimits, router, router_secured, router_with};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,16 +38,22 @@ mod assets {
     pub(crate) const CSS: &str = include_str!("../assets/dashboard.css");
 }
 
-/// Serves the REST API and dashboard on `listener` until `shutdown` completes.
+/// Serves the REST API and dashboard on `listener` until `shutdown` completes, to the callers
+/// `auth` admits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     backend: Arc<dyn Backend>,
     limits: RestLimits,
+    auth: Arc<RestAuth>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "Serving the REST API and dashboard at http://{addr}/");
-    axum::serve(listener, router_with(backend, limits)).with_graceful_shutdown(shutdown).await
+    tracing::info!(%addr, authentication = auth.enabled(), "Serving the REST API and dashboard at http://{addr}/");
+    if !auth.enabled() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "REST authentication is off (gearpump.ui-security.authentication-enabled): anyone who \
+            reaches this address may submit and kill applications.");
+    }
+    axum::serve(listener, router_secured(backend, limits, auth)).with_graceful_shutdown(shutdown).await
 }
 
 /// Services running on a thread of their own; they stop when this is dropped.
@@ -99,7 +110,9 @@ pub fn start(backend: Arc<dyn Backend>, host: &str, port: u16, fallback: bool) -
                 Ok(l) => l,
                 Err(e) => return tracing::error!(error = %e, "Cannot listen for the services."),
             };
-            if let Err(e) = serve(listener, backend, RestLimits::default(), async move {
+            // An application run by itself: one user's own cluster, no accounts.
+            let auth = Arc::new(RestAuth::disabled());
+            if let Err(e) = serve(listener, backend, RestLimits::default(), auth, async move {
                 let _ = stopped.await;
             })
             .await

@@ -1,6 +1,7 @@
 //! The router: every route of the REST API, the Prometheus endpoint, the live-update stream and
 //! the dashboard's files.
 
+use crate::auth::{Authorizer, Caller, Denied, RestAuth, Role, Target};
 use crate::backend::{Backend, BackendError, DagRequest, Upload};
 use crate::views;
 use axum::Router;
@@ -108,8 +109,14 @@ impl RestLimits {
     }
 }
 
-/// Every route on `backend`, within `limits`.
+/// Every route on `backend`, within `limits`, with authentication off.
 pub fn router_with(backend: Arc<dyn Backend>, limits: RestLimits) -> Router {
+    router_secured(backend, limits, Arc::new(RestAuth::disabled()))
+}
+
+/// Every route on `backend`, within `limits`, for the callers `auth` admits (see
+/// [`crate::auth`]).
+pub fn router_secured(backend: Arc<dyn Backend>, limits: RestLimits, auth: Arc<RestAuth>) -> Router {
     // An upload's multipart body: the binary plus a few small text parts.
     let upload_body = usize::try_from(limits.upload).unwrap_or(usize::MAX).saturating_add(limits.body);
     let api = Router::new()
@@ -143,6 +150,7 @@ pub fn router_with(backend: Arc<dyn Backend>, limits: RestLimits) -> Router {
         .route("/appmaster/{id}/config", get(app_config))
         .route("/websocket/url", get(live_url))
         .route("/events", get(events))
+        .route("/whoami", get(whoami))
         .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such route: {}", uri.path())) });
     let api = api.layer(axum::middleware::from_fn(without_secrets));
     Router::new()
@@ -151,7 +159,11 @@ pub fn router_with(backend: Arc<dyn Backend>, limits: RestLimits) -> Router {
         .route("/", get(|| async { Html(crate::assets::INDEX) }))
         .route("/dashboard.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], crate::assets::JS) }))
         .route("/dashboard.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], crate::assets::CSS) }))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
         .fallback(|uri: axum::http::Uri| async move { not_found(format!("no such page: {}", uri.path())) })
+        .layer(axum::middleware::from_fn_with_state((backend.clone(), auth.clone()), authorize))
+        .layer(axum::Extension(auth))
         .layer(axum::middleware::from_fn(same_origin_only))
         .layer(DefaultBodyLimit::max(limits.body))
         .layer(axum::Extension(limits))
@@ -184,6 +196,113 @@ async fn same_origin_only(req: axum::extract::Request, next: axum::middleware::N
         }
     }
     next.run(req).await
+}
+
+/// Paths anyone may ask for: the dashboard's own files (it shows a login form) and logging in.
+const PUBLIC: [&str; 6] = ["/", "/dashboard.js", "/dashboard.css", "/login", "/logout", "/api/v1.0/whoami"];
+
+/// Lets a request through only if its caller may make it ([`crate::auth`]): 401 without a
+/// valid session or credentials, 403 for a role that may not (naming the caller and why). The
+/// caller goes on to the handlers (submissions record it as the submitter).
+async fn authorize(
+    State((backend, auth)): State<(Arc<dyn Backend>, Arc<RestAuth>)>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let caller = match auth.caller(req.headers()) {
+        Ok(c) => c,
+        Err(_) if PUBLIC.contains(&path.as_str()) => return next.run(req).await,
+        Err(d) => return denied(d),
+    };
+    let api = path.strip_prefix("/api/v1.0").unwrap_or(&path);
+    let method = req.method().clone();
+    let reads = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    // A user managing an application: whose is it? (One that does not exist is the handler's
+    // 404.)
+    let mut owner = None;
+    if let Some(id) = Authorizer::app_of(api).filter(|_| !reads && caller.role == Role::User) {
+        match backend.snapshot().await {
+            Ok(s) => owner = s.apps.iter().find(|a| a.info.id == AppId(id)).map(|a| (id, a.info.user.clone())),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+        if owner.is_none() {
+            req.extensions_mut().insert(caller);
+            return next.run(req).await;
+        }
+    }
+    let target = owner.as_ref().map_or(Target::None, |(id, user)| Target::App { id: *id, owner: user });
+    if !PUBLIC.contains(&path.as_str())
+        && let Err(d) = Authorizer::decide(&caller, &method, api, &target)
+    {
+        tracing::info!(user = caller.user.as_deref().unwrap_or("-"), %method, %path, "Refused a REST request.");
+        return denied(d);
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn denied(d: Denied) -> Response {
+    match d {
+        Denied::Unauthenticated(m) => ApiError(StatusCode::UNAUTHORIZED, m).into_response(),
+        Denied::Forbidden(m) => forbidden(m),
+    }
+}
+
+/// `POST /login` `{"user": …, "password": …}`: a session cookie and who logged in.
+async fn login(
+    axum::Extension(auth): axum::Extension<Arc<RestAuth>>,
+    body: Result<axum::Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if !auth.enabled() {
+        return bad("authentication is off (gearpump.ui-security.authentication-enabled)").into_response();
+    }
+    let Ok(axum::Json(body)) = body else {
+        return bad("login takes JSON: {\"user\": …, \"password\": …}").into_response();
+    };
+    let (Some(user), Some(password)) = (body["user"].as_str(), body["password"].as_str()) else {
+        return bad("login needs the fields user and password").into_response();
+    };
+    // Hashing takes a while by design; off the async threads.
+    let (name, password, verifier) = (user.to_string(), password.to_string(), auth.clone());
+    let outcome = tokio::task::spawn_blocking(move || verifier.login(&name, &password)).await.ok().flatten();
+    let Some((token, caller)) = outcome else {
+        tracing::info!(user, "A failed login.");
+        return ApiError(StatusCode::UNAUTHORIZED, "wrong user name or password".into()).into_response();
+    };
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        crate::auth::COOKIE,
+        auth.session_ttl().as_secs()
+    );
+    let mut resp = axum::Json(json!({"user": caller.user, "role": caller.role})).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// `POST /logout`: ends the session.
+async fn logout(axum::Extension(auth): axum::Extension<Arc<RestAuth>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = crate::auth::session_token(&headers) {
+        auth.logout(token);
+    }
+    let cookie = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", crate::auth::COOKIE);
+    let mut resp = axum::Json(json!({"success": true})).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// `GET /api/v1.0/whoami`: whether authentication is on, and who the caller is.
+async fn whoami(axum::Extension(auth): axum::Extension<Arc<RestAuth>>, caller: Option<axum::Extension<Caller>>) -> Api {
+    let caller = caller.map(|axum::Extension(c)| c);
+    Ok(axum::Json(json!({
+        "authentication": auth.enabled(),
+        "user": caller.as_ref().and_then(|c| c.user.clone()),
+        "role": caller.map(|c| c.role),
+    })))
 }
 
 /// Masks secrets in every JSON answer: the values of secret-named keys (a password in a
@@ -471,6 +590,7 @@ async fn binary_form(
 
 async fn submit_app(
     State(b): Shared,
+    caller: Option<axum::Extension<Caller>>,
     axum::Extension(limits): axum::Extension<RestLimits>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Api {
@@ -489,7 +609,8 @@ async fn submit_app(
         None | Some("") => 0,
         Some(e) => e.parse().map_err(|_| bad(format!("executors must be a non-negative integer, not {e:?}")))?,
     };
-    let id = b.submit_binary(file, args, executors).await?;
+    let user = caller.and_then(|axum::Extension(c)| c.user);
+    let id = b.submit_binary(file, args, executors, user).await?;
     Ok(axum::Json(json!({"success": true, "appId": id.0})))
 }
 
@@ -507,6 +628,7 @@ async fn upload_jar(
 
 async fn submit_dag(
     State(b): Shared,
+    caller: Option<axum::Extension<Caller>>,
     body: Result<axum::Json<DagRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Api {
     let axum::Json(dag) = body.map_err(|e| {
@@ -514,7 +636,8 @@ async fn submit_dag(
         let limit = if status == StatusCode::PAYLOAD_TOO_LARGE { " (gearpump.services.body-limit-bytes)" } else { "" };
         ApiError(status, format!("submitdag takes a JSON DAG: {}{limit}", e.body_text()))
     })?;
-    let id = b.submit_dag(dag).await?;
+    let user = caller.and_then(|axum::Extension(c)| c.user);
+    let id = b.submit_dag(dag, user).await?;
     Ok(axum::Json(json!({"success": true, "appId": id.0})))
 }
 

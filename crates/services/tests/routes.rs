@@ -2,11 +2,13 @@
 //! the router without a socket: answers, error cases, and the guide's sample field names.
 
 use axum::body::Body;
+use axum::http::HeaderMap;
 use axum::http::{Request, StatusCode};
 use gearpump_api::{Message, Processor, StartTime, StreamApplication, Task, TaskContext, TaskResult};
 use gearpump_cluster::{ClusterConfig, EmbeddedCluster};
 use gearpump_core::{AppId, Timestamp};
-use gearpump_services::{EmbeddedBackend, router};
+use gearpump_services::auth::{RestAuth, Role};
+use gearpump_services::{EmbeddedBackend, RestLimits, router, router_secured};
 use gearpump_streaming::MetricsConfig;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -52,11 +54,35 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
+        Self::start_with(None)
+    }
+
+    /// With `auth`, if given (else authentication is off).
+    fn start_with(auth: Option<RestAuth>) -> Harness {
         let metrics = MetricsConfig { enabled: true, ..MetricsConfig::default() };
         let cluster = EmbeddedCluster::start(ClusterConfig { metrics, ..ClusterConfig::default() });
-        let backend = EmbeddedBackend::new(cluster.client(), Some(app("numbers")));
+        let backend = Arc::new(EmbeddedBackend::new(cluster.client(), Some(app("numbers"))));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        Harness { router: router(Arc::new(backend)), cluster: Some(cluster), rt }
+        let router = match auth {
+            Some(auth) => router_secured(backend, RestLimits::default(), Arc::new(auth)),
+            None => router(backend),
+        };
+        Harness { router, cluster: Some(cluster), rt }
+    }
+
+    /// The status, headers and JSON of a request.
+    fn raw(&self, method: &str, uri: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
+        self.rt.block_on(async {
+            let resp = self.router.clone().oneshot(req).await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        })
     }
 
     fn call(&self, method: &str, uri: &str, body: Body, content_type: Option<&str>) -> (StatusCode, Value) {
@@ -323,6 +349,100 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
 }
 
 #[test]
+fn with_authentication_on_guests_read_users_manage_their_own_and_admins_all() {
+    let me = gearpump_cluster::current_user();
+    let auth = RestAuth::with_users(&[
+        ("gus", "guest-password", Role::Guest),
+        ("alice", "alice-password", Role::User),
+        (&me, "my-password", Role::User),
+        ("boss", "admin-password", Role::Admin),
+    ]);
+    let h = Harness::start_with(Some(auth));
+    let mine = h.client().submit(app("mine")).unwrap();
+    h.client().wait_active(mine, Duration::from_secs(60)).unwrap();
+    let basic = |user: &str, password: &str| {
+        let raw = format!("{user}:{password}");
+        // Standard base64, as curl -u sends it.
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in raw.as_bytes().chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                out.push(if i <= c.len() { A[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+            }
+        }
+        format!("Basic {out}")
+    };
+    // Nobody: 401 naming how to log in; the dashboard's page and whoami still answer.
+    let (status, _, v) = h.raw("GET", "/api/v1.0/master", "", &[]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("log in"), "{v}");
+    let (status, _, v) = h.raw("DELETE", &format!("/api/v1.0/appmaster/{}", mine.0), "", &[]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(h.raw("GET", "/", "", &[]).0, StatusCode::OK);
+    let (_, _, who) = h.raw("GET", "/api/v1.0/whoami", "", &[]);
+    assert_eq!(who, json!({"authentication": true, "user": null, "role": null}));
+    let (status, _, _) = h.raw("GET", "/metrics", "", &[]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "Prometheus scrapes need credentials too");
+
+    // A wrong password, or a user that does not exist: the same 401.
+    for body in [r#"{"user": "alice", "password": "nope"}"#, r#"{"user": "mallory", "password": "nope"}"#] {
+        let (status, headers, v) = h.raw("POST", "/login", body, &[]);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(v["error"], "wrong user name or password");
+        assert!(headers.get("set-cookie").is_none());
+    }
+    // A guest reads and may change nothing.
+    let gus = basic("gus", "guest-password");
+    assert_eq!(h.raw("GET", "/api/v1.0/master/applist", "", &[("authorization", &gus)]).0, StatusCode::OK);
+    let dag = r#"{"appName": "alices", "processors": {"0": {"taskClass": "Numbers", "parallelism": 1}}}"#;
+    let (status, _, v) = h.raw("POST", "/api/v1.0/master/submitdag", dag, &[("authorization", &gus)]);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("guest"), "{v}");
+
+    // Alice logs in (a session cookie), submits, and manages her own application only.
+    let (status, headers, v) = h.raw("POST", "/login", r#"{"user": "alice", "password": "alice-password"}"#, &[]);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"user": "alice", "role": "user"}));
+    let cookie = headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let alice = [("cookie", session.as_str())];
+    let (_, _, who) = h.raw("GET", "/api/v1.0/whoami", "", &alice);
+    assert_eq!(who, json!({"authentication": true, "user": "alice", "role": "user"}));
+    let (status, _, v) = h.raw("POST", "/api/v1.0/master/submitdag", dag, &alice);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let hers = v["appId"].as_u64().unwrap();
+    let (_, _, apps) = h.raw("GET", "/api/v1.0/master/applist", "", &alice);
+    let user_of =
+        |id: u64| apps["appMasters"].as_array().unwrap().iter().find(|a| a["appId"] == id).unwrap()["user"].clone();
+    assert_eq!(user_of(hers), "alice", "the logged-in user is the submitter");
+    let (status, _, v) = h.raw("DELETE", &format!("/api/v1.0/appmaster/{}", mine.0), "", &alice);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&format!("submitted by {me}")), "{v}");
+    assert_eq!(h.client().status(mine).unwrap().status, gearpump_cluster::AppStatus::Active, "not killed");
+    let (status, _, v) = h.raw("DELETE", &format!("/api/v1.0/appmaster/{hers}"), "", &alice);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Logged out, the cookie is worth nothing.
+    assert_eq!(h.raw("POST", "/logout", "", &alice).0, StatusCode::OK);
+    assert_eq!(h.raw("GET", "/api/v1.0/master", "", &alice).0, StatusCode::UNAUTHORIZED);
+
+    // The submitter of the first application (a user) may replay it; an admin may kill it.
+    let owner = basic(&me, "my-password");
+    let (status, _, v) =
+        h.raw("POST", &format!("/api/v1.0/appmaster/{}/replay", mine.0), "", &[("authorization", &owner)]);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let boss = basic("boss", "admin-password");
+    let (status, _, v) = h.raw("DELETE", &format!("/api/v1.0/appmaster/{}", mine.0), "", &[("authorization", &boss)]);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Wrong Basic credentials are refused like a wrong login.
+    let (status, _, _) = h.raw("GET", "/api/v1.0/master", "", &[("authorization", &basic("boss", "wrong"))]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
 fn a_cross_site_request_changes_nothing() {
     let h = Harness::start();
     let id = h.client().submit(app("victim")).unwrap();
@@ -392,7 +512,11 @@ fn uploads_are_streamed_limited_and_refused_before_reading_where_they_cannot_run
 
     // A cluster's services (no master here): over the limit is 413 naming the key; under it,
     // the upload is read through and the missing master is the answer.
-    let remote = gearpump_services::RemoteBackend::new(vec!["127.0.0.1:1".parse().unwrap()]);
+    let remote = gearpump_services::RemoteBackend::new(
+        vec!["127.0.0.1:1".parse().unwrap()],
+        gearpump_protocol::ClusterSecret::none(),
+        String::new(),
+    );
     let limits = gearpump_services::RestLimits { body: 4 << 10, upload: 64 << 10 };
     let router = gearpump_services::router_with(Arc::new(remote), limits);
     let call = |uri: &str, body: Body, ct: &str| {

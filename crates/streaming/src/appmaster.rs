@@ -399,7 +399,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
             // is taken for theirs.
             session: app_id.0.wrapping_mul(2_654_435_761) ^ (attempt.wrapping_mul(0x9e37_79b9) | 1),
             events: &events_tx,
-            data_plane,
+            data_plane: data_plane.clone(),
             codecs: std::sync::Arc::new(app.codecs().clone()),
             sample_rate: metrics.task_sample_rate(),
             state: state.clone(),

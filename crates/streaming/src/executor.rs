@@ -14,7 +14,7 @@ use gearpump_api::{StartTime, StreamApplication, TaskError, TaskInfo};
 use gearpump_core::{AppId, Codecs, ExecutorId, TaskId, Timestamp, WorkerId};
 use gearpump_transport::AckMessage;
 use gearpump_transport::flow::FlowConfig;
-use gearpump_transport::tcp::{Connection, DataServer, FrameSink, RetryPolicy};
+use gearpump_transport::tcp::{ClusterSecret, Connection, DataServer, FrameSink, PortLimits, RetryPolicy};
 use gearpump_transport::wire::EncodedBatch;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How tasks of different executors exchange messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum DataPlane {
     /// By moving values in memory (the embedded cluster's default).
     #[default]
@@ -34,7 +34,19 @@ pub enum DataPlane {
         host: IpAddr,
         /// Connect retries.
         retry: RetryPolicy,
+        /// The cluster secret every data connection proves.
+        secret: ClusterSecret,
     },
+}
+
+impl DataPlane {
+    /// TCP on `host`, with default retries, for executors that all live in this process (an
+    /// embedded cluster): the data ports take only connections proving a secret drawn at
+    /// random here, so nothing else on the host can feed them.
+    pub fn tcp(host: IpAddr) -> Self {
+        let secret = ClusterSecret::new(gearpump_core::auth::nonce()).expect("32 random bytes are a usable secret");
+        DataPlane::Tcp { host, retry: RetryPolicy::default(), secret }
+    }
 }
 
 /// Tasks reachable in memory, by id.
@@ -168,11 +180,17 @@ impl Deployment {
         let local: Vec<usize> = (0..executors.len()).collect();
         let mut servers = Vec::new();
         let mut sinks = Vec::new();
-        if let DataPlane::Tcp { host, .. } = spec.data_plane {
+        if let DataPlane::Tcp { host, secret, .. } = &spec.data_plane {
             for _ in &local {
                 let sink = ExecutorSink::default();
-                let server = DataServer::bind(SocketAddr::new(host, 0), Arc::new(sink.clone()), spec.codecs.clone())
-                    .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
+                let server = DataServer::bind_with(
+                    SocketAddr::new(*host, 0),
+                    Arc::new(sink.clone()),
+                    spec.codecs.clone(),
+                    PortLimits::default(),
+                    secret.clone(),
+                )
+                .map_err(|e| TaskError::msg(format!("binding a data port on {host}: {e}")))?;
                 servers.push(server);
                 sinks.push(sink);
             }
@@ -252,8 +270,8 @@ impl Deployment {
         let dag = app.dag();
         let codecs = spec.codecs.clone();
         let executor_of = self.executor_of();
-        let tcp = match spec.data_plane {
-            DataPlane::Tcp { retry, .. } => Some(retry),
+        let tcp = match &spec.data_plane {
+            DataPlane::Tcp { retry, secret, .. } => Some((*retry, secret.clone())),
             DataPlane::InMemory => None,
         };
         for cell in &self.all {
@@ -277,9 +295,9 @@ impl Deployment {
                 for i in 0..n {
                     let t = TaskId { processor: edge.to, index: i };
                     let theirs = executor_of[&t];
-                    let dest = match tcp {
-                        Some(retry) if theirs != mine => {
-                            Destination::Remote(self.connection(mine, theirs, retry, &codecs)?)
+                    let dest = match &tcp {
+                        Some((retry, secret)) if theirs != mine => {
+                            Destination::Remote(self.connection(mine, theirs, *retry, secret, &codecs)?)
                         }
                         _ => Destination::Local(self.cells.get(&t).cloned().ok_or_else(|| {
                             TaskError::msg(format!("task {t} is placed on executor {theirs}, which is not reachable"))
@@ -315,6 +333,7 @@ impl Deployment {
         from: usize,
         to: usize,
         retry: RetryPolicy,
+        secret: &ClusterSecret,
         codecs: &Arc<Codecs>,
     ) -> Result<Arc<Connection>, TaskError> {
         let mut conns = self.connections.lock();
@@ -325,7 +344,7 @@ impl Deployment {
         let sink = Arc::new(ExecutorSink::with(self.directories[slot].clone()));
         let addr =
             *self.peers.get(to).ok_or_else(|| TaskError::msg(format!("no data port known for executor {to}")))?;
-        let conn = Connection::connect(addr, sink, codecs.clone(), retry)
+        let conn = Connection::connect(addr, sink, codecs.clone(), retry, secret)
             .map_err(|e| TaskError::msg(format!("connecting to the data port {addr}: {e}")))?;
         conns.insert((from, to), conn.clone());
         Ok(conn)

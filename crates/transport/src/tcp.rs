@@ -8,18 +8,22 @@
 //! when the socket can take data, flush at once; otherwise accumulate and send together.
 //! Flow control bounds the buffer (at most `max_pending` messages per target are un-acked).
 //!
-//! Both ends start with a Hello frame. A peer that sends anything else, a frame that does not
+//! Both ends start with the cluster-secret handshake ([`gearpump_core::auth`]): each sends a
+//! Hello frame with a fresh nonce, then a Proof frame, and checks the other's proof before any
+//! data flows. A peer without the secret, one that sends anything else, a frame that does not
 //! decode, or a frame over the size limit loses its connection, with a warning naming it; the
 //! server and every other connection carry on.
 
 use crate::AckMessage;
 use crate::wire::{self, Frame};
+pub use gearpump_core::auth::ClusterSecret;
+use gearpump_core::auth::{self, Role};
 pub use gearpump_core::config::PortLimits;
 use gearpump_core::{CodecError, Codecs, Message, TaskId};
 use parking_lot::{Condvar, Mutex};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -90,12 +94,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr`, retrying per `retry`, and starts the connection's threads.
+    /// Connects to `addr`, retrying per `retry`, proves this side holds `secret` and checks
+    /// that the peer does, and starts the connection's threads.
     pub fn connect(
         addr: SocketAddr,
         sink: Arc<dyn FrameSink>,
         codecs: Arc<Codecs>,
         retry: RetryPolicy,
+        secret: &ClusterSecret,
     ) -> io::Result<Arc<Connection>> {
         let mut attempt = 0;
         let mut sleep = retry.base_sleep;
@@ -111,21 +117,16 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         };
-        Self::start(stream, sink, codecs, PortLimits::default().hello_timeout)
+        let mut stream = stream;
+        handshake(&mut stream, Role::Client, secret, PortLimits::default().hello_timeout)
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("executor at {addr}: {e}")))?;
+        Self::start(stream, sink, codecs)
     }
 
-    /// Starts a connection's threads; the peer has `hello_timeout` to send its Hello.
-    fn start(
-        stream: TcpStream,
-        sink: Arc<dyn FrameSink>,
-        codecs: Arc<Codecs>,
-        hello_timeout: Duration,
-    ) -> io::Result<Arc<Connection>> {
+    /// Starts the threads of a connection whose handshake is done.
+    fn start(stream: TcpStream, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<Arc<Connection>> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(hello_timeout))?;
         let peer = stream.peer_addr()?;
-        let mut hello = Vec::new();
-        wire::encode_hello(&mut hello);
         let conn = Arc::new(Connection {
             peer,
             stream: stream.try_clone()?,
@@ -142,10 +143,6 @@ impl Connection {
             stats: ConnectionStats::default(),
         });
         let writer_stream = stream.try_clone()?;
-        let _ = conn.append(|buf| {
-            buf.extend_from_slice(&hello);
-            Ok(())
-        });
         let w = conn.clone();
         std::thread::Builder::new().name(format!("gearpump-tx-{peer}")).spawn(move || w.write_loop(writer_stream))?;
         let r = conn.clone();
@@ -306,15 +303,11 @@ impl Connection {
 
     fn read_loop(self: &Arc<Self>, stream: TcpStream, sink: &dyn FrameSink) {
         let mut reader = BufReader::with_capacity(256 << 10, stream);
-        let mut first = true;
         let result: Result<(), String> = loop {
             let mut prefix = [0u8; 4];
             match reader.read_exact(&mut prefix) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
-                Err(e) if first && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    break Err("no Hello in time".into());
-                }
                 Err(e) => break Err(e.to_string()),
             }
             let len = match wire::frame_len(prefix) {
@@ -343,17 +336,10 @@ impl Connection {
                 Ok(f) => f,
                 Err(e) => break Err(e.to_string()),
             };
-            match (first, frame) {
-                (true, Frame::Hello { .. }) => {
-                    first = false;
-                    if let Err(e) = reader.get_ref().set_read_timeout(None) {
-                        break Err(e.to_string());
-                    }
-                }
-                (true, _) => break Err(wire::WireError::NotHello.to_string()),
-                (false, Frame::Hello { .. }) => break Err("a second Hello".into()),
-                (false, Frame::Batch { target, batch }) => sink.batch(target, batch, self),
-                (false, Frame::Ack { target, ack }) => sink.ack(target, ack),
+            match frame {
+                Frame::Hello { .. } | Frame::Proof { .. } => break Err("a handshake frame after the handshake".into()),
+                Frame::Batch { target, batch } => sink.batch(target, batch, self),
+                Frame::Ack { target, ack } => sink.ack(target, ack),
             }
         };
         if let Err(error) = result
@@ -371,12 +357,65 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The largest handshake frame (a Hello or a Proof).
+const HANDSHAKE_FRAME: usize = 64;
+
+/// The cluster-secret handshake on a new connection, playing `role`: Hello (with a fresh
+/// nonce) out and in, Proof out and in, the peer's proof checked. Within `limit`.
+fn handshake(stream: &mut TcpStream, role: Role, secret: &ClusterSecret, limit: Duration) -> Result<(), String> {
+    let io = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("no handshake within {limit:?}"),
+        io::ErrorKind::UnexpectedEof => "the peer closed the connection during the handshake".to_string(),
+        _ => e.to_string(),
+    };
+    stream.set_read_timeout(Some(limit)).map_err(io)?;
+    let own = auth::nonce();
+    let mut out = Vec::with_capacity(2 * HANDSHAKE_FRAME);
+    wire::encode_hello(&mut out, &own);
+    stream.write_all(&out).map_err(io)?;
+    let theirs = match read_handshake_frame(stream).map_err(|e| e.map_or_else(|w| w.to_string(), io))? {
+        Frame::Hello { nonce, .. } => nonce,
+        _ => return Err(wire::WireError::NotHello.to_string()),
+    };
+    out.clear();
+    wire::encode_proof(&mut out, &secret.proof(role, &theirs, &own));
+    stream.write_all(&out).map_err(io)?;
+    let proof = match read_handshake_frame(stream).map_err(|e| e.map_or_else(|w| w.to_string(), io))? {
+        Frame::Proof { proof } => proof,
+        _ => return Err("no Proof after the Hello".into()),
+    };
+    let peer = if role == Role::Client { Role::Server } else { Role::Client };
+    if !secret.verify(peer, &own, &theirs, &proof) {
+        return Err(format!(
+            "the peer does not hold this node's cluster secret (gearpump.cluster.secret{})",
+            if secret.is_set() { "" } else { ", which is not set here" }
+        ));
+    }
+    stream.set_read_timeout(None).map_err(io)?;
+    Ok(())
+}
+
+/// Reads one small frame: an I/O error, or a frame that is not valid.
+fn read_handshake_frame(stream: &mut TcpStream) -> Result<Frame, Result<io::Error, wire::WireError>> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).map_err(Ok)?;
+    let len = wire::frame_len(prefix).map_err(Err)?;
+    if len > HANDSHAKE_FRAME {
+        return Err(Err(wire::WireError::NotHello));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).map_err(Ok)?;
+    wire::decode_frame(body).map_err(Err)
+}
+
 /// An executor's data port: accepts connections from peer executors.
 ///
 /// It keeps only weak references to what it accepted: a connection its peer closed ends its
 /// threads and releases its socket at once. At most [`PortLimits::max_connections`] are open
-/// at a time (more are refused with a warning naming the peer), and a peer that sends no Hello
-/// within [`PortLimits::hello_timeout`] is dropped.
+/// at a time (more are refused with a warning naming the peer), a peer that does not finish
+/// the handshake within [`PortLimits::hello_timeout`] is dropped, and so is one without the
+/// cluster secret (a warning names it). Each handshake runs on a thread of its own, so a slow
+/// peer does not hold up the others.
 pub struct DataServer {
     addr: SocketAddr,
     stopped: Arc<AtomicBool>,
@@ -384,23 +423,28 @@ pub struct DataServer {
 }
 
 impl DataServer {
-    /// Binds `addr` (port 0 for any) and starts accepting, with the default [`PortLimits`].
+    /// Binds `addr` (port 0 for any) and starts accepting, with the default [`PortLimits`]
+    /// and no cluster secret.
     pub fn bind(addr: SocketAddr, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> io::Result<DataServer> {
-        Self::bind_with(addr, sink, codecs, PortLimits::default())
+        Self::bind_with(addr, sink, codecs, PortLimits::default(), ClusterSecret::none())
     }
 
-    /// Binds `addr` (port 0 for any) and starts accepting within `limits`.
+    /// Binds `addr` (port 0 for any) and starts accepting within `limits` peers that hold
+    /// `secret`.
     pub fn bind_with(
         addr: SocketAddr,
         sink: Arc<dyn FrameSink>,
         codecs: Arc<Codecs>,
         limits: PortLimits,
+        secret: ClusterSecret,
     ) -> io::Result<DataServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let connections: Arc<Mutex<Vec<Weak<Connection>>>> = Arc::default();
         let (stop, conns) = (stopped.clone(), connections.clone());
+        // Connections still in their handshake count against the limit too.
+        let handshaking = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new().name(format!("gearpump-data-{}", addr.port())).spawn(move || {
             for stream in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
@@ -418,16 +462,30 @@ impl DataServer {
                 let open = {
                     let mut conns = conns.lock();
                     conns.retain(|c| c.upgrade().is_some_and(|c| !c.is_closed()));
-                    conns.len()
+                    conns.len() + handshaking.load(Ordering::SeqCst)
                 };
                 if open >= limits.max_connections {
                     let peer = stream.peer_addr().map_or_else(|_| "unknown".to_string(), |p| p.to_string());
                     tracing::warn!(%peer, port = addr.port(), limit = limits.max_connections, "Refused a data connection: too many open on this port.");
                     continue;
                 }
-                match Connection::start(stream, sink.clone(), codecs.clone(), limits.hello_timeout) {
-                    Ok(c) => conns.lock().push(Arc::downgrade(&c)),
-                    Err(e) => tracing::warn!(error = %e, "Accepting a data connection failed."),
+                let (sink, codecs, conns, secret) = (sink.clone(), codecs.clone(), conns.clone(), secret.clone());
+                let pending = Handshaking::enter(&handshaking);
+                let spawned = std::thread::Builder::new().name("gearpump-data-hello".into()).spawn(move || {
+                    let _pending = pending;
+                    let mut stream = stream;
+                    let peer = stream.peer_addr().map_or_else(|_| "unknown".to_string(), |p| p.to_string());
+                    if let Err(error) = handshake(&mut stream, Role::Server, &secret, limits.hello_timeout) {
+                        tracing::warn!(%peer, %error, "Refused a data connection.");
+                        return;
+                    }
+                    match Connection::start(stream, sink, codecs) {
+                        Ok(c) => conns.lock().push(Arc::downgrade(&c)),
+                        Err(e) => tracing::warn!(%peer, error = %e, "Accepting a data connection failed."),
+                    }
+                });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "No thread for a new data connection; dropped it.");
                 }
             }
         })?;
@@ -454,6 +512,22 @@ impl DataServer {
         for c in self.connections.lock().drain(..).filter_map(|c| c.upgrade()) {
             c.close();
         }
+    }
+}
+
+/// One connection in its handshake, counted while it lives.
+struct Handshaking(Arc<AtomicUsize>);
+
+impl Handshaking {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Handshaking(count.clone())
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -510,7 +584,14 @@ mod tests {
         let (server_sink, server_rx) = sink();
         let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), server_sink, codecs.clone()).unwrap();
         let (client_sink, client_rx) = sink();
-        let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
+        let conn = Connection::connect(
+            server.local_addr(),
+            client_sink,
+            codecs,
+            RetryPolicy::default(),
+            &ClusterSecret::none(),
+        )
+        .unwrap();
         let (to, from) = (TaskId::new(1, 0), TaskId::new(0, 0));
         for round in 0..100u64 {
             let msgs: Vec<_> = (0..100).map(|i| Message::new(round * 100 + i, Timestamp(i as i64))).collect();
@@ -559,7 +640,14 @@ mod tests {
         let stall: Arc<dyn FrameSink> = Arc::new(Stall(Mutex::new(tx), AtomicBool::new(false)));
         let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), stall, codecs.clone()).unwrap();
         let (client_sink, _client_rx) = sink();
-        let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
+        let conn = Connection::connect(
+            server.local_addr(),
+            client_sink,
+            codecs,
+            RetryPolicy::default(),
+            &ClusterSecret::none(),
+        )
+        .unwrap();
         // About 40 MB: far beyond what the socket buffers hold while the reader stalls.
         let payload: Vec<u64> = (0..5_000_000).collect();
         for chunk in payload.chunks(1000) {
@@ -589,7 +677,14 @@ mod tests {
         }
         // A well-behaved peer still gets through.
         let (client_sink, _client_rx) = sink();
-        let conn = Connection::connect(server.local_addr(), client_sink, codecs, RetryPolicy::default()).unwrap();
+        let conn = Connection::connect(
+            server.local_addr(),
+            client_sink,
+            codecs,
+            RetryPolicy::default(),
+            &ClusterSecret::none(),
+        )
+        .unwrap();
         let h = plain_header();
         conn.send_batch(h, &[Message::new(5u64, Timestamp(0))]).unwrap();
         let (_, batch, _) = server_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -603,6 +698,6 @@ mod tests {
         let retry =
             RetryPolicy { max_retries: 2, base_sleep: Duration::from_millis(1), max_sleep: Duration::from_millis(2) };
         let (s, _rx) = sink();
-        assert!(Connection::connect(free, s, Arc::new(Codecs::default()), retry).is_err());
+        assert!(Connection::connect(free, s, Arc::new(Codecs::default()), retry, &ClusterSecret::none()).is_err());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! frame  = len:u32le  body            (len = body length, at most MAX_FRAME)
-//! body   = 0 "GPDP" version:u16le                                    Hello (first frame)
+//! body   = 0 "GPDP" version:u16le nonce:[u8;32]                      Hello (first frame)
+//!        | 3 proof:[u8;32]                                           Proof (second frame)
 //!        | 1 target:u64 from:u64 session:u32 sent_at:u64 req:u8 [seq:u32 sent:u64]
 //!            count:u32 message*                                      Batch
 //!        | 2 target:u64 from:u64 session:u32 seq:u32 received:u64     Ack
@@ -14,19 +15,22 @@
 //! means "as the previous message". All integers are little-endian.
 
 use crate::{AckMessage, AckRequest, DataBatch, flow::Ack};
+use gearpump_core::auth::{Bytes32, PROOF_LEN};
 use gearpump_core::{CodecError, Codecs, Message, TaskId, Timestamp, Value};
 use std::any::{Any, TypeId};
 
 /// The magic bytes of the Hello frame.
 pub const MAGIC: [u8; 4] = *b"GPDP";
-/// The protocol version.
-pub const VERSION: u16 = 1;
+/// The protocol version (2: the Hello carries a nonce and a Proof follows; see
+/// [`gearpump_core::auth`]).
+pub const VERSION: u16 = 2;
 /// The largest frame accepted.
 pub const MAX_FRAME: usize = 64 << 20;
 
 const HELLO: u8 = 0;
 const BATCH: u8 = 1;
 const ACK: u8 = 2;
+const PROOF: u8 = 3;
 
 /// A batch whose header is decoded and whose messages are still bytes. The receiving task
 /// decodes them ([`EncodedBatch::decode`]) on its own thread, so values are allocated and
@@ -97,6 +101,13 @@ pub enum Frame {
     Hello {
         /// The peer's protocol version.
         version: u16,
+        /// The peer's fresh nonce for the challenge–response.
+        nonce: Bytes32,
+    },
+    /// The second frame: the peer's proof that it holds the cluster secret.
+    Proof {
+        /// `HMAC(secret, role ‖ our nonce ‖ its nonce)`.
+        proof: Bytes32,
     },
     /// Messages for `target`.
     Batch {
@@ -175,11 +186,19 @@ fn finish(out: &mut [u8], at: usize) {
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Appends a Hello frame.
-pub fn encode_hello(out: &mut Vec<u8>) {
+/// Appends a Hello frame carrying `nonce`.
+pub fn encode_hello(out: &mut Vec<u8>, nonce: &Bytes32) {
     let at = begin(out, HELLO);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(nonce);
+    finish(out, at);
+}
+
+/// Appends a Proof frame.
+pub fn encode_proof(out: &mut Vec<u8>, proof: &Bytes32) {
+    let at = begin(out, PROOF);
+    out.extend_from_slice(proof);
     finish(out, at);
 }
 
@@ -317,8 +336,10 @@ pub fn decode_frame(body: Vec<u8>) -> Result<Frame, WireError> {
             if magic != MAGIC || version != VERSION {
                 return Err(WireError::BadHello { magic, version });
             }
-            Frame::Hello { version }
+            let nonce = c.take(PROOF_LEN, "the nonce")?.try_into().expect("32 bytes");
+            Frame::Hello { version, nonce }
         }
+        PROOF => Frame::Proof { proof: c.take(PROOF_LEN, "the proof")?.try_into().expect("32 bytes") },
         BATCH => {
             let target = TaskId::from_u64(c.u64("the target")?);
             let from = TaskId::from_u64(c.u64("the sender")?);
@@ -357,7 +378,8 @@ mod tests {
     /// Decodes a whole frame body, a batch's messages included (for tests and tools).
     fn decode_body(body: &[u8], codecs: &Codecs) -> Result<DecodedFrame, WireError> {
         Ok(match decode_frame(body.to_vec())? {
-            Frame::Hello { version } => DecodedFrame::Hello { version },
+            Frame::Hello { version, nonce } => DecodedFrame::Hello { version, nonce },
+            Frame::Proof { proof } => DecodedFrame::Proof { proof },
             Frame::Batch { target, batch } => DecodedFrame::Batch { target, batch: batch.into_batch(codecs)? },
             Frame::Ack { target, ack } => DecodedFrame::Ack { target, ack },
         })
@@ -370,6 +392,13 @@ mod tests {
         Hello {
             /// The peer's version.
             version: u16,
+            /// Its nonce.
+            nonce: Bytes32,
+        },
+        /// See [`Frame::Proof`].
+        Proof {
+            /// The proof.
+            proof: Bytes32,
         },
         /// See [`Frame::Batch`].
         Batch {
@@ -406,7 +435,8 @@ mod tests {
     fn frames_round_trip() {
         let codecs = Codecs::default();
         let mut buf = Vec::new();
-        encode_hello(&mut buf);
+        encode_hello(&mut buf, &[5; 32]);
+        encode_proof(&mut buf, &[6; 32]);
         let messages = vec![
             Message::new(String::from("a"), Timestamp(1)),
             Message::new(String::from("bb"), Timestamp(2)),
@@ -424,8 +454,13 @@ mod tests {
         let ack = AckMessage { from: TaskId::new(1, 2), session: 9, ack: Ack { seq: 4, received: 300 } };
         encode_ack(&mut buf, TaskId::new(0, 5), &ack);
         let frames = split(&buf);
-        assert_eq!(frames.len(), 3);
-        assert!(matches!(decode_body(frames[0], &codecs).unwrap(), DecodedFrame::Hello { version: VERSION }));
+        assert_eq!(frames.len(), 4);
+        assert!(matches!(
+            decode_body(frames[0], &codecs).unwrap(),
+            DecodedFrame::Hello { version: VERSION, nonce: [5, ..] }
+        ));
+        assert!(matches!(decode_body(frames[1], &codecs).unwrap(), DecodedFrame::Proof { proof: [6, ..] }));
+        let frames = &frames[1..];
         match decode_body(frames[1], &codecs).unwrap() {
             DecodedFrame::Batch { target, batch } => {
                 assert_eq!(target, TaskId::new(1, 2));
@@ -504,7 +539,8 @@ mod tests {
         assert!(matches!(decode_body(&trailing, &codecs), Err(WireError::Trailing(1))));
         assert!(matches!(frame_len((MAX_FRAME as u32 + 1).to_le_bytes()), Err(WireError::TooLarge(_))));
         let mut hello = Vec::new();
-        encode_hello(&mut hello);
+        encode_hello(&mut hello, &[0; 32]);
+        assert!(matches!(decode_body(&hello[4..hello.len() - 1], &codecs), Err(WireError::Truncated("the nonce"))));
         hello[5] = b'X';
         assert!(matches!(decode_body(&hello[4..], &codecs), Err(WireError::BadHello { .. })));
     }

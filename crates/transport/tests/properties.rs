@@ -76,7 +76,7 @@ proptest! {
             ack_request: request.map(|(seq, sent)| AckRequest { seq, sent }),
         };
         let mut stream = Vec::new();
-        wire::encode_hello(&mut stream);
+        wire::encode_hello(&mut stream, &[1; 32]);
         wire::encode_batch(&mut stream, header, &messages, &codecs).unwrap();
         let ack_msg = AckMessage { from: TaskId::from_u64(target), session, ack: Ack { seq: ack.0, received: ack.1 } };
         wire::encode_ack(&mut stream, TaskId::from_u64(from), &ack_msg);

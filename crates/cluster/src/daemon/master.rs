@@ -25,8 +25,8 @@ use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use gearpump_protocol::{
-    AppInfo, ConnectionGate, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand, WorkerInfo,
-    read_hello_within, read_msg, write_hello, write_msg,
+    AppInfo, ClusterSecret, ConnectionGate, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand,
+    WorkerInfo, read_msg, server_handshake, write_msg,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -148,6 +148,8 @@ pub struct MasterOptions {
     pub data_dir: PathBuf,
     /// Connections its control port keeps open at once, and the time each has to say hello.
     pub limits: PortLimits,
+    /// The cluster secret every peer must prove it holds (and this master proves to them).
+    pub secret: ClusterSecret,
 }
 
 /// What an application is submitted with: by a client, or again by a restart.
@@ -895,8 +897,8 @@ async fn commit(state: &mut MasterState, raft: &Raft, reply: Option<(Out, Master
 }
 
 /// Copies binary `id` from `store` to the master at `to`.
-async fn copy_artifact(store: &ArtifactStore, id: &str, to: &HostPort) -> Result<(), String> {
-    let mut client = super::MasterClient::connect_direct(to).await.map_err(|e| format!("{to}: {e}"))?;
+async fn copy_artifact(store: &ArtifactStore, id: &str, to: &HostPort, secret: &ClusterSecret) -> Result<(), String> {
+    let mut client = super::MasterClient::connect_direct(to, secret).await.map_err(|e| format!("{to}: {e}"))?;
     let chunk = |offset| store.read(id, offset).map_err(std::io::Error::other);
     match client.upload_artifact(chunk).await {
         Ok(Ok(got)) if got == id => Ok(()),
@@ -908,11 +910,17 @@ async fn copy_artifact(store: &ArtifactStore, id: &str, to: &HostPort) -> Result
 
 /// Fetches binary `id` from any of `peers` into `store` (a master that was away when it was
 /// uploaded).
-async fn fetch_artifact(store: &ArtifactStore, id: &str, peers: &[HostPort], upload: u64) -> Result<(), String> {
+async fn fetch_artifact(
+    store: &ArtifactStore,
+    id: &str,
+    peers: &[HostPort],
+    upload: u64,
+    secret: &ClusterSecret,
+) -> Result<(), String> {
     let mut why = String::from("no other master");
     for peer in peers {
         let fetched = async {
-            let mut client = super::MasterClient::connect_direct(peer).await.map_err(|e| e.to_string())?;
+            let mut client = super::MasterClient::connect_direct(peer, secret).await.map_err(|e| e.to_string())?;
             match client.fetch_artifact(id, |bytes| store.append(upload, bytes)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(other)) => return Err(format!("{other:?}")),
@@ -942,6 +950,7 @@ async fn start_raft(
     members: &[HostPort],
     dir: &std::path::Path,
     artifacts: mpsc::UnboundedSender<String>,
+    secret: &ClusterSecret,
 ) -> Result<(Raft, raft::StateMachine, u64), String> {
     let id =
         members.iter().position(|m| m == me).ok_or_else(|| format!("master {me} is not among {members:?}"))? as u64 + 1;
@@ -949,7 +958,7 @@ async fn start_raft(
     let log = raft::LogStore::open(&dir).map_err(|e| format!("opening the Raft log in {}: {e}", dir.display()))?;
     let sm = raft::StateMachine::open(&dir, artifacts)
         .map_err(|e| format!("opening the Raft snapshot in {}: {e}", dir.display()))?;
-    let node = Raft::new(id, raft::config(), raft::Network, log, sm.clone())
+    let node = Raft::new(id, raft::config(), raft::Network { secret: secret.clone() }, log, sm.clone())
         .await
         .map_err(|e| format!("starting Raft: {e}"))?;
     if !node.is_initialized().await.map_err(|e| e.to_string())? {
@@ -1045,10 +1054,11 @@ pub async fn run_master(
         members,
         data_dir,
         limits,
+        secret,
     } = options;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (artifact_tx, mut artifact_rx) = mpsc::unbounded_channel::<String>();
-    let (raft, sm, node_id) = match start_raft(&me, &members, &data_dir, artifact_tx).await {
+    let (raft, sm, node_id) = match start_raft(&me, &members, &data_dir, artifact_tx, &secret).await {
         Ok(r) => r,
         Err(e) => return Err(MasterStartError(e)),
     };
@@ -1057,7 +1067,7 @@ pub async fn run_master(
     let majority = members.len() / 2 + 1;
     // Binaries the replicated state names that this master lacks are fetched from the others.
     let fetcher = {
-        let (store, peers) = (store.clone(), peers.clone());
+        let (store, peers, secret) = (store.clone(), peers.clone(), secret.clone());
         tokio::spawn(async move {
             let mut upload = u64::MAX / 2;
             while let Some(id) = artifact_rx.recv().await {
@@ -1066,7 +1076,7 @@ pub async fn run_master(
                         break;
                     }
                     upload += 1;
-                    match fetch_artifact(&store, &id, &peers, upload).await {
+                    match fetch_artifact(&store, &id, &peers, upload, &secret).await {
                         Ok(()) => tracing::info!(artifact = %id, "Fetched a binary from another master."),
                         Err(e) => {
                             tracing::warn!(artifact = %id, attempt, error = %e, "Fetching a binary failed.");
@@ -1132,6 +1142,7 @@ pub async fn run_master(
     });
     let actor_raft = raft.clone();
     let actor_tx = tx.clone();
+    let actor_secret = secret.clone();
     let actor_leadership = leadership.clone();
     let actor = tokio::spawn(async move {
         let raft = actor_raft;
@@ -1169,8 +1180,8 @@ pub async fn run_master(
                             let (tx, id) = (actor_tx.clone(), id.clone());
                             let mut copies = tokio::task::JoinSet::new();
                             for peer in peers.clone() {
-                                let (store, id) = (state.store.clone(), id.clone());
-                                copies.spawn(async move { copy_artifact(&store, &id, &peer).await });
+                                let (store, id, secret) = (state.store.clone(), id.clone(), actor_secret.clone());
+                                copies.spawn(async move { copy_artifact(&store, &id, &peer, &secret).await });
                             }
                             tokio::spawn(async move {
                                 let (mut stored, mut failures) = (0, Vec::new());
@@ -1244,13 +1255,17 @@ pub async fn run_master(
                     let conn = next_conn;
                     let (raft, leadership, epoch) = (raft.clone(), leadership.clone(), epoch_rx.clone());
                     let me = me.to_string();
+                    let secret = secret.clone();
                     tokio::spawn(async move {
                         let _admitted = admitted;
-                        let ctx =
-                            ConnectionContext { raft, leadership, epoch, me, hello_timeout: limits.hello_timeout };
+                        let hello_timeout = limits.hello_timeout;
+                        let ctx = ConnectionContext { raft, leadership, epoch, me, hello_timeout, secret };
                         if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
                             match e {
                                 ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
+                                e @ ProtocolError::NotAuthenticated { .. } => {
+                                    tracing::warn!(%peer, error = %e, "Refused a control connection.");
+                                }
                                 e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
                             }
                         }
@@ -1291,6 +1306,7 @@ struct ConnectionContext {
     epoch: watch::Receiver<u64>,
     me: String,
     hello_timeout: Duration,
+    secret: ClusterSecret,
 }
 
 async fn serve_connection(
@@ -1302,8 +1318,7 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     super::detect_dead_peer(&stream)?;
     let (mut rd, mut wr) = stream.into_split();
-    read_hello_within(&mut rd, ctx.hello_timeout).await?;
-    write_hello(&mut wr).await?;
+    server_handshake(&mut rd, &mut wr, &ctx.secret, ctx.hello_timeout).await?;
     let (out, mut outbox) = mpsc::unbounded_channel::<MasterReply>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = outbox.recv().await {

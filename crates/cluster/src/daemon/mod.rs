@@ -23,7 +23,9 @@ pub use submit::{SubmitBinaryError, submit_binary};
 pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};
-use gearpump_protocol::{MasterReply, MasterRequest, ProtocolError, read_hello, read_msg, write_hello, write_msg};
+use gearpump_protocol::{
+    ClusterSecret, MasterReply, MasterRequest, ProtocolError, client_handshake, read_msg, write_msg,
+};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -77,16 +79,17 @@ pub fn detect_dead_peer(stream: &TcpStream) -> std::io::Result<()> {
     sock.set_tcp_user_timeout(Some(Duration::from_secs(5)))
 }
 
-/// Connects to the master at `m` and exchanges the hello.
-async fn connect_to(m: &HostPort) -> Result<TcpStream, ProtocolError> {
+/// Connects to the master at `m` and proves this node holds `secret` (the master proves it
+/// too).
+async fn connect_to(m: &HostPort, secret: &ClusterSecret) -> Result<TcpStream, ProtocolError> {
     let mut stream = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect((m.host.as_str(), m.port)))
         .await
         .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
     stream.set_nodelay(true)?;
     detect_dead_peer(&stream)?;
     tokio::time::timeout(CONNECT_LIMIT, async {
-        write_hello(&mut stream).await?;
-        read_hello(&mut stream).await
+        let (mut r, mut w) = stream.split();
+        client_handshake(&mut r, &mut w, secret).await
     })
     .await
     .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
@@ -110,17 +113,23 @@ async fn who_leads(stream: &mut TcpStream) -> Result<(Option<String>, String), P
 /// Connects to the leading master: asks the masters of `masters` in turn which one leads and
 /// follows the answer; while an election runs (no master knows a leader), tries again, for up
 /// to [`LEADER_PATIENCE`].
-async fn connect_leader(masters: &[HostPort]) -> Result<(TcpStream, HostPort), ProtocolError> {
+async fn connect_leader(masters: &[HostPort], secret: &ClusterSecret) -> Result<(TcpStream, HostPort), ProtocolError> {
     let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
     let mut last = ProtocolError::Closed;
     loop {
         let mut reached = false;
         for m in masters {
-            let Ok(mut stream) = connect_to(m)
-                .await
-                .inspect_err(|e| last = ProtocolError::Io(std::io::Error::other(format!("{m}: {e}"))))
-            else {
-                continue;
+            let mut stream = match connect_to(m, secret).await {
+                Ok(stream) => stream,
+                // Asking again will not change the secret: say so at once.
+                Err(e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Refused { .. })) => {
+                    tracing::error!(master = %m, error = %e, "The master and this node do not share the cluster secret.");
+                    return Err(e);
+                }
+                Err(e) => {
+                    last = ProtocolError::Io(std::io::Error::other(format!("{m}: {e}")));
+                    continue;
+                }
             };
             reached = true;
             let (leader, me) = match who_leads(&mut stream).await {
@@ -135,7 +144,7 @@ async fn connect_leader(masters: &[HostPort]) -> Result<(TcpStream, HostPort), P
                 Some(l) => {
                     // Follow the answer, even to a master missing from this list.
                     let Ok(addr) = l.parse::<HostPort>() else { continue };
-                    if let Ok(mut stream) = connect_to(&addr).await
+                    if let Ok(mut stream) = connect_to(&addr, secret).await
                         && let Ok((Some(l2), me2)) = who_leads(&mut stream).await
                         && l2 == me2
                     {
@@ -163,12 +172,13 @@ async fn connect_leader(masters: &[HostPort]) -> Result<(TcpStream, HostPort), P
 /// new leader), for up to [`LEADER_PATIENCE`].
 pub async fn ask_leader(
     masters: &[HostPort],
+    secret: &ClusterSecret,
     req: &MasterRequest,
     timeout: Duration,
 ) -> Result<MasterReply, ProtocolError> {
     let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
     loop {
-        let mut client = MasterClient::connect(masters).await?;
+        let mut client = MasterClient::connect(masters, secret).await?;
         match client.ask(req, timeout).await? {
             MasterReply::NotLeader { .. } if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -186,15 +196,16 @@ pub struct MasterClient {
 }
 
 impl MasterClient {
-    /// Connects to the leading master of `masters` (see [`LEADER_PATIENCE`]).
-    pub async fn connect(masters: &[HostPort]) -> Result<MasterClient, ProtocolError> {
-        let (stream, master) = connect_leader(masters).await?;
+    /// Connects to the leading master of `masters` (see [`LEADER_PATIENCE`]), proving this
+    /// node holds the cluster `secret`.
+    pub async fn connect(masters: &[HostPort], secret: &ClusterSecret) -> Result<MasterClient, ProtocolError> {
+        let (stream, master) = connect_leader(masters, secret).await?;
         Ok(MasterClient { stream, master })
     }
 
     /// Connects to the master at `master`, leader or not (masters among themselves).
-    pub async fn connect_direct(master: &HostPort) -> Result<MasterClient, ProtocolError> {
-        Ok(MasterClient { stream: connect_to(master).await?, master: master.clone() })
+    pub async fn connect_direct(master: &HostPort, secret: &ClusterSecret) -> Result<MasterClient, ProtocolError> {
+        Ok(MasterClient { stream: connect_to(master, secret).await?, master: master.clone() })
     }
 
     /// Sends a request and waits for the answer, at most `timeout`.
@@ -265,8 +276,9 @@ impl DuplexClient {
     /// when the connection does (as it does when that master stops leading).
     pub async fn connect(
         masters: &[HostPort],
+        secret: &ClusterSecret,
     ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), ProtocolError> {
-        let (stream, master) = connect_leader(masters).await?;
+        let (stream, master) = connect_leader(masters, secret).await?;
         let (mut rd, mut wr) = stream.into_split();
         let (requests, mut outbox) = mpsc::unbounded_channel::<MasterRequest>();
         let (reply_tx, replies) = mpsc::unbounded_channel();
@@ -335,11 +347,12 @@ mod tests {
             app_log_dir: dir.join("logs"),
             reconnect: (Duration::from_millis(10), Duration::from_millis(50)),
             system_config: String::new(),
+            secret: ClusterSecret::none(),
         }
     }
 
     async fn workers(master: &HostPort) -> Vec<gearpump_protocol::WorkerInfo> {
-        let mut c = MasterClient::connect(std::slice::from_ref(master)).await.unwrap();
+        let mut c = MasterClient::connect(std::slice::from_ref(master), &ClusterSecret::none()).await.unwrap();
         match c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.unwrap() {
             MasterReply::Workers(w) => w,
             other => panic!("{other:?}"),
@@ -358,6 +371,11 @@ mod tests {
 
     /// Starts a master on a free port with `limits`.
     async fn start_master(name: &str, limits: gearpump_protocol::PortLimits) -> HostPort {
+        start_master_with(name, limits, ClusterSecret::none()).await
+    }
+
+    /// Starts a master on a free port with `limits` and `secret`.
+    async fn start_master_with(name: &str, limits: gearpump_protocol::PortLimits, secret: ClusterSecret) -> HostPort {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
         let root = std::env::temp_dir().join(format!("gear-{name}-{}", std::process::id()));
@@ -375,6 +393,7 @@ mod tests {
             members: vec![master.clone()],
             data_dir: root.join("master-data"),
             limits,
+            secret,
         };
         tokio::spawn(run_master(listener, options, std::future::pending()));
         master
@@ -383,7 +402,7 @@ mod tests {
     /// A worker registered by hand as `host` with `slots`; it stays registered while the
     /// returned connection is kept.
     async fn register_by_hand(master: &HostPort, host: &str, slots: u32) -> MasterClient {
-        let mut c = MasterClient::connect(std::slice::from_ref(master)).await.unwrap();
+        let mut c = MasterClient::connect(std::slice::from_ref(master), &ClusterSecret::none()).await.unwrap();
         let req = MasterRequest::RegisterWorker {
             host: host.into(),
             slots,
@@ -425,8 +444,8 @@ mod tests {
         let mut kept = Vec::new();
         for _ in 0..4 {
             let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            write_hello(&mut c).await.unwrap();
-            read_hello(&mut c).await.unwrap();
+            let (mut r, mut w) = c.split();
+            client_handshake(&mut r, &mut w, &ClusterSecret::none()).await.unwrap();
             kept.push(c);
         }
         let mut fifth = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -436,7 +455,7 @@ mod tests {
         let mut answered = false;
         for _ in 0..100 {
             let ask = async {
-                let mut c = MasterClient::connect(std::slice::from_ref(&master)).await.ok()?;
+                let mut c = MasterClient::connect(std::slice::from_ref(&master), &ClusterSecret::none()).await.ok()?;
                 c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.ok()
             };
             if ask.await.is_some() {
@@ -449,6 +468,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_master_with_a_secret_serves_only_peers_that_hold_it() {
+        let secret = ClusterSecret::new("the master test's secret").unwrap();
+        let master = start_master_with("secret", Default::default(), secret.clone()).await;
+        let masters = std::slice::from_ref(&master);
+        let mut ok = MasterClient::connect(masters, &secret).await.unwrap();
+        assert!(matches!(
+            ok.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await,
+            Ok(MasterReply::Workers(_))
+        ));
+        // No secret: the master refuses, and says so without waiting for a leader.
+        let started = std::time::Instant::now();
+        let none = MasterClient::connect(masters, &ClusterSecret::none()).await.err().unwrap();
+        assert!(matches!(none, ProtocolError::NotAuthenticated { secret_set: false }), "{none}");
+        assert!(started.elapsed() < LEADER_PATIENCE, "refused at once, not after the leader search");
+        // Another secret: the client finds the master cannot prove it holds this one.
+        let other = ClusterSecret::new("some other secret, long").unwrap();
+        let wrong = MasterClient::connect(masters, &other).await.err().unwrap();
+        assert!(matches!(wrong, ProtocolError::NotAuthenticated { secret_set: true }), "{wrong}");
+        // A worker with another secret exits at once instead of retrying until master-timeout.
+        let mut s = settings(vec![master.clone()]);
+        s.secret = other;
+        s.timing.master_timeout = Duration::from_secs(600);
+        let worker = tokio::time::timeout(Duration::from_secs(60), run_worker(s, std::future::pending())).await;
+        assert!(matches!(worker, Ok(Err(ProtocolError::NotAuthenticated { .. }))), "{worker:?}");
+        assert!(workers_with(&master, &secret).await.is_empty(), "nothing registered");
+    }
+
+    async fn workers_with(master: &HostPort, secret: &ClusterSecret) -> Vec<gearpump_protocol::WorkerInfo> {
+        let mut c = MasterClient::connect(std::slice::from_ref(master), secret).await.unwrap();
+        match c.ask(&MasterRequest::ListWorkers, Duration::from_secs(5)).await.unwrap() {
+            MasterReply::Workers(w) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn numbers_from_the_network_that_do_not_fit_are_refused_and_the_master_answers_on() {
         let master = start_master("numbers", Default::default()).await;
         // Two workers claiming every slot a u32 can count: their sum does not fit in one.
@@ -456,7 +511,7 @@ mod tests {
             register_by_hand(&master, "greedy0", u32::MAX).await,
             register_by_hand(&master, "greedy1", u32::MAX).await,
         ];
-        let mut client = MasterClient::connect(std::slice::from_ref(&master)).await.unwrap();
+        let mut client = MasterClient::connect(std::slice::from_ref(&master), &ClusterSecret::none()).await.unwrap();
         let mut sent = false;
         let stored = client
             .upload_artifact(|_| {

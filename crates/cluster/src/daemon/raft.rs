@@ -525,13 +525,16 @@ pub async fn serve_rpc(raft: &Raft, rpc: &[u8]) -> Vec<u8> {
 }
 
 /// Makes [`Connection`]s to the other masters.
-pub struct Network;
+pub struct Network {
+    /// The cluster secret the other masters must hold.
+    pub secret: gearpump_protocol::ClusterSecret,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection { target, addr: node.addr.clone(), client: None }
+        Connection { target, addr: node.addr.clone(), client: None, secret: self.secret.clone() }
     }
 }
 
@@ -540,6 +543,7 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     client: Option<super::MasterClient>,
+    secret: gearpump_protocol::ClusterSecret,
 }
 
 impl Connection {
@@ -552,7 +556,7 @@ impl Connection {
         let bytes = postcard::to_stdvec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&io_err(e))))?;
         if self.client.is_none() {
             let addr: HostPort = self.addr.parse().map_err(|e: String| unreachable(&e))?;
-            let connect = super::MasterClient::connect_direct(&addr);
+            let connect = super::MasterClient::connect_direct(&addr, &self.secret);
             let client = tokio::time::timeout(timeout, connect)
                 .await
                 .map_err(|_| unreachable(&"connecting timed out"))?

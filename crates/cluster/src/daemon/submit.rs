@@ -35,6 +35,8 @@ pub fn submit_binary(
     executors: u32,
     args: &[String],
     masters_env: &str,
+    system_config: &str,
+    user: Option<&str>,
 ) -> Result<AppId, SubmitBinaryError> {
     use std::os::unix::fs::PermissionsExt;
     let shown = jar.display().to_string();
@@ -57,10 +59,12 @@ pub fn submit_binary(
         .args(args)
         .env("GEARPUMP_ROLE", "client")
         .env("GEARPUMP_MASTERS", masters_env)
+        // The cluster's configuration, its secret (or secret file) with it.
+        .env("GEARPUMP_CONF", system_config)
         .env("GEARPUMP_NAME_PREFIX", prefix)
         .env("GEARPUMP_EXECUTORS", executors.to_string())
         .env("GEARPUMP_REPORT", &report)
-        .env("GEARPUMP_USER", crate::current_user())
+        .env("GEARPUMP_USER", user.map_or_else(crate::current_user, str::to_string))
         .stdin(std::process::Stdio::null())
         .spawn()
         .map_err(io)?;

@@ -41,6 +41,9 @@ pub struct WorkerSettings {
     /// The worker's configuration as HOCON ([`gearpump_config::GearConfig::to_hocon`]),
     /// handed to the processes it starts as `GEARPUMP_CONF`.
     pub system_config: String,
+    /// The cluster secret it proves to the masters (its processes read theirs from
+    /// `GEARPUMP_CONF`).
+    pub secret: gearpump_protocol::ClusterSecret,
 }
 
 /// The processes running, per application: executor id (-1: the AppMaster) and how to kill it.
@@ -72,7 +75,7 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
     let (exits_tx, mut exits) = mpsc::unbounded_channel::<MasterRequest>();
     let mut previous = None;
     loop {
-        match DuplexClient::connect(&settings.masters).await {
+        match DuplexClient::connect(&settings.masters, &settings.secret).await {
             Ok((mut client, mut pushes)) => {
                 let running: Vec<(AppId, i32)> = {
                     let kills = kills.lock().expect("kills lock");
@@ -153,6 +156,11 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                     }
                 }
                 lost_since = Instant::now();
+            }
+            // Another secret will not come by waiting: the operator must fix the config.
+            Err(e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Refused { .. })) => {
+                tracing::error!(error = %e, "The masters and this worker do not share the cluster secret; exiting.");
+                return Err(e);
             }
             Err(e) => {
                 if lost_since.elapsed() > settings.timing.master_timeout {
@@ -250,7 +258,7 @@ async fn fetch(settings: &WorkerSettings, artifact: &str) -> Result<PathBuf, Lau
     if path.is_file() {
         return Ok(path);
     }
-    let mut client = super::MasterClient::connect(&settings.masters).await?;
+    let mut client = super::MasterClient::connect(&settings.masters, &settings.secret).await?;
     let tmp = cache.join(format!(".fetch-{}-{artifact}", std::process::id()));
     {
         use std::io::Write;

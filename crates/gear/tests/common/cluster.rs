@@ -104,7 +104,7 @@ impl Cluster {
     pub fn ask(&self, req: &MasterRequest) -> Option<MasterReply> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut c = MasterClient::connect(std::slice::from_ref(&self.master)).await.ok()?;
+            let mut c = MasterClient::connect(std::slice::from_ref(&self.master), &super::secret()).await.ok()?;
             c.ask(req, Duration::from_secs(10)).await.ok()
         })
     }

@@ -47,11 +47,16 @@ impl Ha {
         std::fs::create_dir_all(&dir).unwrap();
         let list: Vec<String> = masters.iter().map(|m| format!("\"{m}\"")).collect();
         let conf = dir.join("test.conf");
+        // The secret from a file, as an operator would keep it.
+        let secret_file = dir.join("cluster.secret");
+        std::fs::write(&secret_file, format!("{}\n", super::SECRET)).unwrap();
         std::fs::write(
             &conf,
             format!(
-                "gearpump.cluster.masters = [{}]\ngearpump.cluster.heartbeat-interval-ms = 200\ngearpump.worker.slots = 6\n",
-                list.join(", ")
+                "gearpump.cluster.masters = [{}]\ngearpump.cluster.heartbeat-interval-ms = 200\ngearpump.worker.slots = 6\n\
+                 gearpump.cluster.secret-file = \"{}\"\n",
+                list.join(", "),
+                secret_file.display()
             ),
         )
         .unwrap();
@@ -115,7 +120,7 @@ impl Ha {
     pub fn leader_seen_by(&self, i: usize) -> Option<String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut c = MasterClient::connect_direct(&self.masters[i]).await.ok()?;
+            let mut c = MasterClient::connect_direct(&self.masters[i], &super::secret()).await.ok()?;
             match c.ask(&MasterRequest::WhoLeads, Duration::from_secs(5)).await.ok()? {
                 MasterReply::Leader { leader, .. } => leader,
                 _ => None,
@@ -139,7 +144,7 @@ impl Ha {
     pub fn ask(&self, req: &MasterRequest) -> Option<MasterReply> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut c = MasterClient::connect(&self.masters).await.ok()?;
+            let mut c = MasterClient::connect(&self.masters, &super::secret()).await.ok()?;
             c.ask(req, Duration::from_secs(10)).await.ok()
         })
     }

@@ -7,9 +7,20 @@ pub mod cluster;
 #[allow(dead_code)] // Only the master HA tests start several masters.
 pub mod ha;
 
+use gearpump_protocol::ClusterSecret;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// The cluster secret every test cluster runs with: the whole process-level suite runs with
+/// authentication on.
+pub const SECRET: &str = "the test clusters' shared secret";
+
+/// [`SECRET`] as the clients of the test clusters prove it.
+#[allow(dead_code)] // Not every test file talks to a master itself.
+pub fn secret() -> ClusterSecret {
+    ClusterSecret::new(SECRET).unwrap()
+}
 
 /// A child process, killed (by its PID) and reaped when dropped.
 pub struct Proc(pub Child);
@@ -65,7 +76,13 @@ pub fn cluster_dir(name: &str, conf_lines: &str) -> (TestDir, PathBuf, u16) {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let conf = dir.join("test.conf");
-    std::fs::write(&conf, format!("gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\n{conf_lines}")).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\ngearpump.cluster.secret = \"{SECRET}\"\n{conf_lines}"
+        ),
+    )
+    .unwrap();
     (TestDir(dir), conf, port)
 }
 
