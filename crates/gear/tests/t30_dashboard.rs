@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver), against
-//! wordcount running on `gear local -services`: the DAG shows two processors, the receive
-//! throughput becomes non-zero, and killing the application from the page shows it
-//! terminated. Screenshots go to `target/dashboard-*.png`.
+//! wordcount running on `gear local -services` with REST authentication on: the page asks for
+//! a login; logged in as a user, the DAG shows two processors, the receive throughput becomes
+//! non-zero, and killing an application someone else submitted is refused on the page; logged
+//! in as an admin, the kill shows it terminated. Screenshots go to `target/dashboard-*.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 
@@ -15,6 +16,17 @@ use std::process::{Command, Stdio};
 /// One HTTP request to 127.0.0.1:`port`; the status and body. (chromedriver keeps connections
 /// open, so this needs a real client that reads by content length.)
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), ureq::Error> {
+    http_as(port, method, path, body, None)
+}
+
+/// [`http`] with an `Authorization` header.
+fn http_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    authorization: Option<&str>,
+) -> Result<(u16, String), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // A browser that never answers fails the test instead of hanging it.
@@ -22,10 +34,12 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u1
         .build()
         .into();
     let url = format!("http://127.0.0.1:{port}{path}");
-    let mut resp = match (method, body) {
-        ("POST", Some(b)) => agent.post(&url).send_json(b)?,
-        ("POST", None) => agent.post(&url).send_empty()?,
-        ("DELETE", _) => agent.delete(&url).call()?,
+    let auth = authorization.unwrap_or("");
+    let mut resp = match (method, body, authorization.is_some()) {
+        ("POST", Some(b), _) => agent.post(&url).send_json(b)?,
+        ("POST", None, _) => agent.post(&url).send_empty()?,
+        ("DELETE", _, _) => agent.delete(&url).call()?,
+        (_, _, true) => agent.get(&url).header("authorization", auth).call()?,
         _ => agent.get(&url).call()?,
     };
     let status = resp.status().as_u16();
@@ -107,27 +121,72 @@ impl Drop for Browser {
     }
 }
 
+/// `gear passwd` for `password`: its hash.
+fn password_hash(password: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gear"))
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(password), "{hash}");
+    hash
+}
+
+/// Logs in on the page's form as `user`.
+fn log_in(browser: &Browser, user: &str, password: &str) {
+    wait_until("the login form", || browser.js("return !!document.getElementById('login-form')") == json!(true));
+    let (u, p) = (json!(user), json!(password));
+    browser.js(&format!(
+        "document.getElementById('login-user').value = {u}; \
+         document.getElementById('login-password').value = {p}; \
+         document.querySelector('#login-form button').click(); return null"
+    ));
+    wait_until("the header names who logged in", || {
+        browser
+            .js("const w = document.getElementById('who-name'); return w ? w.textContent : ''")
+            .as_str()
+            .is_some_and(|w| w.starts_with(user))
+    });
+}
+
 #[test]
 fn the_dashboard_shows_wordcount_live_and_kills_it() {
     let http_port = free_port();
+    let (alice, boss) = (password_hash("alice's password"), password_hash("the boss's password"));
     let (dir, conf, _) = common::cluster_dir(
         "dashboard",
         &format!(
-            "gearpump.services.http = {http_port}\ngearpump.metrics.enabled = true\ngearpump.metrics.reporter = \"akka\"\n"
+            "gearpump.services.http = {http_port}\ngearpump.metrics.enabled = true\ngearpump.metrics.reporter = \"akka\"\n\
+             gearpump.ui-security.authentication-enabled = true\n\
+             gearpump.ui-security.users {{ alice = \"{alice}\" }}\n\
+             gearpump.ui-security.admins {{ boss = \"{boss}\" }}\n"
         ),
     );
     let _local = common::gear_local(&dir, &conf, &["-services", "-workernum", "2"]);
+    // HTTP Basic as `curl -u boss:…` sends it.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "boss:the boss's password")
+    );
     wait_until("the REST API answers", || {
-        http(http_port, "GET", "/api/v1.0/workers", None).is_ok_and(|(s, b)| {
+        http_as(http_port, "GET", "/api/v1.0/workers", None, Some(&basic)).is_ok_and(|(s, b)| {
             s == 200 && serde_json::from_str::<Value>(&b).is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 2))
         })
     });
+    assert_eq!(http(http_port, "GET", "/api/v1.0/workers", None).unwrap().0, 401, "nothing without a login");
     let out = common::submit_wordcount(&dir, &conf);
     assert!(out.status.success(), "gear app: {}", String::from_utf8_lossy(&out.stderr));
 
     let browser = Browser::start(&dir.join("chromium-profile"));
     let base = format!("http://127.0.0.1:{http_port}/");
     browser.go(&format!("{base}#/apps"));
+    log_in(&browser, "alice", "alice's password");
     wait_until("the applications table lists wordcount", || {
         browser.js("return document.querySelectorAll('#apps tr[data-app-id]').length") == json!(1)
     });
@@ -147,6 +206,24 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
     });
     browser.screenshot("cluster");
 
+    browser.go(&format!("{base}#/apps"));
+    // Alice did not submit wordcount (`gear app` did, as this machine's user): refused.
+    wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
+    browser.js("document.querySelector('button.kill').click(); return null");
+    wait_until("the page says why the kill was refused", || {
+        browser
+            .js("return document.getElementById('action-result').textContent")
+            .as_str()
+            .is_some_and(|t| t.contains("may manage only their own applications"))
+    });
+    browser.screenshot("refused");
+    assert_eq!(
+        browser.js("return document.querySelector('#apps tr[data-app-id=\"1\"] .status').textContent"),
+        json!("active")
+    );
+    // The admin may.
+    browser.js("document.getElementById('logout').click(); return null");
+    log_in(&browser, "boss", "the boss's password");
     browser.go(&format!("{base}#/apps"));
     wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
     browser.js("document.querySelector('button.kill').click(); return null");

@@ -10,8 +10,12 @@ const fmt = (n, d = 1) => (n === undefined || n === null || isNaN(n)) ? '-' : Nu
 const dur = (ms) => { ms = Number(ms) || 0; const s = Math.floor(ms / 1000); return `${Math.floor(s / 3600)}h ${Math.floor(s / 60) % 60}m ${s % 60}s`; };
 const time = (ms) => Number(ms) > 0 ? new Date(Number(ms)).toLocaleString() : '-';
 
+// The server wants a login (authentication is on and there is no session).
+class LoginNeeded extends Error {}
+
 async function get(path) {
   const r = await fetch(API + path);
+  if (r.status === 401) throw new LoginNeeded();
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
@@ -19,9 +23,40 @@ async function get(path) {
 
 async function send(method, path, body) {
   const r = await fetch(API + path, { method, body });
+  if (r.status === 401) throw new LoginNeeded();
   const json = await r.json();
   if (!r.ok) throw new Error(json.error || r.statusText);
   return json;
+}
+
+// Who is logged in, shown in the header with a way out.
+async function showWho() {
+  const who = document.getElementById('who');
+  const w = await (await fetch(API + '/whoami')).json();
+  if (!w.authentication || !w.user) { who.innerHTML = ''; return; }
+  who.innerHTML = `<span id="who-name">${esc(w.user)} (${esc(w.role)})</span> <button id="logout">Log out</button>`;
+  document.getElementById('logout').onclick = async () => {
+    await fetch('/logout', { method: 'POST' });
+    who.innerHTML = '';
+    loginPage();
+  };
+}
+
+function loginPage(message) {
+  page.innerHTML = `<h2>Log in</h2><section><form id="login-form" class="kv">
+    <label for="login-user">User</label><input id="login-user" name="user" autocomplete="username" required>
+    <label for="login-password">Password</label><input id="login-password" name="password" type="password" autocomplete="current-password" required>
+    <span></span><span><button type="submit">Log in</button> <span id="login-error" class="error">${esc(message || '')}</span></span>
+  </form></section>`;
+  document.getElementById('login-form').onsubmit = async (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    const r = await fetch('/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: f.user.value, password: f.password.value }) });
+    if (!r.ok) { document.getElementById('login-error').textContent = (await r.json()).error || r.statusText; return; }
+    await showWho();
+    connectEvents();
+    route();
+  };
 }
 
 function chart(name, title, unit) {
@@ -78,6 +113,9 @@ async function workerPage(id) {
     </table></section>`;
 }
 
+// What the last kill, replay or restart said: kept across the page's redraws.
+let lastAction = '';
+
 // Applications: table with kill and restart, and the submit form.
 async function appsPage() {
   const { appMasters } = await get('/appmasters');
@@ -89,12 +127,12 @@ async function appsPage() {
     <td><a href="${API}/config/app/${a.appId}">config</a>
     ${a.status === 'active' || a.status === 'pending' ? `<button class="kill" data-app="${a.appId}">Kill</button> <button class="replay" data-app="${a.appId}">Replay</button>` : ''}
     <button class="restart" data-app="${a.appId}">Restart</button></td></tr>`).join('')}</table>
-  <div id="action-result"></div></section>
+  <div id="action-result">${esc(lastAction)}</div></section>
   <section><h3>Submit an application binary</h3><form id="submit-form">
     <input type="file" name="jar" required> Args <input name="args" size="30"> Executors <input name="executors" size="3" value="">
     <button type="submit">Submit</button> <span id="submit-result"></span></form></section>`;
   if (keep) { const f = document.getElementById('submit-form'); f.args.value = keep.args; f.executors.value = keep.executors; }
-  const result = (text) => { document.getElementById('action-result').textContent = text; };
+  const result = (text) => { lastAction = text; document.getElementById('action-result').textContent = text; };
   page.querySelectorAll('button.kill').forEach((b) => b.onclick = async () => {
     try { await send('DELETE', `/appmaster/${b.dataset.app}`); result(`Killed application ${b.dataset.app}.`); } catch (e) { result(e.message); }
     refresh();
@@ -220,19 +258,31 @@ function route() {
   ];
   const path = parts.join('/');
   const match = routes.find(([re]) => re.test(path));
-  refresh = () => (match ? match[1]() : Promise.reject(new Error(`no page ${path}`))).catch((e) => { page.innerHTML = `<p class="alert">${esc(e.message)}</p>`; });
+  refresh = () => (match ? match[1]() : Promise.reject(new Error(`no page ${path}`))).catch((e) => {
+    if (e instanceof LoginNeeded) { if (!document.getElementById('login-form')) loginPage(); return; }
+    page.innerHTML = `<p class="alert">${esc(e.message)}</p>`;
+  });
   for (const k of Object.keys(series)) delete series[k];
   refresh();
 }
 
 window.addEventListener('hashchange', route);
+showWho().catch(() => {});
 route();
 const live = document.getElementById('live');
-const events = new EventSource(`${API}/events`);
-events.addEventListener('tick', () => {
-  live.textContent = `live · ${new Date().toLocaleTimeString()}`;
-  // The submit form keeps its chosen file: do not redraw the applications page under it.
-  const form = document.getElementById('submit-form');
-  if (!(form && form.jar.files.length)) refresh();
-});
-events.onerror = () => { live.textContent = 'disconnected; retrying…'; };
+let events = null;
+// Live updates. A refused stream (no login yet) is not retried by the browser: connect
+// again after a login, and every few seconds while it is closed.
+function connectEvents() {
+  if (events && events.readyState !== EventSource.CLOSED) return;
+  events = new EventSource(`${API}/events`);
+  events.addEventListener('tick', () => {
+    live.textContent = `live · ${new Date().toLocaleTimeString()}`;
+    // The submit form keeps its chosen file: do not redraw the applications page under it.
+    const form = document.getElementById('submit-form');
+    if (!(form && form.jar.files.length) && !document.getElementById('login-form')) refresh();
+  });
+  events.onerror = () => { live.textContent = 'disconnected; retrying…'; };
+}
+connectEvents();
+setInterval(connectEvents, 5000);
