@@ -68,6 +68,12 @@ const ROLE_KEYS: [(&str, Role); 3] = [
 /// How long a verified Basic credential is trusted without hashing it again.
 const BASIC_CACHE: Duration = Duration::from_secs(300);
 
+/// Password checks run at once: each takes argon2's 19 MiB and tens of milliseconds, by
+/// design, so a flood of logins must queue rather than take the memory and cores.
+const VERIFYING: usize = 2;
+/// Password checks allowed to wait for one of those; more are answered 503 at once.
+const WAITING: usize = 64;
+
 /// The name of the session cookie.
 pub const COOKIE: &str = "gearpump_session";
 
@@ -93,6 +99,9 @@ pub struct RestAuth {
     ttl: Duration,
     /// Verified when a name is unknown, so that a wrong name takes as long as a wrong password.
     decoy: String,
+    /// Password checks running or waiting (see [`VERIFYING`]).
+    verifying: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for RestAuth {
@@ -109,6 +118,8 @@ pub enum Denied {
     Unauthenticated(String),
     /// Known, but not allowed (403).
     Forbidden(String),
+    /// Too many password checks at once (503).
+    Busy,
 }
 
 impl RestAuth {
@@ -120,6 +131,8 @@ impl RestAuth {
             basic: Mutex::default(),
             ttl: Duration::from_secs(3600),
             decoy: String::new(),
+            verifying: tokio::sync::Semaphore::new(VERIFYING),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -177,17 +190,40 @@ impl RestAuth {
         role.filter(|_| ok)
     }
 
-    /// Logs `name` in: a new session token and the caller, or `None` for a wrong name or
+    /// The role of `name` if `password` is theirs, checked off the async threads, at most
+    /// [`VERIFYING`] at a time; [`Denied::Busy`] when [`WAITING`] checks wait already.
+    pub async fn verify(self: &std::sync::Arc<Self>, name: &str, password: &str) -> Result<Option<Role>, Denied> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Denied::Busy);
+        }
+        let permit = self.verifying.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| Denied::Busy)?;
+        let (me, name, password) = (self.clone(), name.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || me.check(&name, &password)).await.map_err(|_| Denied::Busy)
+    }
+
+    /// Logs `name` in: a new session token and the caller, `Ok(None)` for a wrong name or
     /// password (the same answer for both).
-    pub fn login(&self, name: &str, password: &str) -> Option<(String, Caller)> {
-        let role = self.check(name, password)?;
+    pub async fn login(
+        self: &std::sync::Arc<Self>,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<(String, Caller)>, Denied> {
+        let Some(role) = self.verify(name, password).await? else { return Ok(None) };
+        Ok(Some(self.open_session(name, role)))
+    }
+
+    fn open_session(&self, name: &str, role: Role) -> (String, Caller) {
         let token: String = gearpump_core::auth::nonce().iter().map(|b| format!("{b:02x}")).collect();
         let caller = Caller { user: Some(name.to_string()), role };
         let mut sessions = self.sessions.lock();
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
         sessions.insert(token.clone(), Session { caller: caller.clone(), expires: now + self.ttl });
-        Some((token, caller))
+        (token, caller)
     }
 
     /// Ends the session `token`.
@@ -201,7 +237,7 @@ impl RestAuth {
     }
 
     /// The caller of a request with these headers.
-    pub fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Denied> {
+    pub async fn caller(self: &std::sync::Arc<Self>, headers: &axum::http::HeaderMap) -> Result<Caller, Denied> {
         if !self.enabled() {
             return Ok(Caller::anyone());
         }
@@ -212,7 +248,7 @@ impl RestAuth {
             }
         }
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-            return self.basic(value.as_bytes());
+            return self.basic(value.as_bytes()).await;
         }
         Err(Denied::Unauthenticated(
             "log in first: POST /login with user and password, or send HTTP Basic credentials".into(),
@@ -220,7 +256,7 @@ impl RestAuth {
     }
 
     /// The caller of an `Authorization: Basic …` header.
-    fn basic(&self, value: &[u8]) -> Result<Caller, Denied> {
+    async fn basic(self: &std::sync::Arc<Self>, value: &[u8]) -> Result<Caller, Denied> {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(value).into();
         if let Some(s) = self.basic.lock().get(&key).filter(|s| s.expires > Instant::now()) {
@@ -234,7 +270,7 @@ impl RestAuth {
         let decoded = base64_decode(encoded.trim()).ok_or_else(wrong)?;
         let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;
         let (name, password) = decoded.split_once(':').ok_or_else(wrong)?;
-        let role = self.check(name, password).ok_or_else(wrong)?;
+        let role = self.verify(name, password).await?.ok_or_else(wrong)?;
         let caller = Caller { user: Some(name.to_string()), role };
         let mut cache = self.basic.lock();
         let now = Instant::now();
@@ -376,29 +412,56 @@ mod tests {
         assert_eq!(Authorizer::app_of("/master/submitapp"), None);
     }
 
-    #[test]
-    fn sessions_and_basic_credentials_identify_callers_and_wrong_ones_do_not() {
-        let auth = RestAuth::with_users(&[("alice", "wonderland", Role::User), ("root", "toor-toor", Role::Admin)]);
-        assert!(auth.login("alice", "wrong").is_none());
-        assert!(auth.login("nobody", "wonderland").is_none());
-        let (token, c) = auth.login("alice", "wonderland").unwrap();
+    #[tokio::test]
+    async fn sessions_and_basic_credentials_identify_callers_and_wrong_ones_do_not() {
+        let auth = std::sync::Arc::new(RestAuth::with_users(&[
+            ("alice", "wonderland", Role::User),
+            ("root", "toor-toor", Role::Admin),
+        ]));
+        assert_eq!(auth.login("alice", "wrong").await, Ok(None));
+        assert_eq!(auth.login("nobody", "wonderland").await, Ok(None));
+        let (token, c) = auth.login("alice", "wonderland").await.unwrap().unwrap();
         assert_eq!(c, caller("alice", Role::User));
         let mut h = HeaderMap::new();
-        assert!(matches!(auth.caller(&h), Err(Denied::Unauthenticated(_))));
+        assert!(matches!(auth.caller(&h).await, Err(Denied::Unauthenticated(_))));
         h.insert("cookie", HeaderValue::from_str(&format!("theme=dark; {COOKIE}={token}")).unwrap());
-        assert_eq!(auth.caller(&h).unwrap(), caller("alice", Role::User));
+        assert_eq!(auth.caller(&h).await.unwrap(), caller("alice", Role::User));
         auth.logout(&token);
-        assert!(auth.caller(&h).is_err(), "logged out");
+        assert!(auth.caller(&h).await.is_err(), "logged out");
         let mut b = HeaderMap::new();
         // root:toor-toor
         b.insert("authorization", HeaderValue::from_static("Basic cm9vdDp0b29yLXRvb3I="));
-        assert_eq!(auth.caller(&b).unwrap(), caller("root", Role::Admin));
-        assert_eq!(auth.caller(&b).unwrap(), caller("root", Role::Admin), "from the cache");
+        assert_eq!(auth.caller(&b).await.unwrap(), caller("root", Role::Admin));
+        assert_eq!(auth.caller(&b).await.unwrap(), caller("root", Role::Admin), "from the cache");
         b.insert("authorization", HeaderValue::from_static("Basic cm9vdDp3cm9uZw=="));
-        assert!(matches!(auth.caller(&b), Err(Denied::Unauthenticated(_))), "root:wrong");
+        assert!(matches!(auth.caller(&b).await, Err(Denied::Unauthenticated(_))), "root:wrong");
         b.insert("authorization", HeaderValue::from_static("Basic !!!"));
-        assert!(auth.caller(&b).is_err());
-        assert_eq!(RestAuth::disabled().caller(&HeaderMap::new()).unwrap(), Caller::anyone());
+        assert!(auth.caller(&b).await.is_err());
+        let off = std::sync::Arc::new(RestAuth::disabled());
+        assert_eq!(off.caller(&HeaderMap::new()).await.unwrap(), Caller::anyone());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_password_checks_queues_a_few_and_turns_the_rest_away() {
+        let auth = std::sync::Arc::new(RestAuth::with_users(&[("alice", "wonderland", Role::User)]));
+        let tries: Vec<_> = (0..200)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.verify("alice", "wrong").await })
+            })
+            .collect();
+        let mut busy = 0;
+        for t in tries {
+            match t.await.unwrap() {
+                Err(Denied::Busy) => busy += 1,
+                Ok(None) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Without the bound every one would wait (and, off the async threads, each take its
+        // 19 MiB at once).
+        assert!(busy > 0, "{busy} of 200 turned away");
+        assert_eq!(auth.verify("alice", "wonderland").await, Ok(Some(Role::User)), "and it serves again");
     }
 
     #[test]

@@ -210,7 +210,7 @@ async fn authorize(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path().to_string();
-    let caller = match auth.caller(req.headers()) {
+    let caller = match auth.caller(req.headers()).await {
         Ok(c) => c,
         Err(_) if PUBLIC.contains(&path.as_str()) => return next.run(req).await,
         Err(d) => return denied(d),
@@ -246,6 +246,8 @@ fn denied(d: Denied) -> Response {
     match d {
         Denied::Unauthenticated(m) => ApiError(StatusCode::UNAUTHORIZED, m).into_response(),
         Denied::Forbidden(m) => forbidden(m),
+        Denied::Busy => ApiError(StatusCode::SERVICE_UNAVAILABLE, "too many password checks at once; try again".into())
+            .into_response(),
     }
 }
 
@@ -263,9 +265,10 @@ async fn login(
     let (Some(user), Some(password)) = (body["user"].as_str(), body["password"].as_str()) else {
         return bad("login needs the fields user and password").into_response();
     };
-    // Hashing takes a while by design; off the async threads.
-    let (name, password, verifier) = (user.to_string(), password.to_string(), auth.clone());
-    let outcome = tokio::task::spawn_blocking(move || verifier.login(&name, &password)).await.ok().flatten();
+    let outcome = match auth.login(user, password).await {
+        Ok(o) => o,
+        Err(d) => return denied(d),
+    };
     let Some((token, caller)) = outcome else {
         tracing::info!(user, "A failed login.");
         return ApiError(StatusCode::UNAUTHORIZED, "wrong user name or password".into()).into_response();
