@@ -265,7 +265,7 @@ impl RestAuth {
         let wrong = || Denied::Unauthenticated("wrong user name or password".into());
         let text = std::str::from_utf8(value).map_err(|_| wrong())?;
         let encoded = text
-            .strip_prefix("Basic ")
+            .strip_prefix("Basic")
             .ok_or_else(|| Denied::Unauthenticated("only Basic credentials or a session cookie are accepted".into()))?;
         let decoded = base64_decode(encoded.trim()).ok_or_else(wrong)?;
         let decoded = String::from_utf8(decoded).map_err(|_| wrong())?;

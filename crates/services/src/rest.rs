@@ -259,8 +259,12 @@ async fn login(
     if !auth.enabled() {
         return bad("authentication is off (gearpump.ui-security.authentication-enabled)").into_response();
     }
-    let Ok(axum::Json(body)) = body else {
-        return bad("login takes JSON: {\"user\": …, \"password\": …}").into_response();
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError(e.status(), "the login is over gearpump.services.body-limit-bytes".into()).into_response();
+        }
+        Err(_) => return bad("login takes JSON: {\"user\": …, \"password\": …}").into_response(),
     };
     let (Some(user), Some(password)) = (body["user"].as_str(), body["password"].as_str()) else {
         return bad("login needs the fields user and password").into_response();
