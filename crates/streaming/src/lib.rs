@@ -25,6 +25,7 @@
 
 pub mod appmaster;
 pub mod executor;
+mod handoff;
 pub mod metrics;
 pub mod pool;
 pub mod state;

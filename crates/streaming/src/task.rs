@@ -7,6 +7,7 @@
 //! That gate is the back-pressure: a blocked task stops draining its input, its upstream's
 //! messages stay un-acked, and the upstream blocks in turn, up to the source.
 
+use crate::handoff::Handoff;
 use crate::pool::{PoolShared, Runnable};
 use crate::timer::{TimerTarget, Timers};
 use crate::window::WindowedHistogram;
@@ -87,10 +88,11 @@ pub(crate) enum Control {
     Stop,
 }
 
-#[derive(Default)]
 struct Inbox {
     data: VecDeque<Input>,
     control: VecDeque<Control>,
+    /// Who submits the task next (see [`Handoff`]).
+    handoff: Handoff,
 }
 
 /// Counters a task publishes for the AppMaster, metrics and tests.
@@ -136,8 +138,6 @@ pub struct TaskHistograms {
 pub struct TaskCell {
     id: TaskId,
     inbox: Mutex<Inbox>,
-    scheduled: AtomicBool,
-    blocked: AtomicBool,
     runner: Mutex<Option<TaskRunner>>,
     pool: Arc<PoolShared>,
     events: UnboundedSender<TaskEvent>,
@@ -148,10 +148,8 @@ impl TaskCell {
     pub(crate) fn new(id: TaskId, pool: Arc<PoolShared>, events: UnboundedSender<TaskEvent>) -> Arc<TaskCell> {
         Arc::new(TaskCell {
             id,
-            inbox: Mutex::new(Inbox::default()),
-            scheduled: AtomicBool::new(false),
             // Until started, data waits.
-            blocked: AtomicBool::new(true),
+            inbox: Mutex::new(Inbox { data: VecDeque::new(), control: VecDeque::new(), handoff: Handoff::new() }),
             runner: Mutex::new(None),
             pool,
             events,
@@ -176,12 +174,6 @@ impl TaskCell {
     /// Drops the runner (and the references to other cells it holds).
     pub(crate) fn clear(&self) {
         self.runner.lock().take();
-    }
-
-    fn schedule(self: &Arc<Self>) {
-        if !self.scheduled.swap(true, Ordering::SeqCst) {
-            self.pool.submit(self.clone());
-        }
     }
 
     /// Delivers a batch from an upstream task in this process.
@@ -228,16 +220,26 @@ impl TaskCell {
             let queued = self.counters.queued.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
             self.counters.max_queued.fetch_max(queued, Ordering::Relaxed);
         }
-        self.inbox.lock().data.push_back(input);
-        if !self.blocked.load(Ordering::SeqCst) {
-            self.schedule();
+        let submit = {
+            let mut inbox = self.inbox.lock();
+            inbox.data.push_back(input);
+            inbox.handoff.on_data()
+        };
+        if submit {
+            self.pool.submit(self.clone());
         }
     }
 
     /// Delivers a control message; control is handled even when the task is back-pressured.
     pub(crate) fn push_control(self: &Arc<Self>, control: Control) {
-        self.inbox.lock().control.push_back(control);
-        self.schedule();
+        let submit = {
+            let mut inbox = self.inbox.lock();
+            inbox.control.push_back(control);
+            inbox.handoff.on_control()
+        };
+        if submit {
+            self.pool.submit(self.clone());
+        }
     }
 }
 
@@ -264,13 +266,13 @@ impl Runnable for TaskCell {
                 inbox.control.clear();
             }
         }
-        self.scheduled.store(false, Ordering::SeqCst);
-        let pending = {
-            let inbox = self.inbox.lock();
-            !inbox.control.is_empty() || (!inbox.data.is_empty() && !self.blocked.load(Ordering::SeqCst))
+        let again = {
+            let mut inbox = self.inbox.lock();
+            let (control, data) = (!inbox.control.is_empty(), !inbox.data.is_empty());
+            inbox.handoff.on_run_end(more, control, data)
         };
-        if more || pending {
-            self.schedule();
+        if again {
+            self.pool.submit(self.clone());
         }
     }
 }
@@ -661,7 +663,7 @@ impl TaskRunner {
         }
         if self.done {
             self.local.clear();
-            cell.blocked.store(true, Ordering::SeqCst);
+            cell.inbox.lock().handoff.set_blocked(true);
             return false;
         }
         let mut budget = ACTIVATION_BUDGET;
@@ -779,7 +781,7 @@ impl TaskRunner {
             self.blocked_since = Some(std::time::Instant::now());
         }
         let blocked = !self.started || self.done || self.io.blocked_targets > 0;
-        cell.blocked.store(blocked, Ordering::SeqCst);
+        cell.inbox.lock().handoff.set_blocked(blocked);
         !blocked && !self.local.is_empty()
     }
 
