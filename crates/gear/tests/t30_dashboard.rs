@@ -2,7 +2,9 @@
 //! wordcount running on `gear local -services` with REST authentication on: the page asks for
 //! a login; logged in as a user, the DAG shows two processors, the receive throughput becomes
 //! non-zero, and killing an application someone else submitted is refused on the page; logged
-//! in as an admin, the kill shows it terminated. Screenshots go to `target/dashboard-*.png`.
+//! in as an admin, the kill shows it terminated. Then, over REST with HTTP Basic, the user
+//! submits a binary (recorded as hers; it proves the cluster secret the services hand it) and
+//! kills it. Screenshots go to `target/dashboard-*.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 
@@ -38,7 +40,8 @@ fn http_as(
     let mut resp = match (method, body, authorization.is_some()) {
         ("POST", Some(b), _) => agent.post(&url).send_json(b)?,
         ("POST", None, _) => agent.post(&url).send_empty()?,
-        ("DELETE", _, _) => agent.delete(&url).call()?,
+        ("DELETE", _, true) => agent.delete(&url).header("authorization", auth).call()?,
+        ("DELETE", _, false) => agent.delete(&url).call()?,
         (_, _, true) => agent.get(&url).header("authorization", auth).call()?,
         _ => agent.get(&url).call()?,
     };
@@ -233,4 +236,38 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
         ) == json!("terminated")
     });
     browser.screenshot("apps");
+
+    // Over REST as alice (HTTP Basic): her submission is recorded as hers (the binary it runs
+    // proves the cluster secret it was handed), and she may kill it.
+    let alice_basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:alice's password")
+    );
+    let jar = std::fs::read(common::wordcount()).unwrap();
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        b"--XYZ\r\nContent-Disposition: form-data; name=\"jar\"; filename=\"wordcount\"\r\n\
+          Content-Type: application/octet-stream\r\n\r\n",
+    );
+    form.extend_from_slice(&jar);
+    form.extend_from_slice(
+        b"\r\n--XYZ\r\nContent-Disposition: form-data; name=\"args\"\r\n\r\n-split 1 -sum 1\r\n--XYZ--\r\n",
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent
+        .post(&format!("http://127.0.0.1:{http_port}/api/v1.0/master/submitapp"))
+        .header("authorization", &alice_basic)
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .send(&form[..])
+        .unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["appId"].as_u64().unwrap();
+    let (_, apps) = http_as(http_port, "GET", "/api/v1.0/master/applist", None, Some(&alice_basic)).unwrap();
+    let apps: Value = serde_json::from_str(&apps).unwrap();
+    let mine = apps["appMasters"].as_array().unwrap().iter().find(|a| a["appId"] == id).cloned().unwrap();
+    assert_eq!(mine["user"], "alice", "{mine}");
+    let (status, text) =
+        http_as(http_port, "DELETE", &format!("/api/v1.0/appmaster/{id}"), None, Some(&alice_basic)).unwrap();
+    assert_eq!(status, 200, "{text}");
 }
