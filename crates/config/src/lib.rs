@@ -282,6 +282,15 @@ impl GearConfig {
             .collect()
     }
 
+    /// A list of strings (`key = ["a", "b"]`); empty when unset.
+    pub fn get_strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        match self.values.get(key) {
+            None => Ok(Vec::new()),
+            Some(HoconValue::Array(items)) => Ok(items.iter().filter_map(scalar_raw).map(str::to_string).collect()),
+            Some(other) => Err(invalid(key, &render(other), "must be a list of strings")),
+        }
+    }
+
     /// `gearpump.hostname`.
     pub fn hostname(&self) -> &str {
         self.get_str("gearpump.hostname").unwrap_or("127.0.0.1")
@@ -392,6 +401,7 @@ impl GearConfig {
         }
         self.get_bool("gearpump.metrics.enabled")?;
         self.get_bool("gearpump.ui-security.authentication-enabled")?;
+        self.get_strings("gearpump.services.allowed-hosts")?;
         let reporter = self.get_str("gearpump.metrics.reporter").unwrap_or_default();
         if !["logfile", "graphite", "akka"].contains(&reporter) {
             return Err(invalid("gearpump.metrics.reporter", reporter, "is not one of logfile, graphite, akka"));

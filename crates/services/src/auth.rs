@@ -102,6 +102,8 @@ pub struct RestAuth {
     /// Password checks running or waiting (see [`VERIFYING`]).
     verifying: tokio::sync::Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
+    /// Host names (lower case) requests may name besides IP addresses and `localhost`.
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for RestAuth {
@@ -133,7 +135,31 @@ impl RestAuth {
             decoy: String::new(),
             verifying: tokio::sync::Semaphore::new(VERIFYING),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            hosts: Vec::new(),
         }
+    }
+
+    /// Also answers requests that name `hosts` (see [`RestAuth::host_allowed`]).
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.hosts.extend(hosts.into_iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()));
+        self
+    }
+
+    /// Whether a request whose `Host` header is `host` is answered: an IP address, `localhost`,
+    /// or a listed name (`gearpump.services.allowed-hosts`, `gearpump.services.host`,
+    /// `gearpump.hostname`). A page that rebinds its own DNS name to this server's address
+    /// (DNS rebinding) sends its own name and is refused.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            },
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || self.hosts.contains(&name)
     }
 
     /// Users with `role`, name to password, hashed here (tests and embedded uses).
@@ -149,8 +175,11 @@ impl RestAuth {
         let invalid =
             |key: &str, reason: String| ConfigError::Invalid { key: key.to_string(), value: "<hidden>".into(), reason };
         let ttl = Duration::from_millis(conf.get_num("gearpump.ui-security.session-timeout-ms")?);
+        let mut hosts = conf.get_strings("gearpump.services.allowed-hosts")?;
+        hosts.extend(conf.get_str("gearpump.services.host").map(str::to_string));
+        hosts.push(conf.hostname().to_string());
         if !conf.get_bool("gearpump.ui-security.authentication-enabled")? {
-            return Ok(RestAuth { ttl, ..Self::disabled() });
+            return Ok(RestAuth { ttl, ..Self::disabled() }.with_hosts(hosts));
         }
         let mut accounts = HashMap::new();
         for (key, role) in ROLE_KEYS {
@@ -170,7 +199,8 @@ impl RestAuth {
                 "is true but no user is listed in gearpump.ui-security.admins, users or guests".into(),
             ));
         }
-        Ok(RestAuth { accounts: Some(accounts), ttl, decoy: hash_password("decoy"), ..Self::disabled() })
+        Ok(RestAuth { accounts: Some(accounts), ttl, decoy: hash_password("decoy"), ..Self::disabled() }
+            .with_hosts(hosts))
     }
 
     /// Whether authentication is on.
@@ -462,6 +492,34 @@ mod tests {
         // 19 MiB at once).
         assert!(busy > 0, "{busy} of 200 turned away");
         assert_eq!(auth.verify("alice", "wonderland").await, Ok(Some(Role::User)), "and it serves again");
+    }
+
+    #[test]
+    fn only_addresses_localhost_and_listed_names_are_answered() {
+        let auth = RestAuth::disabled().with_hosts(["Gear-Master.example".to_string()]);
+        for ok in [
+            "127.0.0.1:8090",
+            "127.0.0.1",
+            "[::1]:8090",
+            "[::1]",
+            "localhost:8090",
+            "LOCALHOST",
+            "10.1.2.3:80",
+            "gear-master.example:8090",
+            "gear-master.example.",
+        ] {
+            assert!(auth.host_allowed(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8090",
+            "127.0.0.1.evil.example:8090",
+            "localhost.evil.example",
+            "",
+            "gear-master.example.evil",
+        ] {
+            assert!(!auth.host_allowed(refused), "{refused}");
+        }
     }
 
     #[test]

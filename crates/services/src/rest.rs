@@ -210,6 +210,16 @@ async fn authorize(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path().to_string();
+    if let Some(host) = req.headers().get(header::HOST) {
+        let host = host.to_str().unwrap_or("(not text)");
+        if !auth.host_allowed(host) {
+            tracing::warn!(host, %path, "Refused a request for a host this server is not (DNS rebinding?).");
+            return forbidden(format!(
+                "this server does not answer to the host {host:?}; use its address, or add the name to \
+                 gearpump.services.allowed-hosts"
+            ));
+        }
+    }
     let caller = match auth.caller(req.headers()).await {
         Ok(c) => c,
         Err(_) if PUBLIC.contains(&path.as_str()) => return next.run(req).await,

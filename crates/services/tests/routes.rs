@@ -463,6 +463,16 @@ fn a_cross_site_request_changes_nothing() {
         let (status, v) = h.call_with("POST", "/api/v1.0/master/submitdag", Body::from(dag), &with_json);
         assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {v}");
     }
+    // DNS rebinding: a page whose own name now resolves to this server sends its own Host and
+    // Origin, which agree; the Host is not one this server answers to.
+    let rebound = [("host", "evil.example:8090"), ("origin", "http://evil.example:8090")];
+    let (status, v) = h.call_with("DELETE", &kill, Body::empty(), &rebound);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("gearpump.services.allowed-hosts"), "{v}");
+    let (status, _) = h.call_with("GET", "/api/v1.0/master", Body::empty(), &[("host", "evil.example:8090")]);
+    assert_eq!(status, StatusCode::FORBIDDEN, "reading is refused too");
+    let (status, _) = h.call_with("GET", "/", Body::empty(), &[("host", "evil.example:8090")]);
+    assert_eq!(status, StatusCode::FORBIDDEN, "and the dashboard");
     // Reading stays open to any page (the dashboard's data is not a secret once authenticated).
     let (status, _) = h.call_with("GET", "/api/v1.0/master", Body::empty(), &[("origin", "http://evil.example")]);
     assert_eq!(status, StatusCode::OK);
