@@ -81,12 +81,21 @@ pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
 
 /// The cluster's configuration as the worker handed it over (`GEARPUMP_CONF`), else the
 /// defaults.
+///
+/// Keys this binary's version does not know (a cluster upgraded after the binary was built)
+/// are left out with a warning, not an error: the configuration is written for the cluster.
 fn system_config() -> Result<GearConfig, RoleError> {
-    let conf = match std::env::var("GEARPUMP_CONF") {
-        Ok(text) if !text.is_empty() => GearConfig::defaults().with_str("GEARPUMP_CONF", &text),
-        _ => Ok(GearConfig::defaults()),
-    };
-    conf.map_err(|e| RoleError::Other(e.to_string()))
+    let Ok(text) = std::env::var("GEARPUMP_CONF") else { return Ok(GearConfig::defaults()) };
+    if text.is_empty() {
+        return Ok(GearConfig::defaults());
+    }
+    let (conf, ignored) = GearConfig::defaults()
+        .with_str_ignoring_unknown("GEARPUMP_CONF", &text)
+        .map_err(|e| RoleError::Other(e.to_string()))?;
+    if !ignored.is_empty() {
+        tracing::warn!(keys = ?ignored, "The cluster's configuration has keys this application binary's gearpump version does not know; they are left out.");
+    }
+    Ok(conf)
 }
 
 /// The cluster secret of the cluster's configuration.

@@ -172,6 +172,39 @@ impl GearConfig {
         Ok(self)
     }
 
+    /// [`GearConfig::with_str`], but keys this version does not know are left out (and
+    /// returned) instead of failing: for a configuration written by a newer cluster and handed
+    /// to an application binary built against an older version (`GEARPUMP_CONF`). Known keys
+    /// with values of the wrong type still fail.
+    pub fn with_str_ignoring_unknown(
+        mut self,
+        source_name: &str,
+        text: &str,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let parsed = hocon::parse(text)
+            .map_err(|e| ConfigError::Parse { source_name: source_name.into(), message: e.to_string() })?;
+        let mut layer = BTreeMap::new();
+        for key in parsed.keys() {
+            if let Some(v) = parsed.get(key) {
+                flatten(key, v, &mut layer);
+            }
+        }
+        let mut ignored = Vec::new();
+        let mut kept = BTreeMap::new();
+        for (key, value) in layer {
+            match self.check(source_name, &key, &value) {
+                Ok(()) => {
+                    kept.insert(key, value);
+                }
+                Err(ConfigError::UnknownKey { .. }) => ignored.push(key),
+                Err(e) => return Err(e),
+            }
+        }
+        self.values.extend(kept);
+        self.layers.push(source_name.to_string());
+        Ok((self, ignored))
+    }
+
     /// Adds one `key = value` (the command line's top layer). The value is HOCON: `8`, `true`,
     /// `"text"` or bare text.
     pub fn with_override(self, key: &str, value: &str) -> Result<Self, ConfigError> {
@@ -649,6 +682,17 @@ mod tests {
         let err = secret(&format!("gearpump.cluster.secret-file = \"{}\"", file.display())).unwrap_err();
         assert!(err.to_string().contains("at least 16") && !err.to_string().contains("tiny"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_clusters_keys_are_left_out_where_asked_and_known_ones_still_checked() {
+        let text = "gearpump.worker.slots = 7\ngearpump.some-future.key = 1\n";
+        assert!(GearConfig::defaults().with_str("c", text).is_err());
+        let (conf, ignored) = GearConfig::defaults().with_str_ignoring_unknown("c", text).unwrap();
+        assert_eq!(ignored, vec!["gearpump.some-future.key".to_string()]);
+        assert_eq!(conf.worker_slots(), 7);
+        let bad = GearConfig::defaults().with_str_ignoring_unknown("c", "gearpump.worker.slots = many\n");
+        assert!(matches!(bad, Err(ConfigError::WrongType { .. })), "{bad:?}");
     }
 
     #[test]

@@ -215,6 +215,25 @@ fn processes_under(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+#[test]
+fn a_binary_handed_configuration_keys_it_does_not_know_still_submits() {
+    // As when the cluster was upgraded after the binary was built: the client role gets the
+    // cluster's configuration with a key this binary's version lacks.
+    let c = Cluster::start("newer-conf");
+    let conf = format!("gearpump.cluster.secret = \"{}\"\ngearpump.some-later-version.key = 1\n", common::SECRET);
+    let out = std::process::Command::new(common::wordcount())
+        .args(["-split", "1", "-sum", "1"])
+        .env("GEARPUMP_ROLE", "client")
+        .env("GEARPUMP_MASTERS", c.master.to_string())
+        .env("GEARPUMP_CONF", conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("gearpump.some-later-version.key"), "the left-out key is named: {text}");
+    c.wait_status(1, "active");
+}
+
 /// A SIGKILLed worker takes the application processes it started with it; the master marks
 /// the application failed, naming the worker.
 #[test]
