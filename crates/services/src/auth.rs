@@ -74,6 +74,9 @@ const VERIFYING: usize = 2;
 /// Password checks allowed to wait for one of those; more are answered 503 at once.
 const WAITING: usize = 64;
 
+/// Sessions a user may have open; a new login ends their oldest beyond it.
+const SESSIONS_PER_USER: usize = 32;
+
 /// The name of the session cookie.
 pub const COOKIE: &str = "gearpump_session";
 
@@ -252,8 +255,25 @@ impl RestAuth {
         let mut sessions = self.sessions.lock();
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
+        // A user logging in again and again keeps only their newest sessions.
+        let mut theirs: Vec<(Instant, String)> = sessions
+            .iter()
+            .filter(|(_, s)| s.caller.user.as_deref() == Some(name))
+            .map(|(t, s)| (s.expires, t.clone()))
+            .collect();
+        if theirs.len() >= SESSIONS_PER_USER {
+            theirs.sort();
+            for (_, t) in &theirs[..=theirs.len() - SESSIONS_PER_USER] {
+                sessions.remove(t);
+            }
+        }
         sessions.insert(token.clone(), Session { caller: caller.clone(), expires: now + self.ttl });
         (token, caller)
+    }
+
+    /// Sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.lock().len()
     }
 
     /// Ends the session `token`.
@@ -467,6 +487,11 @@ mod tests {
         assert!(matches!(auth.caller(&b).await, Err(Denied::Unauthenticated(_))), "root:wrong");
         b.insert("authorization", HeaderValue::from_static("Basic !!!"));
         assert!(auth.caller(&b).await.is_err());
+        // Logging in again and again keeps a bounded number of sessions.
+        for _ in 0..SESSIONS_PER_USER + 10 {
+            auth.login("root", "toor-toor").await.unwrap().unwrap();
+        }
+        assert_eq!(auth.open_sessions(), SESSIONS_PER_USER, "root's newest only (alice logged out)");
         let off = std::sync::Arc::new(RestAuth::disabled());
         assert_eq!(off.caller(&HeaderMap::new()).await.unwrap(), Caller::anyone());
     }
