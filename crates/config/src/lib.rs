@@ -155,14 +155,7 @@ impl GearConfig {
 
     /// Adds a layer given as HOCON text, named `source_name` in errors.
     pub fn with_str(mut self, source_name: &str, text: &str) -> Result<Self, ConfigError> {
-        let parsed = hocon::parse(text)
-            .map_err(|e| ConfigError::Parse { source_name: source_name.into(), message: e.to_string() })?;
-        let mut layer = BTreeMap::new();
-        for key in parsed.keys() {
-            if let Some(v) = parsed.get(key) {
-                flatten(key, v, &mut layer);
-            }
-        }
+        let layer = parse_layer(source_name, text)?;
         for (key, value) in &layer {
             self.check(source_name, key, value)?;
         }
@@ -181,14 +174,7 @@ impl GearConfig {
         source_name: &str,
         text: &str,
     ) -> Result<(Self, Vec<String>), ConfigError> {
-        let parsed = hocon::parse(text)
-            .map_err(|e| ConfigError::Parse { source_name: source_name.into(), message: e.to_string() })?;
-        let mut layer = BTreeMap::new();
-        for key in parsed.keys() {
-            if let Some(v) = parsed.get(key) {
-                flatten(key, v, &mut layer);
-            }
-        }
+        let layer = parse_layer(source_name, text)?;
         let mut ignored = Vec::new();
         let mut kept = BTreeMap::new();
         for (key, value) in layer {
@@ -449,6 +435,19 @@ impl GearConfig {
         }
         Ok(())
     }
+}
+
+/// `text` (HOCON) as flat `a.b.c` keys, not yet checked.
+fn parse_layer(source_name: &str, text: &str) -> Result<BTreeMap<String, HoconValue>, ConfigError> {
+    let parsed = hocon::parse(text)
+        .map_err(|e| ConfigError::Parse { source_name: source_name.into(), message: e.to_string() })?;
+    let mut layer = BTreeMap::new();
+    for key in parsed.keys() {
+        if let Some(v) = parsed.get(key) {
+            flatten(key, v, &mut layer);
+        }
+    }
+    Ok(layer)
 }
 
 /// What an error shows instead of a secret value.
