@@ -404,8 +404,7 @@ impl StreamApplicationBuilder {
                     to_parallelism: b.parallelism(),
                 });
             }
-            let round_robin = [PartitionerSpec::SHUFFLE, PartitionerSpec::SHUFFLE_GROUPING].contains(&spec.name());
-            if round_robin && b.is_transactional() && b.parallelism() > 1 {
+            if spec.is_dealt_by_arrival() && b.is_transactional() && b.parallelism() > 1 {
                 return Err(AppError::ReplayDependentPartitioner {
                     partitioner: spec.name().to_string(),
                     from: a.task_type().to_string(),
@@ -614,6 +613,14 @@ mod tests {
             let built = StreamApplication::builder("x").edge(&a, spec, &p("Commit", tasks).transactional()).build();
             assert!(built.is_ok(), "{name} into {tasks} transactional tasks: {built:?}");
         }
+        // A user-defined partitioner that deals by arrival says so and is refused too.
+        let mine =
+            PartitionerSpec::unicast("my_round_robin", crate::partitioner::ShufflePartitioner::new).dealt_by_arrival();
+        let refused = StreamApplication::builder("x").edge(&a, mine, &p("Commit", 2).transactional()).build();
+        assert!(
+            matches!(refused, Err(AppError::ReplayDependentPartitioner { ref partitioner, .. }) if partitioner == "my_round_robin"),
+            "{refused:?}"
+        );
         // Round robin into a processor that does not commit is fine.
         assert!(StreamApplication::builder("x").edge(&a, PartitionerSpec::shuffle(), &p("B", 2)).build().is_ok());
     }

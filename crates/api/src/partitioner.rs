@@ -41,6 +41,7 @@ pub struct PartitionerSpec {
     name: String,
     factory: Factory,
     colocated: bool,
+    by_arrival: bool,
 }
 
 impl PartitionerSpec {
@@ -66,13 +67,28 @@ impl PartitionerSpec {
 
     /// Round robin, from a random start per upstream task.
     pub fn shuffle() -> Self {
-        Self::unicast(Self::SHUFFLE, ShufflePartitioner::new)
+        Self::unicast(Self::SHUFFLE, ShufflePartitioner::new).dealt_by_arrival()
     }
 
     /// A fresh random permutation of the downstream tasks each round: equal counts per task,
     /// random order.
     pub fn shuffle_grouping() -> Self {
-        Self::unicast(Self::SHUFFLE_GROUPING, ShuffleGroupingPartitioner::default)
+        Self::unicast(Self::SHUFFLE_GROUPING, ShuffleGroupingPartitioner::default).dealt_by_arrival()
+    }
+
+    /// Marks a partitioner that picks targets by arrival order (round robin, random), so a
+    /// replay may send a message to another task than before. Such a partitioner may not feed
+    /// an exactly-once processor of several tasks (see
+    /// [`crate::AppError::ReplayDependentPartitioner`]); mark user-defined ones of this kind too.
+    #[must_use]
+    pub fn dealt_by_arrival(mut self) -> Self {
+        self.by_arrival = true;
+        self
+    }
+
+    /// Whether it picks targets by arrival order ([`PartitionerSpec::dealt_by_arrival`]).
+    pub fn is_dealt_by_arrival(&self) -> bool {
+        self.by_arrival
     }
 
     /// Every message to every downstream task.
@@ -81,6 +97,7 @@ impl PartitionerSpec {
             name: Self::BROADCAST.into(),
             factory: Arc::new(|| PartitionerInstance::Broadcast),
             colocated: false,
+            by_arrival: false,
         }
     }
 
@@ -111,6 +128,7 @@ impl PartitionerSpec {
             name: name.into(),
             factory: Arc::new(move || PartitionerInstance::Unicast(Box::new(make()))),
             colocated: false,
+            by_arrival: false,
         }
     }
 
@@ -124,6 +142,7 @@ impl PartitionerSpec {
             name: name.into(),
             factory: Arc::new(move || PartitionerInstance::Multicast(Box::new(make()))),
             colocated: false,
+            by_arrival: false,
         }
     }
 

@@ -220,23 +220,24 @@ impl TaskCell {
             let queued = self.counters.queued.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
             self.counters.max_queued.fetch_max(queued, Ordering::Relaxed);
         }
-        let submit = {
-            let mut inbox = self.inbox.lock();
+        self.push(|inbox| {
             inbox.data.push_back(input);
             inbox.handoff.on_data()
-        };
-        if submit {
-            self.pool.submit(self.clone());
-        }
+        });
     }
 
     /// Delivers a control message; control is handled even when the task is back-pressured.
     pub(crate) fn push_control(self: &Arc<Self>, control: Control) {
-        let submit = {
-            let mut inbox = self.inbox.lock();
+        self.push(|inbox| {
             inbox.control.push_back(control);
             inbox.handoff.on_control()
-        };
+        });
+    }
+
+    /// Pushes into the inbox with `put`, which says (from the hand-off) whether this caller
+    /// must submit the task; it does so after unlocking.
+    fn push(self: &Arc<Self>, put: impl FnOnce(&mut Inbox) -> bool) {
+        let submit = put(&mut self.inbox.lock());
         if submit {
             self.pool.submit(self.clone());
         }

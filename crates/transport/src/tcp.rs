@@ -540,6 +540,11 @@ impl Drop for DataServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection to `server` without a cluster secret.
+    fn connect_to(server: &DataServer, sink: Arc<dyn FrameSink>, codecs: Arc<Codecs>) -> Arc<Connection> {
+        Connection::connect(server.local_addr(), sink, codecs, RetryPolicy::default(), &ClusterSecret::none()).unwrap()
+    }
     use crate::DataBatch;
     use crate::flow::Ack;
     use gearpump_core::Timestamp;
@@ -584,14 +589,7 @@ mod tests {
         let (server_sink, server_rx) = sink();
         let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), server_sink, codecs.clone()).unwrap();
         let (client_sink, client_rx) = sink();
-        let conn = Connection::connect(
-            server.local_addr(),
-            client_sink,
-            codecs,
-            RetryPolicy::default(),
-            &ClusterSecret::none(),
-        )
-        .unwrap();
+        let conn = connect_to(&server, client_sink, codecs);
         let (to, from) = (TaskId::new(1, 0), TaskId::new(0, 0));
         for round in 0..100u64 {
             let msgs: Vec<_> = (0..100).map(|i| Message::new(round * 100 + i, Timestamp(i as i64))).collect();
@@ -640,14 +638,7 @@ mod tests {
         let stall: Arc<dyn FrameSink> = Arc::new(Stall(Mutex::new(tx), AtomicBool::new(false)));
         let server = DataServer::bind("127.0.0.1:0".parse().unwrap(), stall, codecs.clone()).unwrap();
         let (client_sink, _client_rx) = sink();
-        let conn = Connection::connect(
-            server.local_addr(),
-            client_sink,
-            codecs,
-            RetryPolicy::default(),
-            &ClusterSecret::none(),
-        )
-        .unwrap();
+        let conn = connect_to(&server, client_sink, codecs);
         // About 40 MB: far beyond what the socket buffers hold while the reader stalls.
         let payload: Vec<u64> = (0..5_000_000).collect();
         for chunk in payload.chunks(1000) {
@@ -677,14 +668,7 @@ mod tests {
         }
         // A well-behaved peer still gets through.
         let (client_sink, _client_rx) = sink();
-        let conn = Connection::connect(
-            server.local_addr(),
-            client_sink,
-            codecs,
-            RetryPolicy::default(),
-            &ClusterSecret::none(),
-        )
-        .unwrap();
+        let conn = connect_to(&server, client_sink, codecs);
         let h = plain_header();
         conn.send_batch(h, &[Message::new(5u64, Timestamp(0))]).unwrap();
         let (_, batch, _) = server_rx.recv_timeout(Duration::from_secs(10)).unwrap();
