@@ -15,10 +15,13 @@
 //! topic, then partition number) goes to task `i % parallelism`, so every partition is read by
 //! exactly one task. A message is stamped with the record's timestamp (or what an extractor
 //! returns: [`KafkaSource::timestamped`]); a task's watermark is the minimum over its
-//! partitions of the largest timestamp read, leaving out partitions that had no record for
-//! `kafka.source.idle.timeout.ms` (Flink's idleness); when all of them are idle, the watermark
-//! follows the wall clock less that timeout, so an idle or empty topic does not hold the
-//! application's clock.
+//! partitions of the largest timestamp read. A partition that had no record for
+//! `kafka.source.idle.timeout.ms` is idle (Flink's idleness) once the brokers confirm it has
+//! been read to its end: it then follows the wall clock less that timeout, so an idle or empty
+//! topic does not hold the application's clock. A quiet partition that still has unread records
+//! (its fetches stall while a broker restarts, say) keeps holding the watermark, so the clock
+//! never passes records that a recovery from it would skip. Records that arrive in an idle
+//! partition stamped more than the timeout before their arrival are late.
 //!
 //! Replay: opened at a start time the source seeks every partition to the first offset at or
 //! after it, from the offsets it stored with the application's checkpoints
@@ -50,8 +53,8 @@ use gearpump_api::TaskError;
 use gearpump_core::UserConfig;
 use rdkafka::ClientConfig;
 
-/// Config key: after how many ms without a record a partition stops holding the watermark
-/// (default 5000).
+/// Config key: after how many ms without a record a partition read to its end is idle and
+/// follows the wall clock less this many ms instead of holding the watermark (default 5000).
 pub const IDLE_TIMEOUT_KEY: &str = "kafka.source.idle.timeout.ms";
 /// Config key: how long (ms) to wait for the brokers when opening and for requests such as
 /// offset look-ups and commits (default 10000).

@@ -33,13 +33,17 @@ type Extract = Arc<dyn Fn(&KafkaRecord<'_>) -> Timestamp + Send + Sync>;
 
 /// How often an idle source checks that the brokers still answer.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How often a source asks the brokers whether its quiet partitions have unread records.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// The longest a source waits for that answer (a partition stays unconfirmed without one).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The watermark is updated when no record is there, and at least every this many records.
 const UPDATE_EVERY: u32 = 1024;
 /// How many stored positions a source keeps (older ones are deleted).
 const KEEP_POSITIONS: usize = 16;
 
 /// What one assigned partition has read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Partition {
     topic: String,
     partition: i32,
@@ -51,6 +55,10 @@ struct Partition {
     last_record: Instant,
     /// Whether a record was read since the last watermark update.
     fresh: bool,
+    /// Wall-clock time (ms) at which the brokers were last asked for the partition's end and
+    /// it had been read up to there, since its last record: whatever it holds unread was
+    /// appended later. `None`: not confirmed.
+    caught_up_at: Option<i64>,
     /// `(t, offset)`: `offset` is the first record stamped at or after every time from `t` to
     /// the next entry's time (each entry made when the largest timestamp crossed a grid line).
     boundaries: VecDeque<(Timestamp, i64)>,
@@ -66,6 +74,7 @@ impl Partition {
             max_ts: None,
             last_record: now,
             fresh: false,
+            caught_up_at: None,
             boundaries: VecDeque::from([(Timestamp::MIN, offset)]),
         }
     }
@@ -86,6 +95,23 @@ impl Partition {
             }
         }
         self.max_ts = Some(t);
+    }
+
+    /// How far this partition lets the watermark go: the largest timestamp read (`start` if
+    /// none), or, while it is confirmed caught up, the wall-clock time of that confirmation
+    /// less `idle`, if later. Records appended after the confirmation are taken to be stamped
+    /// no more than `idle` before it (later-stamped ones arrive late, as with Flink's idleness).
+    fn bound(&self, start: Timestamp, idle: Duration) -> Timestamp {
+        let read = self.max_ts.unwrap_or(start);
+        match self.caught_up_at {
+            Some(at) => read.max(Timestamp(at.saturating_sub(idle.as_millis() as i64))),
+            None => read,
+        }
+    }
+
+    /// Whether nothing was read from it for `idle` (as of the last watermark update).
+    fn quiet(&self, now: Instant, idle: Duration) -> bool {
+        now.duration_since(self.last_record) >= idle
     }
 
     /// The offset to resume from to replay everything stamped at or after `t`: exact when `t`
@@ -118,6 +144,8 @@ pub struct KafkaSource {
     /// Times of the positions this task stored, oldest first.
     stored: VecDeque<Timestamp>,
     last_probe: Instant,
+    /// When the quiet partitions were last checked for unread records.
+    last_check: Option<Instant>,
     timeout: Duration,
     /// Records read since opening.
     read: u64,
@@ -143,6 +171,7 @@ impl KafkaSource {
             watermark: Timestamp::MIN,
             stored: VecDeque::new(),
             last_probe: Instant::now(),
+            last_check: None,
             timeout: Duration::from_secs(10),
             read: 0,
             since_update: 0,
@@ -257,29 +286,65 @@ impl KafkaSource {
             .collect()
     }
 
-    /// Recomputes the watermark (see the module docs); it never goes back.
-    fn update_watermark(&mut self) {
+    /// Recomputes the watermark (see the module docs); it never goes back. Partitions quiet
+    /// for the idle timeout are checked for unread records first (at most every
+    /// [`CHECK_EVERY`]): only one read up to its end may follow the wall clock, so a partition
+    /// whose fetches stall (a broker restarting, a slow leader) holds the watermark instead of
+    /// letting it pass records that a recovery from the clock would then skip.
+    fn update_watermark(&mut self, consumer: &BaseConsumer) {
         let now = Instant::now();
         self.since_update = 0;
         for p in self.parts.iter_mut().filter(|p| p.fresh) {
             p.fresh = false;
             p.last_record = now;
+            p.caught_up_at = None;
         }
-        let active = self.parts.iter().filter(|p| now.duration_since(p.last_record) < self.idle);
-        let low = active.map(|p| p.max_ts.unwrap_or(self.filter_start())).min();
-        let wm = match low {
-            Some(t) => t,
-            None => {
-                // Every partition is idle (or the task has none): follow the wall clock.
-                let wall = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64)
-                    - self.idle.as_millis() as i64;
-                let max = self.parts.iter().filter_map(|p| p.max_ts).max().unwrap_or(Timestamp::MIN);
-                Timestamp(wall).max(max)
+        let due = self.last_check.is_none_or(|t| now.duration_since(t) >= CHECK_EVERY);
+        if due && self.parts.iter().any(|p| p.quiet(now, self.idle)) {
+            self.check_caught_up(consumer, now);
+        }
+        self.watermark = self.watermark.max(watermark_of(&self.parts, self.filter_start(), self.idle, wall_ms()));
+    }
+
+    /// Asks the brokers for the end of every quiet partition and marks those read up to it.
+    fn check_caught_up(&mut self, consumer: &BaseConsumer, now: Instant) {
+        self.last_check = Some(now);
+        let asked_at = wall_ms();
+        let mut ends = TopicPartitionList::new();
+        for p in self.parts.iter().filter(|p| p.quiet(now, self.idle)) {
+            if let Err(e) = ends.add_partition_offset(&p.topic, p.partition, Offset::End) {
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "Cannot ask for the end of a Kafka partition.");
+            }
+        }
+        // With `read_committed` the end is the last stable offset, as far as this consumer can read.
+        let ends = match consumer.offsets_for_times(ends, CHECK_TIMEOUT.min(self.timeout)) {
+            Ok(ends) => ends,
+            Err(e) => {
+                tracing::debug!(brokers = %self.brokers, error = %e, "Cannot check the Kafka source's quiet partitions; they keep holding the watermark.");
+                return;
             }
         };
-        self.watermark = self.watermark.max(wm);
+        // The brokers answered: no need to probe them as well.
+        self.last_probe = Instant::now();
+        let positions = consumer.position().ok();
+        for p in self.parts.iter_mut().filter(|p| p.quiet(now, self.idle)) {
+            let Some(Offset::Offset(end)) =
+                ends.find_partition(&p.topic, p.partition).filter(|e| e.error().is_ok()).map(|e| e.offset())
+            else {
+                continue;
+            };
+            // The consumer's position is past control records (transaction markers) too.
+            let position = match positions.as_ref().and_then(|l| l.find_partition(&p.topic, p.partition)) {
+                Some(e) => match e.offset() {
+                    Offset::Offset(o) => o.max(p.next),
+                    _ => p.next,
+                },
+                None => p.next,
+            };
+            if position >= end {
+                p.caught_up_at = Some(asked_at);
+            }
+        }
     }
 
     fn filter_start(&self) -> Timestamp {
@@ -291,7 +356,7 @@ impl KafkaSource {
         loop {
             let Some(polled) = consumer.poll(Duration::ZERO) else {
                 self.empty_reads = self.empty_reads.saturating_add(1);
-                self.update_watermark();
+                self.update_watermark(consumer);
                 if self.last_probe.elapsed() >= PROBE_EVERY {
                     self.probe(consumer)?;
                 }
@@ -302,7 +367,7 @@ impl KafkaSource {
             self.empty_reads = 0;
             self.since_update += 1;
             if self.since_update >= UPDATE_EVERY {
-                self.update_watermark();
+                self.update_watermark(consumer);
             }
             let record = KafkaRecord {
                 topic: m.topic(),
@@ -360,6 +425,11 @@ impl DataSource for KafkaSource {
                 // delivers then reads nothing for a second at a time (300 k records/s where
                 // 1.3 M/s are possible). Retrying soon costs one cheap check per partition.
                 ("fetch.queue.backoff.ms", "10"),
+                // A position the broker no longer has (deleted by retention, or a log cut back
+                // after an unclean restart) restarts at the oldest record rather than the end
+                // (librdkafka's default): re-reading and dropping what is older than the start
+                // time is slow but loses nothing, where jumping to the end would skip silently.
+                ("auto.offset.reset", "earliest"),
             ],
             config,
             "kafka.consumer.",
@@ -384,6 +454,7 @@ impl DataSource for KafkaSource {
         self.watermark = start;
         self.read = 0;
         self.last_probe = now;
+        self.last_check = None;
         Ok(())
     }
 
@@ -435,6 +506,21 @@ impl DataSource for KafkaSource {
     }
 }
 
+/// The watermark of a task reading `parts` from `start`: the lowest of their
+/// [bounds](Partition::bound); with no partitions, the wall clock (`wall`, ms) less `idle`.
+fn watermark_of(parts: &[Partition], start: Timestamp, idle: Duration, wall: i64) -> Timestamp {
+    parts
+        .iter()
+        .map(|p| p.bound(start, idle))
+        .min()
+        .unwrap_or_else(|| Timestamp(wall.saturating_sub(idle.as_millis() as i64)))
+}
+
+/// Milliseconds since the epoch, now.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +532,33 @@ mod tests {
             p.on_record(offset, Timestamp(t), 1000);
         }
         p
+    }
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_quiet_partition_holds_the_watermark_until_it_is_confirmed_read_to_its_end() {
+        // Partition 0 reads records up to time 9000; partition 1 read up to 2000 and has gone
+        // quiet, perhaps with records its fetches have not brought yet.
+        let a = partition(&[(0, 9000)]);
+        let mut b = partition(&[(0, 2000)]);
+        let wall = 1_000_000;
+        assert_eq!(watermark_of(&[a, b.clone()], Timestamp::MIN, IDLE, wall), Timestamp(2000));
+
+        // The brokers said partition 1 ends where it was read to, at wall time 100000: it may
+        // follow the wall clock less the idle timeout, and no longer holds partition 0.
+        b.caught_up_at = Some(100_000);
+        let a = partition(&[(0, 9000)]);
+        assert_eq!(watermark_of(&[a, b.clone()], Timestamp::MIN, IDLE, wall), Timestamp(9000));
+        let old = partition(&[(0, 500_000)]);
+        assert_eq!(watermark_of(&[old, b], Timestamp::MIN, IDLE, wall), Timestamp(95_000));
+    }
+
+    #[test]
+    fn partitions_never_read_start_at_the_start_time_and_no_partitions_follow_the_wall_clock() {
+        let fresh = Partition::new("t".into(), 0, 0, Instant::now());
+        assert_eq!(watermark_of(&[fresh], Timestamp(42), IDLE, 1_000_000), Timestamp(42));
+        assert_eq!(watermark_of(&[], Timestamp(42), IDLE, 1_000_000), Timestamp(995_000));
     }
 
     #[test]
