@@ -786,7 +786,14 @@ async fn serve_executor(
     events: mpsc::UnboundedSender<(i32, LinkEvent)>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let stream = match gearpump_protocol::accept_stream(stream, secret, hello_timeout).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "Refused a connection to the AppMaster.");
+            return;
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
     if let Err(e) = server_handshake(&mut rd, &mut wr, secret, hello_timeout).await {
         tracing::warn!(%peer, error = %e, "Refused a connection to the AppMaster.");
         return;
@@ -873,7 +880,8 @@ async fn executor_main(
         let data_addr = server.local_addr();
         let stream = TcpStream::connect(appmaster).await?;
         stream.set_nodelay(true)?;
-        let (mut rd, mut wr) = stream.into_split();
+        let stream = gearpump_protocol::connect_stream(stream, &appmaster.ip().to_string(), &secret).await?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
         client_handshake(&mut rd, &mut wr, &secret).await?;
         write_msg(&mut wr, &ExecutorReport::Register { executor: me, data_addr, pid: std::process::id() }).await?;
         let (out_tx, mut out) = mpsc::unbounded_channel::<ExecutorReport>();

@@ -353,8 +353,13 @@ impl GearConfig {
         const FILE: &str = "gearpump.cluster.secret-file";
         let inline = self.get_str(KEY).unwrap_or_default();
         let file = self.get_str(FILE).unwrap_or_default();
+        let tls = self.control_tls()?;
+        let with_tls = |secret: ClusterSecret| match tls {
+            Some(tls) => secret.with_tls(tls),
+            None => secret,
+        };
         let (key, secret) = match (inline.is_empty(), file.is_empty()) {
-            (true, true) => return Ok(ClusterSecret::none()),
+            (true, true) => return Ok(with_tls(ClusterSecret::none())),
             (false, false) => return Err(invalid(KEY, MASKED, &format!("and `{FILE}` are both set; set one"))),
             (false, true) => (KEY, inline.to_string()),
             (true, false) => {
@@ -363,7 +368,79 @@ impl GearConfig {
                 (FILE, text.lines().next().unwrap_or_default().trim().to_string())
             }
         };
-        ClusterSecret::new(secret).map_err(|e| invalid(key, MASKED, &format!("is not usable: {e}")))
+        ClusterSecret::new(secret).map(with_tls).map_err(|e| invalid(key, MASKED, &format!("is not usable: {e}")))
+    }
+
+    /// The control plane's TLS settings (`gearpump.tls.*`), when `gearpump.tls.enabled`.
+    pub fn control_tls(&self) -> Result<Option<gearpump_core::tls::Tls>, ConfigError> {
+        if !self.get_bool("gearpump.tls.enabled")? {
+            return Ok(None);
+        }
+        let cert = self.get_str("gearpump.tls.cert-file").unwrap_or_default();
+        let key = self.get_str("gearpump.tls.key-file").unwrap_or_default();
+        let ca = self.get_str("gearpump.tls.ca-file").unwrap_or_default();
+        let ca = if ca.is_empty() { cert } else { ca };
+        if ca.is_empty() {
+            return Err(invalid(
+                "gearpump.tls.ca-file",
+                "",
+                "must be set (or gearpump.tls.cert-file) when gearpump.tls.enabled is true",
+            ));
+        }
+        let identity = match (cert.is_empty(), key.is_empty()) {
+            (false, false) => Some((std::path::Path::new(cert), std::path::Path::new(key))),
+            (true, true) => None,
+            (false, true) => {
+                return Err(invalid("gearpump.tls.key-file", "", "must be set when gearpump.tls.cert-file is"));
+            }
+            (true, false) => {
+                return Err(invalid("gearpump.tls.cert-file", "", "must be set when gearpump.tls.key-file is"));
+            }
+        };
+        let ca_key = if self.get_str("gearpump.tls.ca-file").unwrap_or_default().is_empty() {
+            "gearpump.tls.cert-file"
+        } else {
+            "gearpump.tls.ca-file"
+        };
+        gearpump_core::tls::Tls::new(std::path::Path::new(ca), identity).map(Some).map_err(|e| {
+            tls_invalid(e, |what| match what {
+                "TLS CA file" => ca_key,
+                "TLS key file" => "gearpump.tls.key-file",
+                _ => "gearpump.tls.cert-file",
+            })
+        })
+    }
+
+    /// HTTPS for the REST API and dashboard (`gearpump.services.tls.*`, falling back to the
+    /// control plane's certificate and key), when `gearpump.services.tls.enabled`.
+    pub fn services_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<gearpump_core::tls::rustls::ServerConfig>>, ConfigError> {
+        if !self.get_bool("gearpump.services.tls.enabled")? {
+            return Ok(None);
+        }
+        let pick = |own: &str, shared: &str| -> &str {
+            let v = self.get_str(own).unwrap_or_default();
+            if v.is_empty() { self.get_str(shared).unwrap_or_default() } else { v }
+        };
+        let cert = pick("gearpump.services.tls.cert-file", "gearpump.tls.cert-file");
+        let key = pick("gearpump.services.tls.key-file", "gearpump.tls.key-file");
+        if cert.is_empty() || key.is_empty() {
+            return Err(invalid(
+                "gearpump.services.tls.cert-file",
+                cert,
+                "and key-file must be set (or gearpump.tls.cert-file and key-file) when gearpump.services.tls.enabled \
+                 is true",
+            ));
+        }
+        gearpump_core::tls::server_config(std::path::Path::new(cert), std::path::Path::new(key)).map(Some).map_err(
+            |e| {
+                tls_invalid(e, |what| match what {
+                    "TLS key file" => "gearpump.services.tls.key-file",
+                    _ => "gearpump.services.tls.cert-file",
+                })
+            },
+        )
     }
 
     /// The REST/dashboard port: `gearpump.services.port` if a layer set it, else
@@ -378,6 +455,7 @@ impl GearConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.masters()?;
         self.cluster_secret()?;
+        self.services_tls()?;
         self.services_port()?;
         for key in [
             "gearpump.worker.slots",
@@ -452,6 +530,19 @@ fn parse_layer(source_name: &str, text: &str) -> Result<BTreeMap<String, HoconVa
 
 /// What an error shows instead of a secret value.
 const MASKED: &str = "<secret>";
+
+/// A TLS file that cannot be used, as an error naming the key that gave it (`key_of` maps
+/// what the file was for to that key).
+fn tls_invalid(e: gearpump_core::tls::TlsError, key_of: impl Fn(&str) -> &'static str) -> ConfigError {
+    match e {
+        gearpump_core::tls::TlsError::File { what, path, reason } => {
+            invalid(key_of(what), &path.display().to_string(), &format!("cannot be used as the {what}: {reason}"))
+        }
+        e @ gearpump_core::tls::TlsError::Rustls(_) => {
+            invalid(key_of("TLS key file"), "", &format!("cannot be used: {e}"))
+        }
+    }
+}
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.into() }
@@ -650,6 +741,28 @@ mod tests {
                 other => panic!("{text}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_be_used_are_errors_naming_the_key_and_file() {
+        let check = |text: &str| {
+            let conf = GearConfig::defaults().with_str("a.conf", text).unwrap();
+            conf.validate().map(|()| conf.cluster_secret().unwrap().tls().is_some()).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(""), Ok(false), "off by default");
+        let missing = check("gearpump.tls.enabled = true");
+        assert!(missing.as_ref().is_err_and(|e| e.contains("gearpump.tls.ca-file")), "{missing:?}");
+        let only_cert = check("gearpump.tls.enabled = true\ngearpump.tls.cert-file = \"/x.crt\"");
+        assert!(only_cert.as_ref().is_err_and(|e| e.contains("gearpump.tls.key-file")), "{only_cert:?}");
+        let no_file = check(
+            "gearpump.tls.enabled = true\ngearpump.tls.cert-file = \"/no/such.crt\"\ngearpump.tls.key-file = \"/k\"",
+        );
+        assert!(
+            no_file.as_ref().is_err_and(|e| e.contains("gearpump.tls.cert-file") && e.contains("/no/such.crt")),
+            "{no_file:?}"
+        );
+        let https = check("gearpump.services.tls.enabled = true");
+        assert!(https.as_ref().is_err_and(|e| e.contains("gearpump.services.tls.cert-file")), "{https:?}");
     }
 
     #[test]

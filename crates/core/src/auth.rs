@@ -14,6 +14,7 @@
 //! This module is the pure part: nonces, proofs and their check. The control plane
 //! (`gearpump-protocol`) and the data plane (`gearpump-transport`) put them on their wires.
 
+use crate::tls::Tls;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -47,9 +48,14 @@ impl Role {
 }
 
 /// A cluster's shared secret (`gearpump.cluster.secret` or `gearpump.cluster.secret-file`),
-/// or none. Its `Debug` never shows it.
+/// or none, and the TLS settings its control-plane connections use, if any
+/// (`gearpump.tls.*`): everything a node needs to join the cluster's conversations. Its
+/// `Debug` never shows the secret.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct ClusterSecret(Option<Arc<[u8]>>);
+pub struct ClusterSecret {
+    key: Option<Arc<[u8]>>,
+    tls: Option<Tls>,
+}
 
 /// A secret that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +71,7 @@ pub enum SecretError {
 impl ClusterSecret {
     /// No secret: connections prove only that both sides have none.
     pub fn none() -> Self {
-        ClusterSecret(None)
+        ClusterSecret::default()
     }
 
     /// The secret `bytes` (at least [`MIN_SECRET_LEN`] of them).
@@ -74,12 +80,24 @@ impl ClusterSecret {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(SecretError::TooShort { len: bytes.len() });
         }
-        Ok(ClusterSecret(Some(bytes.into())))
+        Ok(ClusterSecret { key: Some(bytes.into()), tls: None })
+    }
+
+    /// The same secret, on control-plane connections wrapped in TLS with `tls`.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS settings of control-plane connections, if they use TLS.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// Whether a secret is set.
     pub fn is_set(&self) -> bool {
-        self.0.is_some()
+        self.key.is_some()
     }
 
     /// The proof that the `role` side holds this secret, on a connection where the other side
@@ -96,7 +114,7 @@ impl ClusterSecret {
     }
 
     fn mac(&self, role: Role, first: &Bytes32, second: &Bytes32) -> Hmac<Sha256> {
-        let key: &[u8] = self.0.as_deref().unwrap_or_default();
+        let key: &[u8] = self.key.as_deref().unwrap_or_default();
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(role.label());
         mac.update(first);
@@ -107,7 +125,12 @@ impl ClusterSecret {
 
 impl fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_set() { "ClusterSecret(set)" } else { "ClusterSecret(none)" })
+        f.write_str(match (self.is_set(), self.tls.is_some()) {
+            (true, false) => "ClusterSecret(set)",
+            (false, false) => "ClusterSecret(none)",
+            (true, true) => "ClusterSecret(set, TLS)",
+            (false, true) => "ClusterSecret(none, TLS)",
+        })
     }
 }
 

@@ -18,6 +18,8 @@
 //!   processor DAG.
 //! - [`auth`]: the cluster secret and the challenge–response proofs with which every
 //!   connection inside a cluster shows it belongs (the wire protocols carry them).
+//! - [`tls`]: TLS settings read from PEM files (control plane and REST, when enabled); they
+//!   travel with the [`auth::ClusterSecret`].
 //! - [`redact`]: masks secrets in text that is shown (errors, logs, REST answers).
 //!
 //! ```
@@ -36,6 +38,7 @@ pub mod ids;
 pub mod message;
 pub mod redact;
 pub mod time;
+pub mod tls;
 
 pub use codec::{Codec, Codecs, type_hash};
 pub use config::{ConfigError, UserConfig};

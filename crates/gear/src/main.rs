@@ -221,7 +221,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind((host.as_str(), port))
                     .await
                     .with_context(|| format!("binding the services port {host}:{port}"))?;
-                println!("Dashboard: http://{}/", listener.local_addr()?);
                 let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(
                     masters.clone(),
                     secret.clone(),
@@ -229,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ));
                 let limits = gearpump_services::RestLimits::from_config(&conf)?;
                 let auth = std::sync::Arc::new(gearpump_services::RestAuth::from_config(&conf)?);
+                println!("Dashboard: {}://{}/", scheme(&auth), listener.local_addr()?);
                 gearpump_services::serve(listener, backend, limits, auth, ctrl_c()).await?;
                 Ok(())
             })
@@ -262,7 +262,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
                         .await
                         .with_context(|| format!("binding the services port {host}:{port}"))?;
-                    println!("Dashboard: http://{}/", listener.local_addr()?);
                     let backend = std::sync::Arc::new(gearpump_services::RemoteBackend::new(
                         masters.clone(),
                         secret.clone(),
@@ -270,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ));
                     let limits = gearpump_services::RestLimits::from_config(&conf)?;
                     let auth = std::sync::Arc::new(gearpump_services::RestAuth::from_config(&conf)?);
+                    println!("Dashboard: {}://{}/", scheme(&auth), listener.local_addr()?);
                     tokio::spawn(gearpump_services::serve(listener, backend, limits, auth, std::future::pending()));
                 }
                 for i in 0..workernum {
@@ -437,6 +437,11 @@ struct Cluster<'a> {
     conf: &'a GearConfig,
 }
 
+/// `https` when the services serve HTTPS, else `http`.
+fn scheme(auth: &gearpump_services::RestAuth) -> &'static str {
+    if auth.https().is_some() { "https" } else { "http" }
+}
+
 /// Warns when a daemon listens beyond this host with no cluster secret: then anyone who can
 /// reach its ports can run code on the cluster.
 fn warn_without_secret(secret: &ClusterSecret, host: &str) {
@@ -446,6 +451,13 @@ fn warn_without_secret(secret: &ClusterSecret, host: &str) {
             %host,
             "No cluster secret (gearpump.cluster.secret or gearpump.cluster.secret-file): anyone who can reach this \
              host's Gearpump ports can join the cluster and run programs on it."
+        );
+    }
+    if secret.tls().is_none() && !loopback {
+        tracing::info!(
+            %host,
+            "Control connections are not encrypted (gearpump.tls.enabled is false); the cluster secret still \
+             authenticates them."
         );
     }
 }

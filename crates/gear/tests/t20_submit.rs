@@ -253,3 +253,82 @@ fn killing_the_workers_takes_their_processes_with_them() {
     let info = c.wait_status(1, "failed");
     assert!(info.error.unwrap_or_default().contains("died"));
 }
+
+/// A cluster with TLS on its control plane and HTTPS on its services: applications run as
+/// usual (workers, AppMaster and executors all on TLS), the REST API answers over HTTPS with a
+/// `Secure` login cookie, and a node or client without TLS is refused, the master naming it.
+#[test]
+fn a_cluster_on_tls_runs_applications_serves_https_and_refuses_nodes_without_tls() {
+    let certs = common::TestDir(std::env::temp_dir().join(format!("gear-test-tls-certs-{}", std::process::id())));
+    std::fs::create_dir_all(&certs.0).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (crt, key) = (certs.join("cluster.crt"), certs.join("cluster.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let http_port = common::free_port();
+    let boss = gearpump_services::auth::hash_password("boss-password");
+    let c = Cluster::start_with(
+        "tls",
+        &format!(
+            "gearpump.tls.enabled = true\ngearpump.tls.cert-file = \"{}\"\ngearpump.tls.key-file = \"{}\"\n\
+             gearpump.services.tls.enabled = true\ngearpump.services.http = {http_port}\n\
+             gearpump.ui-security.authentication-enabled = true\ngearpump.ui-security.admins {{ boss = \"{boss}\" }}\n",
+            crt.display(),
+            key.display()
+        ),
+    );
+    assert!(c.client.tls().is_some(), "the tests' client speaks TLS too");
+    run_finite_wordcount(&c);
+
+    // HTTPS, checked against the cluster's certificate.
+    let _services = c.spawn(&["services"], "services");
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[ureq::tls::Certificate::from_pem(
+            cert.cert.pem().as_bytes(),
+        )
+        .unwrap()]))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().into();
+    let url = format!("https://127.0.0.1:{http_port}");
+    wait_until("the services answer over HTTPS", || agent.get(format!("{url}/api/v1.0/whoami")).call().is_ok());
+    let login = agent
+        .post(format!("{url}/login"))
+        .header("content-type", "application/json")
+        .send(r#"{"user": "boss", "password": "boss-password"}"#)
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let mut apps = agent.get(format!("{url}/api/v1.0/master/applist")).header("cookie", &session).call().unwrap();
+    let apps: serde_json::Value = apps.body_mut().read_json().unwrap();
+    assert_eq!(apps["appMasters"][0]["status"], "succeeded", "{apps}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = ureq::get(format!("http://127.0.0.1:{http_port}/api/v1.0/whoami")).call();
+    assert!(plain.is_err(), "{plain:?}");
+
+    // A worker and a client without TLS are refused at once, saying why; the master names them.
+    let plain_conf = c.dir.join("plain.conf");
+    std::fs::write(
+        &plain_conf,
+        format!("gearpump.cluster.masters = [\"{}\"]\ngearpump.cluster.secret = \"{}\"\n", c.master, common::SECRET),
+    )
+    .unwrap();
+    for args in [&["info"][..], &["worker"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gear"))
+            .arg("-conf")
+            .arg(&plain_conf)
+            .args(args)
+            .current_dir(&c.dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains("gearpump.tls.enabled"), "{args:?}: {}", text(&out));
+    }
+    let log =
+        std::fs::read_to_string(c.dir.join("logs").join(format!("master-127.0.0.1-{}.log", c.master.port))).unwrap();
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("Refused a control connection")).collect();
+    assert!(refusals.len() >= 2, "{log}");
+    assert!(refusals.iter().all(|l| l.contains("peer=127.0.0.1:") && l.contains("TLS")), "{refusals:?}");
+    assert_eq!(c.workers().unwrap().iter().filter(|w| w.alive).count(), 2, "nothing joined");
+}

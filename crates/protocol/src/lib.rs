@@ -11,6 +11,8 @@
 //! oversized frame or bytes that do not decode gets a [`ProtocolError`] naming what was wrong
 //! and loses its connection; the daemon carries on.
 
+mod stream;
+
 pub use gearpump_core::auth::ClusterSecret;
 use gearpump_core::auth::{self, PROOF_LEN, Role};
 pub use gearpump_core::config::PortLimits;
@@ -20,6 +22,7 @@ use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+pub use stream::{ControlStream, accept_stream, connect_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The magic that opens a control connection.
@@ -36,7 +39,14 @@ pub enum ProtocolError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The peer is not speaking this protocol.
-    #[error("not a Gearpump control connection: magic {magic:?}, version {version}")]
+    #[error(
+        "not a Gearpump control connection: magic {magic:?}, version {version}{}",
+        match magic[0] {
+            0x16 => " (a TLS hello: the peer has gearpump.tls.enabled, this node does not)",
+            0x15 => " (a TLS alert: the peer has gearpump.tls.enabled, this node does not)",
+            _ => "",
+        }
+    )]
     BadHello {
         /// The magic given.
         magic: [u8; 4],
@@ -68,6 +78,9 @@ pub enum ProtocolError {
         /// Whether this node has a secret.
         secret_set: bool,
     },
+    /// TLS could not be set up with the peer (see `gearpump.tls.*`).
+    #[error("{0}")]
+    Tls(String),
     /// The peer refused this node's proof of the cluster secret.
     #[error(
         "refused by the peer: this node does not hold its cluster secret (gearpump.cluster.secret{})",
@@ -98,12 +111,14 @@ where
     hello.extend_from_slice(&VERSION.to_le_bytes());
     hello.extend_from_slice(&own);
     w.write_all(&hello).await?;
+    w.flush().await?;
     read_magic(r).await?;
     let theirs = read_32(r).await?;
     let proof = read_32(r).await?;
     // Our proof goes out whatever the server's is worth, so that a server refusing us learns
     // (and logs) who we are; it is good for this pair of nonces only.
     w.write_all(&secret.proof(Role::Client, &theirs, &own)).await?;
+    w.flush().await?;
     if !secret.verify(Role::Server, &own, &theirs, &proof) {
         return Err(ProtocolError::NotAuthenticated { secret_set: secret.is_set() });
     }
@@ -139,12 +154,15 @@ where
         reply.extend_from_slice(&own);
         reply.extend_from_slice(&secret.proof(Role::Server, &theirs, &own));
         w.write_all(&reply).await?;
+        w.flush().await?;
         let proof = read_32(r).await?;
         if secret.verify(Role::Client, &own, &theirs, &proof) {
             w.write_all(&[ACCEPTED]).await?;
+            w.flush().await?;
             Ok(())
         } else {
             let _ = w.write_all(&[REFUSED]).await;
+            let _ = w.flush().await;
             Err(ProtocolError::NotAuthenticated { secret_set: secret.is_set() })
         }
     };
@@ -183,6 +201,9 @@ pub async fn write_msg<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
     w.write_all(&frame).await?;
+    // TLS holds back what the socket would not take at once until it is flushed (plain TCP
+    // has nothing to flush).
+    w.flush().await?;
     Ok(())
 }
 

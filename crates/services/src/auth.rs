@@ -17,6 +17,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash}
 use gearpump_config::{ConfigError, GearConfig};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a caller may do.
@@ -107,6 +108,8 @@ pub struct RestAuth {
     waiting: std::sync::atomic::AtomicUsize,
     /// Host names (lower case) requests may name besides IP addresses and `localhost`.
     hosts: Vec<String>,
+    /// HTTPS settings (`gearpump.services.tls.*`), if on.
+    https: Option<Arc<gearpump_core::tls::rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for RestAuth {
@@ -139,7 +142,20 @@ impl RestAuth {
             verifying: tokio::sync::Semaphore::new(VERIFYING),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             hosts: Vec::new(),
+            https: None,
         }
+    }
+
+    /// Serves over HTTPS with `config` (and marks the login cookie `Secure`).
+    #[must_use]
+    pub fn with_https(mut self, config: Arc<gearpump_core::tls::rustls::ServerConfig>) -> Self {
+        self.https = Some(config);
+        self
+    }
+
+    /// The HTTPS settings, if the services serve HTTPS.
+    pub fn https(&self) -> Option<Arc<gearpump_core::tls::rustls::ServerConfig>> {
+        self.https.clone()
     }
 
     /// Also answers requests that name `hosts` (see [`RestAuth::host_allowed`]).
@@ -181,8 +197,9 @@ impl RestAuth {
         let mut hosts = conf.get_strings("gearpump.services.allowed-hosts")?;
         hosts.extend(conf.get_str("gearpump.services.host").map(str::to_string));
         hosts.push(conf.hostname().to_string());
+        let https = conf.services_tls()?;
         if !conf.get_bool("gearpump.ui-security.authentication-enabled")? {
-            return Ok(RestAuth { ttl, ..Self::disabled() }.with_hosts(hosts));
+            return Ok(RestAuth { ttl, https, ..Self::disabled() }.with_hosts(hosts));
         }
         let mut accounts = HashMap::new();
         for (key, role) in ROLE_KEYS {
@@ -202,7 +219,7 @@ impl RestAuth {
                 "is true but no user is listed in gearpump.ui-security.admins, users or guests".into(),
             ));
         }
-        Ok(RestAuth { accounts: Some(accounts), ttl, decoy: hash_password("decoy"), ..Self::disabled() }
+        Ok(RestAuth { accounts: Some(accounts), ttl, https, decoy: hash_password("decoy"), ..Self::disabled() }
             .with_hosts(hosts))
     }
 

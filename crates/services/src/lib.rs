@@ -14,6 +14,8 @@
 //! - [`auth`]: users, roles and sessions (`gearpump.ui-security.*`); with authentication on,
 //!   every route but the dashboard's files and `/login` needs a logged-in caller whose role
 //!   allows the request.
+//! - [`https`]: HTTPS when `gearpump.services.tls.enabled` (its settings travel in
+//!   [`RestAuth`], which then also marks the login cookie `Secure`).
 //! - The dashboard is three files compiled into the binary (`assets/`): plain HTML, CSS and
 //!   JavaScript with SVG charts and DAG, no build step and no third-party code.
 //!
@@ -21,6 +23,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod https;
 pub mod rest;
 pub mod views;
 
@@ -48,12 +51,23 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, authentication = auth.enabled(), "Serving the REST API and dashboard at http://{addr}/");
+    let scheme = if auth.https().is_some() { "https" } else { "http" };
+    tracing::info!(%addr, authentication = auth.enabled(), "Serving the REST API and dashboard at {scheme}://{addr}/");
     if !auth.enabled() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "REST authentication is off (gearpump.ui-security.authentication-enabled): anyone who \
             reaches this address may submit and kill applications.");
     }
-    axum::serve(listener, router_secured(backend, limits, auth)).with_graceful_shutdown(shutdown).await
+    if auth.enabled() && auth.https().is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "REST authentication is on without HTTPS (gearpump.services.tls.enabled): passwords \
+            and session cookies cross the network in the clear.");
+    }
+    let app = router_secured(backend, limits, auth.clone());
+    match auth.https() {
+        Some(config) => {
+            axum::serve(https::TlsListener::new(listener, config)?, app).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    }
 }
 
 /// Services running on a thread of their own; they stop when this is dropped.

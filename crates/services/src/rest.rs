@@ -288,9 +288,10 @@ async fn login(
         return ApiError(StatusCode::UNAUTHORIZED, "wrong user name or password".into()).into_response();
     };
     let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         crate::auth::COOKIE,
-        auth.session_ttl().as_secs()
+        auth.session_ttl().as_secs(),
+        if auth.https().is_some() { "; Secure" } else { "" }
     );
     let mut resp = axum::Json(json!({"user": caller.user, "role": caller.role})).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {

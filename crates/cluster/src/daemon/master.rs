@@ -1263,7 +1263,7 @@ pub async fn run_master(
                         if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
                             match e {
                                 ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
-                                e @ ProtocolError::NotAuthenticated { .. } => {
+                                e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Tls(_)) => {
                                     tracing::warn!(%peer, error = %e, "Refused a control connection.");
                                 }
                                 e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
@@ -1317,7 +1317,8 @@ async fn serve_connection(
 ) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
     super::detect_dead_peer(&stream)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let stream = gearpump_protocol::accept_stream(stream, &ctx.secret, ctx.hello_timeout).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     server_handshake(&mut rd, &mut wr, &ctx.secret, ctx.hello_timeout).await?;
     let (out, mut outbox) = mpsc::unbounded_channel::<MasterReply>();
     let writer = tokio::spawn(async move {

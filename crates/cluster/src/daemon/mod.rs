@@ -24,7 +24,8 @@ pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_protocol::{
-    ClusterSecret, MasterReply, MasterRequest, ProtocolError, client_handshake, read_msg, write_msg,
+    ClusterSecret, ControlStream, MasterReply, MasterRequest, ProtocolError, client_handshake, connect_stream,
+    read_msg, write_msg,
 };
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -81,23 +82,24 @@ pub fn detect_dead_peer(stream: &TcpStream) -> std::io::Result<()> {
 
 /// Connects to the master at `m` and proves this node holds `secret` (the master proves it
 /// too).
-async fn connect_to(m: &HostPort, secret: &ClusterSecret) -> Result<TcpStream, ProtocolError> {
-    let mut stream = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect((m.host.as_str(), m.port)))
+async fn connect_to(m: &HostPort, secret: &ClusterSecret) -> Result<ControlStream, ProtocolError> {
+    let tcp = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect((m.host.as_str(), m.port)))
         .await
         .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
-    stream.set_nodelay(true)?;
-    detect_dead_peer(&stream)?;
+    tcp.set_nodelay(true)?;
+    detect_dead_peer(&tcp)?;
     tokio::time::timeout(CONNECT_LIMIT, async {
-        let (mut r, mut w) = stream.split();
-        client_handshake(&mut r, &mut w, secret).await
+        let stream = connect_stream(tcp, &m.host, secret).await?;
+        let (mut r, mut w) = tokio::io::split(stream);
+        client_handshake(&mut r, &mut w, secret).await?;
+        Ok(r.unsplit(w))
     })
     .await
-    .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
-    Ok(stream)
+    .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))?
 }
 
 /// Asks the master on `stream` which master leads.
-async fn who_leads(stream: &mut TcpStream) -> Result<(Option<String>, String), ProtocolError> {
+async fn who_leads(stream: &mut ControlStream) -> Result<(Option<String>, String), ProtocolError> {
     let exchange = async {
         write_msg(stream, &MasterRequest::WhoLeads).await?;
         read_msg::<_, MasterReply>(stream).await
@@ -113,7 +115,10 @@ async fn who_leads(stream: &mut TcpStream) -> Result<(Option<String>, String), P
 /// Connects to the leading master: asks the masters of `masters` in turn which one leads and
 /// follows the answer; while an election runs (no master knows a leader), tries again, for up
 /// to [`LEADER_PATIENCE`].
-async fn connect_leader(masters: &[HostPort], secret: &ClusterSecret) -> Result<(TcpStream, HostPort), ProtocolError> {
+async fn connect_leader(
+    masters: &[HostPort],
+    secret: &ClusterSecret,
+) -> Result<(ControlStream, HostPort), ProtocolError> {
     let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
     let mut last = ProtocolError::Closed;
     loop {
@@ -124,6 +129,11 @@ async fn connect_leader(masters: &[HostPort], secret: &ClusterSecret) -> Result<
                 // Asking again will not change the secret: say so at once.
                 Err(e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Refused { .. })) => {
                     tracing::error!(master = %m, error = %e, "The master and this node do not share the cluster secret.");
+                    return Err(e);
+                }
+                // Nor the certificates, nor a master speaking (or not speaking) TLS.
+                Err(e @ (ProtocolError::Tls(_) | ProtocolError::BadHello { .. })) => {
+                    tracing::error!(master = %m, error = %e, "Cannot speak with the master.");
                     return Err(e);
                 }
                 Err(e) => {
@@ -190,7 +200,7 @@ pub async fn ask_leader(
 
 /// A client connection to a master: one request, one answer.
 pub struct MasterClient {
-    stream: TcpStream,
+    stream: ControlStream,
     /// The master it is connected to.
     pub master: HostPort,
 }
@@ -279,7 +289,7 @@ impl DuplexClient {
         secret: &ClusterSecret,
     ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), ProtocolError> {
         let (stream, master) = connect_leader(masters, secret).await?;
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (requests, mut outbox) = mpsc::unbounded_channel::<MasterRequest>();
         let (reply_tx, replies) = mpsc::unbounded_channel();
         let (push_tx, pushes) = mpsc::unbounded_channel();

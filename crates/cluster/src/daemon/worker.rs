@@ -162,6 +162,11 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                 tracing::error!(error = %e, "The masters and this worker do not share the cluster secret; exiting.");
                 return Err(e);
             }
+            // Nor other certificates, or TLS on one side only.
+            Err(e @ (ProtocolError::Tls(_) | ProtocolError::BadHello { .. })) => {
+                tracing::error!(error = %e, "Cannot speak with the masters (gearpump.tls.*); exiting.");
+                return Err(e);
+            }
             Err(e) => {
                 if lost_since.elapsed() > settings.timing.master_timeout {
                     tracing::error!(error = %e, "No master reachable for {:?}; exiting.", settings.timing.master_timeout);

@@ -21,6 +21,8 @@ pub struct Cluster {
     pub master: HostPort,
     /// Its processes, killed when it is dropped.
     pub procs: Vec<Proc>,
+    /// What the tests' own client proves: the conf's secret and TLS settings.
+    pub client: gearpump_protocol::ClusterSecret,
 }
 
 impl Drop for Cluster {
@@ -83,7 +85,8 @@ impl Cluster {
             name,
             &format!("gearpump.cluster.heartbeat-interval-ms = 200\ngearpump.worker.slots = 4\n{extra_conf}"),
         );
-        Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, procs: Vec::new() }
+        let client = gearpump_config::GearConfig::defaults().with_file(&conf).unwrap().cluster_secret().unwrap();
+        Cluster { dir, conf, master: HostPort { host: "127.0.0.1".into(), port }, procs: Vec::new(), client }
     }
 
     pub fn gear(&self, args: &[&str]) -> Command {
@@ -104,7 +107,7 @@ impl Cluster {
     pub fn ask(&self, req: &MasterRequest) -> Option<MasterReply> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut c = MasterClient::connect(std::slice::from_ref(&self.master), &super::secret()).await.ok()?;
+            let mut c = MasterClient::connect(std::slice::from_ref(&self.master), &self.client).await.ok()?;
             c.ask(req, Duration::from_secs(10)).await.ok()
         })
     }
