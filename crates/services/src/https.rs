@@ -43,6 +43,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // The handshake's small records must not wait for Nagle's delayed ACK (40 ms).
+                let _ = tcp.set_nodelay(true);
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "Too many TLS handshakes in progress; closed a new connection.");
                     continue;
