@@ -14,6 +14,8 @@
 //! - [`auth`]: users, roles and sessions (`gearpump.ui-security.*`); with authentication on,
 //!   every route but the dashboard's files and `/login` needs a logged-in caller whose role
 //!   allows the request.
+//! - [`listener`]: at most `gearpump.network.max-connections` connections, each closed after
+//!   `gearpump.services.idle-timeout-ms` without traffic.
 //! - [`https`]: HTTPS when `gearpump.services.tls.enabled` (its settings travel in
 //!   [`RestAuth`], which then also marks the login cookie `Secure`).
 //! - The dashboard is three files compiled into the binary (`assets/`): plain HTML, CSS and
@@ -24,6 +26,7 @@
 pub mod auth;
 pub mod backend;
 pub mod https;
+pub mod listener;
 pub mod rest;
 pub mod views;
 
@@ -61,12 +64,16 @@ pub async fn serve(
         tracing::warn!(%addr, "REST authentication is on without HTTPS (gearpump.services.tls.enabled): passwords \
             and session cookies cross the network in the clear.");
     }
+    let (max, idle) = (limits.connections, limits.idle);
     let app = router_secured(backend, limits, auth.clone());
     match auth.https() {
         Some(config) => {
-            axum::serve(https::TlsListener::new(listener, config)?, app).with_graceful_shutdown(shutdown).await
+            let tls = https::TlsListener::new(listener, config)?;
+            axum::serve(listener::GuardedListener::new(tls, max, idle), app).with_graceful_shutdown(shutdown).await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(listener::GuardedListener::new(listener, max, idle), app).with_graceful_shutdown(shutdown).await
+        }
     }
 }
 

@@ -91,11 +91,16 @@ pub struct RestLimits {
     /// The largest uploaded binary (`gearpump.services.upload-limit-bytes`, 1 GiB); it is
     /// streamed to a temporary file, never held in memory.
     pub upload: u64,
+    /// Connections open at once (`gearpump.network.max-connections`, 1024); more are closed.
+    pub connections: u32,
+    /// A connection without a byte either way for this long is closed
+    /// (`gearpump.services.idle-timeout-ms`, 60 s).
+    pub idle: Duration,
 }
 
 impl Default for RestLimits {
     fn default() -> Self {
-        RestLimits { body: 1 << 20, upload: 1 << 30 }
+        RestLimits { body: 1 << 20, upload: 1 << 30, connections: 1024, idle: Duration::from_secs(60) }
     }
 }
 
@@ -105,6 +110,8 @@ impl RestLimits {
         Ok(RestLimits {
             body: conf.get_num("gearpump.services.body-limit-bytes")?,
             upload: conf.get_num("gearpump.services.upload-limit-bytes")?,
+            connections: conf.port_limits()?.0,
+            idle: Duration::from_millis(conf.get_num::<u64>("gearpump.services.idle-timeout-ms")?.max(1)),
         })
     }
 }

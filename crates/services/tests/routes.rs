@@ -527,7 +527,7 @@ fn uploads_are_streamed_limited_and_refused_before_reading_where_they_cannot_run
         gearpump_protocol::ClusterSecret::none(),
         String::new(),
     );
-    let limits = gearpump_services::RestLimits { body: 4 << 10, upload: 64 << 10 };
+    let limits = gearpump_services::RestLimits { body: 4 << 10, upload: 64 << 10, ..Default::default() };
     let router = gearpump_services::router_with(Arc::new(remote), limits);
     let call = |uri: &str, body: Body, ct: &str| {
         let req = Request::builder().method("POST").uri(uri).header("content-type", ct).body(body).unwrap();
@@ -622,4 +622,53 @@ fn a_task_that_holds_the_clock_is_reported_stalling() {
     });
     let tasks = h.ok(&route)["tasks"].as_array().cloned().unwrap_or_default();
     assert!(tasks.iter().all(|t| t["processorId"] == 1), "only the tasks holding the clock: {tasks:?}");
+}
+
+/// The services' port, like every other, holds at most `connections` at once (more are closed
+/// at once) and closes a connection idle for `idle`; requests go on being served.
+#[test]
+fn the_services_port_limits_connections_and_closes_idle_ones() {
+    use std::io::{Read, Write};
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let backend = Arc::new(EmbeddedBackend::new(cluster.client(), None));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = RestLimits { connections: 3, idle: Duration::from_millis(300), ..RestLimits::default() };
+    rt.spawn(gearpump_services::serve(
+        listener,
+        backend,
+        limits,
+        Arc::new(RestAuth::disabled()),
+        std::future::pending(),
+    ));
+    let get = |s: &mut std::net::TcpStream| -> std::io::Result<String> {
+        s.write_all(b"GET /api/v1.0/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Three connections are served and kept (HTTP keep-alive).
+    let mut kept: Vec<std::net::TcpStream> = (0..3).map(|_| connect()).collect();
+    for s in &mut kept {
+        assert!(get(s).unwrap().starts_with("HTTP/1.1 200"));
+    }
+    // A fourth is closed without an answer.
+    let mut fourth = connect();
+    let refused = get(&mut fourth);
+    assert!(refused.as_ref().map_or(true, String::is_empty), "{refused:?}");
+    // Left idle, the three are closed by the server, which frees their places.
+    for s in &mut kept {
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "an idle connection is closed");
+    }
+    let mut again = connect();
+    assert!(get(&mut again).unwrap().starts_with("HTTP/1.1 200"));
+    drop(rt);
+    cluster.shutdown();
 }
