@@ -82,6 +82,10 @@ enum Command {
         /// How many executor processes to run it on (default: one per worker it gets slots on).
         #[arg(long)]
         executors: Option<u32>,
+        /// Waits until the application ends; exits 0 if it succeeded, 1 if it failed or was
+        /// killed (for scripts and CI).
+        #[arg(long)]
+        wait: bool,
         /// The application's own arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -140,8 +144,9 @@ fn init_daemon_logging(conf: &GearConfig, name: &str) -> anyhow::Result<PathBuf>
         .append(true)
         .open(&path)
         .with_context(|| format!("opening the log file {}", path.display()))?;
+    // openraft narrates every election and membership step at INFO; its warnings still show.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let writer = std::io::stderr.and(std::sync::Mutex::new(file));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
     Ok(path)
@@ -286,9 +291,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(ended?)
             })
         }
-        Command::App { jar, name_prefix, executors, args } => {
+        Command::App { jar, name_prefix, executors, wait, args } => {
             let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
-            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, &masters_env)
+            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, &masters_env, wait)
         }
         Command::Info => {
             let apps = match ask(&masters, &secret, &MasterRequest::ListApps)? {
@@ -325,7 +330,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `gear app`: runs the binary in the client role, which uploads itself and submits; then
-/// waits until the application is active.
+/// waits until the application is active (an application that already succeeded is fine), or
+/// with `wait` until it ends, failing unless it succeeded.
 fn submit(
     jar: &Path,
     prefix: &str,
@@ -333,6 +339,7 @@ fn submit(
     args: &[String],
     cluster: &Cluster<'_>,
     masters_env: &str,
+    wait: bool,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!("Submitting {} to {masters_env}...", jar.display());
@@ -340,19 +347,32 @@ fn submit(
     let (masters, secret) = (cluster.masters, cluster.secret);
     eprintln!("Application {app_id} submitted; waiting for it to become active...");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut active_seen = false;
     loop {
         let apps = match ask(masters, secret, &MasterRequest::ListApps)? {
             MasterReply::Apps(apps) => apps,
             other => bail!("unexpected answer from the master: {other:?}"),
         };
         let status = apps.iter().find(|a| a.id.0 == app_id).map(|a| (a.status.clone(), a.error.clone()));
+        let after = started.elapsed().as_secs_f64();
         match status {
-            Some((s, _)) if s == "active" => {
-                println!("Application {app_id} is active ({:.1} s after gear app).", started.elapsed().as_secs_f64());
+            Some((s, _)) if s == "active" && !wait => {
+                println!("Application {app_id} is active ({after:.1} s after gear app).");
                 return Ok(());
             }
-            Some((s, e)) if s != "pending" => {
+            Some((s, _)) if s == "succeeded" => {
+                println!("Application {app_id} succeeded ({after:.1} s after gear app).");
+                return Ok(());
+            }
+            Some((s, e)) if s != "pending" && s != "active" => {
                 bail!("application {app_id} is {s}{}", e.map(|e| format!(": {e}")).unwrap_or_default())
+            }
+            Some((s, _)) if s == "active" => {
+                if !active_seen {
+                    active_seen = true;
+                    eprintln!("Application {app_id} is active ({after:.1} s after gear app); waiting for it to end...");
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
             _ if std::time::Instant::now() > deadline => bail!("application {app_id} is still pending after 120 s"),
             _ => std::thread::sleep(Duration::from_millis(50)),

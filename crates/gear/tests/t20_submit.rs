@@ -332,3 +332,29 @@ fn a_cluster_on_tls_runs_applications_serves_https_and_refuses_nodes_without_tls
     assert!(refusals.iter().all(|l| l.contains("peer=127.0.0.1:") && l.contains("TLS")), "{refusals:?}");
     assert_eq!(c.workers().unwrap().iter().filter(|w| w.alive).count(), 2, "nothing joined");
 }
+
+/// `gear app -wait` returns when the application ends, its exit status following the
+/// application's: 0 when it succeeded, 1 (naming the status) when it was killed.
+#[test]
+fn gear_app_wait_returns_when_the_application_ends_with_its_status() {
+    let c = Cluster::start("wait");
+    let bin = wordcount();
+    let bin = bin.to_str().unwrap();
+    let out = c.run(&["app", "-wait", "-jar", bin, "-split", "1", "-sum", "1", "-rounds", "50"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Application 1 succeeded"), "{}", text(&out));
+    assert_eq!(c.app(1).unwrap().status, "succeeded", "it returned only once the application had ended");
+
+    // Without -rounds wordcount runs until killed.
+    let waiting = c
+        .gear(&["app", "-wait", "-jar", bin, "-split", "1", "-sum", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.wait_status(2, "active");
+    assert!(c.run(&["kill", "-appid", "2"]).status.success());
+    let out = waiting.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("application 2 is terminated"), "{}", text(&out));
+}

@@ -51,7 +51,7 @@
 pub mod cli;
 mod run;
 
-pub use run::{RunError, RunOptions, RunReport, init_logging, run};
+pub use run::{Role, RunError, RunOptions, RunReport, init_logging, run};
 
 pub use gearpump_api as api;
 pub use gearpump_api::{

@@ -88,23 +88,84 @@ impl RunReport {
     }
 }
 
+/// The part a run of an application binary plays. [`run`] runs the same `main` in every one
+/// of them: by itself (`Standalone`: an embedded cluster in this process), and on a cluster as
+/// the client that `gear app` starts to submit it, as its AppMaster and as each executor (each
+/// a process the workers start, in a working directory of its own). Set-up with side effects
+/// that should happen once (making input files, clearing an output directory) belongs where
+/// [`Role::sets_up`] holds:
+///
+/// ```no_run
+/// if gearpump::Role::current().sets_up() {
+///     std::fs::create_dir_all("counts").expect("an output directory");
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Run directly: the application runs on an embedded cluster in this process.
+    Standalone,
+    /// Started by `gear app` to submit the application to a cluster.
+    Client,
+    /// The application's AppMaster, on a worker.
+    AppMaster,
+    /// One of the application's executors, on a worker.
+    Executor,
+}
+
+impl Role {
+    /// This process's role, from `GEARPUMP_ROLE` (set by `gear app` and the workers; unset:
+    /// [`Role::Standalone`]). A value it does not know counts as [`Role::Executor`]; [`run`]
+    /// refuses it, naming it.
+    pub fn current() -> Role {
+        Role::from_env().unwrap_or(Role::Executor)
+    }
+
+    fn from_env() -> Result<Role, String> {
+        match std::env::var("GEARPUMP_ROLE").as_deref() {
+            Err(_) => Ok(Role::Standalone),
+            Ok("client") => Ok(Role::Client),
+            Ok("appmaster") => Ok(Role::AppMaster),
+            Ok("executor") => Ok(Role::Executor),
+            Ok(other) => Err(other.to_string()),
+        }
+    }
+
+    /// Whether this process is the one that starts a run: standalone, or the client that
+    /// submits to a cluster (never an AppMaster or executor).
+    pub fn sets_up(self) -> bool {
+        matches!(self, Role::Standalone | Role::Client)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Client => "client",
+            Role::AppMaster => "appmaster",
+            Role::Executor => "executor",
+        }
+    }
+}
+
 /// Plays a cluster role and exits the process with its outcome.
-fn play_role(role: &str, app: &StreamApplication) -> ! {
+fn play_role(role: Result<Role, String>, app: &StreamApplication) -> ! {
     use gearpump_cluster::remote;
     let user = std::env::var("GEARPUMP_USER").unwrap_or_default();
-    if role != "client" {
+    if role != Ok(Role::Client) {
         remote::exit_with_parent();
     }
-    tracing::info!(role, app = app.name(), %user, pid = std::process::id(), "Starting in a cluster role.");
+    let name = role.as_ref().map_or("unknown", |r| r.as_str());
+    tracing::info!(role = name, app = app.name(), %user, pid = std::process::id(), "Starting in a cluster role.");
     let result = match role {
-        "client" => remote::run_client(app).map(|app_id| {
+        Ok(Role::Client) => remote::run_client(app).map(|app_id| {
             println!("Submitted application {} as application {app_id}.", app.name());
             report(&format!("app_id {app_id}"));
         }),
-        "appmaster" => remote::run_appmaster(app),
-        "executor" => remote::run_executor(app),
-        other => Err(remote::RoleError::Env { name: "GEARPUMP_ROLE", reason: format!("unknown role {other:?}") }),
+        Ok(Role::AppMaster) => remote::run_appmaster(app),
+        Ok(Role::Executor) => remote::run_executor(app),
+        Ok(Role::Standalone) => unreachable!("a standalone run plays no cluster role"),
+        Err(other) => Err(remote::RoleError::Env { name: "GEARPUMP_ROLE", reason: format!("unknown role {other:?}") }),
     };
+    let role = name;
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -127,10 +188,11 @@ fn report(line: &str) {
     }
 }
 
-/// Sets up logging to stderr once per process: `RUST_LOG` if set, else `info`.
+/// Sets up logging to stderr once per process: `RUST_LOG` if set, else `info` (openraft's
+/// routine election and membership lines only from `warn`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -147,8 +209,9 @@ pub fn init_logging() {
 /// `executor`), plays that role instead and exits the process; it does not return.
 pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, RunError> {
     init_logging();
-    if let Ok(role) = std::env::var("GEARPUMP_ROLE") {
-        play_role(&role, &app);
+    match Role::from_env() {
+        Ok(Role::Standalone) => {}
+        role => play_role(role, &app),
     }
     let sinks: Vec<_> =
         app.dag().processors().iter().filter(|p| app.dag().outgoing(p.id).next().is_none()).map(|p| p.id).collect();
