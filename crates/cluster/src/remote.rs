@@ -373,6 +373,8 @@ async fn appmaster_loop(
     let mut failed_at: Option<std::time::Instant> = None;
     let mut clock_wait: Option<std::time::Instant> = None;
     let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
+    // Messages the sinks received in incarnations before a restart (the new tasks count from 0).
+    let mut earlier: u64 = 0;
     let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
     let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
     report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -504,6 +506,8 @@ async fn appmaster_loop(
                     tracing::warn!(%app_id, start = %from, %why, restart = supervisor.restarts(),
                         "Restarting every task from the start clock on new executors.");
                     stop_all(&links, true);
+                    earlier += sink_counters(app, &counters).iter().map(|c| c.received).sum::<u64>();
+                    counters.clear();
                     start = from;
                     incarnation += 1;
                     (first, links) = launcher.launch(incarnation, start, master, &mut link_events).await?;
@@ -552,7 +556,7 @@ async fn appmaster_loop(
     stop_all(&links, true);
     let ending = supervisor.into_ending();
     let status = ending.status().as_str();
-    tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), &counters));
+    tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), earlier, &counters));
     match ending {
         Ending::Failed(e) => Err(RoleError::Other(e)),
         other => Ok(other.status().as_str().to_string()),
@@ -1032,21 +1036,27 @@ async fn executor_main(
     }
 }
 
+/// The counters of the sink processors' tasks (those without outgoing edges).
+fn sink_counters<'a>(app: &StreamApplication, counters: &'a HashMap<u64, TaskCounters>) -> Vec<&'a TaskCounters> {
+    let dag = app.dag();
+    let sinks: Vec<ProcessorId> =
+        dag.processors().iter().filter(|p| dag.outgoing(p.id).next().is_none()).map(|p| p.id).collect();
+    counters.values().filter(|c| sinks.contains(&TaskId::from_u64(c.task).processor)).collect()
+}
+
 /// The summary line of a distributed run: messages received by the sink processors per second
-/// of activity, and their worst receive latency.
+/// of activity (`earlier`: received before the last restart, then the current tasks'), and
+/// their worst receive latency.
 fn summary(
     app: &StreamApplication,
     app_id: AppId,
     status: &str,
     elapsed: Duration,
+    earlier: u64,
     counters: &HashMap<u64, TaskCounters>,
 ) -> String {
-    let dag = app.dag();
-    let sinks: Vec<ProcessorId> =
-        dag.processors().iter().filter(|p| dag.outgoing(p.id).next().is_none()).map(|p| p.id).collect();
-    let at_sinks: Vec<&TaskCounters> =
-        counters.values().filter(|c| sinks.contains(&TaskId::from_u64(c.task).processor)).collect();
-    let processed: u64 = at_sinks.iter().map(|c| c.received).sum();
+    let at_sinks = sink_counters(app, counters);
+    let processed: u64 = earlier + at_sinks.iter().map(|c| c.received).sum::<u64>();
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut line = format!(
         "Summary: application {} (app {app_id}) {status} after {:.1} s: {processed} messages processed, {:.0} messages/s",
