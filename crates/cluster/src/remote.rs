@@ -423,7 +423,9 @@ async fn appmaster_loop(
                     LinkEvent::Report(ExecutorReport::TaskFailed { task, error }) => {
                         supervisor.on_task_failed(TaskId::from_u64(task), &error)
                     }
-                    LinkEvent::Report(ExecutorReport::TaskStopped { .. }) => supervisor.on_task_stopped(),
+                    LinkEvent::Report(ExecutorReport::TaskStopped { task }) => {
+                        supervisor.on_task_stopped(TaskId::from_u64(task))
+                    }
                     LinkEvent::Report(ExecutorReport::Checkpointed { task, time }) => {
                         supervisor.on_checkpoint(TaskId::from_u64(task), Timestamp(time))
                     }
@@ -439,7 +441,7 @@ async fn appmaster_loop(
                         links[i].alive = false;
                         tracing::warn!(%app_id, executor = id, "Lost an executor.");
                         // Its tasks will not report stopping.
-                        supervisor.on_tasks_lost(links[i].tasks.len() as u32, format!("executor {id} was lost"))
+                        supervisor.on_tasks_lost(&links[i].tasks, format!("executor {id} was lost"))
                     }
                     LinkEvent::Down => Vec::new(),
                 }

@@ -455,7 +455,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
             event = events.recv() => match event {
                 Some(TaskEvent::Clock { task, clock }) => supervisor.on_clock(task, clock),
                 Some(TaskEvent::Failed { task, error }) => supervisor.on_task_failed(task, &error),
-                Some(TaskEvent::Stopped { .. }) => supervisor.on_task_stopped(),
+                Some(TaskEvent::Stopped { task }) => supervisor.on_task_stopped(task),
                 Some(TaskEvent::Checkpointed { task, time }) => supervisor.on_checkpoint(task, time),
                 None => break,
             },

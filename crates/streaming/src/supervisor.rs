@@ -80,7 +80,9 @@ pub struct Supervisor {
     edges: Vec<(ProcessorId, ProcessorId)>,
     recovery: RecoveryPoint,
     tasks: u32,
-    stopped: u32,
+    /// The tasks that have stopped (or were lost) since the last start: a set, so that a task
+    /// that stopped and whose executor is lost afterwards counts once.
+    stopped: std::collections::BTreeSet<TaskId>,
     ending: Option<Ending>,
     /// A recovery under way: why.
     recovering: Option<String>,
@@ -101,7 +103,7 @@ impl Supervisor {
             edges,
             recovery: RecoveryPoint::new(stateful, start).with_committers(dag.transactional_tasks()),
             tasks: dag.task_count(),
-            stopped: 0,
+            stopped: std::collections::BTreeSet::new(),
             ending: None,
             recovering: None,
             retries_left: retries,
@@ -142,14 +144,20 @@ impl Supervisor {
     }
 
     /// A task stopped.
-    pub fn on_task_stopped(&mut self) -> Vec<Action> {
-        self.stopped += 1;
+    pub fn on_task_stopped(&mut self, task: TaskId) -> Vec<Action> {
+        self.stopped.insert(task);
         self.next_if_all_stopped()
     }
 
-    /// `count` tasks are gone without stopping (their executor was lost).
-    pub fn on_tasks_lost(&mut self, count: u32, why: String) -> Vec<Action> {
-        self.stopped += count;
+    /// `tasks` are gone (their executor was lost): those that had not stopped yet count as
+    /// stopped, and their loss is a failure. Losing tasks that had stopped already changes
+    /// nothing.
+    pub fn on_tasks_lost(&mut self, tasks: &[TaskId], why: String) -> Vec<Action> {
+        let unstopped: Vec<TaskId> = tasks.iter().copied().filter(|t| !self.stopped.contains(t)).collect();
+        if unstopped.is_empty() {
+            return Vec::new();
+        }
+        self.stopped.extend(unstopped);
         let mut actions = self.fail(why);
         actions.extend(self.next_if_all_stopped());
         actions
@@ -167,8 +175,28 @@ impl Supervisor {
 
     /// Recovers from `why` while the budget lasts, else ends the application with it.
     fn fail(&mut self, why: String) -> Vec<Action> {
-        if self.ending.is_some() || self.recovering.is_some() {
+        if self.recovering.is_some() {
             return Vec::new();
+        }
+        match self.ending {
+            None => {}
+            // Every message was processed and the tasks are stopping (their `on_stop`, sinks
+            // closing), when one fails or is lost before it has stopped: what it writes at the
+            // end would be missing. Recover (the tasks are stopping already) rather than
+            // succeed without it.
+            Some(Ending::Succeeded) => {
+                let why = format!("{why}, while the application was ending");
+                self.ending = None;
+                if self.retries_left == 0 {
+                    let why = if self.restarts > 0 { format!("{why} (after {} restarts)", self.restarts) } else { why };
+                    self.ending = Some(Ending::Failed(why));
+                } else {
+                    self.retries_left -= 1;
+                    self.recovering = Some(why);
+                }
+                return Vec::new();
+            }
+            Some(_) => return Vec::new(),
         }
         if self.retries_left == 0 {
             let why = if self.restarts > 0 { format!("{why} (after {} restarts)", self.restarts) } else { why };
@@ -212,7 +240,7 @@ impl Supervisor {
     }
 
     fn next_if_all_stopped(&mut self) -> Vec<Action> {
-        if self.stopped < self.tasks {
+        if self.stopped.len() < self.tasks as usize {
             return Vec::new();
         }
         if self.ending.is_some() {
@@ -221,7 +249,7 @@ impl Supervisor {
         let Some(why) = self.recovering.take() else { return Vec::new() };
         let start = self.recovery.start_clock();
         self.clock = ClockService::new(&self.parallelism, &self.edges, start);
-        self.stopped = 0;
+        self.stopped.clear();
         self.restarts += 1;
         vec![Action::Restart { start, why }]
     }
@@ -282,9 +310,10 @@ mod tests {
         assert_eq!(s.ending(), Some(&Ending::Succeeded));
         // After the ending, clocks are ignored.
         assert_eq!(s.on_clock(SINK1, Timestamp(9)), vec![]);
-        assert_eq!(s.on_task_stopped(), vec![]);
-        assert_eq!(s.on_task_stopped(), vec![]);
-        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        assert_eq!(s.on_task_stopped(SINK0), vec![]);
+        assert_eq!(s.on_task_stopped(SINK0), vec![], "a task counts once");
+        assert_eq!(s.on_task_stopped(SINK1), vec![Action::Done]);
     }
 
     #[test]
@@ -313,19 +342,19 @@ mod tests {
     #[test]
     fn lost_tasks_count_as_stopped_and_fail_the_application() {
         let mut s = supervisor();
-        assert_eq!(s.on_tasks_lost(2, "executor 1 was lost".into()), vec![Action::StopAll]);
-        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.on_tasks_lost(&[SINK0, SINK1], "executor 1 was lost".into()), vec![Action::StopAll]);
+        assert_eq!(s.on_task_stopped(SRC), vec![Action::Done]);
         assert_eq!(s.into_ending(), Ending::Failed("executor 1 was lost".into()));
         // Losing every task at once ends and finishes in one step.
         let mut s = supervisor();
-        assert_eq!(s.on_tasks_lost(3, "all gone".into()), vec![Action::StopAll, Action::Done]);
+        assert_eq!(s.on_tasks_lost(&[SRC, SINK0, SINK1], "all gone".into()), vec![Action::StopAll, Action::Done]);
     }
 
     #[test]
     fn stopping_without_an_ending_is_not_done() {
         let mut s = supervisor();
-        for _ in 0..3 {
-            assert_eq!(s.on_task_stopped(), vec![]);
+        for t in [SRC, SINK0, SINK1] {
+            assert_eq!(s.on_task_stopped(t), vec![]);
         }
         assert_eq!(s.into_ending(), Ending::Failed("the AppMaster lost its tasks".into()));
     }
@@ -361,9 +390,9 @@ mod tests {
         assert_eq!(s.on_task_failed(COUNT, "boom"), vec![Action::StopAll]);
         assert_eq!(s.on_task_failed(SRC, "also"), vec![], "one recovery at a time");
         assert_eq!(s.on_clock(SRC, Timestamp(9000)), vec![], "clocks of stopping tasks are ignored");
-        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![]);
         assert_eq!(
-            s.on_task_stopped(),
+            s.on_task_stopped(SRC),
             vec![Action::Restart { start: Timestamp(2000), why: format!("task {COUNT} failed: boom") }]
         );
         assert_eq!(s.restarts(), 1);
@@ -371,16 +400,16 @@ mod tests {
         assert_eq!(s.clock().min_clock(), Timestamp(2000));
         assert_eq!(s.on_clock(COUNT, Timestamp(2100)), vec![Action::UpstreamClock(COUNT, Timestamp(2000))]);
         // A lost executor is a failure too; its tasks count as stopped.
-        assert_eq!(s.on_tasks_lost(1, "executor 0 was lost".into()), vec![Action::StopAll]);
+        assert_eq!(s.on_tasks_lost(&[SRC], "executor 0 was lost".into()), vec![Action::StopAll]);
         assert_eq!(
-            s.on_task_stopped(),
+            s.on_task_stopped(COUNT),
             vec![Action::Restart { start: Timestamp(2000), why: "executor 0 was lost".into() }]
         );
         // The budget is spent: the next failure ends the application.
         assert_eq!(s.on_task_failed(SRC, "again"), vec![Action::StopAll]);
         assert_eq!(s.ending(), Some(&Ending::Failed(format!("task {SRC} failed: again (after 2 restarts)"))));
-        assert_eq!(s.on_task_stopped(), vec![]);
-        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![Action::Done]);
     }
 
     #[test]
@@ -392,9 +421,9 @@ mod tests {
         assert_eq!(s.start_clock(), Timestamp(1000));
         assert_eq!(s.on_replay(), vec![Action::StopAll]);
         assert_eq!(s.on_replay(), vec![], "one at a time");
-        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
         let why = "a replay was requested".to_string();
-        assert_eq!(s.on_task_stopped(), vec![Action::Restart { start: Timestamp(1000), why }]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![Action::Restart { start: Timestamp(1000), why }]);
         // With no budget at all, a failure still ends it: the replay spent nothing.
         assert_eq!(s.on_task_failed(SRC, "x"), vec![Action::StopAll]);
         assert!(matches!(s.ending(), Some(Ending::Failed(_))));
@@ -404,14 +433,64 @@ mod tests {
     fn a_kill_during_a_recovery_ends_once_the_tasks_have_stopped() {
         let mut s = stateful(5);
         assert_eq!(s.on_task_failed(SRC, "boom"), vec![Action::StopAll]);
-        assert_eq!(s.on_task_stopped(), vec![]);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
         assert_eq!(s.on_kill(), vec![], "the tasks are stopping already");
-        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![Action::Done]);
         assert_eq!(s.into_ending(), Ending::Terminated);
         // Killed while the tasks of a lost executor are being replaced.
         let mut s = stateful(5);
-        assert_eq!(s.on_tasks_lost(1, "x".into()), vec![Action::StopAll]);
+        assert_eq!(s.on_tasks_lost(&[SRC], "x".into()), vec![Action::StopAll]);
         assert_eq!(s.on_kill(), vec![]);
-        assert_eq!(s.on_task_stopped(), vec![Action::Done]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![Action::Done]);
+    }
+
+    /// Runs `s` (source and count) to the end of time: it has succeeded and stops its tasks.
+    fn to_the_end(s: &mut Supervisor) {
+        s.on_clock(SRC, Timestamp::MAX);
+        let actions = s.on_clock(COUNT, Timestamp::MAX);
+        assert!(actions.contains(&Action::StopAll), "{actions:?}");
+        assert_eq!(s.ending(), Some(&Ending::Succeeded));
+    }
+
+    #[test]
+    fn a_task_lost_before_it_stopped_at_the_end_recovers_instead_of_succeeding() {
+        // The count's executor dies after the last message, before its `on_stop` ran: what it
+        // writes at the end would be missing. The tasks restart from the start clock.
+        let mut s = stateful(1);
+        to_the_end(&mut s);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        let actions = s.on_tasks_lost(&[COUNT], "executor 1 was lost".into());
+        assert_eq!(
+            actions,
+            vec![Action::Restart {
+                start: Timestamp(0),
+                why: "executor 1 was lost, while the application was ending".into()
+            }]
+        );
+        assert_eq!(s.ending(), None);
+        // The next end succeeds.
+        to_the_end(&mut s);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![Action::Done]);
+        assert_eq!(s.into_ending(), Ending::Succeeded);
+    }
+
+    #[test]
+    fn a_task_lost_after_it_stopped_changes_nothing() {
+        let mut s = stateful(1);
+        to_the_end(&mut s);
+        assert_eq!(s.on_task_stopped(COUNT), vec![]);
+        assert_eq!(s.on_tasks_lost(&[COUNT], "executor 1 was lost".into()), vec![], "it had stopped");
+        assert_eq!(s.on_task_stopped(SRC), vec![Action::Done]);
+        assert_eq!(s.into_ending(), Ending::Succeeded);
+    }
+
+    #[test]
+    fn a_task_lost_at_the_end_with_the_budget_spent_fails_the_application() {
+        let mut s = stateful(0);
+        to_the_end(&mut s);
+        assert_eq!(s.on_tasks_lost(&[COUNT], "executor 1 was lost".into()), vec![]);
+        assert_eq!(s.on_task_stopped(SRC), vec![Action::Done]);
+        assert_eq!(s.into_ending(), Ending::Failed("executor 1 was lost, while the application was ending".into()));
     }
 }
