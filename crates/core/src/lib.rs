@@ -20,7 +20,7 @@
 //!   connection inside a cluster shows it belongs (the wire protocols carry them).
 //! - [`tls`]: TLS settings read from PEM files (control plane and REST, when enabled); they
 //!   travel with the [`auth::ClusterSecret`].
-//! - [`redact`]: masks secrets in text that is shown (errors, logs, REST answers).
+//! - [`mod@redact`]: masks secrets in text that is shown (errors, logs, REST answers).
 //!
 //! ```
 //! use gearpump_core::{Message, Timestamp};

@@ -10,6 +10,10 @@
 //! postcard is already how values cross processes. A peer that sends the wrong magic, an
 //! oversized frame or bytes that do not decode gets a [`ProtocolError`] naming what was wrong
 //! and loses its connection; the daemon carries on.
+//!
+//! Every connection opens with the cluster secret's challenge–response
+//! ([`client_handshake`], [`server_handshake`]); with `gearpump.tls.enabled` it runs inside TLS
+//! ([`ControlStream`], opened by [`connect_stream`] and [`accept_stream`]).
 
 mod stream;
 

@@ -241,7 +241,7 @@ impl RestAuth {
     }
 
     /// The role of `name` if `password` is theirs, checked off the async threads, at most
-    /// [`VERIFYING`] at a time; [`Denied::Busy`] when [`WAITING`] checks wait already.
+    /// two at a time; [`Denied::Busy`] when 64 checks wait already.
     pub async fn verify(self: &std::sync::Arc<Self>, name: &str, password: &str) -> Result<Option<Role>, Denied> {
         use std::sync::atomic::Ordering;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= WAITING {
