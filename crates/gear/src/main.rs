@@ -353,29 +353,33 @@ fn submit(
             MasterReply::Apps(apps) => apps,
             other => bail!("unexpected answer from the master: {other:?}"),
         };
-        let status = apps.iter().find(|a| a.id.0 == app_id).map(|a| (a.status.clone(), a.error.clone()));
+        // Not listed yet counts as pending.
+        let (status, error) =
+            apps.into_iter().find(|a| a.id.0 == app_id).map_or(("pending".to_string(), None), |a| (a.status, a.error));
         let after = started.elapsed().as_secs_f64();
-        match status {
-            Some((s, _)) if s == "active" && !wait => {
-                println!("Application {app_id} is active ({after:.1} s after gear app).");
-                return Ok(());
-            }
-            Some((s, _)) if s == "succeeded" => {
+        match status.as_str() {
+            "succeeded" => {
                 println!("Application {app_id} succeeded ({after:.1} s after gear app).");
                 return Ok(());
             }
-            Some((s, e)) if s != "pending" && s != "active" => {
-                bail!("application {app_id} is {s}{}", e.map(|e| format!(": {e}")).unwrap_or_default())
+            "active" if !wait => {
+                println!("Application {app_id} is active ({after:.1} s after gear app).");
+                return Ok(());
             }
-            Some((s, _)) if s == "active" => {
+            "active" => {
                 if !active_seen {
                     active_seen = true;
                     eprintln!("Application {app_id} is active ({after:.1} s after gear app); waiting for it to end...");
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            _ if std::time::Instant::now() > deadline => bail!("application {app_id} is still pending after 120 s"),
-            _ => std::thread::sleep(Duration::from_millis(50)),
+            "pending" if std::time::Instant::now() > deadline => {
+                bail!("application {app_id} is still pending after 120 s")
+            }
+            "pending" => std::thread::sleep(Duration::from_millis(50)),
+            other => {
+                bail!("application {app_id} is {other}{}", error.map(|e| format!(": {e}")).unwrap_or_default())
+            }
         }
     }
 }

@@ -96,6 +96,22 @@ pub enum ProtocolError {
     },
 }
 
+impl ProtocolError {
+    /// Whether trying again cannot help: the peers hold different cluster secrets, distrust
+    /// each other's certificates, or do not speak the same protocol (TLS on one side only,
+    /// say). The operator must fix the configuration; callers give up at once instead of
+    /// retrying until a timeout.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::NotAuthenticated { .. }
+                | ProtocolError::Refused { .. }
+                | ProtocolError::Tls(_)
+                | ProtocolError::BadHello { .. }
+        )
+    }
+}
+
 /// What a server answers once it has checked the client's proof.
 const ACCEPTED: u8 = 0;
 const REFUSED: u8 = 1;

@@ -126,13 +126,8 @@ async fn connect_leader(
         for m in masters {
             let mut stream = match connect_to(m, secret).await {
                 Ok(stream) => stream,
-                // Asking again will not change the secret: say so at once.
-                Err(e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Refused { .. })) => {
-                    tracing::error!(master = %m, error = %e, "The master and this node do not share the cluster secret.");
-                    return Err(e);
-                }
-                // Nor the certificates, nor a master speaking (or not speaking) TLS.
-                Err(e @ (ProtocolError::Tls(_) | ProtocolError::BadHello { .. })) => {
+                // Asking again will not change the secret or the certificates: say so at once.
+                Err(e) if e.is_permanent() => {
                     tracing::error!(master = %m, error = %e, "Cannot speak with the master.");
                     return Err(e);
                 }

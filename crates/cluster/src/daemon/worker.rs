@@ -157,14 +157,10 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                 }
                 lost_since = Instant::now();
             }
-            // Another secret will not come by waiting: the operator must fix the config.
-            Err(e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Refused { .. })) => {
-                tracing::error!(error = %e, "The masters and this worker do not share the cluster secret; exiting.");
-                return Err(e);
-            }
-            // Nor other certificates, or TLS on one side only.
-            Err(e @ (ProtocolError::Tls(_) | ProtocolError::BadHello { .. })) => {
-                tracing::error!(error = %e, "Cannot speak with the masters (gearpump.tls.*); exiting.");
+            // Another secret or certificate will not come by waiting: the operator must fix
+            // the config.
+            Err(e) if e.is_permanent() => {
+                tracing::error!(error = %e, "Cannot speak with the masters; exiting.");
                 return Err(e);
             }
             Err(e) => {
