@@ -30,6 +30,7 @@ pub struct Count {
     /// Whether each number goes on downstream as `<number> <task> <count so far>`.
     emit: bool,
     fail_at: Vec<u64>,
+    stop_delay: std::time::Duration,
 }
 
 impl Count {
@@ -38,6 +39,9 @@ impl Count {
     /// Config key: comma-separated numbers at which the task counting them fails, once per
     /// process (to watch a recovery).
     pub const FAIL_AT: &'static str = "count.fail.at";
+    /// Config key: milliseconds each count task waits in `on_stop` before it writes its file,
+    /// as a sink flushing to slow storage would (to watch an application end gracefully).
+    pub const STOP_DELAY: &'static str = "count.stop.delay.ms";
 }
 
 impl PersistentTask for Count {
@@ -50,6 +54,8 @@ impl PersistentTask for Count {
             .get_str(Self::FAIL_AT)
             .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
             .unwrap_or_default();
+        let delay: Option<u64> = ctx.config().get(Self::STOP_DELAY).map_err(|e| e.to_string())?;
+        self.stop_delay = std::time::Duration::from_millis(delay.unwrap_or(0));
         self.last = state.get();
         tracing::info!(task = %ctx.task_id(), count = self.last.0, "Count restored its state.");
         Ok(())
@@ -87,11 +93,15 @@ impl PersistentTask for Count {
 
     fn on_stop(&mut self, ctx: &mut TaskContext<'_>) {
         let Some(dir) = &self.output else { return };
+        std::thread::sleep(self.stop_delay);
         let path = dir.join(format!("count-{}.txt", ctx.task_id().index));
         // Written whole, then renamed: a reader never sees half a file.
         let tmp = path.with_extension("tmp");
         let line = format!("{} {}", self.last.0, self.last.1);
-        if let Err(e) = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, line))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+        {
             tracing::error!(path = %path.display(), error = %e, "Cannot write the count.");
         }
     }

@@ -40,6 +40,9 @@ pub struct ClusterConfig {
     /// How many times an application's tasks are restarted after failures before it fails
     /// (`gearpump.application.total-retries`, 5).
     pub total_retries: u32,
+    /// How long tasks may take to stop when the application ends or recovers
+    /// (`gearpump.application.stop-timeout-ms`, 30 s).
+    pub stop_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -55,6 +58,7 @@ impl Default for ClusterConfig {
             metrics: MetricsConfig::default(),
             retention: Retention::default(),
             total_retries: 5,
+            stop_timeout: gearpump_streaming::supervisor::DEFAULT_STOP_TIMEOUT,
         }
     }
 }
@@ -74,6 +78,7 @@ impl ClusterConfig {
             metrics: metrics_config(conf)?,
             retention: retention(conf)?,
             total_retries: conf.get_num("gearpump.application.total-retries")?,
+            stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
             ..ClusterConfig::default()
         })
     }
@@ -372,6 +377,7 @@ impl Master {
             stats,
             metrics: self.config.metrics,
             total_retries: self.config.total_retries,
+            stop_timeout: self.config.stop_timeout,
         });
         self.apps.insert(id, AppRecord { app: record_app, appmaster: Some(appmaster), held: am_slot });
         Ok(id)

@@ -328,6 +328,7 @@ async fn appmaster_loop(
     });
     let conf_num = |key: &str| conf.get_num::<u64>(key).map_err(|e| RoleError::Other(e.to_string()));
     let total_retries = conf_num("gearpump.application.total-retries")? as u32;
+    let stop_timeout = Duration::from_millis(conf_num("gearpump.application.stop-timeout-ms")?);
     // Without a master the application keeps running, for a while: the master may come back.
     let master_timeout = Duration::from_millis(conf_num("gearpump.cluster.master-timeout-ms")?);
     // A new AppMaster of a running application (the master relaunched it after its
@@ -353,7 +354,7 @@ async fn appmaster_loop(
     // Executor ids are new for every AppMaster too (logs and reports never mix).
     let mut launcher =
         Launcher { app, app_id, settings, control, allocation, checkpoint_dir, next_executor: attempt as i32 * 1000 };
-    let mut supervisor = Supervisor::new(dag, start, total_retries);
+    let mut supervisor = Supervisor::new(dag, start, total_retries).with_stop_timeout(stop_timeout);
     let mut incarnation = 0;
     let (mut first, mut links) = launcher.launch(0, start, master, &mut link_events).await?;
     // Asked, not told: every request on this connection gets its answer in order.
@@ -383,8 +384,11 @@ async fn appmaster_loop(
     let mut start_recorded = std::time::Instant::now();
     let mut reconnect_tick = tokio::time::interval(Duration::from_millis(500));
     reconnect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop_tick = tokio::time::interval(Duration::from_millis(250));
+    stop_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let actions = tokio::select! {
+            _ = stop_tick.tick() => supervisor.on_tick(std::time::Instant::now()),
             _ = report_tick.tick(), if master_lost.is_none() => {
                 let tasks: Vec<TaskCounters> = counters.values().cloned().collect();
                 let host = hostname.to_string();
@@ -555,7 +559,13 @@ async fn appmaster_loop(
             break;
         }
     }
+    // Every task has stopped (`on_stop` ran, sinks closed): the executors exit by themselves,
+    // and the end is reported once they have, so that nothing of theirs is killed.
     stop_all(&links, true);
+    let exited = wait_for_exits(&links, first, &mut link_events, stop_timeout).await;
+    if exited < links.iter().filter(|l| l.alive).count() {
+        tracing::warn!(%app_id, timeout = ?stop_timeout, "Some executors did not exit in time; their workers will kill them.");
+    }
     let ending = supervisor.into_ending();
     let status = ending.status().as_str();
     tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), earlier, &counters));
@@ -769,6 +779,31 @@ impl Launcher<'_> {
     }
 }
 
+/// Waits until the executors in `links` (ids from `first`) that were alive have closed their
+/// connections, for at most `timeout`; returns how many did.
+async fn wait_for_exits(
+    links: &[ExecutorLink],
+    first: i32,
+    events: &mut mpsc::UnboundedReceiver<(i32, LinkEvent)>,
+    timeout: Duration,
+) -> usize {
+    let mut alive: Vec<bool> = links.iter().map(|l| l.alive).collect();
+    let mut exited = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while alive.iter().any(|a| *a) {
+        let Ok(Some((id, event))) = tokio::time::timeout_at(deadline, events.recv()).await else { break };
+        match (usize::try_from(id - first).ok().filter(|i| *i < links.len()), event) {
+            (Some(i), LinkEvent::Down) if alive[i] => {
+                alive[i] = false;
+                exited += 1;
+            }
+            (None, event) => exit_if_stale(event),
+            _ => {}
+        }
+    }
+    exited
+}
+
 /// An executor of an earlier incarnation (or of a launch given up) that connects now is told
 /// to exit: nothing of it is wanted.
 fn exit_if_stale(event: LinkEvent) {
@@ -842,7 +877,16 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
     let target = ExecutorTarget { me, appmaster, app_id, host };
     let result = runtime()?.block_on(executor_main(app, target, &settings, None, &mut created));
     if let Some(rt) = created {
-        rt.shutdown();
+        // The pool's threads are joined, unless a task is stuck (past the stop timeout): then
+        // the process exits without it.
+        let (done, joined) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            rt.shutdown();
+            let _ = done.send(());
+        });
+        if joined.recv_timeout(Duration::from_secs(2)).is_err() {
+            tracing::warn!("A task is still running; exiting without it.");
+        }
     }
     result
 }
@@ -900,7 +944,7 @@ async fn executor_main(
         });
         let (events_tx, mut events) = mpsc::unbounded_channel::<TaskEvent>();
         let forward = out_tx.clone();
-        tokio::spawn(async move {
+        let forwarder = tokio::spawn(async move {
             while let Some(e) = events.recv().await {
                 let r = match e {
                     TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task: task.to_u64(), clock: clock.0 },
@@ -1028,11 +1072,16 @@ async fn executor_main(
         if let Some(t) = ticker.take() {
             t.abort();
         }
-        // Let the last reports (stopped tasks) go out.
+        // Let the last reports go out: the AppMaster has every task's `Stopped` already (it
+        // tells executors to exit only then), so forwarding stops, and the writer ends once
+        // it has written what is queued.
+        forwarder.abort();
+        let _ = forwarder.await;
         drop(out_tx);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
         if let Some(d) = deployment {
-            d.clear();
+            // A task still busy (its `on_stop` past the stop timeout) is left behind.
+            let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || d.clear())).await;
         }
         Ok::<(), RoleError>(())
     }

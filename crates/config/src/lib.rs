@@ -471,6 +471,7 @@ impl GearConfig {
             "gearpump.streaming.ack-once-every-message-count",
             "gearpump.streaming.max-pending-message-count-per-connection",
             "gearpump.application.total-retries",
+            "gearpump.application.stop-timeout-ms",
             "gearpump.metrics.sample-rate",
             "gearpump.metrics.report-interval-ms",
             "gearpump.retainHistoryData.hours",

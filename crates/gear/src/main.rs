@@ -421,6 +421,7 @@ fn master_options(
         retention: gearpump_cluster::master::retention(conf)?,
         reporter: Reporter::from_config(conf)?,
         total_retries: conf.get_num("gearpump.application.total-retries")?,
+        stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
         me: me.clone(),
         members: members.to_vec(),
         data_dir,

@@ -358,3 +358,74 @@ fn gear_app_wait_returns_when_the_application_ends_with_its_status() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("application 2 is terminated"), "{}", text(&out));
 }
+
+/// The lines of every worker's daemon log (`worker<i>/logs/worker*.log`).
+fn worker_log_lines(c: &Cluster) -> Vec<String> {
+    let mut lines = Vec::new();
+    for w in 0..2 {
+        let Ok(dir) = std::fs::read_dir(c.dir.join(format!("worker{w}/logs"))) else { continue };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("worker") && name.ends_with(".log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                lines.extend(text.lines().map(strip_ansi));
+            }
+        }
+    }
+    lines
+}
+
+/// MessageCount's count tasks take 3 s to stop here (they write their files at the end of
+/// `on_stop`, as a sink flushing to slow storage would): the application is reported
+/// succeeded only once they have, with every count written, and each of its processes exits
+/// by itself instead of being killed. Tasks that take longer than
+/// `gearpump.application.stop-timeout-ms` are given up: the application fails, naming them.
+#[test]
+fn an_application_ends_once_its_tasks_stopped_and_its_processes_exit_by_themselves() {
+    let c = Cluster::start_with(
+        "graceful",
+        "gearpump.worker.slots = 8\ngearpump.application.stop-timeout-ms = 6000\ngearpump.application.total-retries = 0\n",
+    );
+    let bin = common::example("message_count");
+    let bin = bin.to_str().unwrap();
+    let out = c.dir.join("counts");
+    let args = ["app", "-executors", "2", "-jar", bin, "-countTask", "2", "-output", out.to_str().unwrap()];
+    let mut slow = args.to_vec();
+    slow.extend_from_slice(&["-messages", "20000", "-stopDelayMs", "3000"]);
+    let submitted = c.run(&slow);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let info = c.wait_status(1, "succeeded");
+    assert_eq!(info.error, None);
+    // Read at once: the counts were written before the end was reported.
+    let mut count = 0;
+    for i in 0..2 {
+        let file = out.join(format!("count-{i}.txt"));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        count += text.split(' ').next().unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(count, 20000);
+    // The AppMaster and the two executors exited, none of them by a kill.
+    let exits = |app: &str| -> Vec<String> {
+        worker_log_lines(&c).into_iter().filter(|l| l.contains("Process exited") && l.contains(app)).collect()
+    };
+    wait_until("the three processes of application 1 exited", || exits("app_id=1 ").len() == 3);
+    let exited = exits("app_id=1 ");
+    assert!(exited.iter().all(|l| l.contains("exit status: 0")), "{exited:#?}");
+
+    // A count task that would take a minute to stop: past the 6 s stop timeout the
+    // application fails (its budget is spent: no restart), naming what did not stop.
+    let mut stuck = args.to_vec();
+    stuck.extend_from_slice(&["-messages", "2000", "-stopDelayMs", "60000"]);
+    let submitted = c.run(&stuck);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let info = c.wait_status(2, "failed");
+    let error = info.error.unwrap_or_default();
+    assert!(error.contains("did not stop within 6s"), "{error}");
+    // Its processes exited by themselves too: the executor with the stuck task leaves it
+    // behind and exits (within a few seconds), which the AppMaster waits for.
+    wait_until("the three processes of application 2 exited", || exits("app_id=2 ").len() == 3);
+    // (The AppMaster of a failed application exits with 1.)
+    let exited = exits("app_id=2 ");
+    assert!(exited.iter().all(|l| l.contains("exit status: ") && !l.contains("signal")), "{exited:#?}");
+    assert!(c.workers().unwrap().iter().all(|w| w.used == 0));
+}

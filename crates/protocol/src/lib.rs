@@ -529,10 +529,13 @@ pub enum WorkerCommand {
         /// Extra environment, as `(name, value)`.
         env: Vec<(String, String)>,
     },
-    /// Kill every process of an application.
+    /// End every process of an application: each one still running after `grace_ms` (time
+    /// to finish exiting by itself) is killed; 0 kills at once.
     KillApp {
         /// The application.
         app_id: AppId,
+        /// How long a process may take to exit by itself, in milliseconds.
+        grace_ms: u64,
     },
 }
 

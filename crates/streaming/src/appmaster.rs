@@ -191,6 +191,8 @@ pub struct AppMasterSpec {
     /// How many times tasks are restarted after failures before the application fails
     /// (`gearpump.application.total-retries`, 5).
     pub total_retries: u32,
+    /// How long tasks may take to stop (`gearpump.application.stop-timeout-ms`, 30 s).
+    pub stop_timeout: std::time::Duration,
 }
 
 /// Starts an AppMaster on the current tokio runtime; returns its command channel.
@@ -357,6 +359,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         stats,
         metrics,
         total_retries,
+        stop_timeout,
     } = spec;
     let report = |status: AppStatus, error: Option<String>| {
         let _ = to_master.send(ToMaster::Status { app_id, status, error });
@@ -410,7 +413,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         Ok(d) => d,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };
-    let mut supervisor = Supervisor::new(dag, start, total_retries);
+    let mut supervisor = Supervisor::new(dag, start, total_retries).with_stop_timeout(stop_timeout);
     deployment.start(StartTime(start));
     *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
     report(AppStatus::Active, None);
@@ -450,7 +453,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
                     runtime.restarts = supervisor.restarts();
                     let _ = to_master.send(ToMaster::Report { app_id, time, runtime, metrics });
                 }
-                Vec::new()
+                supervisor.on_tick(std::time::Instant::now())
             }
             event = events.recv() => match event {
                 Some(TaskEvent::Clock { task, clock }) => supervisor.on_clock(task, clock),

@@ -17,6 +17,7 @@ use crate::appmaster::AppStatus;
 use gearpump_api::Dag;
 use gearpump_clock::{ClockService, RecoveryPoint};
 use gearpump_core::{ProcessorId, TaskId, Timestamp};
+use std::time::{Duration, Instant};
 
 /// How an application ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +89,14 @@ pub struct Supervisor {
     recovering: Option<String>,
     retries_left: u32,
     restarts: u32,
+    /// How long the tasks may take to stop (their `on_stop`, sinks' `close`).
+    stop_timeout: Duration,
+    /// Since when the tasks are being stopped, as first seen by [`Supervisor::on_tick`].
+    stopping_since: Option<Instant>,
 }
+
+/// How long tasks may take to stop unless configured (`gearpump.application.stop-timeout-ms`).
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Supervisor {
     /// A supervisor for `dag`'s tasks, all starting at `start`, that restarts them up to
@@ -108,7 +116,46 @@ impl Supervisor {
             recovering: None,
             retries_left: retries,
             restarts: 0,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            stopping_since: None,
         }
+    }
+
+    /// The same, giving the tasks `timeout` to stop (run `on_stop`, close sinks) once told to;
+    /// see [`Supervisor::on_tick`].
+    pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Time passes (the AppMaster calls this every few hundred milliseconds). Tasks told to
+    /// stop that have not stopped within the stop timeout are given up as lost: a recovery
+    /// ends without them, and an application ending with success does not succeed without
+    /// what they would have written at the end (see [`Supervisor::on_tasks_lost`]).
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        if self.ending.is_none() && self.recovering.is_none() {
+            self.stopping_since = None;
+            return Vec::new();
+        }
+        let since = *self.stopping_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.stop_timeout {
+            return Vec::new();
+        }
+        self.stopping_since = None;
+        let unstopped: Vec<TaskId> = self.all_tasks().filter(|t| !self.stopped.contains(t)).collect();
+        let names: Vec<String> = unstopped.iter().take(5).map(ToString::to_string).collect();
+        let more = if unstopped.len() > names.len() {
+            format!(" and {} more", unstopped.len() - names.len())
+        } else {
+            String::new()
+        };
+        let why = format!("task {}{more} did not stop within {:?}", names.join(", "), self.stop_timeout);
+        self.on_tasks_lost(&unstopped, why)
+    }
+
+    /// Every task of the application.
+    fn all_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.parallelism.iter().enumerate().flat_map(|(p, n)| (0..*n).map(move |i| TaskId::new(p as u32, i)))
     }
 
     /// A task reported its min clock.
@@ -250,6 +297,7 @@ impl Supervisor {
         let start = self.recovery.start_clock();
         self.clock = ClockService::new(&self.parallelism, &self.edges, start);
         self.stopped.clear();
+        self.stopping_since = None;
         self.restarts += 1;
         vec![Action::Restart { start, why }]
     }
@@ -492,5 +540,37 @@ mod tests {
         assert_eq!(s.on_tasks_lost(&[COUNT], "executor 1 was lost".into()), vec![]);
         assert_eq!(s.on_task_stopped(SRC), vec![Action::Done]);
         assert_eq!(s.into_ending(), Ending::Failed("executor 1 was lost, while the application was ending".into()));
+    }
+
+    #[test]
+    fn a_task_that_does_not_stop_in_time_is_given_up() {
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        // A recovery: the count hangs in `on_stop`; past the timeout the tasks restart anyway.
+        let mut s = stateful(1).with_stop_timeout(Duration::from_secs(10));
+        assert_eq!(s.on_tick(t0), vec![], "nothing is stopping");
+        assert_eq!(s.on_task_failed(SRC, "boom"), vec![Action::StopAll]);
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        assert_eq!(s.on_tick(secs(1)), vec![], "the timeout counts from the first tick");
+        assert_eq!(s.on_tick(secs(10)), vec![]);
+        let actions = s.on_tick(secs(11));
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert!(matches!(&actions[0], Action::Restart { .. }), "{actions:?}");
+        // The timeout starts afresh for the next stop.
+        assert_eq!(s.on_tick(secs(12)), vec![]);
+        to_the_end(&mut s);
+        assert_eq!(s.on_tick(secs(13)), vec![]);
+        assert_eq!(s.on_task_stopped(COUNT), vec![]);
+        // The source's `close` hangs at the end, and the budget is spent: the application
+        // fails naming it rather than succeed without what it writes last.
+        assert_eq!(s.on_tick(secs(23)), vec![Action::Done]);
+        let Ending::Failed(why) = s.into_ending() else { panic!("not failed") };
+        assert!(why.contains("TaskId(processorId=0, index=0) did not stop within 10s"), "{why}");
+        // A kill whose tasks do not stop ends as killed.
+        let mut s = stateful(5).with_stop_timeout(Duration::from_secs(1));
+        assert_eq!(s.on_kill(), vec![Action::StopAll]);
+        assert_eq!(s.on_tick(secs(0)), vec![]);
+        assert_eq!(s.on_tick(secs(1)), vec![Action::Done]);
+        assert_eq!(s.into_ending(), Ending::Terminated);
     }
 }

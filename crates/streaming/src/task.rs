@@ -171,9 +171,14 @@ impl TaskCell {
         *self.runner.lock() = Some(runner);
     }
 
-    /// Drops the runner (and the references to other cells it holds).
+    /// Drops the runner (and the references to other cells it holds). A task busy for more
+    /// than a moment (stuck in `on_stop` past the stop timeout, say) is left as it is, with
+    /// a warning: waiting for it could be forever.
     pub(crate) fn clear(&self) {
-        self.runner.lock().take();
+        match self.runner.try_lock_for(std::time::Duration::from_millis(200)) {
+            Some(mut runner) => drop(runner.take()),
+            None => tracing::warn!(task = %self.id, "The task is still busy; it is left behind."),
+        }
     }
 
     /// Delivers a batch from an upstream task in this process.

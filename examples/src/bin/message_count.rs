@@ -23,6 +23,10 @@ struct Args {
     /// A directory where each count task writes `count-<i>.txt` when it stops.
     #[arg(long)]
     output: Option<String>,
+    /// Milliseconds each count task takes to stop (before it writes its file), as a sink
+    /// flushing to slow storage would.
+    #[arg(long = "stopDelayMs", default_value_t = 0)]
+    stop_delay_ms: u64,
     /// Where checkpoints are kept.
     #[arg(long = "checkpointDir")]
     checkpoint_dir: Option<String>,
@@ -78,7 +82,7 @@ fn run() -> anyhow::Result<()> {
         output: a.output,
         checkpoint_dir: a.checkpoint_dir,
         kafka,
-        config: gearpump::UserConfig::empty(),
+        config: gearpump::UserConfig::empty().with(message_count::Count::STOP_DELAY, a.stop_delay_ms),
     };
     run_example(message_count::application(&options)?, &a.run)
 }

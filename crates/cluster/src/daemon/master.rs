@@ -140,6 +140,9 @@ pub struct MasterOptions {
     /// How many times an application's AppMaster is relaunched after it died
     /// (`gearpump.application.total-retries`).
     pub total_retries: u32,
+    /// How long an ended application's processes may take to exit by themselves before
+    /// their workers kill them (`gearpump.application.stop-timeout-ms`).
+    pub stop_timeout: Duration,
     /// This master's address, as `gearpump.cluster.masters` lists it.
     pub me: HostPort,
     /// Every master, this one included: the members of the masters' Raft.
@@ -176,6 +179,9 @@ struct MasterState {
     metrics: MetricsStore,
     /// `gearpump.application.total-retries`: AppMaster restarts an application may have.
     total_retries: u32,
+    /// `gearpump.application.stop-timeout-ms`: how long an ended application's processes
+    /// may take to exit.
+    stop_timeout: Duration,
     /// The newest point time the reporter has sent: each report sends only newer points.
     reported_up_to: i64,
     /// The binaries a majority of the masters stores.
@@ -648,9 +654,11 @@ impl MasterState {
                     w.used = w.used.saturating_sub(n);
                 }
             }
-            // Whatever processes remain go.
+            // Whatever processes remain go, once they had the time to exit by themselves
+            // (the AppMaster waited for its tasks to stop and its executors to exit).
+            let grace_ms = self.stop_timeout.as_millis() as u64;
             for w in self.workers.values().filter(|w| w.alive) {
-                self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id })));
+                self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id, grace_ms })));
             }
         }
     }
@@ -710,9 +718,11 @@ impl MasterState {
             return self.set_status(app_id, "failed", Some(error));
         }
         let start_clock = app.start_clock;
-        // Its executors go with it, and its slots are free for the new AppMaster to ask for.
+        // Its executors go with it, at once (they must not run beside the new AppMaster's),
+        // and its slots are free for the new AppMaster to ask for.
         for w in self.workers.values().filter(|w| w.alive) {
-            self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id })));
+            let kill = WorkerCommand::KillApp { app_id, grace_ms: 0 };
+            self.outbox.push((w.out.clone(), MasterReply::Worker(kill)));
         }
         for (id, n) in std::mem::take(&mut app.held) {
             if let Some(w) = self.workers.get_mut(&id) {
@@ -1050,6 +1060,7 @@ pub async fn run_master(
         retention,
         reporter,
         total_retries,
+        stop_timeout,
         me,
         members,
         data_dir,
@@ -1106,6 +1117,7 @@ pub async fn run_master(
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,
         total_retries,
+        stop_timeout,
         artifacts: BTreeSet::new(),
         committed: Replicated::default(),
         outbox: Vec::new(),

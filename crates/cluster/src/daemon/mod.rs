@@ -394,6 +394,7 @@ mod tests {
             retention: Default::default(),
             reporter: None,
             total_retries: 5,
+            stop_timeout: gearpump_streaming::supervisor::DEFAULT_STOP_TIMEOUT,
             me: master.clone(),
             members: vec![master.clone()],
             data_dir: root.join("master-data"),

@@ -46,8 +46,9 @@ pub struct WorkerSettings {
     pub secret: gearpump_protocol::ClusterSecret,
 }
 
-/// The processes running, per application: executor id (-1: the AppMaster) and how to kill it.
-type Kills = Arc<Mutex<HashMap<AppId, Vec<(i32, oneshot::Sender<()>)>>>>;
+/// The processes running, per application: executor id (-1: the AppMaster) and how to kill it
+/// (after how long a grace to exit by itself).
+type Kills = Arc<Mutex<HashMap<AppId, Vec<(i32, oneshot::Sender<Duration>)>>>>;
 
 /// Runs a worker until `shutdown` completes, or until no master has been reachable for
 /// `master_timeout` (an error). The processes it started are killed when it stops.
@@ -60,7 +61,7 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     };
     for (_, senders) in kills.lock().expect("kills lock").drain() {
         for (_, k) in senders {
-            let _ = k.send(());
+            let _ = k.send(Duration::ZERO);
         }
     }
     result
@@ -196,11 +197,12 @@ fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &
                 let _ = exits.send(MasterRequest::ProcessExited { app_id, executor, code });
             });
         }
-        WorkerCommand::KillApp { app_id } => {
+        WorkerCommand::KillApp { app_id, grace_ms } => {
             if let Some(senders) = kills.lock().expect("kills lock").remove(&app_id) {
-                tracing::info!(%app_id, processes = senders.len(), "Killing the application's processes.");
+                let grace = Duration::from_millis(grace_ms);
+                tracing::info!(%app_id, processes = senders.len(), ?grace, "Ending the application's processes.");
                 for (_, k) in senders {
-                    let _ = k.send(());
+                    let _ = k.send(grace);
                 }
             }
         }
@@ -215,7 +217,7 @@ async fn launch(
     artifact: &str,
     args: &[String],
     env: &[(String, String)],
-    kill: oneshot::Receiver<()>,
+    kill: oneshot::Receiver<Duration>,
 ) -> Result<Option<i32>, LaunchError> {
     let binary = fetch(settings, artifact).await?;
     let role = if executor < 0 { "appmaster" } else { "executor" };
@@ -238,9 +240,19 @@ async fn launch(
     tracing::info!(%app_id, executor, pid = child.id().unwrap_or(0), role, "Process started.");
     let status = tokio::select! {
         s = child.wait() => s?,
-        _ = kill => {
-            let _ = child.start_kill();
-            child.wait().await?
+        Ok(grace) = kill => {
+            // An application that ended normally has its processes exit by themselves (its
+            // tasks stopped, its sinks closed): they get `grace` to do so before the kill.
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(status) => status?,
+                Err(_) => {
+                    if !grace.is_zero() {
+                        tracing::warn!(%app_id, executor, ?grace, "The process did not exit in time; killing it.");
+                    }
+                    let _ = child.start_kill();
+                    child.wait().await?
+                }
+            }
         }
     };
     tracing::info!(%app_id, executor, %status, "Process exited.");
