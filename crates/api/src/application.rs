@@ -261,7 +261,7 @@ impl StreamApplication {
     /// The same application under another name (the CLI's `-namePrefix`).
     pub fn renamed(mut self, name: impl Into<String>) -> Result<Self, AppError> {
         let name = name.into();
-        validate_name(&name)?;
+        validate_app_name(&name)?;
         self.name = name;
         Ok(self)
     }
@@ -373,7 +373,7 @@ impl StreamApplicationBuilder {
 
     /// Validates and builds the application.
     pub fn build(self) -> Result<StreamApplication, AppError> {
-        validate_name(&self.name)?;
+        validate_app_name(&self.name)?;
         let nodes = self.graph.nodes();
         if nodes.is_empty() {
             return Err(AppError::EmptyDag);
@@ -449,7 +449,9 @@ impl StreamApplicationBuilder {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), AppError> {
+/// Checks an application name: letters, digits and underscore, not empty (the one rule every
+/// master applies to what it is submitted).
+pub fn validate_app_name(name: &str) -> Result<(), AppError> {
     if name.is_empty() {
         return Err(AppError::InvalidAppName { name: name.to_string(), reason: "it is empty" });
     }

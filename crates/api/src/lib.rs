@@ -53,7 +53,9 @@ pub mod source;
 pub mod state;
 pub mod task;
 
-pub use application::{AppError, Dag, DagEdge, MAX_TASKS, StreamApplication, StreamApplicationBuilder, TaskRegistry};
+pub use application::{
+    AppError, Dag, DagEdge, MAX_TASKS, StreamApplication, StreamApplicationBuilder, TaskRegistry, validate_app_name,
+};
 pub use partitioner::{MulticastPartitioner, Partitioner, PartitionerInstance, PartitionerSpec};
 pub use processor::{LifeTime, Processor, ProcessorDescription};
 pub use source::{DataSink, DataSource, NumberSource, SinkTask, SourceTask, TimeStampFilter};

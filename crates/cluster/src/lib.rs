@@ -5,6 +5,9 @@
 //!
 //! - [`scheduler`]: slot allocation as a pure function (the priority scheduler: each slot to
 //!   the worker with the most free slots, so an application spreads over the cluster).
+//! - [`core`]: the master's decisions as a pure state machine (application table, slot
+//!   accounting, submission checks, kill, replay, restart, AppMaster relaunch, worker loss),
+//!   which both masters drive.
 //! - [`master`]: the master actor. It assigns application ids from 1, refuses a duplicate
 //!   running name, starts each application's AppMaster on a worker, answers its request for
 //!   slots, records status changes and frees slots when an application ends.
@@ -27,6 +30,7 @@
 //! ```
 
 mod client;
+pub mod core;
 pub mod daemon;
 pub mod master;
 pub mod remote;

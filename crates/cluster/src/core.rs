@@ -1,0 +1,855 @@
+//! The master's decisions, as a pure state machine shared by both masters.
+//!
+//! [`MasterCore`] owns what a master decides: the workers' slots, the application table, the
+//! submission checks (name rule, duplicate names, task limit, free slots), kill and replay,
+//! restart, which AppMaster speaks for an application, its relaunch and budget, and what a
+//! dead worker takes with it. It does no I/O and reads no clock: events come in as method
+//! calls (time passed in as a [`Timestamp`]), and what the driver must do comes out as
+//! [`Effect`]s, drained with [`MasterCore::take_effects`].
+//!
+//! Two thin drivers run it: the embedded cluster's master ([`crate::master`]), whose
+//! AppMasters are tasks in this process, and the daemon master ([`crate::daemon::master`]),
+//! which adds sockets, Raft replication and the artifact store. Scenario tests below run the
+//! core alone, in microseconds.
+
+use crate::scheduler;
+use gearpump_core::{AppId, Timestamp, WorkerId};
+use gearpump_streaming::AppStatus;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Why the master refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterError {
+    /// The application is invalid (a bad name, say).
+    #[error(transparent)]
+    Invalid(#[from] gearpump_api::AppError),
+    /// No such application.
+    #[error("application {0} does not exist")]
+    UnknownApp(AppId),
+    /// It has ended already.
+    #[error("application {id} is not running; it is {status}")]
+    NotRunning {
+        /// The application.
+        id: AppId,
+        /// Its final status.
+        status: AppStatus,
+    },
+    /// An application of that name is still running.
+    #[error("an application named {name:?} is already running as application {id}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The running application.
+        id: AppId,
+    },
+    /// More tasks than any application may have.
+    #[error("the application asks for {tasks} tasks; at most {max} are allowed")]
+    TooManyTasks {
+        /// Tasks asked for.
+        tasks: u32,
+        /// The limit ([`gearpump_api::MAX_TASKS`]).
+        max: u32,
+    },
+    /// The cluster has too few free slots for a submission.
+    #[error("not enough free slots: the application needs {needed}, the cluster has {free}")]
+    NotEnoughSlots {
+        /// Slots needed (tasks + 1 for the AppMaster).
+        needed: u64,
+        /// Slots free.
+        free: u64,
+    },
+    /// The cluster has too few free slots for a running application's request.
+    #[error("not enough free slots for {wanted} tasks")]
+    NoSlotsFor {
+        /// Slots asked for.
+        wanted: u32,
+    },
+    /// The application has no AppMaster registered right now (one is being launched).
+    #[error("application {0} has no AppMaster right now; try again")]
+    NoAppMaster(AppId),
+    /// The request came from an AppMaster that no longer speaks for the application.
+    #[error("application {0} has another AppMaster now")]
+    ReplacedAppMaster(AppId),
+    /// An AppMaster older than the application's newest tried to register.
+    #[error("application {id} has a newer AppMaster (launch {newest}) than this one ({this})")]
+    NewerAppMaster {
+        /// The application.
+        id: AppId,
+        /// Its newest launch (1: the first).
+        newest: u32,
+        /// The launch that tried to register.
+        this: u32,
+    },
+    /// The worker is not alive (or not known).
+    #[error("worker {0} is not alive")]
+    WorkerNotAlive(WorkerId),
+    /// The master is gone.
+    #[error("the cluster has shut down")]
+    ClusterStopped,
+}
+
+impl MasterError {
+    /// Whether the error names something that does not exist (REST answers 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, MasterError::UnknownApp(_))
+    }
+}
+
+/// What a driver must do for the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Start the AppMaster of `app` on `worker`: launch number `attempt` (0: the first),
+    /// resuming from `start_clock`.
+    LaunchAppMaster {
+        /// The application.
+        app: AppId,
+        /// Where.
+        worker: WorkerId,
+        /// Which launch (0: the first).
+        attempt: u32,
+        /// Where its tasks start (ms of application time).
+        start_clock: i64,
+    },
+    /// End every process of `app` on `worker`; those still running after `grace` are killed.
+    EndProcesses {
+        /// The application.
+        app: AppId,
+        /// Where.
+        worker: WorkerId,
+        /// How long they may take to exit by themselves.
+        grace: Duration,
+    },
+    /// Tell the AppMaster registered on connection `conn` of `app` to act.
+    ToAppMaster {
+        /// The application.
+        app: AppId,
+        /// The AppMaster's connection.
+        conn: u64,
+        /// What to do.
+        notice: Notice,
+    },
+    /// `app`'s status changed (to log and publish).
+    StatusChanged {
+        /// The application.
+        app: AppId,
+        /// The new status.
+        status: AppStatus,
+        /// Why, for a failure.
+        error: Option<String>,
+    },
+}
+
+/// What an AppMaster is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Stop every task and end as terminated.
+    Kill,
+    /// Restart every task from the start clock.
+    Replay,
+}
+
+/// A worker's slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// Its slots.
+    pub slots: u32,
+    /// Slots held by applications.
+    pub used: u32,
+    /// Whether it is alive.
+    pub alive: bool,
+}
+
+/// An application as the master keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Its id.
+    pub id: AppId,
+    /// Its name.
+    pub name: String,
+    /// Who submitted it.
+    pub user: String,
+    /// Its status.
+    pub status: AppStatus,
+    /// When it was submitted.
+    pub submission_time: Timestamp,
+    /// When it became active.
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    pub finish_time: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The worker of its (current) AppMaster.
+    pub worker: WorkerId,
+    /// How many tasks it has.
+    pub tasks: u32,
+    /// Slots held, per worker: its AppMaster's and its executors'.
+    pub held: Vec<(WorkerId, u32)>,
+    /// AppMasters launched (1: the first).
+    pub appmaster_launches: u32,
+    /// AppMaster processes seen to exit: an exit while a newer one was launched is an
+    /// earlier AppMaster's.
+    pub appmaster_exits: u32,
+    /// The connection of the AppMaster that speaks for it, once registered.
+    pub appmaster: Option<u64>,
+    /// Where a new AppMaster resumes: the start clock the current one last recorded.
+    pub start_clock: i64,
+}
+
+/// What is submitted: by a client, or again by a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The application's name.
+    pub name: String,
+    /// Who submits it.
+    pub user: String,
+    /// How many tasks it has.
+    pub tasks: u32,
+}
+
+/// The master's state and decisions. See the module docs.
+#[derive(Debug, Clone)]
+pub struct MasterCore {
+    workers: BTreeMap<WorkerId, Worker>,
+    apps: BTreeMap<AppId, App>,
+    next_app: u32,
+    next_worker: u32,
+    /// AppMaster relaunches an application may have (`gearpump.application.total-retries`).
+    total_retries: u32,
+    /// How long an ended application's processes may take to exit
+    /// (`gearpump.application.stop-timeout-ms`).
+    stop_timeout: Duration,
+    effects: Vec<Effect>,
+}
+
+impl MasterCore {
+    /// An empty master: ids from 1.
+    pub fn new(total_retries: u32, stop_timeout: Duration) -> Self {
+        MasterCore {
+            workers: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            next_app: 1,
+            next_worker: 1,
+            total_retries,
+            stop_timeout,
+            effects: Vec::new(),
+        }
+    }
+
+    /// What the driver must do since the last call.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The applications, by id.
+    pub fn apps(&self) -> &BTreeMap<AppId, App> {
+        &self.apps
+    }
+
+    /// One application.
+    pub fn app(&self, id: AppId) -> Option<&App> {
+        self.apps.get(&id)
+    }
+
+    /// The workers, by id.
+    pub fn workers(&self) -> &BTreeMap<WorkerId, Worker> {
+        &self.workers
+    }
+
+    /// The ids the next application and the next worker get.
+    pub fn next_ids(&self) -> (u32, u32) {
+        (self.next_app, self.next_worker)
+    }
+
+    /// Takes the state another master replicated: the applications and next ids (after a
+    /// failover). Workers re-register; an application's AppMaster speaks again once it does.
+    pub fn restore(&mut self, apps: impl IntoIterator<Item = App>, next_app: u32, next_worker: u32) {
+        let known = std::mem::take(&mut self.apps);
+        self.apps = apps
+            .into_iter()
+            .map(|mut app| {
+                // What only this master knew (its AppMaster's connection) stays.
+                app.appmaster = known.get(&app.id).and_then(|k| k.appmaster);
+                (app.id, app)
+            })
+            .collect();
+        self.next_app = self.next_app.max(next_app);
+        self.next_worker = self.next_worker.max(next_worker);
+        let held: Vec<(WorkerId, u32)> = self.live_holdings();
+        for w in self.workers.values_mut() {
+            w.used = 0;
+        }
+        for (id, n) in held {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.used += n;
+            }
+        }
+    }
+
+    fn live_holdings(&self) -> Vec<(WorkerId, u32)> {
+        self.apps.values().filter(|a| !a.status.is_terminal()).flat_map(|a| a.held.iter().copied()).collect()
+    }
+
+    /// Free slots per live worker.
+    pub fn free(&self) -> Vec<(WorkerId, u32)> {
+        self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots.saturating_sub(w.used))).collect()
+    }
+
+    /// A worker joins with `slots`; one that an earlier leader knew (`previous`) keeps its id,
+    /// since applications hold its slots by it. `running` are the processes it still runs
+    /// (application, executor; -1: the AppMaster): an AppMaster it ran and no longer runs ended
+    /// while no master listened, and its application gets a new one. Returns its id.
+    pub fn register_worker(
+        &mut self,
+        previous: Option<WorkerId>,
+        slots: u32,
+        running: &[(AppId, i32)],
+        now: Timestamp,
+    ) -> WorkerId {
+        let id = match previous {
+            Some(id) if id.0 < self.next_worker && !self.workers.get(&id).is_some_and(|w| w.alive) => id,
+            _ => {
+                self.next_worker += 1;
+                WorkerId(self.next_worker - 1)
+            }
+        };
+        let used = self.live_holdings().iter().filter(|(w, _)| *w == id).map(|(_, n)| n).sum();
+        self.workers.insert(id, Worker { slots, used, alive: true });
+        let gone: Vec<AppId> = self
+            .apps
+            .values()
+            .filter(|a| !a.status.is_terminal() && a.worker == id && a.appmaster.is_none())
+            .filter(|a| !running.contains(&(a.id, -1)))
+            .map(|a| a.id)
+            .collect();
+        for app in gone {
+            self.appmaster_lost(app, &format!("its AppMaster is no longer running on worker {id}"), now);
+        }
+        id
+    }
+
+    /// A worker died: its slots are gone. An application whose AppMaster ran there gets a new
+    /// AppMaster; the others lose executors, which their AppMasters replace.
+    pub fn worker_lost(&mut self, id: WorkerId, why: &str, now: Timestamp) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if !w.alive {
+            return;
+        }
+        w.alive = false;
+        tracing::warn!(worker = %id, "Worker is dead: {why}.");
+        let mut orphaned = Vec::new();
+        for app in self.apps.values_mut().filter(|a| !a.status.is_terminal()) {
+            app.held.retain(|(w, _)| *w != id);
+            if app.worker == id {
+                orphaned.push(app.id);
+            }
+        }
+        for app in orphaned {
+            self.appmaster_lost(app, &format!("worker {id}, where its AppMaster ran, died"), now);
+        }
+    }
+
+    /// Accepts an application and launches its AppMaster; `replacing` is the application a
+    /// restart replaces, whose name may still be running. Returns the new id.
+    pub fn submit(
+        &mut self,
+        submission: Submission,
+        replacing: Option<AppId>,
+        now: Timestamp,
+    ) -> Result<AppId, MasterError> {
+        let Submission { name, user, tasks } = submission;
+        gearpump_api::validate_app_name(&name)?;
+        if let Some(running) =
+            self.apps.values().find(|a| a.name == name && !a.status.is_terminal() && Some(a.id) != replacing)
+        {
+            return Err(MasterError::DuplicateName { name, id: running.id });
+        }
+        if tasks > gearpump_api::MAX_TASKS {
+            return Err(MasterError::TooManyTasks { tasks, max: gearpump_api::MAX_TASKS });
+        }
+        let free = self.free();
+        // In u64: numbers from the network must not overflow.
+        let total: u64 = free.iter().map(|(_, f)| u64::from(*f)).sum();
+        let needed = u64::from(tasks) + 1;
+        let am = match scheduler::allocate(&free, 1) {
+            Some(am) if needed <= total => am,
+            _ => return Err(MasterError::NotEnoughSlots { needed, free: total }),
+        };
+        let id = AppId(self.next_app);
+        self.next_app += 1;
+        let worker = am[0].0;
+        self.apps.insert(
+            id,
+            App {
+                id,
+                name,
+                user,
+                status: AppStatus::Pending,
+                submission_time: now,
+                start_time: None,
+                finish_time: None,
+                error: None,
+                worker,
+                tasks,
+                held: Vec::new(),
+                appmaster_launches: 1,
+                appmaster_exits: 0,
+                appmaster: None,
+                start_clock: 0,
+            },
+        );
+        self.take(id, &am);
+        self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt: 0, start_clock: 0 });
+        Ok(id)
+    }
+
+    /// Kills (if it runs) and submits again what `id` was submitted with; the new id.
+    pub fn restart(&mut self, id: AppId, now: Timestamp) -> Result<AppId, MasterError> {
+        let app = self.apps.get(&id).ok_or(MasterError::UnknownApp(id))?;
+        let again = Submission { name: app.name.clone(), user: app.user.clone(), tasks: app.tasks };
+        if !app.status.is_terminal() {
+            self.kill(id, now)?;
+        }
+        self.submit(again, Some(id), now)
+    }
+
+    /// Kills a running application: its AppMaster stops the tasks (their `on_stop` runs) and
+    /// reports `terminated`; without one, it ends at once.
+    pub fn kill(&mut self, id: AppId, now: Timestamp) -> Result<(), MasterError> {
+        let app = self.running(id)?;
+        match app.appmaster {
+            Some(conn) => self.effects.push(Effect::ToAppMaster { app: id, conn, notice: Notice::Kill }),
+            None => {
+                self.set_status(id, None, AppStatus::Terminated, None, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts a running application's tasks from its start clock.
+    pub fn replay(&mut self, id: AppId) -> Result<(), MasterError> {
+        let conn = self.running(id)?.appmaster.ok_or(MasterError::NoAppMaster(id))?;
+        self.effects.push(Effect::ToAppMaster { app: id, conn, notice: Notice::Replay });
+        Ok(())
+    }
+
+    fn running(&self, id: AppId) -> Result<&App, MasterError> {
+        let app = self.apps.get(&id).ok_or(MasterError::UnknownApp(id))?;
+        if app.status.is_terminal() {
+            return Err(MasterError::NotRunning { id, status: app.status });
+        }
+        Ok(app)
+    }
+
+    /// Launch number `attempt` (0: the first) of `id`'s AppMaster registers on connection
+    /// `conn`: from now on it speaks for the application.
+    pub fn register_appmaster(&mut self, id: AppId, attempt: u32, conn: u64) -> Result<(), MasterError> {
+        let app = self.apps.get_mut(&id).ok_or(MasterError::UnknownApp(id))?;
+        let this = attempt.saturating_add(1);
+        if this != app.appmaster_launches {
+            return Err(MasterError::NewerAppMaster { id, newest: app.appmaster_launches, this });
+        }
+        if app.status.is_terminal() {
+            return Err(MasterError::NotRunning { id, status: app.status });
+        }
+        app.appmaster = Some(conn);
+        Ok(())
+    }
+
+    /// Checks that connection `conn` is the AppMaster speaking for `id`.
+    pub fn check_appmaster(&self, id: AppId, conn: u64) -> Result<&App, MasterError> {
+        let app = self.apps.get(&id).ok_or(MasterError::UnknownApp(id))?;
+        if app.appmaster != Some(conn) {
+            return Err(MasterError::ReplacedAppMaster(id));
+        }
+        Ok(app)
+    }
+
+    /// `id`'s AppMaster (on `conn`) asks for `wanted` slots; they are its until it ends.
+    pub fn request_resources(
+        &mut self,
+        id: AppId,
+        conn: u64,
+        wanted: u32,
+    ) -> Result<Vec<(WorkerId, u32)>, MasterError> {
+        self.check_appmaster(id, conn)?;
+        let allocation = scheduler::allocate(&self.free(), wanted).ok_or(MasterError::NoSlotsFor { wanted })?;
+        self.take(id, &allocation);
+        Ok(allocation)
+    }
+
+    /// `id`'s AppMaster (on `conn`) may start an executor on `worker`.
+    pub fn check_launch(&self, id: AppId, conn: u64, worker: WorkerId) -> Result<(), MasterError> {
+        self.check_appmaster(id, conn)?;
+        match self.workers.get(&worker) {
+            Some(w) if w.alive => Ok(()),
+            _ => Err(MasterError::WorkerNotAlive(worker)),
+        }
+    }
+
+    /// `id`'s AppMaster (on `conn`) recorded its start clock.
+    pub fn record_start_clock(&mut self, id: AppId, conn: u64, clock: i64) -> Result<(), MasterError> {
+        self.check_appmaster(id, conn)?;
+        let app = self.apps.get_mut(&id).ok_or(MasterError::UnknownApp(id))?;
+        app.start_clock = app.start_clock.max(clock);
+        Ok(())
+    }
+
+    /// `id`'s status changed, as its AppMaster on `conn` says (`None`: the master itself).
+    /// An AppMaster that was replaced speaks for nothing: then this returns `false`. An ended
+    /// application's status is final; its slots are freed and its remaining processes end,
+    /// given the stop timeout to exit by themselves.
+    pub fn set_status(
+        &mut self,
+        id: AppId,
+        conn: Option<u64>,
+        status: AppStatus,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> bool {
+        let Some(app) = self.apps.get_mut(&id) else { return false };
+        if conn.is_some() && app.appmaster != conn {
+            return false;
+        }
+        if app.status.is_terminal() {
+            return true;
+        }
+        app.status = status;
+        match status {
+            AppStatus::Active => app.start_time = Some(now),
+            s if s.is_terminal() => {
+                app.finish_time = Some(now);
+                app.error = error.clone();
+                app.appmaster = None;
+            }
+            _ => {}
+        }
+        self.effects.push(Effect::StatusChanged { app: id, status, error });
+        if status.is_terminal() {
+            self.release(id);
+            let grace = self.stop_timeout;
+            self.end_processes(id, grace);
+        }
+        true
+    }
+
+    /// A process of `id` exited on a worker (`executor` -1: an AppMaster).
+    pub fn process_exited(&mut self, id: AppId, executor: i32, code: Option<i32>, now: Timestamp) {
+        if executor != -1 {
+            return;
+        }
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        if app.status.is_terminal() {
+            return;
+        }
+        app.appmaster_exits += 1;
+        // Not an earlier AppMaster's exit, noticed after its successor was launched.
+        if app.appmaster_exits >= app.appmaster_launches {
+            let why = format!("the AppMaster process exited ({})", code.map_or("killed".into(), |c| format!("status {c}")));
+            self.appmaster_lost(id, &why, now);
+        }
+    }
+
+    /// The connection of `id`'s AppMaster closed.
+    pub fn appmaster_disconnected(&mut self, id: AppId, conn: u64, now: Timestamp) {
+        if self.apps.get(&id).is_some_and(|a| !a.status.is_terminal() && a.appmaster == Some(conn)) {
+            self.appmaster_lost(id, "the AppMaster disconnected", now);
+        }
+    }
+
+    /// The AppMaster of a running application is gone: a new one is launched, which restarts
+    /// the tasks from the start clock its predecessor last recorded. Past the budget
+    /// (`gearpump.application.total-retries` relaunches) the application fails.
+    pub fn appmaster_lost(&mut self, id: AppId, why: &str, now: Timestamp) {
+        let budget = self.total_retries;
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        if app.status.is_terminal() {
+            return;
+        }
+        app.appmaster = None;
+        if app.appmaster_launches > budget {
+            let error = format!("{why}; its AppMaster was restarted {budget} times already");
+            self.set_status(id, None, AppStatus::Failed, Some(error), now);
+            return;
+        }
+        // Its executors go with it, at once (they must not run beside the new AppMaster's),
+        // and its slots are free for the new AppMaster to ask for.
+        self.end_processes(id, Duration::ZERO);
+        self.release(id);
+        let Some(am) = scheduler::allocate(&self.free(), 1) else {
+            let error = format!("{why}; no worker has a free slot for a new AppMaster");
+            self.set_status(id, None, AppStatus::Failed, Some(error), now);
+            return;
+        };
+        let worker = am[0].0;
+        self.take(id, &am);
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        app.worker = worker;
+        app.appmaster_launches += 1;
+        let (attempt, start_clock) = (app.appmaster_launches - 1, app.start_clock);
+        tracing::warn!(app_id = %id, %why, %worker, attempt, start_clock, "Launching a new AppMaster.");
+        self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt, start_clock });
+    }
+
+    fn take(&mut self, id: AppId, allocation: &[(WorkerId, u32)]) {
+        for &(w, n) in allocation {
+            if let Some(w) = self.workers.get_mut(&w) {
+                w.used += n;
+            }
+        }
+        if let Some(app) = self.apps.get_mut(&id) {
+            app.held.extend_from_slice(allocation);
+        }
+    }
+
+    fn release(&mut self, id: AppId) {
+        let Some(app) = self.apps.get_mut(&id) else { return };
+        for (w, n) in std::mem::take(&mut app.held) {
+            if let Some(w) = self.workers.get_mut(&w) {
+                w.used = w.used.saturating_sub(n);
+            }
+        }
+    }
+
+    fn end_processes(&mut self, id: AppId, grace: Duration) {
+        for (&worker, _) in self.workers.iter().filter(|(_, w)| w.alive) {
+            self.effects.push(Effect::EndProcesses { app: id, worker, grace });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timestamp = Timestamp(1000);
+    const GRACE: Duration = Duration::from_secs(30);
+
+    /// A master with two workers of `slots` each and a budget of `retries` relaunches.
+    fn core(slots: u32, retries: u32) -> MasterCore {
+        let mut c = MasterCore::new(retries, GRACE);
+        assert_eq!(c.register_worker(None, slots, &[], T), WorkerId(1));
+        assert_eq!(c.register_worker(None, slots, &[], T), WorkerId(2));
+        c
+    }
+
+    fn sub(name: &str, tasks: u32) -> Submission {
+        Submission { name: name.into(), user: "alice".into(), tasks }
+    }
+
+    fn used(c: &MasterCore) -> Vec<u32> {
+        c.workers().values().map(|w| w.used).collect()
+    }
+
+    /// Submits `name` and registers its AppMaster on connection `conn`, which takes slots for
+    /// its tasks, and reports it active.
+    fn running(c: &mut MasterCore, name: &str, tasks: u32, conn: u64) -> AppId {
+        let id = c.submit(sub(name, tasks), None, T).unwrap();
+        c.register_appmaster(id, 0, conn).unwrap();
+        c.request_resources(id, conn, tasks).unwrap();
+        assert!(c.set_status(id, Some(conn), AppStatus::Active, None, T));
+        c.take_effects();
+        id
+    }
+
+    #[test]
+    fn a_submission_launches_an_appmaster_and_holds_its_slot() {
+        let mut c = core(4, 5);
+        let id = c.submit(sub("wordCount", 3), None, T).unwrap();
+        assert_eq!(id, AppId(1));
+        assert_eq!(
+            c.take_effects(),
+            vec![Effect::LaunchAppMaster { app: id, worker: WorkerId(1), attempt: 0, start_clock: 0 }]
+        );
+        assert_eq!(used(&c), vec![1, 0]);
+        let app = c.app(id).unwrap();
+        assert_eq!((app.status, app.user.as_str(), app.submission_time), (AppStatus::Pending, "alice", T));
+        // Its AppMaster asks for its tasks' slots: spread over both workers.
+        c.register_appmaster(id, 0, 7).unwrap();
+        assert_eq!(c.request_resources(id, 7, 3).unwrap(), vec![(WorkerId(1), 1), (WorkerId(2), 2)]);
+        assert_eq!(used(&c), vec![2, 2]);
+        assert_eq!(c.request_resources(id, 7, 5), Err(MasterError::NoSlotsFor { wanted: 5 }));
+    }
+
+    #[test]
+    fn submissions_are_checked_by_one_rule_set() {
+        let mut c = core(4, 5);
+        running(&mut c, "wordCount", 2, 1);
+        assert!(matches!(c.submit(sub("bad name!", 1), None, T), Err(MasterError::Invalid(_))));
+        assert!(matches!(c.submit(sub("", 1), None, T), Err(MasterError::Invalid(_))));
+        assert_eq!(
+            c.submit(sub("wordCount", 1), None, T),
+            Err(MasterError::DuplicateName { name: "wordCount".into(), id: AppId(1) })
+        );
+        let too_many = gearpump_api::MAX_TASKS + 1;
+        assert_eq!(
+            c.submit(sub("big", too_many), None, T),
+            Err(MasterError::TooManyTasks { tasks: too_many, max: gearpump_api::MAX_TASKS })
+        );
+        // 3 of 8 slots are held: 5 free, and 5 tasks need 6.
+        assert_eq!(c.submit(sub("five", 5), None, T), Err(MasterError::NotEnoughSlots { needed: 6, free: 5 }));
+        assert_eq!(c.submit(sub("four", 4), None, T), Ok(AppId(2)));
+        assert!(c.take_effects().iter().all(|e| matches!(e, Effect::LaunchAppMaster { .. })));
+        // A refused submission used no id.
+        assert_eq!(c.next_ids().0, 3);
+    }
+
+    #[test]
+    fn an_ended_application_frees_its_slots_and_its_processes_get_the_stop_timeout() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 3, 1);
+        assert_eq!(used(&c), vec![2, 2]);
+        assert!(c.set_status(id, Some(1), AppStatus::Succeeded, None, Timestamp(2000)));
+        let effects = c.take_effects();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::StatusChanged { app: id, status: AppStatus::Succeeded, error: None },
+                Effect::EndProcesses { app: id, worker: WorkerId(1), grace: GRACE },
+                Effect::EndProcesses { app: id, worker: WorkerId(2), grace: GRACE },
+            ]
+        );
+        assert_eq!(used(&c), vec![0, 0]);
+        let app = c.app(id).unwrap();
+        assert_eq!((app.finish_time, app.appmaster), (Some(Timestamp(2000)), None));
+        // Final: a later status changes nothing, and the name is free again.
+        c.set_status(id, None, AppStatus::Failed, Some("late".into()), T);
+        assert_eq!(c.app(id).unwrap().status, AppStatus::Succeeded);
+        assert_eq!(c.submit(sub("a", 1), None, T), Ok(AppId(2)));
+    }
+
+    #[test]
+    fn kill_and_replay_go_to_the_appmaster_that_speaks_for_the_application() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 1, 9);
+        c.replay(id).unwrap();
+        c.kill(id, T).unwrap();
+        assert_eq!(
+            c.take_effects(),
+            vec![
+                Effect::ToAppMaster { app: id, conn: 9, notice: Notice::Replay },
+                Effect::ToAppMaster { app: id, conn: 9, notice: Notice::Kill },
+            ]
+        );
+        assert_eq!(c.app(id).unwrap().status, AppStatus::Active, "until the AppMaster reports");
+        assert!(c.set_status(id, Some(9), AppStatus::Terminated, None, T));
+        assert_eq!(c.kill(id, T), Err(MasterError::NotRunning { id, status: AppStatus::Terminated }));
+        assert_eq!(c.replay(id), Err(MasterError::NotRunning { id, status: AppStatus::Terminated }));
+        assert_eq!(c.kill(AppId(99), T), Err(MasterError::UnknownApp(AppId(99))));
+        assert!(MasterError::UnknownApp(AppId(99)).is_not_found());
+        // Without an AppMaster yet: a kill ends it at once; a replay is refused.
+        let pending = c.submit(sub("b", 1), None, T).unwrap();
+        assert_eq!(c.replay(pending), Err(MasterError::NoAppMaster(pending)));
+        c.kill(pending, T).unwrap();
+        assert_eq!(c.app(pending).unwrap().status, AppStatus::Terminated);
+    }
+
+    #[test]
+    fn a_restart_kills_and_submits_again_under_a_new_id() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 1, 1);
+        let again = c.restart(id, T).unwrap();
+        assert_eq!(again, AppId(2));
+        let effects = c.take_effects();
+        assert_eq!(effects[0], Effect::ToAppMaster { app: id, conn: 1, notice: Notice::Kill });
+        assert!(matches!(effects[1], Effect::LaunchAppMaster { app: AppId(2), attempt: 0, .. }));
+        assert_eq!((c.app(again).unwrap().name.as_str(), c.app(again).unwrap().user.as_str()), ("a", "alice"));
+        assert_eq!(c.restart(AppId(9), T), Err(MasterError::UnknownApp(AppId(9))));
+    }
+
+    #[test]
+    fn worker_dies_appmaster_relaunched_elsewhere_until_the_budget_is_spent() {
+        let mut c = core(4, 1);
+        let id = running(&mut c, "a", 2, 1);
+        c.record_start_clock(id, 1, 500).unwrap();
+        c.record_start_clock(id, 1, 400).unwrap();
+        assert_eq!(c.app(id).unwrap().worker, WorkerId(1));
+        // The AppMaster's worker dies: a new AppMaster on worker 2 resumes at the start clock;
+        // the old one's processes end at once.
+        c.worker_lost(WorkerId(1), "no heartbeat", T);
+        let effects = c.take_effects();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndProcesses { app: id, worker: WorkerId(2), grace: Duration::ZERO },
+                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: 500 },
+            ]
+        );
+        assert_eq!(used(&c), vec![2, 1], "worker 1's count is moot; worker 2 holds the new AppMaster");
+        // The old AppMaster speaks for nothing now; the new one registers.
+        assert_eq!(c.request_resources(id, 1, 1), Err(MasterError::ReplacedAppMaster(id)));
+        assert!(!c.set_status(id, Some(1), AppStatus::Failed, None, T));
+        assert_eq!(c.register_appmaster(id, 0, 1), Err(MasterError::NewerAppMaster { id, newest: 2, this: 1 }));
+        c.register_appmaster(id, 1, 2).unwrap();
+        // Its connection closes: the budget (1 relaunch) is spent, and the application fails.
+        // (The first AppMaster's exit is never reported: its worker died with it.)
+        c.appmaster_disconnected(id, 2, Timestamp(3000));
+        let app = c.app(id).unwrap();
+        assert_eq!(app.status, AppStatus::Failed);
+        assert_eq!(app.finish_time, Some(Timestamp(3000)));
+        let error = app.error.clone().unwrap();
+        assert!(error.contains("disconnected") && error.contains("restarted 1 times"), "{error}");
+        assert_eq!(used(&c), vec![2, 0], "the dead worker is not counted again");
+    }
+
+    #[test]
+    fn only_the_current_appmasters_exit_or_disconnect_is_news() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 1, 1);
+        // Executors exiting, or a stale connection closing, change nothing.
+        c.process_exited(id, 0, Some(0), T);
+        c.appmaster_disconnected(id, 99, T);
+        assert_eq!(c.take_effects(), vec![]);
+        c.appmaster_disconnected(id, 1, T);
+        assert_eq!(c.app(id).unwrap().appmaster_launches, 2);
+        c.take_effects();
+        // The first AppMaster's exit, noticed after its successor was launched, is old news.
+        c.process_exited(id, -1, None, T);
+        assert_eq!(c.take_effects(), vec![]);
+        c.process_exited(id, -1, None, T);
+        assert!(matches!(c.take_effects().last(), Some(Effect::LaunchAppMaster { attempt: 2, .. })));
+    }
+
+    #[test]
+    fn no_free_slot_for_a_new_appmaster_fails_the_application() {
+        let mut c = core(2, 5);
+        let id = running(&mut c, "a", 2, 1);
+        let other = running(&mut c, "b", 0, 2);
+        assert_eq!(used(&c), vec![2, 2]);
+        assert_eq!((c.app(id).unwrap().worker, c.app(other).unwrap().worker), (WorkerId(1), WorkerId(2)));
+        c.worker_lost(WorkerId(2), "gone", T);
+        // b's AppMaster was on worker 2, and worker 1 has no free slot for a new one.
+        let app = c.app(other).unwrap();
+        assert_eq!(app.status, AppStatus::Failed, "{app:?}");
+        assert!(app.error.as_deref().unwrap().contains("no worker has a free slot"));
+        assert_eq!(c.app(id).unwrap().status, AppStatus::Active);
+        assert_eq!(c.check_launch(id, 1, WorkerId(2)), Err(MasterError::WorkerNotAlive(WorkerId(2))));
+        assert_eq!(c.check_launch(id, 1, WorkerId(1)), Ok(()));
+    }
+
+    #[test]
+    fn a_worker_that_registers_again_keeps_its_id_and_its_lost_appmasters_are_replaced() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 2, 1);
+        let replicated: Vec<App> = c.apps().values().cloned().collect();
+        let (next_app, next_worker) = c.next_ids();
+        // A new leader knows the applications but not the workers or connections.
+        let mut leader = MasterCore::new(5, GRACE);
+        leader.restore(replicated, next_app, next_worker);
+        assert_eq!(leader.app(id).unwrap().appmaster, None);
+        // Worker 2 comes back, still running the AppMaster: nothing to do.
+        assert_eq!(leader.register_worker(Some(WorkerId(2)), 4, &[(id, 0)], T), WorkerId(2));
+        assert_eq!(leader.workers()[&WorkerId(2)].used, 1, "its slots are held by the application");
+        assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[(id, -1), (id, 0)], T), WorkerId(1));
+        assert_eq!(leader.take_effects(), vec![]);
+        // The same, had worker 1 lost the AppMaster meanwhile: a new one.
+        let mut leader = MasterCore::new(5, GRACE);
+        leader.restore(c.apps().values().cloned(), next_app, next_worker);
+        leader.register_worker(Some(WorkerId(2)), 4, &[], T);
+        leader.register_worker(Some(WorkerId(1)), 4, &[(id, 0)], T);
+        assert!(matches!(leader.take_effects().last(), Some(Effect::LaunchAppMaster { attempt: 1, .. })));
+        // An unknown id, or one alive already, gets a new id.
+        assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[], T), WorkerId(3));
+        assert_eq!(leader.register_worker(Some(WorkerId(40)), 4, &[], T), WorkerId(4));
+    }
+}
