@@ -268,13 +268,15 @@ impl MasterCore {
         self.apps = apps
             .into_iter()
             .map(|mut app| {
-                // What only this master knew (its AppMaster's connection) stays.
-                app.appmaster = known.get(&app.id).and_then(|k| k.appmaster);
+                // What only this master knew (its AppMaster's connection, the exits it saw)
+                // stays.
+                if let Some(k) = known.get(&app.id) {
+                    (app.appmaster, app.appmaster_exits) = (k.appmaster, k.appmaster_exits);
+                }
                 (app.id, app)
             })
             .collect();
-        self.next_app = self.next_app.max(next_app);
-        self.next_worker = self.next_worker.max(next_worker);
+        (self.next_app, self.next_worker) = (next_app, next_worker);
         let held: Vec<(WorkerId, u32)> = self.live_holdings();
         for w in self.workers.values_mut() {
             w.used = 0;
@@ -283,6 +285,31 @@ impl MasterCore {
             if let Some(w) = self.workers.get_mut(&id) {
                 w.used += n;
             }
+        }
+    }
+
+    /// Forgets the workers and AppMasters connected (this master stopped leading, or starts
+    /// to): they register again with whichever master leads.
+    pub fn forget_connections(&mut self) {
+        self.workers.clear();
+        for app in self.apps.values_mut() {
+            app.appmaster = None;
+        }
+    }
+
+    /// After a failover, the workers that have not registered again (within the worker
+    /// timeout) are dead: applications' slots there are gone, and AppMasters that ran there
+    /// are relaunched.
+    pub fn lose_unregistered_workers(&mut self, now: Timestamp) {
+        let mut lost = Vec::new();
+        for app in self.apps.values_mut().filter(|a| !a.status.is_terminal()) {
+            app.held.retain(|(w, _)| self.workers.contains_key(w));
+            if !self.workers.contains_key(&app.worker) {
+                lost.push((app.id, app.worker));
+            }
+        }
+        for (id, w) in lost {
+            self.appmaster_lost(id, &format!("worker {w}, where its AppMaster ran, did not come back"), now);
         }
     }
 
@@ -545,7 +572,8 @@ impl MasterCore {
         app.appmaster_exits += 1;
         // Not an earlier AppMaster's exit, noticed after its successor was launched.
         if app.appmaster_exits >= app.appmaster_launches {
-            let why = format!("the AppMaster process exited ({})", code.map_or("killed".into(), |c| format!("status {c}")));
+            let why =
+                format!("the AppMaster process exited ({})", code.map_or("killed".into(), |c| format!("status {c}")));
             self.appmaster_lost(id, &why, now);
         }
     }
@@ -585,6 +613,7 @@ impl MasterCore {
         self.take(id, &am);
         let Some(app) = self.apps.get_mut(&id) else { return };
         app.worker = worker;
+        app.status = AppStatus::Pending;
         app.appmaster_launches += 1;
         let (attempt, start_clock) = (app.appmaster_launches - 1, app.start_clock);
         tracing::warn!(app_id = %id, %why, %worker, attempt, start_clock, "Launching a new AppMaster.");
@@ -831,20 +860,21 @@ mod tests {
     fn a_worker_that_registers_again_keeps_its_id_and_its_lost_appmasters_are_replaced() {
         let mut c = core(4, 5);
         let id = running(&mut c, "a", 2, 1);
-        let replicated: Vec<App> = c.apps().values().cloned().collect();
+        // What the masters replicate has no connections.
+        let replicated: Vec<App> = c.apps().values().cloned().map(|a| App { appmaster: None, ..a }).collect();
         let (next_app, next_worker) = c.next_ids();
         // A new leader knows the applications but not the workers or connections.
         let mut leader = MasterCore::new(5, GRACE);
-        leader.restore(replicated, next_app, next_worker);
+        leader.restore(replicated.clone(), next_app, next_worker);
         assert_eq!(leader.app(id).unwrap().appmaster, None);
-        // Worker 2 comes back, still running the AppMaster: nothing to do.
+        // Worker 2 comes back running an executor, worker 1 running the AppMaster: nothing to do.
         assert_eq!(leader.register_worker(Some(WorkerId(2)), 4, &[(id, 0)], T), WorkerId(2));
         assert_eq!(leader.workers()[&WorkerId(2)].used, 1, "its slots are held by the application");
         assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[(id, -1), (id, 0)], T), WorkerId(1));
         assert_eq!(leader.take_effects(), vec![]);
         // The same, had worker 1 lost the AppMaster meanwhile: a new one.
         let mut leader = MasterCore::new(5, GRACE);
-        leader.restore(c.apps().values().cloned(), next_app, next_worker);
+        leader.restore(replicated, next_app, next_worker);
         leader.register_worker(Some(WorkerId(2)), 4, &[], T);
         leader.register_worker(Some(WorkerId(1)), 4, &[(id, 0)], T);
         assert!(matches!(leader.take_effects().last(), Some(Effect::LaunchAppMaster { attempt: 1, .. })));

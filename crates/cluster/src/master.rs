@@ -1,7 +1,7 @@
 //! The master actor.
 
-use crate::scheduler;
-use gearpump_api::{AppError, StreamApplication};
+use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
+use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppRuntime, ProcessGauges};
@@ -137,54 +137,11 @@ pub struct WorkerSummary {
     pub used: u32,
 }
 
-/// Why a submission was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// The application is invalid.
-    #[error(transparent)]
-    Invalid(#[from] AppError),
-    /// An application of that name is still running.
-    #[error("an application named {name:?} is already running as application {id}")]
-    DuplicateName {
-        /// The name.
-        name: String,
-        /// The running application.
-        id: AppId,
-    },
-    /// The cluster has too few free slots.
-    #[error("not enough free slots: the application needs {needed}, the cluster has {free}")]
-    NotEnoughSlots {
-        /// Slots needed (tasks + 1 for the AppMaster).
-        needed: u32,
-        /// Slots free.
-        free: u32,
-    },
-    /// No such application (to restart).
-    #[error("application {0} does not exist")]
-    UnknownApp(AppId),
-    /// The master is gone.
-    #[error("the cluster has shut down")]
-    ClusterStopped,
-}
+/// Why a submission (or a restart) was refused: see [`MasterError`].
+pub type SubmitError = MasterError;
 
-/// Why a kill (or a replay) was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KillError {
-    /// No such application.
-    #[error("application {0} does not exist")]
-    UnknownApp(AppId),
-    /// It has already ended.
-    #[error("application {id} is not running; it is {status}")]
-    NotRunning {
-        /// The application.
-        id: AppId,
-        /// Its final status.
-        status: AppStatus,
-    },
-    /// The master is gone.
-    #[error("the cluster has shut down")]
-    ClusterStopped,
-}
+/// Why a kill (or a replay) was refused: see [`MasterError`].
+pub type KillError = MasterError;
 
 /// An application's summary and its live stats, as the board holds them.
 pub(crate) type AppEntry = (AppSummary, Arc<Mutex<AppStats>>);
@@ -222,26 +179,21 @@ pub(crate) enum MasterCommand {
     Restart { id: AppId, reply: oneshot::Sender<Result<AppId, SubmitError>> },
 }
 
-struct Worker {
-    id: WorkerId,
-    slots: u32,
-    used: u32,
-}
-
+/// What the embedded master keeps of an application besides the core's record.
 struct AppRecord {
-    /// The application, for a restart.
+    /// The application, for a restart or a new AppMaster.
     app: StreamApplication,
     appmaster: Option<mpsc::UnboundedSender<AppMasterCommand>>,
-    /// Slots held: the AppMaster's and, once allocated, the executors'.
-    held: Vec<(WorkerId, u32)>,
+    stats: Arc<Mutex<AppStats>>,
 }
 
+/// The embedded master: a driver of [`MasterCore`] whose AppMasters are tasks in this process
+/// (each registered on a "connection" numbered by its application id).
 pub(crate) struct Master {
     config: ClusterConfig,
     runtime: Runtime,
-    workers: Vec<Worker>,
+    core: MasterCore,
     apps: BTreeMap<AppId, AppRecord>,
-    next_id: u32,
     board: Arc<Board>,
     to_master: mpsc::UnboundedSender<ToMaster>,
 }
@@ -255,13 +207,13 @@ impl Master {
     ) -> mpsc::UnboundedSender<MasterCommand> {
         let (tx, commands) = mpsc::unbounded_channel();
         let (to_master, from_appmasters) = mpsc::unbounded_channel();
-        let workers =
-            (1..=config.workers).map(|i| Worker { id: WorkerId(i), slots: config.slots_per_worker, used: 0 }).collect();
-        let master = Master { config, runtime, workers, apps: BTreeMap::new(), next_id: 1, board, to_master };
-        for w in &master.workers {
-            tracing::info!(worker = %w.id, slots = w.slots, "Worker registered.");
+        let mut core = MasterCore::new(config.total_retries, config.stop_timeout);
+        for _ in 0..config.workers {
+            let id = core.register_worker(None, config.slots_per_worker, &[], Timestamp::now());
+            tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
-        master.publish_workers();
+        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, to_master };
+        master.publish();
         tokio::spawn(master.run(commands, from_appmasters));
         tx
     }
@@ -275,21 +227,39 @@ impl Master {
             tokio::select! {
                 c = commands.recv() => match c {
                     Some(MasterCommand::Submit { app, user, reply }) => {
-                        let _ = reply.send(self.submit_replacing(*app, None, user));
+                        let user = user.unwrap_or_else(|| self.config.user.clone());
+                        let submission = Submission { name: app.name().to_string(), user, tasks: app.dag().task_count() };
+                        let id = self.core.submit(submission, None, Timestamp::now());
+                        if let Ok(id) = id {
+                            self.record(id, *app);
+                        }
+                        // Published before the answer: the client looks the application up there.
+                        self.act();
+                        let _ = reply.send(id);
                     }
                     Some(MasterCommand::Kill { id, reply }) => {
-                        let _ = reply.send(self.command(id, AppMasterCommand::Kill));
+                        let killed = self.core.kill(id, Timestamp::now());
+                        self.act();
+                        let _ = reply.send(killed);
                     }
                     Some(MasterCommand::Replay { id, reply }) => {
-                        let _ = reply.send(self.command(id, AppMasterCommand::Replay));
+                        let replayed = self.core.replay(id);
+                        self.act();
+                        let _ = reply.send(replayed);
                     }
                     Some(MasterCommand::Restart { id, reply }) => {
-                        let _ = reply.send(self.restart(id));
+                        let again = self.core.restart(id, Timestamp::now());
+                        if let (Ok(again), Some(app)) = (&again, self.apps.get(&id).map(|r| r.app.clone())) {
+                            self.record(*again, app);
+                        }
+                        self.act();
+                        let _ = reply.send(again);
                     }
                     None => break,
                 },
                 Some(m) = from_appmasters.recv() => self.on_appmaster(m),
             }
+            self.act();
         }
         // Every client is gone: end what is still running.
         for record in self.apps.values_mut() {
@@ -299,102 +269,83 @@ impl Master {
         }
     }
 
-    fn free(&self) -> Vec<(WorkerId, u32)> {
-        self.workers.iter().map(|w| (w.id, w.slots - w.used)).collect()
+    /// Keeps what the core does not: the application itself and its live stats.
+    fn record(&mut self, id: AppId, app: StreamApplication) {
+        self.apps.insert(id, AppRecord { app, appmaster: None, stats: Arc::default() });
     }
 
-    fn take_slots(&mut self, allocation: &[(WorkerId, u32)]) {
-        for &(id, n) in allocation {
-            if let Some(w) = self.workers.iter_mut().find(|w| w.id == id) {
-                w.used += n;
+    /// Carries out what the core decided, and publishes the new state.
+    fn act(&mut self) {
+        for effect in self.core.take_effects() {
+            match effect {
+                Effect::LaunchAppMaster { app: id, worker, attempt, .. } => {
+                    let Some(record) = self.apps.get_mut(&id) else { continue };
+                    tracing::info!(app_id = %id, name = record.app.name(), %worker, "Application submitted; launching its AppMaster.");
+                    record.appmaster = Some(appmaster::spawn(AppMasterSpec {
+                        app_id: id,
+                        app: record.app.clone(),
+                        runtime: self.runtime.clone(),
+                        flow: self.config.flow,
+                        data_plane: self.config.data_plane.clone(),
+                        clock_interval: self.config.clock_interval,
+                        to_master: self.to_master.clone(),
+                        stats: record.stats.clone(),
+                        metrics: self.config.metrics,
+                        total_retries: self.config.total_retries,
+                        stop_timeout: self.config.stop_timeout,
+                    }));
+                    // In this process the AppMaster is there at once.
+                    let _ = self.core.register_appmaster(id, attempt, u64::from(id.0));
+                }
+                Effect::ToAppMaster { app, notice, .. } => {
+                    tracing::info!(app_id = %app, ?notice, "Telling the AppMaster.");
+                    let command = match notice {
+                        Notice::Kill => AppMasterCommand::Kill,
+                        Notice::Replay => AppMasterCommand::Replay,
+                    };
+                    if let Some(am) = self.apps.get(&app).and_then(|r| r.appmaster.as_ref()) {
+                        let _ = am.send(command);
+                    }
+                }
+                Effect::StatusChanged { app, status, error } => {
+                    match &error {
+                        Some(e) => tracing::warn!(app_id = %app, %status, error = %e, "Application status changed."),
+                        None => tracing::info!(app_id = %app, %status, "Application status changed."),
+                    }
+                    if status.is_terminal()
+                        && let Some(record) = self.apps.get_mut(&app)
+                    {
+                        record.appmaster = None;
+                    }
+                }
+                // The AppMaster stopped its tasks in this process before it reported the end.
+                Effect::EndProcesses { .. } => {}
             }
         }
-        self.publish_workers();
+        self.publish();
     }
 
-    fn publish_workers(&self) {
+    /// The board shows what the core holds.
+    fn publish(&self) {
         *self.board.workers.lock() =
-            self.workers.iter().map(|w| WorkerSummary { id: w.id, slots: w.slots, used: w.used }).collect();
-    }
-
-    /// Kills the application if it runs and submits it again (under a new id).
-    fn restart(&mut self, id: AppId) -> Result<AppId, SubmitError> {
-        let app = self.apps.get(&id).map(|r| r.app.clone()).ok_or(SubmitError::UnknownApp(id))?;
-        let user = self.board.apps.lock().get(&id).map(|(s, _)| s.user.clone());
-        let _ = self.command(id, AppMasterCommand::Kill);
-        self.submit_replacing(app, Some(id), user)
-    }
-
-    /// Submits `app` as `user` (default: the cluster's); an application of the same name may
-    /// still run if it is `replacing` (being killed for a restart).
-    fn submit_replacing(
-        &mut self,
-        app: StreamApplication,
-        replacing: Option<AppId>,
-        user: Option<String>,
-    ) -> Result<AppId, SubmitError> {
-        {
-            let apps = self.board.apps.lock();
-            if let Some((summary, _)) =
-                apps.values().find(|(s, _)| s.name == app.name() && !s.status.is_terminal() && Some(s.id) != replacing)
-            {
-                return Err(SubmitError::DuplicateName { name: app.name().to_string(), id: summary.id });
-            }
+            self.core.workers().iter().map(|(id, w)| WorkerSummary { id: *id, slots: w.slots, used: w.used }).collect();
+        let mut apps = self.board.apps.lock();
+        for (id, a) in self.core.apps() {
+            let summary = AppSummary {
+                id: *id,
+                name: a.name.clone(),
+                status: a.status,
+                submission_time: a.submission_time,
+                start_time: a.start_time,
+                finish_time: a.finish_time,
+                user: a.user.clone(),
+                app_master_worker: a.worker,
+                error: a.error.clone(),
+            };
+            let stats = self.apps.get(id).map(|r| r.stats.clone()).unwrap_or_default();
+            apps.insert(*id, (summary, stats));
         }
-        let needed = app.dag().task_count() + 1;
-        let free: u32 = self.free().iter().map(|(_, f)| f).sum();
-        if needed > free {
-            return Err(SubmitError::NotEnoughSlots { needed, free });
-        }
-        let am_slot = scheduler::allocate(&self.free(), 1).ok_or(SubmitError::NotEnoughSlots { needed, free })?;
-        self.take_slots(&am_slot);
-        let id = AppId(self.next_id);
-        self.next_id += 1;
-        let stats = Arc::new(Mutex::new(AppStats::default()));
-        let summary = AppSummary {
-            id,
-            name: app.name().to_string(),
-            status: AppStatus::Pending,
-            submission_time: Timestamp::now(),
-            start_time: None,
-            finish_time: None,
-            user: user.unwrap_or_else(|| self.config.user.clone()),
-            app_master_worker: am_slot[0].0,
-            error: None,
-        };
-        tracing::info!(app_id = %id, name = %summary.name, worker = %summary.app_master_worker, "Application submitted; launching its AppMaster.");
-        self.board.apps.lock().insert(id, (summary, stats.clone()));
         self.board.changed.notify_all();
-        let record_app = app.clone();
-        let appmaster = appmaster::spawn(AppMasterSpec {
-            app_id: id,
-            app,
-            runtime: self.runtime.clone(),
-            flow: self.config.flow,
-            data_plane: self.config.data_plane.clone(),
-            clock_interval: self.config.clock_interval,
-            to_master: self.to_master.clone(),
-            stats,
-            metrics: self.config.metrics,
-            total_retries: self.config.total_retries,
-            stop_timeout: self.config.stop_timeout,
-        });
-        self.apps.insert(id, AppRecord { app: record_app, appmaster: Some(appmaster), held: am_slot });
-        Ok(id)
-    }
-
-    /// Sends a running application's AppMaster `command` (a kill or a replay).
-    fn command(&mut self, id: AppId, command: AppMasterCommand) -> Result<(), KillError> {
-        let status = self.board.apps.lock().get(&id).map(|(s, _)| s.status).ok_or(KillError::UnknownApp(id))?;
-        if status.is_terminal() {
-            return Err(KillError::NotRunning { id, status });
-        }
-        let record = self.apps.get(&id).ok_or(KillError::UnknownApp(id))?;
-        tracing::info!(app_id = %id, ?command, "Telling the AppMaster.");
-        if let Some(am) = &record.appmaster {
-            let _ = am.send(command);
-        }
-        Ok(())
     }
 
     fn on_appmaster(&mut self, message: ToMaster) {
@@ -405,56 +356,19 @@ impl Master {
                 store.record(time, metrics);
                 let gauges = ProcessGauges::of_this_process();
                 store.record(time, gauges.metrics("master"));
-                for w in &self.workers {
-                    store.record(time, gauges.metrics(&format!("worker{}", w.id)));
+                for w in self.core.workers().keys() {
+                    store.record(time, gauges.metrics(&format!("worker{w}")));
                 }
             }
-            ToMaster::RequestResources { app_id, slots, reply } => match scheduler::allocate(&self.free(), slots) {
-                Some(allocation) => {
-                    self.take_slots(&allocation);
-                    if let Some(r) = self.apps.get_mut(&app_id) {
-                        r.held.extend(allocation.iter().copied());
-                    }
+            ToMaster::RequestResources { app_id, slots, reply } => {
+                let granted = self.core.request_resources(app_id, u64::from(app_id.0), slots);
+                if let Ok(allocation) = &granted {
                     tracing::info!(%app_id, ?allocation, "Slots allocated; launching executors.");
-                    let _ = reply.send(Ok(allocation));
                 }
-                None => {
-                    let _ = reply.send(Err(format!("not enough free slots for {slots} tasks")));
-                }
-            },
+                let _ = reply.send(granted.map_err(|e| e.to_string()));
+            }
             ToMaster::Status { app_id, status, error } => {
-                {
-                    let mut apps = self.board.apps.lock();
-                    let Some((summary, _)) = apps.get_mut(&app_id) else { return };
-                    if summary.status.is_terminal() {
-                        return;
-                    }
-                    summary.status = status;
-                    match status {
-                        AppStatus::Active => summary.start_time = Some(Timestamp::now()),
-                        s if s.is_terminal() => {
-                            summary.finish_time = Some(Timestamp::now());
-                            summary.error = error.clone();
-                        }
-                        _ => {}
-                    }
-                }
-                match &error {
-                    Some(e) => tracing::warn!(%app_id, %status, error = %e, "Application status changed."),
-                    None => tracing::info!(%app_id, %status, "Application status changed."),
-                }
-                if status.is_terminal()
-                    && let Some(record) = self.apps.get_mut(&app_id)
-                {
-                    record.appmaster = None;
-                    for (id, n) in std::mem::take(&mut record.held) {
-                        if let Some(w) = self.workers.iter_mut().find(|w| w.id == id) {
-                            w.used -= n;
-                        }
-                    }
-                    self.publish_workers();
-                }
-                self.board.changed.notify_all();
+                self.core.set_status(app_id, Some(u64::from(app_id.0)), status, error, Timestamp::now());
             }
         }
     }

@@ -38,6 +38,13 @@ impl AppStatus {
         matches!(self, AppStatus::Succeeded | AppStatus::Failed | AppStatus::Terminated)
     }
 
+    /// The status of a lowercase name ([`AppStatus::as_str`]).
+    pub fn from_name(name: &str) -> Option<AppStatus> {
+        [AppStatus::Pending, AppStatus::Active, AppStatus::Succeeded, AppStatus::Failed, AppStatus::Terminated]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// The lowercase name used by the CLI and REST API.
     pub fn as_str(self) -> &'static str {
         match self {

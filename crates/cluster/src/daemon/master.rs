@@ -19,7 +19,7 @@ use super::ControlTiming;
 use super::artifacts::ArtifactStore;
 use super::raft::{self, AppMeta, Change, Raft, Replicated};
 use super::reporter::Reporter;
-use crate::scheduler;
+use crate::core::{App, Effect, MasterCore, MasterError, Notice, Submission};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
@@ -28,6 +28,7 @@ use gearpump_protocol::{
     AppInfo, ClusterSecret, ConnectionGate, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand,
     WorkerInfo, read_msg, server_handshake, write_msg,
 };
+use gearpump_streaming::AppStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -45,40 +46,27 @@ const QUORUM_SILENCE: Duration = Duration::from_millis(2000);
 
 type Out = mpsc::UnboundedSender<MasterReply>;
 
+/// What the daemon keeps of a worker's connection (its slots are the core's).
 struct WorkerRecord {
     registered: i64,
     pid: u32,
     config: String,
     log_dir: String,
     host: String,
-    slots: u32,
-    used: u32,
     last_seen: Instant,
-    alive: bool,
     out: Out,
 }
 
+/// What the daemon keeps of an application besides the core's record.
 struct AppRecord {
-    info: AppInfo,
     artifact: String,
     args: Vec<String>,
-    /// Slots held, per worker.
-    held: Vec<(WorkerId, u32)>,
     /// How many executors it asked for (0: one per worker).
     executors: u32,
-    /// Its tasks, for a restart.
-    tasks: u32,
-    appmaster: Option<Out>,
-    /// The connection of its current AppMaster (an earlier one's end is not news).
-    appmaster_conn: Option<u64>,
-    /// AppMaster processes launched, and how many of them have exited: an exit while a newer
-    /// one was launched is an earlier AppMaster's.
-    appmaster_launches: u32,
-    appmaster_exits: u32,
+    /// Where pushes to its AppMaster go, and that AppMaster's connection.
+    appmaster: Option<(u64, Out)>,
     /// What its AppMaster last reported.
     runtime: Option<gearpump_protocol::AppRuntime>,
-    /// Where a new AppMaster resumes: the start clock the current one last recorded.
-    start_clock: i64,
 }
 
 enum Command {
@@ -155,33 +143,19 @@ pub struct MasterOptions {
     pub secret: ClusterSecret,
 }
 
-/// What an application is submitted with: by a client, or again by a restart.
-struct Submission {
-    name: String,
-    artifact: String,
-    args: Vec<String>,
-    tasks: u32,
-    user: String,
-    executors: u32,
-}
-
+/// The daemon master: a driver of [`MasterCore`] that adds connections, the artifact store,
+/// metrics and Raft replication.
 struct MasterState {
     timing: ControlTiming,
     store: ArtifactStore,
     masters: String,
     same_process: bool,
+    core: MasterCore,
     workers: BTreeMap<WorkerId, WorkerRecord>,
     apps: BTreeMap<AppId, AppRecord>,
     peers: BTreeMap<u64, Peer>,
-    next_worker: u32,
-    next_app: u32,
     summary: MasterSummary,
     metrics: MetricsStore,
-    /// `gearpump.application.total-retries`: AppMaster restarts an application may have.
-    total_retries: u32,
-    /// `gearpump.application.stop-timeout-ms`: how long an ended application's processes
-    /// may take to exit.
-    stop_timeout: Duration,
     /// The newest point time the reporter has sent: each report sends only newer points.
     reported_up_to: i64,
     /// The binaries a majority of the masters stores.
@@ -199,132 +173,106 @@ struct MasterState {
     leadership: Arc<RwLock<Leadership>>,
 }
 
-impl AppRecord {
-    /// What every master keeps of it.
-    fn meta(&self) -> AppMeta {
-        AppMeta {
-            info: self.info.clone(),
-            artifact: self.artifact.clone(),
-            args: self.args.clone(),
-            held: self.held.clone(),
-            executors: self.executors,
-            tasks: self.tasks,
-            appmaster_launches: self.appmaster_launches,
-            start_clock: self.start_clock,
-        }
-    }
-
-    /// The record of `meta`, with what this master knew of it besides (`known`), if anything.
-    fn from_meta(meta: AppMeta, known: Option<AppRecord>) -> AppRecord {
-        let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock } = meta;
-        let (appmaster, appmaster_conn, appmaster_exits, runtime) = match known {
-            Some(k) => (k.appmaster, k.appmaster_conn, k.appmaster_exits, k.runtime),
-            // Its current AppMaster is alive until a worker says otherwise.
-            None => (None, None, appmaster_launches.saturating_sub(1), None),
-        };
-        AppRecord {
-            info,
-            artifact,
-            args,
-            held,
-            executors,
-            tasks,
-            appmaster,
-            appmaster_conn,
-            appmaster_launches,
-            appmaster_exits,
-            runtime,
-            start_clock,
-        }
+/// An application as the protocol shows it.
+fn app_info(app: &App) -> AppInfo {
+    AppInfo {
+        id: app.id,
+        name: app.name.clone(),
+        status: app.status.as_str().to_string(),
+        worker: Some(app.worker),
+        user: app.user.clone(),
+        submission_time: app.submission_time.0,
+        start_time: app.start_time.map(|t| t.0),
+        finish_time: app.finish_time.map(|t| t.0),
+        error: app.error.clone(),
     }
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "terminated")
+/// The core's record of a replicated application (its current AppMaster counts as alive
+/// until a worker says otherwise), and the daemon's.
+fn from_meta(meta: AppMeta) -> (App, AppRecord) {
+    let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock } = meta;
+    let app = App {
+        id: info.id,
+        name: info.name,
+        user: info.user,
+        status: AppStatus::from_name(&info.status).unwrap_or(AppStatus::Failed),
+        submission_time: Timestamp(info.submission_time),
+        start_time: info.start_time.map(Timestamp),
+        finish_time: info.finish_time.map(Timestamp),
+        error: info.error,
+        worker: info.worker.unwrap_or(WorkerId(0)),
+        tasks,
+        held,
+        appmaster_launches,
+        appmaster_exits: appmaster_launches.saturating_sub(1),
+        appmaster: None,
+        start_clock,
+    };
+    (app, AppRecord { artifact, args, executors, appmaster: None, runtime: None })
+}
+
+fn refused(e: &MasterError) -> MasterReply {
+    MasterReply::Error(e.to_string())
 }
 
 impl MasterState {
     fn handle(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
+        let reply = self.answer(req, conn, out);
+        self.act();
+        reply
+    }
+
+    fn answer(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
+        let now = Timestamp::now();
         Some(match req {
             MasterRequest::RegisterWorker { host, slots, pid, config, log_dir, previous, running } => {
-                // A worker that an earlier leader knew keeps its id (applications hold its
-                // slots by it).
-                let id = match previous {
-                    Some(id) if id.0 < self.next_worker && !self.workers.get(&id).is_some_and(|w| w.alive) => id,
-                    _ => {
-                        self.next_worker += 1;
-                        WorkerId(self.next_worker - 1)
-                    }
-                };
-                let used = self.slots_held_on(id);
+                let id = self.core.register_worker(previous, slots, &running, now);
                 tracing::info!(worker = %id, %host, slots, pid, again = previous.is_some(), "Worker registered.");
                 let record = WorkerRecord {
-                    registered: Timestamp::now().0,
+                    registered: now.0,
                     pid,
                     config,
                     log_dir,
                     host,
-                    slots,
-                    used,
                     last_seen: Instant::now(),
-                    alive: true,
                     out: out.clone(),
                 };
                 self.workers.insert(id, record);
                 self.peers.insert(conn, Peer::Worker(id));
-                // An AppMaster this worker ran and no longer runs ended while no master
-                // listened (a failover): its application needs a new one.
-                let gone: Vec<AppId> = self
-                    .apps
-                    .values()
-                    .filter(|a| !is_terminal(&a.info.status) && a.info.worker == Some(id) && a.appmaster.is_none())
-                    .filter(|a| !running.contains(&(a.info.id, -1)))
-                    .map(|a| a.info.id)
-                    .collect();
-                for app_id in gone {
-                    self.appmaster_lost(app_id, &format!("its AppMaster is no longer running on worker {id}"));
-                }
                 MasterReply::WorkerRegistered {
                     worker: id,
                     heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
                 }
             }
-            MasterRequest::Heartbeat { worker, process } => match self.workers.get_mut(&worker) {
-                Some(w) if w.alive => {
-                    w.last_seen = Instant::now();
-                    self.metrics.record(Timestamp::now().0, process.metrics(&format!("worker{worker}")));
-                    // Heartbeats need no answer; silence keeps the connection free for pushes.
-                    return None;
-                }
-                _ => MasterReply::Error(format!("worker {worker} is not registered (or was declared dead)")),
-            },
-            MasterRequest::ListWorkers => MasterReply::Workers(
-                self.workers
-                    .iter()
-                    .map(|(id, w)| WorkerInfo {
-                        id: *id,
-                        host: w.host.clone(),
-                        slots: w.slots,
-                        used: w.used,
-                        alive: w.alive,
-                    })
-                    .collect(),
-            ),
-            MasterRequest::ListApps => MasterReply::Apps(self.apps.values().map(|a| a.info.clone()).collect()),
-            MasterRequest::KillApp { app_id } => self.kill(app_id),
-            MasterRequest::ReplayApp { app_id } => match self.apps.get(&app_id) {
-                None => MasterReply::Error(format!("application {app_id} does not exist")),
-                Some(app) if is_terminal(&app.info.status) => {
-                    MasterReply::Error(format!("application {app_id} is not running; it is {}", app.info.status))
-                }
-                Some(app) => match &app.appmaster {
-                    Some(am) if am.send(MasterReply::ReplayRequested).is_ok() => {
-                        tracing::info!(%app_id, "Replay requested.");
-                        MasterReply::Ok
+            MasterRequest::Heartbeat { worker, process } => {
+                match self
+                    .workers
+                    .get_mut(&worker)
+                    .filter(|_| self.core.workers().get(&worker).is_some_and(|w| w.alive))
+                {
+                    Some(w) => {
+                        w.last_seen = Instant::now();
+                        self.metrics.record(now.0, process.metrics(&format!("worker{worker}")));
+                        // Heartbeats need no answer; silence keeps the connection free for pushes.
+                        return None;
                     }
-                    _ => MasterReply::Error(format!("application {app_id} has no AppMaster right now; try again")),
+                    None => MasterReply::Error(format!("worker {worker} is not registered (or was declared dead)")),
+                }
+            }
+            MasterRequest::ListWorkers => MasterReply::Workers(self.worker_infos()),
+            MasterRequest::ListApps => MasterReply::Apps(self.core.apps().values().map(app_info).collect()),
+            MasterRequest::KillApp { app_id } => {
+                tracing::info!(%app_id, "Killing application.");
+                self.core.kill(app_id, now).map_or_else(|e| refused(&e), |()| MasterReply::Ok)
+            }
+            MasterRequest::ReplayApp { app_id } => self.core.replay(app_id).map_or_else(
+                |e| refused(&e),
+                |()| {
+                    tracing::info!(%app_id, "Replay requested.");
+                    MasterReply::Ok
                 },
-            },
+            ),
             MasterRequest::UploadArtifact { bytes, last } => {
                 let stored = self.store.append(conn, &bytes).map_err(|e| e.to_string()).and_then(|()| {
                     if last { self.store.finish(conn).map(Some).map_err(|e| e.to_string()) } else { Ok(None) }
@@ -353,53 +301,47 @@ impl MasterState {
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
             MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
-                self.submit(Submission { name, artifact, args, tasks, user, executors }, None)
+                if !self.store.contains(&artifact) {
+                    return Some(MasterReply::Error(format!("no uploaded application binary {artifact}")));
+                }
+                match self.core.submit(Submission { name, user, tasks }, None, now) {
+                    Ok(app_id) => {
+                        self.apps
+                            .insert(app_id, AppRecord { artifact, args, executors, appmaster: None, runtime: None });
+                        MasterReply::Submitted { app_id }
+                    }
+                    Err(e) => refused(&e),
+                }
             }
-            MasterRequest::RegisterAppMaster { app_id, attempt } => match self.apps.get_mut(&app_id) {
-                Some(app) if u64::from(attempt) + 1 != u64::from(app.appmaster_launches) => {
-                    MasterReply::Error(format!(
-                        "application {app_id} has a newer AppMaster (launch {}) than this one ({})",
-                        app.appmaster_launches,
-                        u64::from(attempt) + 1
-                    ))
+            MasterRequest::RegisterAppMaster { app_id, attempt } => {
+                match self.core.register_appmaster(app_id, attempt, conn) {
+                    Ok(()) => {
+                        if let Some(app) = self.apps.get_mut(&app_id) {
+                            app.appmaster = Some((conn, out.clone()));
+                        }
+                        self.peers.insert(conn, Peer::AppMaster(app_id));
+                        tracing::info!(%app_id, "AppMaster registered.");
+                        MasterReply::Ok
+                    }
+                    Err(e) => refused(&e),
                 }
-                Some(app) if !is_terminal(&app.info.status) => {
-                    app.appmaster = Some(out.clone());
-                    app.appmaster_conn = Some(conn);
-                    self.peers.insert(conn, Peer::AppMaster(app_id));
-                    tracing::info!(%app_id, "AppMaster registered.");
-                    MasterReply::Ok
-                }
-                Some(app) => MasterReply::Error(format!("application {app_id} is {}", app.info.status)),
-                None => MasterReply::Error(format!("application {app_id} does not exist")),
-            },
+            }
             MasterRequest::RequestResources { app_id, slots } => {
-                if self.apps.get(&app_id).is_some_and(|a| a.appmaster_conn != Some(conn)) {
-                    return Some(MasterReply::Error(format!("application {app_id} has another AppMaster now")));
-                }
-                let free: Vec<(WorkerId, u32)> = self
-                    .workers
-                    .iter()
-                    .filter(|(_, w)| w.alive)
-                    .map(|(id, w)| (*id, w.slots.saturating_sub(w.used)))
-                    .collect();
-                match (self.apps.contains_key(&app_id), scheduler::allocate(&free, slots)) {
-                    (false, _) => MasterReply::Error(format!("application {app_id} does not exist")),
-                    (true, None) => MasterReply::Error(format!("not enough free slots for {slots} tasks")),
-                    (true, Some(allocation)) => {
-                        self.take(app_id, &allocation);
+                match self.core.request_resources(app_id, conn, slots) {
+                    Ok(allocation) => {
                         tracing::info!(%app_id, ?allocation, "Slots allocated.");
                         MasterReply::Resources(allocation)
                     }
+                    Err(e) => refused(&e),
                 }
             }
             MasterRequest::LaunchExecutor { app_id, executor, worker, env } => {
-                let Some(app) = self.apps.get(&app_id) else {
-                    return Some(MasterReply::Error(format!("application {app_id} does not exist")));
-                };
-                if app.appmaster_conn != Some(conn) {
-                    return Some(MasterReply::Error(format!("application {app_id} has another AppMaster now")));
+                if let Err(e) = self.core.check_launch(app_id, conn, worker) {
+                    return Some(refused(&e));
                 }
+                let (Some(app), Some(w)) = (self.apps.get(&app_id), self.workers.get(&worker)) else {
+                    return Some(refused(&MasterError::WorkerNotAlive(worker)));
+                };
                 let env = [self.app_env(app_id), env].concat();
                 let cmd = WorkerCommand::Launch {
                     app_id,
@@ -408,27 +350,22 @@ impl MasterState {
                     args: app.args.clone(),
                     env,
                 };
-                match self.workers.get(&worker) {
-                    Some(w) if w.alive => {
-                        self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
-                        MasterReply::Ok
-                    }
-                    _ => MasterReply::Error(format!("worker {worker} is not alive")),
-                }
+                self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
+                MasterReply::Ok
             }
             MasterRequest::AppStatus { app_id, status, error } => {
+                let Some(typed) = AppStatus::from_name(&status) else {
+                    return Some(MasterReply::Error(format!("{status:?} is not an application status")));
+                };
                 // An AppMaster the master has replaced already speaks for nothing.
-                if self.apps.get(&app_id).is_some_and(|a| a.appmaster_conn == Some(conn)) {
-                    self.set_status(app_id, &status, error);
-                } else {
+                if !self.core.set_status(app_id, Some(conn), typed, error.clone(), now) {
                     tracing::info!(%app_id, status, ?error, "Ignored the status of a replaced AppMaster.");
                 }
                 MasterReply::Ok
             }
             MasterRequest::AppReport { app_id, time, runtime, metrics } => {
-                if let Some(app) = self.apps.get_mut(&app_id)
-                    && !is_terminal(&app.info.status)
-                    && app.appmaster_conn == Some(conn)
+                if self.core.check_appmaster(app_id, conn).is_ok_and(|a| !a.status.is_terminal())
+                    && let Some(app) = self.apps.get_mut(&app_id)
                 {
                     app.runtime = Some(*runtime);
                     self.metrics.record(time, metrics);
@@ -437,34 +374,99 @@ impl MasterState {
             }
             MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
             MasterRequest::QueryMetrics { path, option } => MasterReply::Metrics(self.metrics.query(&path, option)),
-            MasterRequest::RestartApp { app_id } => self.restart(app_id),
-            MasterRequest::StartClock { app_id, clock } => match self.apps.get_mut(&app_id) {
-                Some(app) if app.appmaster_conn == Some(conn) => {
-                    app.start_clock = app.start_clock.max(clock);
-                    MasterReply::Ok
+            MasterRequest::RestartApp { app_id } => match self.core.restart(app_id, now) {
+                Ok(again) => {
+                    tracing::info!(%app_id, new = %again, "Restarting application.");
+                    if let Some(a) = self.apps.get(&app_id) {
+                        let record = AppRecord {
+                            artifact: a.artifact.clone(),
+                            args: a.args.clone(),
+                            executors: a.executors,
+                            appmaster: None,
+                            runtime: None,
+                        };
+                        self.apps.insert(again, record);
+                    }
+                    MasterReply::Submitted { app_id: again }
                 }
-                _ => MasterReply::Error(format!("application {app_id} has another AppMaster, or none")),
+                Err(e) => refused(&e),
             },
+            MasterRequest::StartClock { app_id, clock } => {
+                self.core.record_start_clock(app_id, conn, clock).map_or_else(|e| refused(&e), |()| MasterReply::Ok)
+            }
             // Answered by the connection itself.
             MasterRequest::WhoLeads | MasterRequest::Raft { .. } => return None,
             MasterRequest::ProcessExited { app_id, executor, code } => {
-                if executor == -1
-                    && let Some(app) = self.apps.get_mut(&app_id)
-                    && !is_terminal(&app.info.status)
-                {
-                    app.appmaster_exits += 1;
-                    // Not an earlier AppMaster's exit, noticed after its successor was launched.
-                    if app.appmaster_exits >= app.appmaster_launches {
-                        let why = format!(
-                            "the AppMaster process exited ({})",
-                            code.map_or("killed".into(), |c| format!("status {c}"))
-                        );
-                        self.appmaster_lost(app_id, &why);
-                    }
-                }
+                self.core.process_exited(app_id, executor, code, now);
                 return None;
             }
         })
+    }
+
+    /// Carries out what the core decided: pushes to workers and AppMasters (sent once the
+    /// change is committed), logs.
+    fn act(&mut self) {
+        for effect in self.core.take_effects() {
+            match effect {
+                Effect::LaunchAppMaster { app: app_id, worker, attempt, start_clock } => {
+                    let (Some(app), Some(w)) = (self.apps.get(&app_id), self.workers.get(&worker)) else { continue };
+                    let (artifact, args) = (app.artifact.clone(), app.args.clone());
+                    let mut env = self.app_env(app_id);
+                    if attempt > 0 {
+                        env.push(("GEARPUMP_START_CLOCK".into(), start_clock.to_string()));
+                        env.push(("GEARPUMP_APPMASTER_ATTEMPT".into(), attempt.to_string()));
+                    }
+                    let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
+                    self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
+                    tracing::info!(%app_id, %worker, attempt, "Launching the AppMaster.");
+                }
+                Effect::EndProcesses { app: app_id, worker, grace } => {
+                    let Some(w) = self.workers.get(&worker) else { continue };
+                    let kill = WorkerCommand::KillApp { app_id, grace_ms: grace.as_millis() as u64 };
+                    self.outbox.push((w.out.clone(), MasterReply::Worker(kill)));
+                }
+                Effect::ToAppMaster { app: app_id, conn, notice } => {
+                    let push = match notice {
+                        Notice::Kill => MasterReply::KillRequested,
+                        Notice::Replay => MasterReply::ReplayRequested,
+                    };
+                    let sent = self
+                        .apps
+                        .get(&app_id)
+                        .and_then(|a| a.appmaster.as_ref())
+                        .is_some_and(|(c, out)| *c == conn && out.send(push).is_ok());
+                    // Its connection is gone: a kill ends the application at once.
+                    if !sent && notice == Notice::Kill {
+                        self.core.set_status(app_id, None, AppStatus::Terminated, None, Timestamp::now());
+                    }
+                }
+                Effect::StatusChanged { app: app_id, status, error } => {
+                    match &error {
+                        Some(e) => tracing::warn!(%app_id, %status, error = %e, "Application status changed."),
+                        None => tracing::info!(%app_id, %status, "Application status changed."),
+                    }
+                    if status.is_terminal()
+                        && let Some(app) = self.apps.get_mut(&app_id)
+                    {
+                        app.appmaster = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn worker_infos(&self) -> Vec<WorkerInfo> {
+        self.core
+            .workers()
+            .iter()
+            .map(|(id, w)| WorkerInfo {
+                id: *id,
+                host: self.workers.get(id).map(|r| r.host.clone()).unwrap_or_default(),
+                slots: w.slots,
+                used: w.used,
+                alive: w.alive,
+            })
+            .collect()
     }
 
     fn snapshot(&self) -> ClusterSnapshot {
@@ -477,42 +479,31 @@ impl MasterState {
                 ..self.summary.clone()
             },
             workers: self
-                .workers
-                .iter()
-                .map(|(id, w)| WorkerDetail {
-                    info: WorkerInfo { id: *id, host: w.host.clone(), slots: w.slots, used: w.used, alive: w.alive },
-                    registered: w.registered,
-                    pid: w.pid,
-                    config: w.config.clone(),
-                    log_dir: w.log_dir.clone(),
+                .worker_infos()
+                .into_iter()
+                .filter_map(|info| {
+                    let w = self.workers.get(&info.id)?;
+                    Some(WorkerDetail {
+                        registered: w.registered,
+                        pid: w.pid,
+                        config: w.config.clone(),
+                        log_dir: w.log_dir.clone(),
+                        info,
+                    })
                 })
                 .collect(),
-            apps: self.apps.values().map(|a| AppDetail { info: a.info.clone(), runtime: a.runtime.clone() }).collect(),
+            apps: self
+                .core
+                .apps()
+                .values()
+                .map(|a| AppDetail { info: app_info(a), runtime: self.apps.get(&a.id).and_then(|r| r.runtime.clone()) })
+                .collect(),
         }
-    }
-
-    /// Kills the application if it runs and submits its binary and arguments again.
-    fn restart(&mut self, app_id: AppId) -> MasterReply {
-        let Some(app) = self.apps.get(&app_id) else {
-            return MasterReply::Error(format!("application {app_id} does not exist"));
-        };
-        let again = Submission {
-            name: app.info.name.clone(),
-            artifact: app.artifact.clone(),
-            args: app.args.clone(),
-            tasks: app.tasks,
-            user: app.info.user.clone(),
-            executors: app.executors,
-        };
-        if !is_terminal(&app.info.status) {
-            self.kill(app_id);
-        }
-        tracing::info!(%app_id, "Restarting application.");
-        self.submit(again, Some(app_id))
     }
 
     fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
-        let (user, executors) = self.apps.get(&app_id).map(|a| (a.info.user.clone(), a.executors)).unwrap_or_default();
+        let user = self.core.app(app_id).map(|a| a.user.clone()).unwrap_or_default();
+        let executors = self.apps.get(&app_id).map_or(0, |a| a.executors);
         vec![
             ("GEARPUMP_APP_ID".into(), app_id.0.to_string()),
             ("GEARPUMP_MASTERS".into(), self.masters.clone()),
@@ -524,230 +515,15 @@ impl MasterState {
         ]
     }
 
-    fn take(&mut self, app_id: AppId, allocation: &[(WorkerId, u32)]) {
-        for &(id, n) in allocation {
-            if let Some(w) = self.workers.get_mut(&id) {
-                w.used += n;
-            }
-        }
-        if let Some(app) = self.apps.get_mut(&app_id) {
-            app.held.extend_from_slice(allocation);
-        }
-    }
-
-    /// Accepts an application (`replacing`: the one a restart replaces, whose name may still
-    /// be running) and launches its AppMaster.
-    fn submit(&mut self, submission: Submission, replacing: Option<AppId>) -> MasterReply {
-        let Submission { name, artifact, args, tasks, user, executors } = submission;
-        let name = name.as_str();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return MasterReply::Error(format!(
-                "invalid application name {name:?}: only letters, digits and underscore"
-            ));
-        }
-        if let Some(running) = self
-            .apps
-            .values()
-            .find(|a| a.info.name == *name && !is_terminal(&a.info.status) && Some(a.info.id) != replacing)
-        {
-            return MasterReply::Error(format!(
-                "an application named {name:?} is already running as application {}",
-                running.info.id
-            ));
-        }
-        if !self.store.contains(&artifact) {
-            return MasterReply::Error(format!("no uploaded application binary {artifact}"));
-        }
-        if tasks > gearpump_api::MAX_TASKS {
-            return MasterReply::Error(format!(
-                "the application asks for {tasks} tasks; at most {} are allowed",
-                gearpump_api::MAX_TASKS
-            ));
-        }
-        let free: Vec<(WorkerId, u32)> =
-            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots.saturating_sub(w.used))).collect();
-        // Counted in u64: numbers from the network must not overflow (a panic here stopped
-        // the master's actor while its connections stayed open).
-        let total: u64 = free.iter().map(|(_, f)| u64::from(*f)).sum();
-        let needed = u64::from(tasks) + 1;
-        if needed > total {
-            return MasterReply::Error(format!(
-                "not enough free slots: the application needs {needed}, the cluster has {total}"
-            ));
-        }
-        let Some(am) = scheduler::allocate(&free, 1) else {
-            return MasterReply::Error("no worker has a free slot".into());
-        };
-        let app_id = AppId(self.next_app);
-        self.next_app += 1;
-        let worker = am[0].0;
-        let info = AppInfo {
-            id: app_id,
-            name: name.to_string(),
-            status: "pending".into(),
-            worker: Some(worker),
-            user,
-            submission_time: Timestamp::now().0,
-            start_time: None,
-            finish_time: None,
-            error: None,
-        };
-        self.apps.insert(
-            app_id,
-            AppRecord {
-                info,
-                artifact: artifact.clone(),
-                args: args.clone(),
-                held: Vec::new(),
-                appmaster: None,
-                appmaster_conn: None,
-                appmaster_launches: 1,
-                appmaster_exits: 0,
-                executors,
-                tasks,
-                runtime: None,
-                start_clock: 0,
-            },
-        );
-        self.take(app_id, &am);
-        let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env: self.app_env(app_id) };
-        self.outbox.push((self.workers[&worker].out.clone(), MasterReply::Worker(cmd)));
-        tracing::info!(%app_id, %name, %worker, "Application submitted; launching its AppMaster.");
-        MasterReply::Submitted { app_id }
-    }
-
-    fn kill(&mut self, app_id: AppId) -> MasterReply {
-        let Some(app) = self.apps.get(&app_id) else {
-            return MasterReply::Error(format!("application {app_id} does not exist"));
-        };
-        if is_terminal(&app.info.status) {
-            return MasterReply::Error(format!("application {app_id} is not running; it is {}", app.info.status));
-        }
-        tracing::info!(%app_id, "Killing application.");
-        match &app.appmaster {
-            // The AppMaster stops its tasks (on_stop runs) and reports `terminated`.
-            Some(am) if am.send(MasterReply::KillRequested).is_ok() => {}
-            _ => self.set_status(app_id, "terminated", None),
-        }
-        MasterReply::Ok
-    }
-
-    fn set_status(&mut self, app_id: AppId, status: &str, error: Option<String>) {
-        let Some(app) = self.apps.get_mut(&app_id) else { return };
-        if is_terminal(&app.info.status) {
-            return;
-        }
-        app.info.status = status.to_string();
-        if status == "active" {
-            app.info.start_time = Some(Timestamp::now().0);
-        }
-        match &error {
-            Some(e) => tracing::warn!(%app_id, status, error = %e, "Application status changed."),
-            None => tracing::info!(%app_id, status, "Application status changed."),
-        }
-        if is_terminal(status) {
-            app.info.finish_time = Some(Timestamp::now().0);
-            app.info.error = error;
-            app.appmaster = None;
-            for (id, n) in std::mem::take(&mut app.held) {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.used = w.used.saturating_sub(n);
-                }
-            }
-            // Whatever processes remain go, once they had the time to exit by themselves
-            // (the AppMaster waited for its tasks to stop and its executors to exit).
-            let grace_ms = self.stop_timeout.as_millis() as u64;
-            for w in self.workers.values().filter(|w| w.alive) {
-                self.outbox.push((w.out.clone(), MasterReply::Worker(WorkerCommand::KillApp { app_id, grace_ms })));
-            }
-        }
-    }
-
     fn disconnected(&mut self, conn: u64) {
         self.store.abandon(conn);
+        let now = Timestamp::now();
         match self.peers.remove(&conn) {
-            Some(Peer::Worker(id)) => self.worker_lost(id, "its connection closed"),
-            Some(Peer::AppMaster(app_id)) => {
-                if let Some(app) = self.apps.get(&app_id)
-                    && !is_terminal(&app.info.status)
-                    && app.appmaster_conn == Some(conn)
-                {
-                    self.appmaster_lost(app_id, "the AppMaster disconnected");
-                }
-            }
+            Some(Peer::Worker(id)) => self.core.worker_lost(id, "its connection closed", now),
+            Some(Peer::AppMaster(app_id)) => self.core.appmaster_disconnected(app_id, conn, now),
             None => {}
         }
-    }
-
-    fn worker_lost(&mut self, id: WorkerId, why: &str) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
-        if !w.alive {
-            return;
-        }
-        w.alive = false;
-        tracing::warn!(worker = %id, host = %w.host, "Worker is dead: {why}.");
-        // Its slots are gone. An application whose AppMaster ran there gets a new AppMaster;
-        // the others lose executors, which their AppMasters replace on live workers.
-        let mut orphaned = Vec::new();
-        for app in self.apps.values_mut().filter(|a| !is_terminal(&a.info.status)) {
-            app.held.retain(|(w, _)| *w != id);
-            if app.info.worker == Some(id) {
-                orphaned.push(app.info.id);
-            }
-        }
-        for app_id in orphaned {
-            self.appmaster_lost(app_id, &format!("worker {id}, where its AppMaster ran, died"));
-        }
-    }
-
-    /// The AppMaster of a running application is gone (its process or its worker died):
-    /// launches a new one, which restarts the tasks from the start clock its predecessor last
-    /// reported (exactly-once state resumes from the checkpoints there). Past the restart
-    /// budget (`gearpump.application.total-retries`) the application fails.
-    fn appmaster_lost(&mut self, app_id: AppId, why: &str) {
-        let budget = self.total_retries;
-        let Some(app) = self.apps.get_mut(&app_id) else { return };
-        if is_terminal(&app.info.status) {
-            return;
-        }
-        app.appmaster = None;
-        app.appmaster_conn = None;
-        let attempt = app.appmaster_launches;
-        if attempt > budget {
-            let error = format!("{why}; its AppMaster was restarted {budget} times already");
-            return self.set_status(app_id, "failed", Some(error));
-        }
-        let start_clock = app.start_clock;
-        // Its executors go with it, at once (they must not run beside the new AppMaster's),
-        // and its slots are free for the new AppMaster to ask for.
-        for w in self.workers.values().filter(|w| w.alive) {
-            let kill = WorkerCommand::KillApp { app_id, grace_ms: 0 };
-            self.outbox.push((w.out.clone(), MasterReply::Worker(kill)));
-        }
-        for (id, n) in std::mem::take(&mut app.held) {
-            if let Some(w) = self.workers.get_mut(&id) {
-                w.used = w.used.saturating_sub(n);
-            }
-        }
-        let free: Vec<(WorkerId, u32)> =
-            self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots - w.used)).collect();
-        let Some(am) = scheduler::allocate(&free, 1) else {
-            let error = format!("{why}; no worker has a free slot for a new AppMaster");
-            return self.set_status(app_id, "failed", Some(error));
-        };
-        let worker = am[0].0;
-        self.take(app_id, &am);
-        let Some(app) = self.apps.get_mut(&app_id) else { return };
-        app.appmaster_launches += 1;
-        app.info.worker = Some(worker);
-        app.info.status = "pending".into();
-        let (artifact, args) = (app.artifact.clone(), app.args.clone());
-        let mut env = self.app_env(app_id);
-        env.push(("GEARPUMP_START_CLOCK".into(), start_clock.to_string()));
-        env.push(("GEARPUMP_APPMASTER_ATTEMPT".into(), attempt.to_string()));
-        let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
-        self.outbox.push((self.workers[&worker].out.clone(), MasterReply::Worker(cmd)));
-        tracing::warn!(%app_id, %worker, start_clock, attempt, "{why}: launching a new AppMaster.");
+        self.act();
     }
 
     /// Sends the metrics that changed since the last report to the configured reporter (a
@@ -759,40 +535,50 @@ impl MasterState {
         reporter.send(points);
     }
 
-    /// The slots running applications hold on worker `id`.
-    fn slots_held_on(&self, id: WorkerId) -> u32 {
-        let running = self.apps.values().filter(|a| !is_terminal(&a.info.status));
-        running.flat_map(|a| a.held.iter()).filter(|(w, _)| *w == id).map(|(_, n)| n).sum()
-    }
-
     /// The replicated part of the state.
     fn replicated(&self) -> Replicated {
-        Replicated {
-            next_app: self.next_app,
-            next_worker: self.next_worker,
-            apps: self.apps.iter().map(|(id, a)| (*id, a.meta())).collect(),
-            artifacts: self.artifacts.clone(),
-        }
+        let (next_app, next_worker) = self.core.next_ids();
+        let apps = self
+            .core
+            .apps()
+            .iter()
+            .map(|(id, a)| {
+                let record = self.apps.get(id);
+                let meta = AppMeta {
+                    info: app_info(a),
+                    artifact: record.map(|r| r.artifact.clone()).unwrap_or_default(),
+                    args: record.map(|r| r.args.clone()).unwrap_or_default(),
+                    held: a.held.clone(),
+                    executors: record.map_or(0, |r| r.executors),
+                    tasks: a.tasks,
+                    appmaster_launches: a.appmaster_launches,
+                    start_clock: a.start_clock,
+                };
+                (*id, meta)
+            })
+            .collect();
+        Replicated { next_app, next_worker, apps, artifacts: self.artifacts.clone() }
     }
 
     /// Makes the state `from` (committed), keeping what is known besides of the applications
     /// still in it; slot use follows the applications' holdings.
     fn rebuild(&mut self, from: Replicated) {
-        let mut apps = BTreeMap::new();
+        let mut apps = Vec::new();
+        let mut records = BTreeMap::new();
         for (id, meta) in &from.apps {
-            apps.insert(*id, AppRecord::from_meta(meta.clone(), self.apps.remove(id)));
+            let (app, mut record) = from_meta(meta.clone());
+            if let Some(known) = self.apps.remove(id) {
+                (record.appmaster, record.runtime) = (known.appmaster, known.runtime);
+            }
+            apps.push(app);
+            records.insert(*id, record);
         }
-        self.apps = apps;
-        self.next_app = from.next_app.max(1);
-        self.next_worker = from.next_worker.max(1);
+        self.apps = records;
+        self.core.restore(apps, from.next_app.max(1), from.next_worker.max(1));
+        self.core.take_effects();
         self.artifacts = from.artifacts.clone();
         self.committed = from;
         self.outbox.clear();
-        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
-        for id in ids {
-            let used = self.slots_held_on(id);
-            self.workers.get_mut(&id).expect("a listed worker").used = used;
-        }
     }
 
     /// This master now leads, with the replicated state `from`: workers and AppMasters will
@@ -801,59 +587,49 @@ impl MasterState {
         self.workers.clear();
         self.peers.clear();
         self.apps.clear();
+        self.core.forget_connections();
         self.rebuild(from);
         self.leading_since = Some(Instant::now());
         self.orphans_checked = false;
-        tracing::info!(apps = self.apps.len(), next_app = self.next_app, "Leading the masters.");
+        tracing::info!(apps = self.apps.len(), next_app = self.core.next_ids().0, "Leading the masters.");
     }
 
     /// This master no longer leads: it forgets who is connected.
     fn stop_leading(&mut self) {
         self.workers.clear();
         self.peers.clear();
+        self.core.forget_connections();
         self.leading_since = None;
         self.outbox.clear();
         for app in self.apps.values_mut() {
             app.appmaster = None;
-            app.appmaster_conn = None;
         }
         tracing::warn!("No longer leading the masters.");
     }
 
-    /// After a failover, workers that did not register again within the worker timeout are
-    /// dead: their slots are gone and AppMasters that ran there are relaunched.
-    fn check_orphans(&mut self) {
-        let Some(since) = self.leading_since else { return };
-        if self.orphans_checked || since.elapsed() < self.timing.worker_timeout {
-            return;
-        }
-        self.orphans_checked = true;
-        let mut lost = Vec::new();
-        for app in self.apps.values_mut().filter(|a| !is_terminal(&a.info.status)) {
-            app.held.retain(|(w, _)| self.workers.contains_key(w));
-            if let Some(w) = app.info.worker.filter(|w| !self.workers.contains_key(w)) {
-                lost.push((app.info.id, w));
-            }
-        }
-        for (app_id, w) in lost {
-            self.appmaster_lost(app_id, &format!("worker {w}, where its AppMaster ran, did not come back"));
-        }
-    }
-
     fn tick(&mut self) {
-        self.check_orphans();
-        let now = Timestamp::now().0;
-        self.metrics.record(now, ProcessGauges::of_this_process().metrics("master"));
+        let now = Timestamp::now();
+        // After a failover, workers that did not register again within the worker timeout
+        // are dead.
+        if let Some(since) = self.leading_since
+            && !self.orphans_checked
+            && since.elapsed() >= self.timing.worker_timeout
+        {
+            self.orphans_checked = true;
+            self.core.lose_unregistered_workers(now);
+        }
+        self.metrics.record(now.0, ProcessGauges::of_this_process().metrics("master"));
         let timeout = self.timing.worker_timeout;
         let silent: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.alive && w.last_seen.elapsed() > timeout)
+            .filter(|(id, w)| self.core.workers().get(id).is_some_and(|c| c.alive) && w.last_seen.elapsed() > timeout)
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
-            self.worker_lost(id, &format!("no heartbeat for {timeout:?}"));
+            self.core.worker_lost(id, &format!("no heartbeat for {timeout:?}"), now);
         }
+        self.act();
     }
 }
 
@@ -1108,16 +884,13 @@ pub async fn run_master(
         store,
         masters,
         same_process,
+        core: MasterCore::new(total_retries, stop_timeout),
         workers: BTreeMap::new(),
         apps: BTreeMap::new(),
         peers: BTreeMap::new(),
-        next_worker: 1,
-        next_app: 1,
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,
-        total_retries,
-        stop_timeout,
         artifacts: BTreeSet::new(),
         committed: Replicated::default(),
         outbox: Vec::new(),
