@@ -14,87 +14,10 @@
 
 use crate::scheduler;
 use gearpump_core::{AppId, Timestamp, WorkerId};
+pub use gearpump_protocol::MasterError;
 use gearpump_streaming::AppStatus;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// Why the master refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MasterError {
-    /// The application is invalid (a bad name, say).
-    #[error(transparent)]
-    Invalid(#[from] gearpump_api::AppError),
-    /// No such application.
-    #[error("application {0} does not exist")]
-    UnknownApp(AppId),
-    /// It has ended already.
-    #[error("application {id} is not running; it is {status}")]
-    NotRunning {
-        /// The application.
-        id: AppId,
-        /// Its final status.
-        status: AppStatus,
-    },
-    /// An application of that name is still running.
-    #[error("an application named {name:?} is already running as application {id}")]
-    DuplicateName {
-        /// The name.
-        name: String,
-        /// The running application.
-        id: AppId,
-    },
-    /// More tasks than any application may have.
-    #[error("the application asks for {tasks} tasks; at most {max} are allowed")]
-    TooManyTasks {
-        /// Tasks asked for.
-        tasks: u32,
-        /// The limit ([`gearpump_api::MAX_TASKS`]).
-        max: u32,
-    },
-    /// The cluster has too few free slots for a submission.
-    #[error("not enough free slots: the application needs {needed}, the cluster has {free}")]
-    NotEnoughSlots {
-        /// Slots needed (tasks + 1 for the AppMaster).
-        needed: u64,
-        /// Slots free.
-        free: u64,
-    },
-    /// The cluster has too few free slots for a running application's request.
-    #[error("not enough free slots for {wanted} tasks")]
-    NoSlotsFor {
-        /// Slots asked for.
-        wanted: u32,
-    },
-    /// The application has no AppMaster registered right now (one is being launched).
-    #[error("application {0} has no AppMaster right now; try again")]
-    NoAppMaster(AppId),
-    /// The request came from an AppMaster that no longer speaks for the application.
-    #[error("application {0} has another AppMaster now")]
-    ReplacedAppMaster(AppId),
-    /// An AppMaster older than the application's newest tried to register.
-    #[error("application {id} has a newer AppMaster (launch {newest}) than this one ({this})")]
-    NewerAppMaster {
-        /// The application.
-        id: AppId,
-        /// Its newest launch (1: the first).
-        newest: u32,
-        /// The launch that tried to register.
-        this: u32,
-    },
-    /// The worker is not alive (or not known).
-    #[error("worker {0} is not alive")]
-    WorkerNotAlive(WorkerId),
-    /// The master is gone.
-    #[error("the cluster has shut down")]
-    ClusterStopped,
-}
-
-impl MasterError {
-    /// Whether the error names something that does not exist (REST answers 404).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, MasterError::UnknownApp(_))
-    }
-}
 
 /// What a driver must do for the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,7 +308,7 @@ impl MasterCore {
         now: Timestamp,
     ) -> Result<AppId, MasterError> {
         let Submission { name, user, tasks } = submission;
-        gearpump_api::validate_app_name(&name)?;
+        gearpump_api::validate_app_name(&name).map_err(|e| MasterError::Invalid(e.to_string()))?;
         if let Some(running) =
             self.apps.values().find(|a| a.name == name && !a.status.is_terminal() && Some(a.id) != replacing)
         {
@@ -881,5 +804,35 @@ mod tests {
         // An unknown id, or one alive already, gets a new id.
         assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[], T), WorkerId(3));
         assert_eq!(leader.register_worker(Some(WorkerId(40)), 4, &[], T), WorkerId(4));
+    }
+
+    #[test]
+    fn after_a_failover_workers_that_do_not_come_back_take_their_appmasters_with_them() {
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 2, 1);
+        // This master stops leading: it forgets who was connected, not the applications.
+        c.forget_connections();
+        assert!(c.workers().is_empty());
+        assert_eq!(c.app(id).unwrap().appmaster, None);
+        assert_eq!(c.replay(id), Err(MasterError::NoAppMaster(id)));
+        // Leading again, only worker 2 comes back within the worker timeout.
+        c.register_worker(Some(WorkerId(2)), 4, &[(id, 0)], T);
+        c.lose_unregistered_workers(T);
+        let app = c.app(id).unwrap();
+        // Its slots are free for the new AppMaster to ask for; it holds its own.
+        assert_eq!(app.held, vec![(WorkerId(2), 1)], "{app:?}");
+        assert_eq!(c.workers()[&WorkerId(2)].used, 1);
+        assert_eq!((app.status, app.worker, app.appmaster_launches), (AppStatus::Pending, WorkerId(2), 2));
+        assert_eq!(
+            c.take_effects(),
+            vec![
+                Effect::EndProcesses { app: id, worker: WorkerId(2), grace: Duration::ZERO },
+                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: 0 },
+            ]
+        );
+        // Its new AppMaster registers and reports active again.
+        c.register_appmaster(id, 1, 5).unwrap();
+        assert!(c.set_status(id, Some(5), AppStatus::Active, None, Timestamp(5000)));
+        assert_eq!(c.app(id).unwrap().start_time, Some(Timestamp(5000)));
     }
 }

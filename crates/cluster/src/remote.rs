@@ -15,7 +15,7 @@
 use crate::daemon::{DuplexClient, MasterClient, artifacts::CHUNK};
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
-use gearpump_core::{AppId, ProcessorId, TaskId, Timestamp, WorkerId};
+use gearpump_core::{AppId, AppStatus, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
     ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError,
     TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
@@ -145,6 +145,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
 fn unexpected(reply: MasterReply) -> RoleError {
     match reply {
         MasterReply::Error(e) => RoleError::Refused(e),
+        MasterReply::Refused(e) => RoleError::Refused(e.to_string()),
         other => RoleError::Other(format!("unexpected answer from the master: {other:?}")),
     }
 }
@@ -274,8 +275,8 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
             Err(e) => Err(e),
         };
         let (status, error) = match &outcome {
-            Ok(status) => (status.clone(), None),
-            Err(e) => ("failed".to_string(), Some(e.to_string())),
+            Ok(status) => (*status, None),
+            Err(e) => (AppStatus::Failed, Some(e.to_string())),
         };
         tracing::info!(%app_id, %status, ?error, "The application ended.");
         let _ = master.ask(MasterRequest::AppStatus { app_id, status, error }, Duration::from_secs(10)).await;
@@ -290,7 +291,7 @@ async fn appmaster_loop(
     hostname: &str,
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
-) -> Result<String, RoleError> {
+) -> Result<AppStatus, RoleError> {
     let dag = app.dag();
     let total = dag.task_count();
     let allocation =
@@ -359,7 +360,7 @@ async fn appmaster_loop(
     let (mut first, mut links) = launcher.launch(0, start, master, &mut link_events).await?;
     // Asked, not told: every request on this connection gets its answer in order.
     match master
-        .ask(MasterRequest::AppStatus { app_id, status: "active".into(), error: None }, Duration::from_secs(30))
+        .ask(MasterRequest::AppStatus { app_id, status: AppStatus::Active, error: None }, Duration::from_secs(30))
         .await?
     {
         MasterReply::Ok => {}
@@ -571,7 +572,7 @@ async fn appmaster_loop(
     tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), earlier, &counters));
     match ending {
         Ending::Failed(e) => Err(RoleError::Other(e)),
-        other => Ok(other.status().as_str().to_string()),
+        other => Ok(other.status()),
     }
 }
 
@@ -607,6 +608,9 @@ impl Launcher<'_> {
             match master.ask(MasterRequest::RequestResources { app_id, slots: lost }, Duration::from_secs(30)).await? {
                 MasterReply::Resources(a) => a,
                 MasterReply::Error(e) => {
+                    return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
+                }
+                MasterReply::Refused(e) => {
                     return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
                 }
                 other => return Err(unexpected(other)),
@@ -661,6 +665,10 @@ impl Launcher<'_> {
                     MasterReply::Ok => {}
                     MasterReply::Error(e) => {
                         refused = Some(e);
+                        break;
+                    }
+                    MasterReply::Refused(e) => {
+                        refused = Some(e.to_string());
                         break;
                     }
                     other => return Err(unexpected(other)),

@@ -37,6 +37,7 @@ pub mod graph;
 pub mod ids;
 pub mod message;
 pub mod redact;
+pub mod status;
 pub mod time;
 pub mod tls;
 
@@ -46,4 +47,5 @@ pub use graph::{CycleError, Graph, NodeIndex};
 pub use ids::{AppId, ExecutorId, ProcessorId, TaskId, TaskIndex, WorkerId};
 pub use message::{CodecError, Message, Value};
 pub use redact::{is_secret_key, redact};
+pub use status::AppStatus;
 pub use time::Timestamp;

@@ -313,6 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             MasterReply::Error(e) => bail!("{e}"),
+            MasterReply::Refused(e) => bail!("{e}"),
             other => bail!("unexpected answer from the master: {other:?}"),
         },
         Command::Passwd => passwd(),
@@ -323,6 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 MasterReply::Error(e) => bail!("{e}"),
+                MasterReply::Refused(e) => bail!("{e}"),
                 other => bail!("unexpected answer from the master: {other:?}"),
             }
         }

@@ -15,14 +15,16 @@
 //! ([`client_handshake`], [`server_handshake`]); with `gearpump.tls.enabled` it runs inside TLS
 //! ([`ControlStream`], opened by [`connect_stream`] and [`accept_stream`]).
 
+mod refusal;
 mod stream;
 
 pub use gearpump_core::auth::ClusterSecret;
 use gearpump_core::auth::{self, PROOF_LEN, Role};
 pub use gearpump_core::config::PortLimits;
-use gearpump_core::{AppId, WorkerId};
+use gearpump_core::{AppId, AppStatus, WorkerId};
 pub use gearpump_metrics::ReadOption;
 use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
+pub use refusal::MasterError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -432,8 +434,8 @@ pub enum MasterRequest {
     AppStatus {
         /// The application.
         app_id: AppId,
-        /// `active`, `succeeded`, `failed` or `terminated`.
-        status: String,
+        /// The new status.
+        status: AppStatus,
         /// Why it failed.
         error: Option<String>,
     },
@@ -584,8 +586,10 @@ pub enum MasterReply {
     Snapshot(Box<ClusterSnapshot>),
     /// Metric points.
     Metrics(Vec<MetricPoint>),
-    /// A request failed.
+    /// A request failed (storage, I/O, the masters' agreement): why.
     Error(String),
+    /// The master refused the request.
+    Refused(MasterError),
     /// This master does not lead (or leads without a majority behind it); ask the leader.
     NotLeader {
         /// The leader's `host:port`, if this master knows one.

@@ -7,7 +7,7 @@ use gearpump_cluster::daemon::{MasterClient, submit_binary};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, UserConfig};
 use gearpump_metrics::{MetricPoint, ReadOption};
-use gearpump_protocol::{ClusterSecret, ClusterSnapshot, MasterReply, MasterRequest};
+use gearpump_protocol::{ClusterSecret, ClusterSnapshot, MasterError, MasterReply, MasterRequest};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -115,8 +115,10 @@ pub trait Backend: Send + Sync + 'static {
     fn submit_dag(&self, dag: DagRequest, user: Option<String>) -> BoxFuture<'_, Result<AppId, BackendError>>;
 }
 
-fn refused(e: String) -> BackendError {
-    if e.contains("does not exist") { BackendError::NotFound(e) } else { BackendError::BadRequest(e) }
+/// What a master's refusal is to a REST client, by its kind: an unknown application is not
+/// found (404); anything else is a request the master will not carry out (400).
+fn refused(e: &MasterError) -> BackendError {
+    if e.is_not_found() { BackendError::NotFound(e.to_string()) } else { BackendError::BadRequest(e.to_string()) }
 }
 
 /// Builds an application from a JSON DAG, its task types looked up among those of `base` (the
@@ -195,15 +197,15 @@ impl Backend for EmbeddedBackend {
     }
 
     fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        self.blocking(move |c| c.kill(id).map_err(|e| refused(e.to_string())))
+        self.blocking(move |c| c.kill(id).map_err(|e| refused(&e)))
     }
 
     fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
-        self.blocking(move |c| c.restart(id).map_err(|e| refused(e.to_string())))
+        self.blocking(move |c| c.restart(id).map_err(|e| refused(&e)))
     }
 
     fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        self.blocking(move |c| c.replay(id).map_err(|e| refused(e.to_string())))
+        self.blocking(move |c| c.replay(id).map_err(|e| refused(&e)))
     }
 
     fn takes_binaries(&self) -> bool {
@@ -252,7 +254,8 @@ impl RemoteBackend {
     async fn ask(&self, req: MasterRequest) -> Result<MasterReply, BackendError> {
         let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
         match gearpump_cluster::daemon::ask_leader(&self.masters, &self.secret, &req, Duration::from_secs(60)).await {
-            Ok(MasterReply::Error(e)) => Err(refused(e)),
+            Ok(MasterReply::Error(e)) => Err(BackendError::BadRequest(e)),
+            Ok(MasterReply::Refused(e)) => Err(refused(&e)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", ")))),
         }
@@ -334,6 +337,7 @@ impl Backend for RemoteBackend {
             match client.upload_artifact(chunk).await {
                 Ok(Ok(id)) => Ok(id),
                 Ok(Err(MasterReply::Error(e))) => Err(BackendError::BadRequest(e)),
+                Ok(Err(MasterReply::Refused(e))) => Err(refused(&e)),
                 Ok(Err(other)) => Err(unexpected(&other)),
                 Err(e) => Err(BackendError::Unavailable(e.to_string())),
             }

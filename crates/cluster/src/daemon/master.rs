@@ -213,7 +213,7 @@ fn from_meta(meta: AppMeta) -> (App, AppRecord) {
 }
 
 fn refused(e: &MasterError) -> MasterReply {
-    MasterReply::Error(e.to_string())
+    MasterReply::Refused(e.clone())
 }
 
 impl MasterState {
@@ -354,12 +354,9 @@ impl MasterState {
                 MasterReply::Ok
             }
             MasterRequest::AppStatus { app_id, status, error } => {
-                let Some(typed) = AppStatus::from_name(&status) else {
-                    return Some(MasterReply::Error(format!("{status:?} is not an application status")));
-                };
                 // An AppMaster the master has replaced already speaks for nothing.
-                if !self.core.set_status(app_id, Some(conn), typed, error.clone(), now) {
-                    tracing::info!(%app_id, status, ?error, "Ignored the status of a replaced AppMaster.");
+                if !self.core.set_status(app_id, Some(conn), status, error.clone(), now) {
+                    tracing::info!(%app_id, %status, ?error, "Ignored the status of a replaced AppMaster.");
                 }
                 MasterReply::Ok
             }
