@@ -112,6 +112,24 @@ impl std::str::FromStr for HostPort {
     }
 }
 
+/// Keys of the guide's Configuration Guide that have no effect here, and why. A layer may set
+/// them (a `gear.conf` written for the original keeps working); [`GearConfig::without_effect`]
+/// names those set, for a warning. They are not in the defaults.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    ("gearpump.task-dispatcher", "tasks always run on a fixed pool of threads, one per core"),
+    ("gearpump.appmaster.vmargs", "AppMasters are native processes of the application binary, not JVMs"),
+    ("gearpump.appmaster.extraClasspath", "the application binary carries all its code; there is no class path"),
+    ("gearpump.executor.vmargs", "executors are native processes of the application binary, not JVMs"),
+    ("gearpump.executor.extraClasspath", "the application binary carries all its code; there is no class path"),
+    ("gearpump.services.ws", "live updates use the REST port (gearpump.services.http) itself"),
+    ("gearpump.netty.buffer-size", "data-plane buffers grow as needed, bounded by flow control"),
+    (
+        "gearpump.netty.message-batch-size",
+        "the data plane writes whenever the socket takes data and batches whatever waits meanwhile",
+    ),
+    ("gearpump.netty.fulsh-check-interval", "the data plane has no flush timer: it flushes as soon as it can"),
+];
+
 /// The layered, validated configuration.
 #[derive(Debug, Clone)]
 pub struct GearConfig {
@@ -119,6 +137,8 @@ pub struct GearConfig {
     values: BTreeMap<String, HoconValue>,
     /// The layers applied, lowest first.
     layers: Vec<String>,
+    /// Keys of [`NO_EFFECT`] a layer set.
+    without_effect: Vec<String>,
 }
 
 impl Default for GearConfig {
@@ -137,7 +157,7 @@ impl GearConfig {
                 flatten(key, v, &mut values);
             }
         }
-        GearConfig { values, layers: vec!["defaults".into()] }
+        GearConfig { values, layers: vec!["defaults".into()], without_effect: Vec::new() }
     }
 
     /// Adds the layer in `path`, if the file exists (as `conf/gear.conf` may not).
@@ -160,7 +180,7 @@ impl GearConfig {
             self.check(source_name, key, value)?;
         }
         // A layer that sets a free map replaces entries one by one, like any other key.
-        self.values.extend(layer);
+        self.take(layer);
         self.layers.push(source_name.to_string());
         Ok(self)
     }
@@ -186,9 +206,22 @@ impl GearConfig {
                 Err(e) => return Err(e),
             }
         }
-        self.values.extend(kept);
+        self.take(kept);
         self.layers.push(source_name.to_string());
         Ok((self, ignored))
+    }
+
+    /// Takes a checked layer's values; keys without effect are only noted.
+    fn take(&mut self, layer: BTreeMap<String, HoconValue>) {
+        for (key, value) in layer {
+            if no_effect(&key).is_some() {
+                if !self.without_effect.contains(&key) {
+                    self.without_effect.push(key);
+                }
+            } else {
+                self.values.insert(key, value);
+            }
+        }
     }
 
     /// Adds one `key = value` (the command line's top layer). The value is HOCON: `8`, `true`,
@@ -203,7 +236,7 @@ impl GearConfig {
     }
 
     fn check(&self, source_name: &str, key: &str, value: &HoconValue) -> Result<(), ConfigError> {
-        if FREE_MAPS.iter().any(|m| key.starts_with(&format!("{m}."))) {
+        if FREE_MAPS.iter().any(|m| key.starts_with(&format!("{m}."))) || no_effect(key).is_some() {
             return Ok(());
         }
         let Some(default) = self.values.get(key) else {
@@ -451,7 +484,13 @@ impl GearConfig {
         self.get_num(if port_set { "gearpump.services.port" } else { "gearpump.services.http" })
     }
 
-    /// Checks every typed key once, so a daemon fails at start-up rather than later.
+    /// The guide's keys a layer set that have no effect here, each with why ([`NO_EFFECT`]).
+    pub fn without_effect(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.without_effect.iter().filter_map(|k| no_effect(k).map(|why| (k.as_str(), why)))
+    }
+
+    /// Checks every typed key once, and the relations between keys, so a daemon fails at
+    /// start-up rather than later.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.masters()?;
         self.cluster_secret()?;
@@ -465,9 +504,6 @@ impl GearConfig {
             "gearpump.netty.max-retries",
             "gearpump.netty.base-sleep-ms",
             "gearpump.netty.max-sleep-ms",
-            "gearpump.netty.message-batch-size",
-            "gearpump.netty.fulsh-check-interval",
-            "gearpump.netty.buffer-size",
             "gearpump.streaming.ack-once-every-message-count",
             "gearpump.streaming.max-pending-message-count-per-connection",
             "gearpump.application.total-retries",
@@ -494,9 +530,7 @@ impl GearConfig {
         for key in ["gearpump.worker.slots", "gearpump.network.max-connections", "gearpump.network.hello-timeout-ms"] {
             self.get_num::<u32>(key)?;
         }
-        for key in ["gearpump.services.ws", "gearpump.metrics.graphite.port"] {
-            self.get_num::<u16>(key)?;
-        }
+        self.get_num::<u16>("gearpump.metrics.graphite.port")?;
         self.get_bool("gearpump.metrics.enabled")?;
         self.get_bool("gearpump.ui-security.authentication-enabled")?;
         self.get_strings("gearpump.services.allowed-hosts")?;
@@ -504,6 +538,7 @@ impl GearConfig {
         if !["logfile", "graphite", "akka"].contains(&reporter) {
             return Err(invalid("gearpump.metrics.reporter", reporter, "is not one of logfile, graphite, akka"));
         }
+        self.check_relations()?;
         let scheduler = self.get_str("gearpump.scheduling.scheduler-class").unwrap_or_default();
         if !["priority", "io.gearpump.cluster.scheduler.PriorityScheduler"].contains(&scheduler) {
             return Err(invalid(
@@ -514,6 +549,68 @@ impl GearConfig {
         }
         Ok(())
     }
+}
+
+impl GearConfig {
+    /// Relations between keys that each look fine alone.
+    fn check_relations(&self) -> Result<(), ConfigError> {
+        let num = |k: &str| self.get_num::<u64>(k);
+        let must_be_below = |low: &str, high: &str, why: &str| -> Result<(), ConfigError> {
+            let (l, h) = (num(low)?, num(high)?);
+            if l < h {
+                Ok(())
+            } else {
+                Err(invalid(low, &l.to_string(), &format!("must be less than {high} ({h}): {why}")))
+            }
+        };
+        must_be_below(
+            "gearpump.cluster.heartbeat-interval-ms",
+            "gearpump.cluster.worker-timeout-ms",
+            "a worker would be declared dead between two heartbeats",
+        )?;
+        must_be_below(
+            "gearpump.cluster.heartbeat-interval-ms",
+            "gearpump.cluster.master-timeout-ms",
+            "workers would give up on the master between two heartbeats",
+        )?;
+        let (base, max) = (num("gearpump.netty.base-sleep-ms")?, num("gearpump.netty.max-sleep-ms")?);
+        if base > max {
+            return Err(invalid(
+                "gearpump.netty.base-sleep-ms",
+                &base.to_string(),
+                &format!("must not exceed gearpump.netty.max-sleep-ms ({max})"),
+            ));
+        }
+        let (every, pending) = (
+            num("gearpump.streaming.ack-once-every-message-count")?,
+            num("gearpump.streaming.max-pending-message-count-per-connection")?,
+        );
+        if every > pending {
+            return Err(invalid(
+                "gearpump.streaming.ack-once-every-message-count",
+                &every.to_string(),
+                &format!(
+                    "must not exceed gearpump.streaming.max-pending-message-count-per-connection ({pending}): \
+                     a sender would reach its limit before it asks for an ack, and stall each time"
+                ),
+            ));
+        }
+        for (interval, keep, unit) in [
+            ("gearpump.retainRecentData.intervalMs", "gearpump.retainRecentData.seconds", 1000),
+            ("gearpump.retainHistoryData.intervalMs", "gearpump.retainHistoryData.hours", 3_600_000),
+        ] {
+            let (i, k) = (num(interval)?, num(keep)?.saturating_mul(unit));
+            if i > k {
+                return Err(invalid(interval, &i.to_string(), &format!("must not exceed what {keep} keeps ({k} ms)")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `key` has no effect, if it is one of [`NO_EFFECT`].
+fn no_effect(key: &str) -> Option<&'static str> {
+    NO_EFFECT.iter().find(|(k, _)| *k == key).map(|(_, why)| *why)
 }
 
 /// `text` (HOCON) as flat `a.b.c` keys, not yet checked.
@@ -663,6 +760,13 @@ mod tests {
         let conf = GearConfig::defaults();
         let entries: BTreeMap<&str, String> = conf.entries().collect();
         for (key, value) in GUIDE {
+            if no_effect(key).is_some() {
+                // Accepted from a layer, noted, and left out of the values.
+                let set = GearConfig::defaults().with_str("a.conf", &format!("{key} = {value:?}")).unwrap();
+                assert_eq!(set.without_effect().map(|(k, _)| k).collect::<Vec<_>>(), vec![*key]);
+                assert!(!set.entries().any(|(k, _)| k == *key), "{key}");
+                continue;
+            }
             assert_eq!(entries.get(key).map(String::as_str), Some(*value), "{key}");
         }
         conf.validate().unwrap();
@@ -835,5 +939,36 @@ mod tests {
         assert_eq!(via_port.services_port().unwrap(), 9000);
         let via_http = GearConfig::defaults().with_str("a", "gearpump.services.http = 9001").unwrap();
         assert_eq!(via_http.services_port().unwrap(), 9001);
+    }
+
+    #[test]
+    fn relations_between_keys_are_checked_and_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "gearpump.cluster.heartbeat-interval-ms = 5000",
+                "gearpump.cluster.heartbeat-interval-ms",
+                "worker-timeout-ms",
+            ),
+            (
+                "gearpump.cluster { heartbeat-interval-ms = 500, master-timeout-ms = 400, worker-timeout-ms = 9000 }",
+                "gearpump.cluster.heartbeat-interval-ms",
+                "master-timeout-ms",
+            ),
+            ("gearpump.netty.base-sleep-ms = 2000", "gearpump.netty.base-sleep-ms", "max-sleep-ms (1000)"),
+            (
+                "gearpump.streaming.ack-once-every-message-count = 2000",
+                "gearpump.streaming.ack-once-every-message-count",
+                "before it asks for an ack",
+            ),
+            ("gearpump.retainRecentData.intervalMs = 301000", "gearpump.retainRecentData.intervalMs", "300000 ms"),
+        ];
+        for (text, key, why) in cases {
+            let conf = GearConfig::defaults().with_str("a.conf", text).unwrap();
+            let e = conf.validate().unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if k == key), "{text}: {e}");
+            assert!(e.to_string().contains(why), "{text}: {e}");
+        }
+        let fine = "gearpump.cluster { heartbeat-interval-ms = 200, worker-timeout-ms = 300 }";
+        GearConfig::defaults().with_str("a.conf", fine).unwrap().validate().unwrap();
     }
 }

@@ -76,7 +76,7 @@ enum Command {
         /// The application binary.
         #[arg(long, visible_alias = "bin")]
         jar: PathBuf,
-        /// Prepended to the application's name, with `_`.
+        /// Prepended to the application's name, with `_` (default `gearpump.app.name.prefix`).
         #[arg(long = "namePrefix", default_value = "")]
         name_prefix: String,
         /// How many executor processes to run it on (default: one per worker it gets slots on).
@@ -130,6 +130,9 @@ fn load_config(extra: Option<&Path>) -> anyhow::Result<GearConfig> {
         conf = conf.with_file(path)?;
     }
     conf.validate()?;
+    for (key, why) in conf.without_effect() {
+        eprintln!("warning: {key} has no effect here: {why}.");
+    }
     Ok(conf)
 }
 
@@ -292,6 +295,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::App { jar, name_prefix, executors, wait, args } => {
+            let name_prefix = if name_prefix.is_empty() {
+                conf.get_str("gearpump.app.name.prefix").unwrap_or_default().to_string()
+            } else {
+                name_prefix
+            };
             let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
             submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, &masters_env, wait)
         }
