@@ -13,6 +13,7 @@
 //! executors on the TCP data plane.
 
 use crate::daemon::{DuplexClient, MasterClient, artifacts::CHUNK};
+use crate::env::{EnvError, ProcessEnv};
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, AppStatus, ProcessorId, TaskId, Timestamp, WorkerId};
@@ -60,23 +61,20 @@ impl From<std::io::Error> for RoleError {
     }
 }
 
-fn env(name: &'static str) -> Result<String, RoleError> {
-    std::env::var(name).map_err(|_| RoleError::Env { name, reason: "not set".into() })
+impl From<EnvError> for RoleError {
+    fn from(e: EnvError) -> Self {
+        RoleError::Env { name: e.name, reason: e.reason }
+    }
 }
 
-fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<T, RoleError> {
-    env(name)?.parse().map_err(|_| RoleError::Env { name, reason: "not a valid value".into() })
+/// This process's environment ([`ProcessEnv::current`]).
+fn process_env() -> Result<&'static ProcessEnv, RoleError> {
+    Ok(ProcessEnv::current()?)
 }
 
 /// `GEARPUMP_MASTERS`: `host:port,host:port`.
 pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
-    env("GEARPUMP_MASTERS")?
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse().map_err(|reason| RoleError::Env { name: "GEARPUMP_MASTERS", reason: format!("{s:?} {reason}") })
-        })
-        .collect()
+    Ok(process_env()?.need_masters()?.to_vec())
 }
 
 /// The cluster's configuration as the worker handed it over (`GEARPUMP_CONF`), else the
@@ -85,12 +83,9 @@ pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
 /// Keys this binary's version does not know (a cluster upgraded after the binary was built)
 /// are left out with a warning, not an error: the configuration is written for the cluster.
 fn system_config() -> Result<GearConfig, RoleError> {
-    let Ok(text) = std::env::var("GEARPUMP_CONF") else { return Ok(GearConfig::defaults()) };
-    if text.is_empty() {
-        return Ok(GearConfig::defaults());
-    }
+    let Some(text) = &process_env()?.conf else { return Ok(GearConfig::defaults()) };
     let (conf, ignored) = GearConfig::defaults()
-        .with_str_ignoring_unknown("GEARPUMP_CONF", &text)
+        .with_str_ignoring_unknown("GEARPUMP_CONF", text)
         .map_err(|e| RoleError::Other(e.to_string()))?;
     if !ignored.is_empty() {
         tracing::warn!(keys = ?ignored, "The cluster's configuration has keys this application binary's gearpump version does not know; they are left out.");
@@ -152,15 +147,16 @@ fn unexpected(reply: MasterReply) -> RoleError {
 
 /// The client role: uploads this binary, submits `app`, returns its id.
 pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
-    let masters = masters_from_env()?;
-    let prefix = std::env::var("GEARPUMP_NAME_PREFIX").unwrap_or_default();
+    let env = process_env()?;
+    let masters = env.need_masters()?;
+    let prefix = &env.name_prefix;
     let name = if prefix.is_empty() { app.name().to_string() } else { format!("{prefix}_{}", app.name()) };
-    let user = std::env::var("GEARPUMP_USER").unwrap_or_else(|_| crate::current_user());
+    let user = env.user.clone().unwrap_or_else(crate::current_user);
     let exe = std::env::current_exe()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tasks = app.dag().task_count();
     runtime()?.block_on(async {
-        let mut client = MasterClient::connect(&masters, &cluster_secret()?).await?;
+        let mut client = MasterClient::connect(masters, &cluster_secret()?).await?;
         let bytes = std::fs::read(&exe)?;
         // A binary the masters hold already (submitted before) is not sent again.
         let id = crate::daemon::artifacts::content_id(&bytes[..])?;
@@ -181,7 +177,7 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
             }
             other => return Err(unexpected(other)),
         };
-        let executors = std::env::var("GEARPUMP_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let executors = env.executors;
         let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors };
         match client.ask(&submit, Duration::from_secs(60)).await? {
             MasterReply::Submitted { app_id } => Ok(app_id),
@@ -242,7 +238,7 @@ const START_CLOCK_EVERY: Duration = Duration::from_secs(2);
 
 /// Which AppMaster of its application this process is (0: the first).
 fn appmaster_attempt() -> u32 {
-    std::env::var("GEARPUMP_APPMASTER_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(0)
+    ProcessEnv::current().map_or(0, |e| e.attempt)
 }
 
 /// Connects to the leading master again and registers as the AppMaster of `app_id` (after
@@ -260,8 +256,8 @@ async fn reregister(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedRecei
 /// The AppMaster role: runs `app` on executor processes until it ends; reports the outcome.
 pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
     let masters = masters_from_env()?;
-    let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
-    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
+    let app_id = process_env()?.need_app_id()?;
+    let hostname = process_env()?.host().to_string();
     runtime()?.block_on(async move {
         let (mut master, mut pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
         let attempt = appmaster_attempt();
@@ -299,7 +295,7 @@ async fn appmaster_loop(
             MasterReply::Resources(a) => a,
             other => return Err(unexpected(other)),
         };
-    let wanted: u32 = std::env::var("GEARPUMP_EXECUTORS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let wanted = process_env()?.executors;
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
@@ -335,7 +331,7 @@ async fn appmaster_loop(
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
     let attempt = appmaster_attempt();
-    let mut start = Timestamp(std::env::var("GEARPUMP_START_CLOCK").ok().and_then(|t| t.parse().ok()).unwrap_or(0));
+    let mut start = process_env()?.start_clock;
     let checkpoint_dir =
         gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
     let checkpoints = match &checkpoint_dir {
@@ -634,7 +630,7 @@ impl Launcher<'_> {
         let (app, app_id, settings) = (self.app, self.app_id, self.settings);
         // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
         // shared task pool, instead of as processes on the workers; they still hold their slots.
-        let same_process = std::env::var("GEARPUMP_SAME_PROCESS").is_ok_and(|v| v == "1");
+        let same_process = process_env()?.same_process;
         let shared = same_process.then(|| Runtime::new(TaskPool::with_available_cores()));
         // A worker may die under us (the master learns it a moment after an executor there
         // went away): then get slots elsewhere and launch the whole set again, with new ids.
@@ -651,7 +647,8 @@ impl Launcher<'_> {
                 let id = first + i as i32;
                 if let Some(rt) = &shared {
                     let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
-                    let target = ExecutorTarget { me: id, appmaster: self.control, app_id, host: host_from_env()? };
+                    let target =
+                        ExecutorTarget { me: id, appmaster: self.control, app_id, host: process_env()?.host() };
                     tokio::spawn(async move {
                         if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
                             tracing::error!(executor = id, error = %e, "An in-process executor failed.");
@@ -659,7 +656,7 @@ impl Launcher<'_> {
                     });
                     continue;
                 }
-                let env = vec![("GEARPUMP_APPMASTER".to_string(), self.control.to_string())];
+                let env = ProcessEnv { appmaster: Some(self.control), ..ProcessEnv::default() }.vars();
                 let req = MasterRequest::LaunchExecutor { app_id, executor: id, worker, env };
                 match master.ask(req, Duration::from_secs(30)).await? {
                     MasterReply::Ok => {}
@@ -875,10 +872,8 @@ async fn serve_executor(
 
 /// The executor role: runs the tasks the AppMaster assigns until told to exit.
 pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
-    let me: i32 = env_parse("GEARPUMP_EXECUTOR_ID")?;
-    let appmaster: SocketAddr = env_parse("GEARPUMP_APPMASTER")?;
-    let app_id = AppId(env_parse("GEARPUMP_APP_ID")?);
-    let host = host_from_env()?;
+    let env = process_env()?;
+    let (me, appmaster, app_id, host) = (env.need_executor()?, env.need_appmaster()?, env.need_app_id()?, env.host());
     let settings = data_plane_settings(app)?;
     // The task pool is sized when the executor learns how many tasks it runs.
     let mut created: Option<Runtime> = None;
@@ -897,11 +892,6 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
         }
     }
     result
-}
-
-fn host_from_env() -> Result<std::net::IpAddr, RoleError> {
-    let hostname = std::env::var("GEARPUMP_HOSTNAME").unwrap_or_else(|_| "127.0.0.1".into());
-    hostname.parse().map_err(|_| RoleError::Env { name: "GEARPUMP_HOSTNAME", reason: "not an IP address".into() })
 }
 
 /// Which executor to be, and where its AppMaster listens.

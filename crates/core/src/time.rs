@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Message timestamps, watermarks and the min clock are all `Timestamp`s. A watermark of
 /// [`Timestamp::MAX`] means "no message will ever come": a source that reports it has ended, and an
 /// application whose min clock reaches it has succeeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

@@ -170,7 +170,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let conf = load_config(cli.conf.as_deref())?;
     let timing = ControlTiming::from_config(&conf)?;
     let masters = conf.masters()?;
-    let masters_env = masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let secret = conf.cluster_secret()?;
     let worker_settings = |conf: &GearConfig| WorkerSettings {
         masters: masters.clone(),
@@ -209,7 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding the master port {me}"))?;
                 // The Raft log and snapshots: what this master must find again after a restart.
                 let data_dir = PathBuf::from("master-data").join(format!("{}-{}", me.host, me.port));
-                let options = master_options(&conf, &me, store()?, &masters_env, false, &masters, data_dir)?;
+                let options = master_options(&conf, &me, store()?, false, &masters, data_dir)?;
                 run_master(listener, options, ctrl_c()).await?;
                 Ok(())
             })
@@ -255,15 +254,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // A local cluster is one master that starts empty every time.
                 let data_dir = PathBuf::from("master-data").join("local");
                 let _ = std::fs::remove_dir_all(&data_dir);
-                let options = master_options(
-                    &conf,
-                    &me,
-                    store()?,
-                    &me.to_string(),
-                    sameprocess,
-                    std::slice::from_ref(&me),
-                    data_dir.clone(),
-                )?;
+                let options =
+                    master_options(&conf, &me, store()?, sameprocess, std::slice::from_ref(&me), data_dir.clone())?;
                 let master = tokio::spawn(run_master(listener, options, ctrl_c()));
                 if services {
                     let (host, port) = services_addr(&conf)?;
@@ -301,7 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name_prefix
             };
             let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
-            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, &masters_env, wait)
+            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, wait)
         }
         Command::Info => {
             let apps = match ask(&masters, &secret, &MasterRequest::ListApps)? {
@@ -348,12 +340,12 @@ fn submit(
     executors: u32,
     args: &[String],
     cluster: &Cluster<'_>,
-    masters_env: &str,
     wait: bool,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    eprintln!("Submitting {} to {masters_env}...", jar.display());
-    let app_id = submit_binary(jar, prefix, executors, args, masters_env, &cluster.conf.to_hocon(), None)?.0;
+    let shown: Vec<String> = cluster.masters.iter().map(ToString::to_string).collect();
+    eprintln!("Submitting {} to {}...", jar.display(), shown.join(","));
+    let app_id = submit_binary(jar, prefix, executors, args, cluster.masters, &cluster.conf.to_hocon(), None)?.0;
     let (masters, secret) = (cluster.masters, cluster.secret);
     eprintln!("Application {app_id} submitted; waiting for it to become active...");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -405,7 +397,6 @@ fn master_options(
     conf: &GearConfig,
     me: &HostPort,
     store: ArtifactStore,
-    masters_env: &str,
     same_process: bool,
     members: &[HostPort],
     data_dir: PathBuf,
@@ -425,7 +416,6 @@ fn master_options(
     Ok(MasterOptions {
         timing: ControlTiming::from_config(conf)?,
         store,
-        masters: masters_env.to_string(),
         same_process,
         summary,
         retention: gearpump_cluster::master::retention(conf)?,

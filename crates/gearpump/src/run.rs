@@ -1,6 +1,7 @@
 //! [`run`]: the entry point of an application binary.
 
 use gearpump_api::StreamApplication;
+use gearpump_cluster::env::ProcessRole;
 use gearpump_cluster::{AppSummary, ClusterConfig, EmbeddedCluster, SubmitError, WaitError};
 use gearpump_core::AppId;
 use gearpump_streaming::{AppStats, AppStatus};
@@ -121,12 +122,12 @@ impl Role {
     }
 
     fn from_env() -> Result<Role, String> {
-        match std::env::var("GEARPUMP_ROLE").as_deref() {
-            Err(_) => Ok(Role::Standalone),
-            Ok("client") => Ok(Role::Client),
-            Ok("appmaster") => Ok(Role::AppMaster),
-            Ok("executor") => Ok(Role::Executor),
-            Ok(other) => Err(other.to_string()),
+        match gearpump_cluster::env::ProcessRole::from_env() {
+            Ok(None) => Ok(Role::Standalone),
+            Ok(Some(ProcessRole::Client)) => Ok(Role::Client),
+            Ok(Some(ProcessRole::AppMaster)) => Ok(Role::AppMaster),
+            Ok(Some(ProcessRole::Executor)) => Ok(Role::Executor),
+            Err(unknown) => Err(unknown),
         }
     }
 
@@ -149,7 +150,7 @@ impl Role {
 /// Plays a cluster role and exits the process with its outcome.
 fn play_role(role: Result<Role, String>, app: &StreamApplication) -> ! {
     use gearpump_cluster::remote;
-    let user = std::env::var("GEARPUMP_USER").unwrap_or_default();
+    let user = gearpump_cluster::env::ProcessEnv::current().ok().and_then(|e| e.user.clone()).unwrap_or_default();
     if role != Ok(Role::Client) {
         remote::exit_with_parent();
     }
@@ -183,7 +184,7 @@ fn play_role(role: Result<Role, String>, app: &StreamApplication) -> ! {
 
 /// Tells `gear app` how the submission went, through the file it named.
 fn report(line: &str) {
-    if let Ok(path) = std::env::var("GEARPUMP_REPORT") {
+    if let Some(path) = gearpump_cluster::env::ProcessEnv::current().ok().and_then(|e| e.report.as_ref()) {
         let _ = std::fs::write(path, line);
     }
 }

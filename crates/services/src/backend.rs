@@ -260,10 +260,6 @@ impl RemoteBackend {
             Err(e) => Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", ")))),
         }
     }
-
-    fn masters_env(&self) -> String {
-        self.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-    }
 }
 
 fn unexpected(reply: &MasterReply) -> BackendError {
@@ -351,7 +347,7 @@ impl Backend for RemoteBackend {
         executors: u32,
         user: Option<String>,
     ) -> BoxFuture<'_, Result<AppId, BackendError>> {
-        let masters = self.masters_env();
+        let masters = self.masters.clone();
         let system_config = self.system_config.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {

@@ -20,6 +20,7 @@ use super::artifacts::ArtifactStore;
 use super::raft::{self, AppMeta, Change, Raft, Replicated};
 use super::reporter::Reporter;
 use crate::core::{App, Effect, MasterCore, MasterError, Notice, Submission};
+use crate::env::ProcessEnv;
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
@@ -114,8 +115,6 @@ pub struct MasterOptions {
     pub timing: ControlTiming,
     /// Where uploaded binaries go.
     pub store: ArtifactStore,
-    /// `gearpump.cluster.masters` as `host:port,…`, handed to the processes it starts.
-    pub masters: String,
     /// Run each application's executors inside its AppMaster process (`gear local
     /// -sameprocess`) instead of as processes of their own.
     pub same_process: bool,
@@ -148,7 +147,8 @@ pub struct MasterOptions {
 struct MasterState {
     timing: ControlTiming,
     store: ArtifactStore,
-    masters: String,
+    /// Every master, as the processes it starts learn them.
+    masters: Vec<HostPort>,
     same_process: bool,
     core: MasterCore,
     workers: BTreeMap<WorkerId, WorkerRecord>,
@@ -342,7 +342,7 @@ impl MasterState {
                 let (Some(app), Some(w)) = (self.apps.get(&app_id), self.workers.get(&worker)) else {
                     return Some(refused(&MasterError::WorkerNotAlive(worker)));
                 };
-                let env = [self.app_env(app_id), env].concat();
+                let env = [self.app_env(app_id).vars(), env].concat();
                 let cmd = WorkerCommand::Launch {
                     app_id,
                     executor,
@@ -408,11 +408,8 @@ impl MasterState {
                 Effect::LaunchAppMaster { app: app_id, worker, attempt, start_clock } => {
                     let (Some(app), Some(w)) = (self.apps.get(&app_id), self.workers.get(&worker)) else { continue };
                     let (artifact, args) = (app.artifact.clone(), app.args.clone());
-                    let mut env = self.app_env(app_id);
-                    if attempt > 0 {
-                        env.push(("GEARPUMP_START_CLOCK".into(), start_clock.to_string()));
-                        env.push(("GEARPUMP_APPMASTER_ATTEMPT".into(), attempt.to_string()));
-                    }
+                    let env =
+                        ProcessEnv { start_clock: Timestamp(start_clock), attempt, ..self.app_env(app_id) }.vars();
                     let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
                     self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
                     tracing::info!(%app_id, %worker, attempt, "Launching the AppMaster.");
@@ -498,18 +495,18 @@ impl MasterState {
         }
     }
 
-    fn app_env(&self, app_id: AppId) -> Vec<(String, String)> {
-        let user = self.core.app(app_id).map(|a| a.user.clone()).unwrap_or_default();
-        let executors = self.apps.get(&app_id).map_or(0, |a| a.executors);
-        vec![
-            ("GEARPUMP_APP_ID".into(), app_id.0.to_string()),
-            ("GEARPUMP_MASTERS".into(), self.masters.clone()),
-            ("GEARPUMP_USER".into(), user),
-            ("GEARPUMP_EXECUTORS".into(), executors.to_string()),
-            ("GEARPUMP_SAME_PROCESS".into(), if self.same_process { "1" } else { "0" }.into()),
+    /// What every process of the application learns from its environment.
+    fn app_env(&self, app_id: AppId) -> ProcessEnv {
+        ProcessEnv {
+            app_id: Some(app_id),
+            masters: self.masters.clone(),
+            user: self.core.app(app_id).map(|a| a.user.clone()),
+            executors: self.apps.get(&app_id).map_or(0, |a| a.executors),
+            same_process: self.same_process,
             // Relative paths of the application (its checkpoint store) are the master's.
-            ("GEARPUMP_HOME".into(), self.summary.home.clone()),
-        ]
+            home: Some(PathBuf::from(&self.summary.home)),
+            ..ProcessEnv::default()
+        }
     }
 
     fn disconnected(&mut self, conn: u64) {
@@ -827,7 +824,6 @@ pub async fn run_master(
     let MasterOptions {
         timing,
         store,
-        masters,
         same_process,
         summary,
         retention,
@@ -879,7 +875,7 @@ pub async fn run_master(
     let mut state = MasterState {
         timing,
         store,
-        masters,
+        masters: members.clone(),
         same_process,
         core: MasterCore::new(total_retries, stop_timeout),
         workers: BTreeMap::new(),

@@ -389,7 +389,6 @@ mod tests {
         let options = MasterOptions {
             timing: timing(),
             store,
-            masters: master.to_string(),
             same_process: false,
             summary: Default::default(),
             retention: Default::default(),

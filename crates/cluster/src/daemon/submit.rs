@@ -34,7 +34,7 @@ pub fn submit_binary(
     prefix: &str,
     executors: u32,
     args: &[String],
-    masters_env: &str,
+    masters: &[gearpump_config::HostPort],
     system_config: &str,
     user: Option<&str>,
 ) -> Result<AppId, SubmitBinaryError> {
@@ -55,16 +55,20 @@ pub fn submit_binary(
     let _ = std::fs::remove_file(&report);
     // `Command::new("wc")` searches the PATH; a relative path means the working directory.
     let program = if jar.is_relative() { Path::new(".").join(jar) } else { jar.to_path_buf() };
+    let env = crate::env::ProcessEnv {
+        role: Some(crate::env::ProcessRole::Client),
+        masters: masters.to_vec(),
+        // The cluster's configuration, its secret (or secret file) with it.
+        conf: Some(system_config.to_string()),
+        name_prefix: prefix.to_string(),
+        executors,
+        report: Some(report.clone()),
+        user: Some(user.map_or_else(crate::current_user, str::to_string)),
+        ..Default::default()
+    };
     let mut child = std::process::Command::new(program)
         .args(args)
-        .env("GEARPUMP_ROLE", "client")
-        .env("GEARPUMP_MASTERS", masters_env)
-        // The cluster's configuration, its secret (or secret file) with it.
-        .env("GEARPUMP_CONF", system_config)
-        .env("GEARPUMP_NAME_PREFIX", prefix)
-        .env("GEARPUMP_EXECUTORS", executors.to_string())
-        .env("GEARPUMP_REPORT", &report)
-        .env("GEARPUMP_USER", user.map_or_else(crate::current_user, str::to_string))
+        .envs(env.vars())
         .stdin(std::process::Stdio::null())
         .spawn()
         .map_err(io)?;

@@ -10,6 +10,7 @@
 use super::ControlTiming;
 use super::DuplexClient;
 use super::artifacts;
+use crate::env::{ProcessEnv, ProcessRole};
 use gearpump_config::HostPort;
 use gearpump_core::AppId;
 use gearpump_protocol::{MasterReply, MasterRequest, ProcessGauges, ProtocolError, WorkerCommand};
@@ -220,7 +221,17 @@ async fn launch(
     kill: oneshot::Receiver<Duration>,
 ) -> Result<Option<i32>, LaunchError> {
     let binary = fetch(settings, artifact).await?;
-    let role = if executor < 0 { "appmaster" } else { "executor" };
+    let role = if executor < 0 { ProcessRole::AppMaster } else { ProcessRole::Executor };
+    let hostname = settings.host.parse().map_err(|_| {
+        LaunchError::Config(format!("gearpump.hostname {:?} is not an IP address, which processes bind", settings.host))
+    })?;
+    let mine = ProcessEnv {
+        role: Some(role),
+        executor: Some(executor),
+        hostname: Some(hostname),
+        conf: Some(settings.system_config.clone()),
+        ..ProcessEnv::default()
+    };
     let log_dir = settings.app_log_dir.join(format!("app{}", app_id.0));
     std::fs::create_dir_all(&log_dir)?;
     let name = if executor < 0 { "appmaster".to_string() } else { format!("executor{executor}") };
@@ -228,16 +239,13 @@ async fn launch(
     let mut child = tokio::process::Command::new(&binary)
         .args(args)
         .envs(env.iter().cloned())
-        .env("GEARPUMP_ROLE", role)
-        .env("GEARPUMP_EXECUTOR_ID", executor.to_string())
-        .env("GEARPUMP_HOSTNAME", &settings.host)
-        .env("GEARPUMP_CONF", &settings.system_config)
+        .envs(mine.vars())
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
         .spawn()?;
-    tracing::info!(%app_id, executor, pid = child.id().unwrap_or(0), role, "Process started.");
+    tracing::info!(%app_id, executor, pid = child.id().unwrap_or(0), role = role.as_str(), "Process started.");
     let status = tokio::select! {
         s = child.wait() => s?,
         Ok(grace) = kill => {
@@ -309,4 +317,7 @@ pub enum LaunchError {
     /// The master would not hand out the binary.
     #[error("fetching the application binary: {0}")]
     Fetch(String),
+    /// The worker's configuration does not allow starting it.
+    #[error("{0}")]
+    Config(String),
 }
