@@ -313,7 +313,14 @@ fn an_application_recovers_when_its_broker_comes_back_and_fails_when_it_does_not
     let got =
         wait_for_records("rw-out", 2000, (&client, id), || broker::read_all(&b.bootstrap, "rw-out", "read_committed"));
     let numbers: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
-    assert_eq!(numbers.len(), 2000, "every number, before and after the broker came back");
+    let missing: Vec<u64> = (1..=2000).filter(|n| !numbers.contains(n.to_string().as_str())).collect();
+    assert_eq!(
+        numbers.len(),
+        2000,
+        "every number, before and after the broker came back; {} missing, from {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
     let status = client.status(id).unwrap();
     assert_eq!(status.status, AppStatus::Active, "{status:?}");
 

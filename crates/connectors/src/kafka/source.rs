@@ -253,9 +253,20 @@ impl KafkaSource {
                 by_time.add_partition_offset(topic, *partition, offset).map_err(TaskError::msg)?;
             }
         }
+        // A partition with no record at or after `start` starts at its end as it was *before*
+        // the lookup: every record there then is older than `start`, and whatever is appended
+        // from then on is read. (Its end asked for after the lookup would skip records
+        // appended in between, stamped after `start`.)
+        let mut ends_before: Vec<(String, i32, i64)> = Vec::new();
         let found = if by_time.count() == 0 || start.0 <= 0 {
             by_time
         } else {
+            for e in by_time.elements() {
+                let (_, high) = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), self.timeout)
+                    .map_err(|err| TaskError::msg(format!("Kafka {}/{}: {err}", e.topic(), e.partition())))?;
+                ends_before.push((e.topic().to_string(), e.partition(), high));
+            }
             consumer.offsets_for_times(by_time, self.timeout).map_err(|e| {
                 TaskError::msg(format!("looking up offsets for time {start} on Kafka brokers {}: {e}", self.brokers))
             })?
@@ -268,12 +279,15 @@ impl KafkaSource {
                 let elem = found.find_partition(topic, *partition);
                 let offset = match elem.map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
-                    Some(Offset::End) => {
-                        let (_, high) = consumer
-                            .fetch_watermarks(topic, *partition, self.timeout)
-                            .map_err(|e| TaskError::msg(format!("Kafka {topic}/{partition}: {e}")))?;
-                        high
-                    }
+                    Some(Offset::End) => match ends_before.iter().find(|(t, p, _)| t == topic && p == partition) {
+                        Some((_, _, high)) => *high,
+                        None => {
+                            consumer
+                                .fetch_watermarks(topic, *partition, self.timeout)
+                                .map_err(|e| TaskError::msg(format!("Kafka {topic}/{partition}: {e}")))?
+                                .1
+                        }
+                    },
                     _ => {
                         let (low, _) = consumer
                             .fetch_watermarks(topic, *partition, self.timeout)
