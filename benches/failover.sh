@@ -15,9 +15,10 @@ wordcount=$root/target/release/wordcount
 rounds=${1:-3}
 dir=$(mktemp -d /tmp/gearpump-failover-XXXXXX)
 pids=()
+keep=""
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$dir"
+  if [ -n "$keep" ]; then echo "logs kept in $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
@@ -65,8 +66,8 @@ for round in $(seq 1 "$rounds"); do
   accepted=""
   while IFS= read -r line; do
     if [ -z "$accepted" ] && [[ "$line" == *" submitted;"* ]]; then accepted=$(date +%s%N); fi
-  done < <(cd "$dir" && "$gear" -conf gear.conf app -namePrefix "round$round" -jar "$wordcount" -split 1 -sum 1 2>&1)
-  if [ -z "$accepted" ]; then echo "round $round: the submission was not accepted"; exit 1; fi
+  done < <(cd "$dir" && "$gear" -conf gear.conf app -namePrefix "round$round" -jar "$wordcount" -split 1 -sum 1 2>&1 | tee "$dir/round$round.out")
+  if [ -z "$accepted" ]; then echo "round $round: the submission was not accepted"; keep=1; exit 1; fi
   echo "round $round: killed master ${ports[$l]}; submission accepted $(( (accepted - t0) / 1000000 )) ms after the SIGKILL"
   start_master "$l"
 done
