@@ -155,6 +155,11 @@ impl ProcessEnv {
         Ok(env)
     }
 
+    /// Every variable of the contract: a starting side removes these from what the started
+    /// process would inherit before it sets [`ProcessEnv::vars`], so that nothing unset here
+    /// leaks in from its own environment.
+    pub const NAMES: &'static [&'static str] = &ALL;
+
     /// The variables to hand a process so that it parses this (what is unset is left out).
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars: Vec<(&str, String)> = Vec::new();

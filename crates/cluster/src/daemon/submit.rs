@@ -66,12 +66,12 @@ pub fn submit_binary(
         user: Some(user.map_or_else(crate::current_user, str::to_string)),
         ..Default::default()
     };
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .envs(env.vars())
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map_err(io)?;
+    let mut command = std::process::Command::new(program);
+    // Nothing of the contract leaks in from this process's own environment.
+    for name in crate::env::ProcessEnv::NAMES {
+        command.env_remove(name);
+    }
+    let mut child = command.args(args).envs(env.vars()).stdin(std::process::Stdio::null()).spawn().map_err(io)?;
     let limit = Duration::from_secs(300);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(io)? {

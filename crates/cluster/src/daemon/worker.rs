@@ -236,7 +236,12 @@ async fn launch(
     std::fs::create_dir_all(&log_dir)?;
     let name = if executor < 0 { "appmaster".to_string() } else { format!("executor{executor}") };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.log")))?;
-    let mut child = tokio::process::Command::new(&binary)
+    let mut command = tokio::process::Command::new(&binary);
+    // Nothing of the contract leaks in from the worker's own environment.
+    for name in ProcessEnv::NAMES {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(args)
         .envs(env.iter().cloned())
         .envs(mine.vars())
