@@ -197,7 +197,7 @@ impl ProcessEnv {
     }
 
     /// A variable this process needs, or an error naming it.
-    pub fn required<T: Clone>(value: &Option<T>, name: &'static str) -> Result<T, EnvError> {
+    fn required<T: Clone>(value: &Option<T>, name: &'static str) -> Result<T, EnvError> {
         value.clone().ok_or(EnvError { name, reason: "not set".into() })
     }
 
