@@ -554,27 +554,27 @@ impl Connection {
     {
         let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::new(&io_err(e)));
         let bytes = postcard::to_stdvec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&io_err(e))))?;
-        if self.client.is_none() {
-            let addr: HostPort = self.addr.parse().map_err(|e: String| unreachable(&e))?;
-            let connect = super::MasterClient::connect_direct(&addr, &self.secret);
-            let client = tokio::time::timeout(timeout, connect)
-                .await
-                .map_err(|_| unreachable(&"connecting timed out"))?
-                .map_err(|e| unreachable(&e))?;
-            self.client = Some(client);
-        }
-        let client = self.client.as_mut().expect("connected above");
-        let reply = match client.ask(&MasterRequest::Raft { rpc: bytes }, timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.client = None;
-                return Err(unreachable(&e));
+        // The connection is out of `self` while a call uses it, and goes back only once the
+        // answer is in: a call openraft gives up on (its own, shorter heartbeat limit drops
+        // this future) takes the connection with it, so the next call does not read that
+        // call's late answer, nor wait on a socket stuck in retransmission backoff after a
+        // partition (which kept a healed leader from rejoining for minutes).
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                let addr: HostPort = self.addr.parse().map_err(|e: String| unreachable(&e))?;
+                let connect = super::MasterClient::connect_direct(&addr, &self.secret);
+                tokio::time::timeout(timeout, connect)
+                    .await
+                    .map_err(|_| unreachable(&"connecting timed out"))?
+                    .map_err(|e| unreachable(&e))?
             }
         };
+        let reply = client.ask(&MasterRequest::Raft { rpc: bytes }, timeout).await.map_err(|e| unreachable(&e))?;
         let MasterReply::Raft { bytes } = reply else {
-            self.client = None;
             return Err(unreachable(&format!("master {} answered {reply:?}", self.addr)));
         };
+        self.client = Some(client);
         match postcard::from_bytes::<Result<Result<Resp, E>, String>>(&bytes) {
             Ok(Ok(Ok(resp))) => Ok(resp),
             Ok(Ok(Err(e))) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
