@@ -11,6 +11,9 @@
 //! - [`numbers_to_files`]: numbered messages into line files, at least once.
 //! - [`window_average`]: the guide's WindowAverage: averages over sliding windows, exactly once.
 //! - [`kafka`]: KafkaWordCount (Kafka → Split → Sum → Kafka) and Kafka read/write.
+//! - [`distributedshell`] and [`distributeservice`]: the guide's non-streaming applications,
+//!   one executor on every worker, each with a client (`distributedshell_client`,
+//!   `distributeservice_client`) that talks to the running application.
 //! - [`complexdag`]: 12 processors (2 sources, 5 inner nodes, 5 sinks) joined by 15 hash
 //!   edges; each appends its name to the message.
 //!
@@ -19,6 +22,8 @@
 //! line, `-dataPlane memory|tcp`, `-metrics true|false` and `-servicesPort 8090`.
 
 pub mod complexdag;
+pub mod distributedshell;
+pub mod distributeservice;
 pub mod kafka;
 pub mod message_count;
 pub mod numbers_to_files;

@@ -108,6 +108,7 @@ impl ClusterClient {
                     info: AppInfo {
                         id: a.id,
                         name: a.name,
+                        kind: gearpump_protocol::STREAMING.into(),
                         status: a.status.to_string(),
                         worker: Some(a.app_master_worker),
                         user: a.user,

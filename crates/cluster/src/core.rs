@@ -14,7 +14,7 @@
 
 use crate::scheduler;
 use gearpump_core::{AppId, Timestamp, WorkerId};
-pub use gearpump_protocol::MasterError;
+pub use gearpump_protocol::{Locality, MasterError};
 use gearpump_streaming::AppStatus;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,6 +90,8 @@ pub struct App {
     pub id: AppId,
     /// Its name.
     pub name: String,
+    /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
+    pub kind: String,
     /// Who submitted it.
     pub user: String,
     /// Its status.
@@ -124,9 +126,11 @@ pub struct App {
 pub struct Submission {
     /// The application's name.
     pub name: String,
+    /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
+    pub kind: String,
     /// Who submits it.
     pub user: String,
-    /// How many tasks it has.
+    /// How many tasks it has (slots it needs besides its AppMaster's).
     pub tasks: u32,
 }
 
@@ -307,7 +311,7 @@ impl MasterCore {
         replacing: Option<AppId>,
         now: Timestamp,
     ) -> Result<AppId, MasterError> {
-        let Submission { name, user, tasks } = submission;
+        let Submission { name, kind, user, tasks } = submission;
         gearpump_api::validate_app_name(&name).map_err(|e| MasterError::Invalid(e.to_string()))?;
         if let Some(running) =
             self.apps.values().find(|a| a.name == name && !a.status.is_terminal() && Some(a.id) != replacing)
@@ -333,6 +337,7 @@ impl MasterCore {
             App {
                 id,
                 name,
+                kind,
                 user,
                 status: AppStatus::Pending,
                 submission_time: now,
@@ -356,7 +361,8 @@ impl MasterCore {
     /// Kills (if it runs) and submits again what `id` was submitted with; the new id.
     pub fn restart(&mut self, id: AppId, now: Timestamp) -> Result<AppId, MasterError> {
         let app = self.apps.get(&id).ok_or(MasterError::UnknownApp(id))?;
-        let again = Submission { name: app.name.clone(), user: app.user.clone(), tasks: app.tasks };
+        let again =
+            Submission { name: app.name.clone(), kind: app.kind.clone(), user: app.user.clone(), tasks: app.tasks };
         if !app.status.is_terminal() {
             self.kill(id, now)?;
         }
@@ -415,15 +421,32 @@ impl MasterCore {
         Ok(app)
     }
 
-    /// `id`'s AppMaster (on `conn`) asks for `wanted` slots; they are its until it ends.
+    /// `id`'s AppMaster (on `conn`) asks for `wanted` slots where `locality` says; they are its
+    /// until it ends.
     pub fn request_resources(
         &mut self,
         id: AppId,
         conn: u64,
         wanted: u32,
+        locality: Locality,
     ) -> Result<Vec<(WorkerId, u32)>, MasterError> {
         self.check_appmaster(id, conn)?;
-        let allocation = scheduler::allocate(&self.free(), wanted).ok_or(MasterError::NoSlotsFor { wanted })?;
+        let free = self.free();
+        let allocation = match locality {
+            Locality::Any => scheduler::allocate(&free, wanted).ok_or(MasterError::NoSlotsFor { wanted })?,
+            Locality::EachWorker => {
+                let each: Vec<_> = free.iter().filter(|(_, f)| *f >= wanted).map(|(w, _)| (*w, wanted)).collect();
+                if each.is_empty() || wanted == 0 {
+                    return Err(MasterError::NoSlotsFor { wanted });
+                }
+                each
+            }
+            Locality::Worker(worker) => match free.iter().find(|(w, _)| *w == worker) {
+                None => return Err(MasterError::WorkerNotAlive(worker)),
+                Some((_, f)) if *f < wanted => return Err(MasterError::NoSlotsOn { worker, wanted }),
+                Some(_) => vec![(worker, wanted)],
+            },
+        };
         self.take(id, &allocation);
         Ok(allocation)
     }
@@ -586,7 +609,7 @@ mod tests {
     }
 
     fn sub(name: &str, tasks: u32) -> Submission {
-        Submission { name: name.into(), user: "alice".into(), tasks }
+        Submission { name: name.into(), kind: gearpump_protocol::STREAMING.into(), user: "alice".into(), tasks }
     }
 
     fn used(c: &MasterCore) -> Vec<u32> {
@@ -598,7 +621,7 @@ mod tests {
     fn running(c: &mut MasterCore, name: &str, tasks: u32, conn: u64) -> AppId {
         let id = c.submit(sub(name, tasks), None, T).unwrap();
         c.register_appmaster(id, 0, conn).unwrap();
-        c.request_resources(id, conn, tasks).unwrap();
+        c.request_resources(id, conn, tasks, Locality::Any).unwrap();
         assert!(c.set_status(id, Some(conn), AppStatus::Active, None, T));
         c.take_effects();
         id
@@ -618,9 +641,41 @@ mod tests {
         assert_eq!((app.status, app.user.as_str(), app.submission_time), (AppStatus::Pending, "alice", T));
         // Its AppMaster asks for its tasks' slots: spread over both workers.
         c.register_appmaster(id, 0, 7).unwrap();
-        assert_eq!(c.request_resources(id, 7, 3).unwrap(), vec![(WorkerId(1), 1), (WorkerId(2), 2)]);
+        assert_eq!(c.request_resources(id, 7, 3, Locality::Any).unwrap(), vec![(WorkerId(1), 1), (WorkerId(2), 2)]);
         assert_eq!(used(&c), vec![2, 2]);
-        assert_eq!(c.request_resources(id, 7, 5), Err(MasterError::NoSlotsFor { wanted: 5 }));
+        assert_eq!(c.request_resources(id, 7, 5, Locality::Any), Err(MasterError::NoSlotsFor { wanted: 5 }));
+    }
+
+    #[test]
+    fn requests_honour_their_locality() {
+        let mut c = core(2, 5);
+        let id = c.submit(sub("shell", 0), None, T).unwrap();
+        c.register_appmaster(id, 0, 7).unwrap();
+        // One on each worker (worker 1 has one slot left after the AppMaster's).
+        assert_eq!(
+            c.request_resources(id, 7, 1, Locality::EachWorker).unwrap(),
+            vec![(WorkerId(1), 1), (WorkerId(2), 1)]
+        );
+        assert_eq!(used(&c), vec![2, 1]);
+        // Worker 1 is full: it is left out, and asked for by name it refuses.
+        assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker).unwrap(), vec![(WorkerId(2), 1)]);
+        assert_eq!(
+            c.request_resources(id, 7, 1, Locality::Worker(WorkerId(1))),
+            Err(MasterError::NoSlotsOn { worker: WorkerId(1), wanted: 1 })
+        );
+        assert_eq!(
+            c.request_resources(id, 7, 1, Locality::Worker(WorkerId(9))),
+            Err(MasterError::WorkerNotAlive(WorkerId(9)))
+        );
+        assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker), Err(MasterError::NoSlotsFor { wanted: 1 }));
+        // A new worker joins: a request on it is granted there.
+        let w3 = c.register_worker(None, 2, &[], T);
+        assert_eq!(c.request_resources(id, 7, 2, Locality::Worker(w3)).unwrap(), vec![(w3, 2)]);
+        assert_eq!(used(&c), vec![2, 2, 2]);
+        // The slots go with the application.
+        c.kill(id, T).unwrap();
+        c.set_status(id, Some(7), AppStatus::Terminated, None, T);
+        assert_eq!(used(&c), vec![0, 0, 0]);
     }
 
     #[test]
@@ -729,7 +784,7 @@ mod tests {
         );
         assert_eq!(used(&c), vec![2, 1], "worker 1's count is moot; worker 2 holds the new AppMaster");
         // The old AppMaster speaks for nothing now; the new one registers.
-        assert_eq!(c.request_resources(id, 1, 1), Err(MasterError::ReplacedAppMaster(id)));
+        assert_eq!(c.request_resources(id, 1, 1, Locality::Any), Err(MasterError::ReplacedAppMaster(id)));
         assert!(!c.set_status(id, Some(1), AppStatus::Failed, None, T));
         assert_eq!(c.register_appmaster(id, 0, 1), Err(MasterError::NewerAppMaster { id, newest: 2, this: 1 }));
         c.register_appmaster(id, 1, 2).unwrap();

@@ -31,6 +31,7 @@
 //! cluster.shutdown();
 //! ```
 
+pub mod application;
 mod client;
 pub mod core;
 pub mod daemon;

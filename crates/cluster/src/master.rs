@@ -228,7 +228,12 @@ impl Master {
                 c = commands.recv() => match c {
                     Some(MasterCommand::Submit { app, user, reply }) => {
                         let user = user.unwrap_or_else(|| self.config.user.clone());
-                        let submission = Submission { name: app.name().to_string(), user, tasks: app.dag().task_count() };
+                        let submission = Submission {
+                            name: app.name().to_string(),
+                            kind: gearpump_protocol::STREAMING.into(),
+                            user,
+                            tasks: app.dag().task_count(),
+                        };
                         let id = self.core.submit(submission, None, Timestamp::now());
                         if let Ok(id) = id {
                             self.record(id, *app);
@@ -361,7 +366,8 @@ impl Master {
                 }
             }
             ToMaster::RequestResources { app_id, slots, reply } => {
-                let granted = self.core.request_resources(app_id, u64::from(app_id.0), slots);
+                let granted =
+                    self.core.request_resources(app_id, u64::from(app_id.0), slots, crate::core::Locality::Any);
                 if let Ok(allocation) = &granted {
                     tracing::info!(%app_id, ?allocation, "Slots allocated; launching executors.");
                 }

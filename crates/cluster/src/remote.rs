@@ -18,8 +18,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, AppStatus, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, MasterReply, MasterRequest, ProtocolError,
-    TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
+    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, Locality, MasterReply, MasterRequest,
+    ProtocolError, TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
@@ -82,7 +82,7 @@ pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
 ///
 /// Keys this binary's version does not know (a cluster upgraded after the binary was built)
 /// are left out with a warning, not an error: the configuration is written for the cluster.
-fn system_config() -> Result<GearConfig, RoleError> {
+pub(crate) fn system_config() -> Result<GearConfig, RoleError> {
     let Some(text) = &process_env()?.conf else { return Ok(GearConfig::defaults()) };
     let (conf, ignored) = GearConfig::defaults()
         .with_str_ignoring_unknown("GEARPUMP_CONF", text)
@@ -94,7 +94,7 @@ fn system_config() -> Result<GearConfig, RoleError> {
 }
 
 /// The cluster secret of the cluster's configuration.
-fn cluster_secret() -> Result<ClusterSecret, RoleError> {
+pub(crate) fn cluster_secret() -> Result<ClusterSecret, RoleError> {
     system_config()?.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))
 }
 
@@ -133,7 +133,7 @@ fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, Rol
     Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs), metrics })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
+pub(crate) fn role_runtime() -> Result<tokio::runtime::Runtime, RoleError> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
 }
 
@@ -147,15 +147,22 @@ fn unexpected(reply: MasterReply) -> RoleError {
 
 /// The client role: uploads this binary, submits `app`, returns its id.
 pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
+    submit_this_binary(app.name(), app.dag().task_count(), gearpump_protocol::STREAMING)
+}
+
+/// The client role of any application: uploads this binary (unless the masters hold it
+/// already) and submits it as application `name` of `kind` needing `tasks` slots besides its
+/// AppMaster's; returns its id.
+pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<AppId, RoleError> {
     let env = process_env()?;
     let masters = env.need_masters()?;
     let prefix = &env.name_prefix;
-    let name = if prefix.is_empty() { app.name().to_string() } else { format!("{prefix}_{}", app.name()) };
+    let name = if prefix.is_empty() { name.to_string() } else { format!("{prefix}_{name}") };
     let user = env.user.clone().unwrap_or_else(crate::current_user);
     let exe = std::env::current_exe()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tasks = app.dag().task_count();
-    runtime()?.block_on(async {
+    let kind = kind.to_string();
+    role_runtime()?.block_on(async {
         let mut client = MasterClient::connect(masters, &cluster_secret()?).await?;
         let bytes = std::fs::read(&exe)?;
         // A binary the masters hold already (submitted before) is not sent again.
@@ -178,7 +185,7 @@ pub fn run_client(app: &StreamApplication) -> Result<AppId, RoleError> {
             other => return Err(unexpected(other)),
         };
         let executors = env.executors;
-        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors };
+        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind };
         match client.ask(&submit, Duration::from_secs(60)).await? {
             MasterReply::Submitted { app_id } => Ok(app_id),
             other => Err(unexpected(other)),
@@ -241,13 +248,17 @@ fn appmaster_attempt() -> u32 {
     ProcessEnv::current().map_or(0, |e| e.attempt)
 }
 
-/// Connects to the leading master again and registers as the AppMaster of `app_id` (after
-/// the master it knew died or stopped leading).
-async fn reregister(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
+/// Connects to the leading master and registers as the AppMaster of `app_id` (again, after
+/// the master it knew died or stopped leading), serving clients at `address` if given.
+pub(crate) async fn register_appmaster(
+    app_id: AppId,
+    address: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
     let masters = masters_from_env()?;
     let (mut master, pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
     let attempt = appmaster_attempt();
-    match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(10)).await? {
+    match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt, address }, timeout).await? {
         MasterReply::Ok => Ok((master, pushes)),
         other => Err(unexpected(other)),
     }
@@ -255,16 +266,10 @@ async fn reregister(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedRecei
 
 /// The AppMaster role: runs `app` on executor processes until it ends; reports the outcome.
 pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
-    let masters = masters_from_env()?;
     let app_id = process_env()?.need_app_id()?;
     let hostname = process_env()?.host().to_string();
-    runtime()?.block_on(async move {
-        let (mut master, mut pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
-        let attempt = appmaster_attempt();
-        match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt }, Duration::from_secs(30)).await? {
-            MasterReply::Ok => {}
-            other => return Err(unexpected(other)),
-        }
+    role_runtime()?.block_on(async move {
+        let (mut master, mut pushes) = register_appmaster(app_id, None, Duration::from_secs(30)).await?;
         // Registered first, so that a bad configuration is reported as the application's error.
         let outcome = match data_plane_settings(app) {
             Ok(settings) => appmaster_loop(app, app_id, &settings, &hostname, &mut master, &mut pushes).await,
@@ -290,11 +295,13 @@ async fn appmaster_loop(
 ) -> Result<AppStatus, RoleError> {
     let dag = app.dag();
     let total = dag.task_count();
-    let allocation =
-        match master.ask(MasterRequest::RequestResources { app_id, slots: total }, Duration::from_secs(30)).await? {
-            MasterReply::Resources(a) => a,
-            other => return Err(unexpected(other)),
-        };
+    let allocation = match master
+        .ask(MasterRequest::RequestResources { app_id, slots: total, locality: Locality::Any }, Duration::from_secs(30))
+        .await?
+    {
+        MasterReply::Resources(a) => a,
+        other => return Err(unexpected(other)),
+    };
     let wanted = process_env()?.executors;
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
@@ -465,7 +472,7 @@ async fn appmaster_loop(
             },
             // Look for the leading master (a failover elects a new one within a second or two).
             _ = reconnect_tick.tick(), if master_lost.is_some() && supervisor.ending().is_none() => {
-                match tokio::time::timeout(Duration::from_secs(5), reregister(app_id)).await {
+                match tokio::time::timeout(Duration::from_secs(5), register_appmaster(app_id, None, Duration::from_secs(10))).await {
                     Ok(Ok((client, new_pushes))) => {
                         tracing::info!(%app_id, master = %client.master, lost_for = ?master_lost.map(|t| t.elapsed()),
                             "Registered with the leading master again.");
@@ -600,17 +607,22 @@ impl Launcher<'_> {
             return Ok(());
         }
         let app_id = self.app_id;
-        let more =
-            match master.ask(MasterRequest::RequestResources { app_id, slots: lost }, Duration::from_secs(30)).await? {
-                MasterReply::Resources(a) => a,
-                MasterReply::Error(e) => {
-                    return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
-                }
-                MasterReply::Refused(e) => {
-                    return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
-                }
-                other => return Err(unexpected(other)),
-            };
+        let more = match master
+            .ask(
+                MasterRequest::RequestResources { app_id, slots: lost, locality: Locality::Any },
+                Duration::from_secs(30),
+            )
+            .await?
+        {
+            MasterReply::Resources(a) => a,
+            MasterReply::Error(e) => {
+                return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
+            }
+            MasterReply::Refused(e) => {
+                return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
+            }
+            other => return Err(unexpected(other)),
+        };
         tracing::warn!(%app_id, lost, replacement = ?more, "Slots on dead workers replaced.");
         self.allocation.retain(|(w, _)| alive(*w));
         self.allocation.extend(more);
@@ -878,7 +890,7 @@ pub fn run_executor(app: &StreamApplication) -> Result<(), RoleError> {
     // The task pool is sized when the executor learns how many tasks it runs.
     let mut created: Option<Runtime> = None;
     let target = ExecutorTarget { me, appmaster, app_id, host };
-    let result = runtime()?.block_on(executor_main(app, target, &settings, None, &mut created));
+    let result = role_runtime()?.block_on(executor_main(app, target, &settings, None, &mut created));
     if let Some(rt) = created {
         // The pool's threads are joined, unless a task is stuck (past the stop timeout): then
         // the process exits without it.

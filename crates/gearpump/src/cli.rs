@@ -35,3 +35,33 @@ where
         })
         .collect()
 }
+
+/// Where a client of a running application finds its cluster, as `gear` does: the built-in
+/// defaults, then `conf/gear.conf` under `GEARPUMP_HOME` (else the working directory), then
+/// `conf` (a `-conf FILE`); `master` (`host:port,host:port`, the guide's `-master`) replaces
+/// the configured masters. Returns the masters and the cluster secret to prove.
+pub fn cluster_of(
+    master: Option<&str>,
+    conf: Option<&std::path::Path>,
+) -> Result<(Vec<gearpump_config::HostPort>, gearpump_transport::tcp::ClusterSecret), String> {
+    use gearpump_config::GearConfig;
+    let home = std::env::var_os("GEARPUMP_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    let mut config =
+        GearConfig::defaults().with_optional_file(&home.join("conf/gear.conf")).map_err(|e| e.to_string())?;
+    if let Some(path) = conf {
+        config = config.with_file(path).map_err(|e| e.to_string())?;
+    }
+    let masters = match master {
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().map_err(|e| format!("-master {s:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => config.masters().map_err(|e| e.to_string())?,
+    };
+    if masters.is_empty() {
+        return Err("no master given (-master host:port) or configured (gearpump.cluster.masters)".into());
+    }
+    let secret = config.cluster_secret().map_err(|e| e.to_string())?;
+    Ok((masters, secret))
+}

@@ -51,7 +51,7 @@
 pub mod cli;
 mod run;
 
-pub use run::{Role, RunError, RunOptions, RunReport, init_logging, run};
+pub use run::{Role, RunError, RunOptions, RunReport, init_logging, run, run_application};
 
 pub use gearpump_api as api;
 pub use gearpump_api::{
@@ -68,6 +68,11 @@ pub use gearpump_core::{AppId, CodecError, ProcessorId, TaskId, redact};
 pub use gearpump_streaming::MetricsConfig;
 pub use gearpump_transport::FlowConfig;
 pub use gearpump_transport::tcp::{ClusterSecret, RetryPolicy};
+
+/// Applications that are not streams (the guide's non-streaming applications, such as
+/// DistributedShell): their own AppMaster and executors, run with [`run_application`], and a
+/// client that talks to a running one ([`application::AppClient`]).
+pub use gearpump_cluster::application;
 
 /// Everything an application author usually needs, in one import.
 pub mod prelude {

@@ -29,6 +29,11 @@ pub enum RunError {
     /// It could not be waited for.
     #[error(transparent)]
     Wait(#[from] WaitError),
+    /// A non-streaming application was run directly, with no cluster.
+    #[error(
+        "{0} is a non-streaming application and runs on a cluster: start one (`gear local`) and submit this binary with `gear app -jar {1}`"
+    )]
+    NeedsCluster(String, String),
 }
 
 /// What happened to an application run by [`run`].
@@ -147,26 +152,38 @@ impl Role {
     }
 }
 
+/// How a binary plays each cluster role.
+struct Roles<C, A, E> {
+    client: C,
+    appmaster: A,
+    executor: E,
+}
+
 /// Plays a cluster role and exits the process with its outcome.
-fn play_role(role: Result<Role, String>, app: &StreamApplication) -> ! {
+fn play_role<C, A, E>(role: Result<Role, String>, name: &str, roles: Roles<C, A, E>) -> !
+where
+    C: FnOnce() -> Result<AppId, gearpump_cluster::remote::RoleError>,
+    A: FnOnce() -> Result<(), gearpump_cluster::remote::RoleError>,
+    E: FnOnce() -> Result<(), gearpump_cluster::remote::RoleError>,
+{
     use gearpump_cluster::remote;
     let user = gearpump_cluster::env::ProcessEnv::current().ok().and_then(|e| e.user.clone()).unwrap_or_default();
     if role != Ok(Role::Client) {
         remote::exit_with_parent();
     }
-    let name = role.as_ref().map_or("unknown", |r| r.as_str());
-    tracing::info!(role = name, app = app.name(), %user, pid = std::process::id(), "Starting in a cluster role.");
+    let role_name = role.as_ref().map_or("unknown", |r| r.as_str());
+    tracing::info!(role = role_name, app = name, %user, pid = std::process::id(), "Starting in a cluster role.");
     let result = match role {
-        Ok(Role::Client) => remote::run_client(app).map(|app_id| {
-            println!("Submitted application {} as application {app_id}.", app.name());
+        Ok(Role::Client) => (roles.client)().map(|app_id| {
+            println!("Submitted application {name} as application {app_id}.");
             report(&format!("app_id {app_id}"));
         }),
-        Ok(Role::AppMaster) => remote::run_appmaster(app),
-        Ok(Role::Executor) => remote::run_executor(app),
+        Ok(Role::AppMaster) => (roles.appmaster)(),
+        Ok(Role::Executor) => (roles.executor)(),
         Ok(Role::Standalone) => unreachable!("a standalone run plays no cluster role"),
         Err(other) => Err(remote::RoleError::Env { name: "GEARPUMP_ROLE", reason: format!("unknown role {other:?}") }),
     };
-    let role = name;
+    let role = role_name;
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -212,7 +229,15 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
     init_logging();
     match Role::from_env() {
         Ok(Role::Standalone) => {}
-        role => play_role(role, &app),
+        role => {
+            use gearpump_cluster::remote;
+            let roles = Roles {
+                client: || remote::run_client(&app),
+                appmaster: || remote::run_appmaster(&app),
+                executor: || remote::run_executor(&app),
+            };
+            play_role(role, app.name(), roles)
+        }
     }
     let sinks: Vec<_> =
         app.dag().processors().iter().filter(|p| app.dag().outgoing(p.id).next().is_none()).map(|p| p.id).collect();
@@ -257,4 +282,30 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
     drop(services);
     cluster.shutdown();
     Ok(RunReport { app_id, summary, elapsed, stats, sinks })
+}
+
+/// Runs a non-streaming application ([`gearpump_cluster::application`]) in the cluster role
+/// this process was started in (client, AppMaster or executor) and exits the process; it does
+/// not return then. Run directly (no cluster role), it returns [`RunError::NeedsCluster`]: such
+/// an application is submitted to a cluster with `gear app`.
+#[expect(clippy::needless_pass_by_value, reason = "taken whole, as `run` takes a streaming application")]
+pub fn run_application<M: gearpump_cluster::application::AppMaster>(
+    app: gearpump_cluster::application::Application<M>,
+) -> Result<(), RunError> {
+    use gearpump_cluster::application;
+    init_logging();
+    match Role::from_env() {
+        Ok(Role::Standalone) => {
+            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "<binary>".into());
+            Err(RunError::NeedsCluster(app.name().to_string(), exe))
+        }
+        role => {
+            let roles = Roles {
+                client: || application::submit(&app),
+                appmaster: || application::run_appmaster(&app),
+                executor: || application::run_executor(&app),
+            };
+            play_role(role, app.name(), roles)
+        }
+    }
 }

@@ -27,6 +27,7 @@ use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
 pub use refusal::MasterError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::Duration;
 pub use stream::{ControlStream, accept_stream, connect_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -314,6 +315,21 @@ pub struct DagRequest {
     pub edges: Vec<(String, String, String)>,
 }
 
+/// The kind of a streaming application ([`AppInfo::kind`]).
+pub const STREAMING: &str = "streaming";
+
+/// Where the slots an AppMaster asks for may be (the guide's resource locality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Locality {
+    /// On any workers, spread evenly.
+    Any,
+    /// The slots asked for on every live worker that has them free (workers that lack them
+    /// are left out).
+    EachWorker,
+    /// All on this worker.
+    Worker(WorkerId),
+}
+
 /// An application as the master reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppInfo {
@@ -321,6 +337,9 @@ pub struct AppInfo {
     pub id: AppId,
     /// Its name.
     pub name: String,
+    /// Its kind: [`STREAMING`] for a streaming application, else the kind its AppMaster
+    /// names (`DistributedShell`, say).
+    pub kind: String,
     /// `pending`, `active`, `succeeded`, `failed` or `terminated`.
     pub status: String,
     /// The worker its AppMaster runs on.
@@ -421,6 +440,8 @@ pub enum MasterRequest {
         user: String,
         /// How many executors to run it on (0: one per worker it gets slots on).
         executors: u32,
+        /// Its kind ([`STREAMING`], or the kind its own AppMaster names).
+        kind: String,
     },
     /// An AppMaster process reports for duty.
     RegisterAppMaster {
@@ -429,6 +450,14 @@ pub enum MasterRequest {
         /// Which AppMaster of it this is (0 first; the master counts relaunches): a replaced
         /// one may not register again after a master failover.
         attempt: u32,
+        /// Where its clients reach it (an AppMaster that serves clients).
+        address: Option<SocketAddr>,
+    },
+    /// Where the AppMaster of a running application serves its clients: answered with
+    /// [`MasterReply::AppMaster`].
+    ResolveAppMaster {
+        /// The application.
+        app_id: AppId,
     },
     /// An application's status changed (from its AppMaster).
     AppStatus {
@@ -443,8 +472,10 @@ pub enum MasterRequest {
     RequestResources {
         /// The application.
         app_id: AppId,
-        /// Slots wanted.
+        /// Slots wanted (with [`Locality::EachWorker`]: on each worker).
         slots: u32,
+        /// Where they may be.
+        locality: Locality,
     },
     /// An AppMaster asks for an executor process on a worker.
     LaunchExecutor {
@@ -576,6 +607,14 @@ pub enum MasterReply {
     },
     /// Slots granted: (worker, slots on it).
     Resources(Vec<(WorkerId, u32)>),
+    /// The answer to [`MasterRequest::ResolveAppMaster`].
+    AppMaster {
+        /// The application's kind ([`AppInfo::kind`]).
+        kind: String,
+        /// Where its AppMaster serves clients; `None`: it serves none (a streaming
+        /// application's), or it is being relaunched.
+        address: Option<SocketAddr>,
+    },
     /// Pushed to a worker.
     Worker(WorkerCommand),
     /// Pushed to an AppMaster: stop the application.

@@ -51,6 +51,14 @@ pub enum MasterError {
         /// Slots asked for.
         wanted: u32,
     },
+    /// A worker asked for has too few free slots.
+    #[error("worker {worker} has not {wanted} free slots")]
+    NoSlotsOn {
+        /// The worker.
+        worker: WorkerId,
+        /// Slots asked for.
+        wanted: u32,
+    },
     /// The application has no AppMaster registered right now (one is being launched).
     #[error("application {0} has no AppMaster right now; try again")]
     NoAppMaster(AppId),

@@ -68,6 +68,8 @@ struct AppRecord {
     appmaster: Option<(u64, Out)>,
     /// What its AppMaster last reported.
     runtime: Option<gearpump_protocol::AppRuntime>,
+    /// Where its AppMaster serves clients, as it registered.
+    address: Option<std::net::SocketAddr>,
 }
 
 enum Command {
@@ -178,6 +180,7 @@ fn app_info(app: &App) -> AppInfo {
     AppInfo {
         id: app.id,
         name: app.name.clone(),
+        kind: app.kind.clone(),
         status: app.status.as_str().to_string(),
         worker: Some(app.worker),
         user: app.user.clone(),
@@ -195,6 +198,7 @@ fn from_meta(meta: AppMeta) -> (App, AppRecord) {
     let app = App {
         id: info.id,
         name: info.name,
+        kind: info.kind,
         user: info.user,
         status: AppStatus::from_name(&info.status).unwrap_or(AppStatus::Failed),
         submission_time: Timestamp(info.submission_time),
@@ -209,7 +213,7 @@ fn from_meta(meta: AppMeta) -> (App, AppRecord) {
         appmaster: None,
         start_clock,
     };
-    (app, AppRecord { artifact, args, executors, appmaster: None, runtime: None })
+    (app, AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None })
 }
 
 fn refused(e: &MasterError) -> MasterReply {
@@ -300,24 +304,27 @@ impl MasterState {
                 Ok((bytes, last)) => MasterReply::ArtifactData { bytes, last },
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
-            MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors } => {
+            MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind } => {
                 if !self.store.contains(&artifact) {
                     return Some(MasterReply::Error(format!("no uploaded application binary {artifact}")));
                 }
-                match self.core.submit(Submission { name, user, tasks }, None, now) {
+                match self.core.submit(Submission { name, kind, user, tasks }, None, now) {
                     Ok(app_id) => {
-                        self.apps
-                            .insert(app_id, AppRecord { artifact, args, executors, appmaster: None, runtime: None });
+                        self.apps.insert(
+                            app_id,
+                            AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None },
+                        );
                         MasterReply::Submitted { app_id }
                     }
                     Err(e) => refused(&e),
                 }
             }
-            MasterRequest::RegisterAppMaster { app_id, attempt } => {
+            MasterRequest::RegisterAppMaster { app_id, attempt, address } => {
                 match self.core.register_appmaster(app_id, attempt, conn) {
                     Ok(()) => {
                         if let Some(app) = self.apps.get_mut(&app_id) {
                             app.appmaster = Some((conn, out.clone()));
+                            app.address = address;
                         }
                         self.peers.insert(conn, Peer::AppMaster(app_id));
                         tracing::info!(%app_id, "AppMaster registered.");
@@ -326,8 +333,24 @@ impl MasterState {
                     Err(e) => refused(&e),
                 }
             }
-            MasterRequest::RequestResources { app_id, slots } => {
-                match self.core.request_resources(app_id, conn, slots) {
+            MasterRequest::ResolveAppMaster { app_id } => {
+                let app = match self.core.app(app_id) {
+                    None => return Some(refused(&MasterError::UnknownApp(app_id))),
+                    Some(a) if a.status.is_terminal() => {
+                        return Some(refused(&MasterError::NotRunning { id: app_id, status: a.status }));
+                    }
+                    Some(a) => a,
+                };
+                // Only the address of the AppMaster that speaks for it now.
+                let address = self
+                    .apps
+                    .get(&app_id)
+                    .filter(|r| r.appmaster.as_ref().map(|(c, _)| *c) == app.appmaster && app.appmaster.is_some())
+                    .and_then(|r| r.address);
+                MasterReply::AppMaster { kind: app.kind.clone(), address }
+            }
+            MasterRequest::RequestResources { app_id, slots, locality } => {
+                match self.core.request_resources(app_id, conn, slots, locality) {
                     Ok(allocation) => {
                         tracing::info!(%app_id, ?allocation, "Slots allocated.");
                         MasterReply::Resources(allocation)
@@ -381,6 +404,7 @@ impl MasterState {
                             executors: a.executors,
                             appmaster: None,
                             runtime: None,
+                            address: None,
                         };
                         self.apps.insert(again, record);
                     }

@@ -535,6 +535,7 @@ mod tests {
                 tasks,
                 user: "probe".into(),
                 executors: 0,
+                kind: gearpump_protocol::STREAMING.into(),
             };
             // A u32 `tasks + 1` (and a u32 sum of the workers' slots) panicked the master's
             // actor: the master then answered nothing while its connections stayed open.
@@ -552,6 +553,7 @@ mod tests {
             tasks: 1,
             user: "probe".into(),
             executors: 0,
+            kind: gearpump_protocol::STREAMING.into(),
         };
         let answer = client.ask(&req, Duration::from_secs(10)).await.unwrap();
         assert!(matches!(answer, MasterReply::Submitted { .. }), "{answer:?}");

@@ -624,6 +624,7 @@ mod tests {
             info: AppInfo {
                 id: AppId(id),
                 name: format!("a{id}"),
+                kind: "streaming".into(),
                 status: status.into(),
                 worker: Some(WorkerId(1)),
                 user: "u".into(),

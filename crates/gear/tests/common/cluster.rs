@@ -58,25 +58,30 @@ impl Cluster {
         c.procs.push(p);
         wait_until("the master answers", || c.workers().is_some());
         for i in 0..2 {
-            // Each worker in its own directory, as on its own machine.
-            let wdir = c.dir.join(format!("worker{i}"));
-            std::fs::create_dir_all(&wdir).unwrap();
-            let p = Proc(
-                Command::new(GEAR)
-                    .args(["worker", "-conf"])
-                    .arg(&c.conf)
-                    .current_dir(&wdir)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            c.procs.push(p);
+            c.add_worker(i);
         }
         wait_until("two workers registered", || {
             c.workers().unwrap_or_default().iter().filter(|w| w.alive).count() == 2
         });
         c
+    }
+
+    /// Starts worker process `i` (in directory `worker<i>`, as on a machine of its own); it is
+    /// pushed onto [`Cluster::procs`].
+    pub fn add_worker(&mut self, i: usize) {
+        let wdir = self.dir.join(format!("worker{i}"));
+        std::fs::create_dir_all(&wdir).unwrap();
+        let p = Proc(
+            Command::new(GEAR)
+                .args(["worker", "-conf"])
+                .arg(&self.conf)
+                .current_dir(&wdir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        self.procs.push(p);
     }
 
     /// A directory and a gear.conf for a test cluster.

@@ -1,0 +1,894 @@
+//! Applications that are not streams: the guide's non-streaming applications
+//! (DistributedShell, DistributeService).
+//!
+//! Such an application brings its own AppMaster ([`AppMaster`]) and executors ([`Executor`]),
+//! both plain Rust types in the application binary. On a cluster the binary plays every role,
+//! as a streaming one does: `gear app` runs it as the client that submits it, a worker starts
+//! it as the AppMaster, and the AppMaster has workers start it as each executor. The runtime
+//! here does the rest:
+//!
+//! - the AppMaster asks the master for slots where its [`Placement`]s say (any worker, one on
+//!   every worker, a given worker), has the workers start executors there, and keeps them:
+//!   a lost executor is replaced, and [`Placement::EachWorker`] follows workers that join;
+//! - it serves clients: [`AppClient`] resolves an application id to its AppMaster through the
+//!   master and sends it typed requests ([`AppMaster::Request`]); the AppMaster's
+//!   [`AppMaster::on_request`] answers, asking its executors ([`AppMasterContext::ask_all`]);
+//! - when the application is killed, the executors are told to exit and are waited for
+//!   before the end is reported.
+//!
+//! User code runs on threads of its own: an AppMaster handles one client request at a time,
+//! an executor one task at a time, and either may block (run a command, copy a file).
+//! Every connection (executor, client) proves the cluster secret, as every other does.
+
+use crate::daemon::{DuplexClient, ask_leader};
+use crate::remote::{RoleError, register_appmaster};
+use gearpump_config::HostPort;
+use gearpump_core::{AppId, AppStatus, UserConfig, WorkerId};
+use gearpump_protocol::{
+    ClusterSecret, ConnectionGate, Locality, MasterReply, MasterRequest, ProtocolError, WorkerInfo, client_handshake,
+    read_msg, server_handshake, write_msg,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// A value that crosses processes: serialised with postcard.
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+
+/// Where an application wants executors (one slot each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// One executor on every live worker, including workers that join later.
+    EachWorker,
+    /// This many executors, spread over any workers.
+    Anywhere(u32),
+    /// One executor on this worker.
+    OnWorker(WorkerId),
+}
+
+/// An executor as its AppMaster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorInfo {
+    /// Its id within the application.
+    pub id: i32,
+    /// The worker it runs on.
+    pub worker: WorkerId,
+    /// The address it connected from.
+    pub host: String,
+}
+
+/// What an executor is told about itself.
+#[derive(Debug, Clone)]
+pub struct ExecutorContext {
+    /// Its application.
+    pub app_id: AppId,
+    /// Its id within the application.
+    pub executor_id: i32,
+    /// The worker it runs on.
+    pub worker: WorkerId,
+    /// The application's configuration.
+    pub config: UserConfig,
+}
+
+/// What an AppMaster is told about its application when it is created.
+#[derive(Debug, Clone)]
+pub struct AppContext {
+    /// The application.
+    pub app_id: AppId,
+    /// Its name.
+    pub name: String,
+    /// Its configuration.
+    pub config: UserConfig,
+}
+
+/// The user's part of an executor: it does the tasks its AppMaster sends, one at a time.
+pub trait Executor: Send + 'static {
+    /// What it is asked to do.
+    type Task: Payload + Clone;
+    /// What it answers.
+    type Output: Payload;
+    /// Does `task`; an `Err` is reported to the AppMaster as this executor's failure.
+    fn on_task(&mut self, ctx: &ExecutorContext, task: Self::Task) -> Result<Self::Output, String>;
+}
+
+/// The user's part of an AppMaster: where its executors go, and how it answers clients.
+pub trait AppMaster: Send + 'static {
+    /// The kind of application it runs (`DistributedShell`, say): a client checks it before it
+    /// sends anything, so a request never reaches an application of another kind.
+    const KIND: &'static str;
+    /// Its executors.
+    type Executor: Executor;
+    /// What clients ask.
+    type Request: Payload;
+    /// What it answers.
+    type Response: Payload;
+
+    /// Where it wants executors. By default one on every worker.
+    fn placement(&self) -> Vec<Placement> {
+        vec![Placement::EachWorker]
+    }
+
+    /// Answers a client's request, asking the executors as needed; an `Err` reaches the
+    /// client as the request's error.
+    fn on_request(
+        &mut self,
+        ctx: &mut AppMasterContext<Self::Executor>,
+        request: Self::Request,
+    ) -> Result<Self::Response, String>;
+
+    /// An executor registered (it is in [`AppMasterContext::executors`] from now on).
+    fn on_executor_started(&mut self, _ctx: &mut AppMasterContext<Self::Executor>, _executor: &ExecutorInfo) {}
+
+    /// An executor was lost (its process or its worker died); a replacement is launched if
+    /// the placement still wants one.
+    fn on_executor_lost(&mut self, _ctx: &mut AppMasterContext<Self::Executor>, _executor: &ExecutorInfo) {}
+}
+
+type MakeMaster<M> = Arc<dyn Fn(&AppContext) -> M + Send + Sync>;
+type MakeExecutor<M> = Arc<dyn Fn(&ExecutorContext) -> <M as AppMaster>::Executor + Send + Sync>;
+
+/// A non-streaming application: a name, a configuration, and how to make its AppMaster and
+/// its executors (called in the process of each).
+pub struct Application<M: AppMaster> {
+    name: String,
+    config: UserConfig,
+    master: MakeMaster<M>,
+    executor: MakeExecutor<M>,
+}
+
+impl<M: AppMaster> Clone for Application<M> {
+    fn clone(&self) -> Self {
+        Application {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            master: self.master.clone(),
+            executor: self.executor.clone(),
+        }
+    }
+}
+
+impl<M: AppMaster> Application<M> {
+    /// An application `name` whose AppMaster `master` makes and whose executors `executor`
+    /// makes.
+    pub fn new(
+        name: impl Into<String>,
+        master: impl Fn(&AppContext) -> M + Send + Sync + 'static,
+        executor: impl Fn(&ExecutorContext) -> M::Executor + Send + Sync + 'static,
+    ) -> Self {
+        Application {
+            name: name.into(),
+            config: UserConfig::empty(),
+            master: Arc::new(master),
+            executor: Arc::new(executor),
+        }
+    }
+
+    /// With this configuration (handed to the AppMaster and every executor).
+    pub fn with_config(mut self, config: UserConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &UserConfig {
+        &self.config
+    }
+}
+
+/// What the AppMaster's user code may do: see its executors and ask them.
+pub struct AppMasterContext<E: Executor> {
+    app_id: AppId,
+    executors: Vec<ExecutorInfo>,
+    asks: mpsc::UnboundedSender<Ask>,
+    _executor: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E: Executor> AppMasterContext<E> {
+    /// The application.
+    pub fn app_id(&self) -> AppId {
+        self.app_id
+    }
+
+    /// The executors registered now, by id.
+    pub fn executors(&self) -> &[ExecutorInfo] {
+        &self.executors
+    }
+
+    /// Sends `task` to every executor registered now and waits for all their answers (an
+    /// executor lost meanwhile answers with an error saying so). In executor order.
+    pub fn ask_all(&mut self, task: &E::Task) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
+        let targets: Vec<i32> = self.executors.iter().map(|e| e.id).collect();
+        self.ask_some(&targets, task)
+    }
+
+    /// Sends `task` to executor `id` and waits for its answer.
+    pub fn ask(&mut self, id: i32, task: &E::Task) -> Result<E::Output, String> {
+        match self.ask_some(&[id], task).pop() {
+            Some((_, result)) => result,
+            None => Err(format!("no executor {id}")),
+        }
+    }
+
+    fn ask_some(&mut self, targets: &[i32], task: &E::Task) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
+        let body = match postcard::to_stdvec(task) {
+            Ok(b) => b,
+            Err(e) => return vec![(self.executors.first().cloned().unwrap_or_else(nobody), Err(e.to_string()))],
+        };
+        let (reply, answers) = oneshot::channel();
+        if self.asks.send(Ask { targets: targets.to_vec(), body, reply }).is_err() {
+            return Vec::new();
+        }
+        let answers = answers.blocking_recv().unwrap_or_default();
+        answers
+            .into_iter()
+            .map(|(info, result)| {
+                let result = result.and_then(|b| postcard::from_bytes(&b).map_err(|e| format!("a bad answer: {e}")));
+                (info, result)
+            })
+            .collect()
+    }
+}
+
+fn nobody() -> ExecutorInfo {
+    ExecutorInfo { id: -1, worker: WorkerId(0), host: String::new() }
+}
+
+/// The AppMaster's user thread asks executors.
+struct Ask {
+    targets: Vec<i32>,
+    body: Vec<u8>,
+    reply: oneshot::Sender<Vec<(ExecutorInfo, Result<Vec<u8>, String>)>>,
+}
+
+/// The first message on a connection to a non-streaming AppMaster.
+#[derive(Debug, Serialize, Deserialize)]
+enum Hello {
+    /// An executor of it.
+    Executor { id: i32 },
+    /// A client of an application of `kind`.
+    Client { kind: String },
+}
+
+/// From the AppMaster to an executor.
+#[derive(Debug, Serialize, Deserialize)]
+enum ToExecutor {
+    /// Registered: the worker it runs on.
+    Welcome { worker: WorkerId },
+    /// A task, answered with the same `seq`.
+    Task { seq: u64, body: Vec<u8> },
+    /// The application ended.
+    Exit,
+}
+
+/// From an executor: the answer to task `seq`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Done {
+    seq: u64,
+    result: Result<Vec<u8>, String>,
+}
+
+/// The AppMaster's answer to a client's request (or to its hello: `Ok(empty)`).
+type ClientAnswer = Result<Vec<u8>, String>;
+
+/// What the connections deliver to the AppMaster's loop.
+enum Event {
+    ExecutorUp { id: i32, host: String, commands: mpsc::UnboundedSender<ToExecutor> },
+    ExecutorDone { id: i32, done: Done },
+    ExecutorDown { id: i32 },
+    Client { body: Vec<u8>, reply: oneshot::Sender<ClientAnswer> },
+}
+
+/// What the AppMaster's loop hands its user thread.
+enum UserEvent {
+    Request { body: Vec<u8>, reply: oneshot::Sender<ClientAnswer> },
+    Started(ExecutorInfo),
+    Lost(ExecutorInfo),
+    Executors(Vec<ExecutorInfo>),
+}
+
+/// An executor the AppMaster launched.
+struct Launched {
+    worker: WorkerId,
+    /// Which placement it serves.
+    placement: usize,
+    /// Once registered: its host and where its commands go.
+    link: Option<(String, mpsc::UnboundedSender<ToExecutor>)>,
+}
+
+/// Answers still awaited for one [`Ask`].
+struct Gather {
+    answers: Vec<(ExecutorInfo, Option<Result<Vec<u8>, String>>)>,
+    reply: Option<oneshot::Sender<Vec<(ExecutorInfo, Result<Vec<u8>, String>)>>>,
+}
+
+impl Gather {
+    /// Executor `id` answered; replies once every executor has. Whether it has.
+    fn settle(&mut self, id: i32, result: Result<Vec<u8>, String>) -> bool {
+        if let Some(slot) = self.answers.iter_mut().find(|(i, r)| i.id == id && r.is_none()) {
+            slot.1 = Some(result);
+        }
+        self.finish()
+    }
+
+    /// Replies if every executor answered; whether the reply is sent.
+    fn finish(&mut self) -> bool {
+        if self.answers.iter().all(|(_, r)| r.is_some())
+            && let Some(reply) = self.reply.take()
+        {
+            let _ = reply.send(self.answers.drain(..).map(|(i, r)| (i, r.expect("settled"))).collect());
+        }
+        self.reply.is_none()
+    }
+}
+
+/// Executor `id`'s answer to ask `key`; the ask is done once every executor answered.
+fn settle(gathers: &mut HashMap<u64, Gather>, key: u64, id: i32, result: Result<Vec<u8>, String>) {
+    if gathers.get_mut(&key).is_some_and(|g| g.settle(id, result)) {
+        gathers.remove(&key);
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> RoleError {
+    RoleError::Other(e.to_string())
+}
+
+/// The AppMaster role of a non-streaming application: runs until the application is killed
+/// (or its master is gone for longer than `gearpump.cluster.master-timeout-ms`).
+pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError> {
+    let env = crate::env::ProcessEnv::current()?;
+    let app_id = env.need_app_id()?;
+    let host = env.host();
+    crate::remote::role_runtime()?.block_on(async move {
+        let conf = crate::remote::system_config()?;
+        let secret = conf.cluster_secret().map_err(other)?;
+        let limits = crate::daemon::port_limits(&conf).map_err(other)?;
+        let num = |key: &str| conf.get_num::<u64>(key).map_err(other);
+        let stop_timeout = Duration::from_millis(num("gearpump.application.stop-timeout-ms")?);
+        let master_timeout = Duration::from_millis(num("gearpump.cluster.master-timeout-ms")?);
+        let listener = TcpListener::bind((host, 0)).await?;
+        let address = listener.local_addr()?;
+        let (mut master, mut pushes) = register_appmaster(app_id, Some(address), Duration::from_secs(30)).await?;
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        tokio::spawn(accept(listener, limits, secret.clone(), M::KIND, events_tx));
+
+        // The user's AppMaster, on a thread of its own.
+        let (asks_tx, mut asks) = mpsc::unbounded_channel::<Ask>();
+        let (user_tx, user_rx) = std::sync::mpsc::channel::<UserEvent>();
+        let context = AppContext { app_id, name: app.name.clone(), config: app.config.clone() };
+        let mut user = (app.master)(&context);
+        let placements = user.placement();
+        std::thread::Builder::new().name("gearpump-appmaster".into()).spawn(move || {
+            let mut ctx = AppMasterContext::<M::Executor> {
+                app_id,
+                executors: Vec::new(),
+                asks: asks_tx,
+                _executor: std::marker::PhantomData,
+            };
+            while let Ok(event) = user_rx.recv() {
+                match event {
+                    UserEvent::Executors(now) => ctx.executors = now,
+                    UserEvent::Started(info) => user.on_executor_started(&mut ctx, &info),
+                    UserEvent::Lost(info) => user.on_executor_lost(&mut ctx, &info),
+                    UserEvent::Request { body, reply } => {
+                        let answer = match postcard::from_bytes::<M::Request>(&body) {
+                            Err(e) => Err(format!("a request this application cannot read: {e}")),
+                            Ok(request) => user
+                                .on_request(&mut ctx, request)
+                                .and_then(|r| postcard::to_stdvec(&r).map_err(|e| e.to_string())),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+            }
+        })?;
+
+        let in_process: Option<InProcess> = crate::env::ProcessEnv::current()?.same_process.then(|| {
+            let app = app.clone();
+            Arc::new(move |id| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = executor_session(app, address, id, app_id).await {
+                        tracing::error!(executor = id, error = %e, "An in-process executor failed.");
+                    }
+                });
+            }) as InProcess
+        });
+        let mut launched: BTreeMap<i32, Launched> = BTreeMap::new();
+        let mut next_id = crate::env::ProcessEnv::current()?.attempt as i32 * 1000;
+        // Slots the application holds but no executor uses (of executors that died).
+        let mut spare: Vec<WorkerId> = Vec::new();
+        let mut seq = 0u64;
+        let mut pending: HashMap<u64, (u64, i32)> = HashMap::new();
+        let mut gathers: HashMap<u64, Gather> = HashMap::new();
+        let mut active = false;
+        let mut master_lost: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let registered =
+            |l: &BTreeMap<i32, Launched>| l.iter().filter(|(_, e)| e.link.is_some()).map(|(id, e)| info(*id, e)).collect();
+        let started = tokio::time::Instant::now();
+        let outcome: Result<AppStatus, RoleError> = loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Some(since) = master_lost {
+                        match tokio::time::timeout(Duration::from_secs(5), register_appmaster(app_id, Some(address), Duration::from_secs(10))).await {
+                            Ok(Ok((m, p))) => {
+                                tracing::info!(%app_id, "Registered with the leading master again.");
+                                (master, pushes, master_lost) = (m, p, None);
+                            }
+                            Ok(Err(RoleError::Refused(e))) => break Err(RoleError::Refused(e)),
+                            _ if since.elapsed() > master_timeout => {
+                                break Err(other(format!("no master for {master_timeout:?}")));
+                            }
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    let ctx = Reconcile { app_id, placements: &placements, in_process: in_process.clone(), control: address };
+                    if let Err(e) = ctx.run(&mut master, &mut launched, &mut spare, &mut next_id).await {
+                        tracing::warn!(%app_id, error = %e, "Launching executors failed; trying again.");
+                    }
+                    let up = launched.values().filter(|e| e.link.is_some()).count();
+                    // Active once every executor launched has registered (or, with some
+                    // up, after 30 s); failed if none could be started in 60 s.
+                    let waited = started.elapsed();
+                    if !active && up > 0 && (up == launched.len() || waited > Duration::from_secs(30)) {
+                        let status = MasterRequest::AppStatus { app_id, status: AppStatus::Active, error: None };
+                        master.ask(status, Duration::from_secs(30)).await?;
+                        active = true;
+                        tracing::info!(%app_id, executors = up, "Application active.");
+                    } else if !active && waited > Duration::from_secs(60) {
+                        break Err(other("no executor could be started within 60 s"));
+                    }
+                }
+                push = pushes.recv(), if master_lost.is_none() => match push {
+                    Some(MasterReply::KillRequested) => {
+                        tracing::info!(%app_id, "Kill requested.");
+                        break Ok(AppStatus::Terminated);
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(%app_id, "Lost the master; looking for the leader.");
+                        master_lost = Some(tokio::time::Instant::now());
+                    }
+                },
+                Some(ask) = asks.recv() => {
+                    let key = seq;
+                    seq += 1;
+                    let mut gather = Gather { answers: Vec::new(), reply: Some(ask.reply) };
+                    for id in ask.targets {
+                        let Some(e) = launched.get(&id) else { continue };
+                        let Some((_, commands)) = &e.link else { continue };
+                        seq += 1;
+                        pending.insert(seq, (key, id));
+                        gather.answers.push((info(id, e), None));
+                        if commands.send(ToExecutor::Task { seq, body: ask.body.clone() }).is_err() {
+                            gather.settle(id, Err(format!("executor {id} was lost")));
+                        }
+                    }
+                    if !gather.finish() {
+                        gathers.insert(key, gather);
+                    }
+                }
+                Some(event) = events.recv() => match event {
+                    Event::ExecutorUp { id, host, commands } => match launched.get_mut(&id) {
+                        Some(e) if e.link.is_none() => {
+                            let _ = commands.send(ToExecutor::Welcome { worker: e.worker });
+                            e.link = Some((host, commands));
+                            tracing::info!(%app_id, executor = id, worker = %e.worker, "Executor registered.");
+                            let executor = info(id, e);
+                            let _ = user_tx.send(UserEvent::Executors(registered(&launched)));
+                            let _ = user_tx.send(UserEvent::Started(executor));
+                        }
+                        _ => {
+                            let _ = commands.send(ToExecutor::Exit);
+                        }
+                    },
+                    Event::ExecutorDone { id, done } => {
+                        // Only the executor a task went to answers it.
+                        if pending.get(&done.seq).is_some_and(|(_, to)| *to == id)
+                            && let Some((key, id)) = pending.remove(&done.seq)
+                        {
+                            settle(&mut gathers, key, id, done.result);
+                        }
+                    }
+                    Event::ExecutorDown { id } => {
+                        let Some(e) = launched.remove(&id) else { continue };
+                        tracing::warn!(%app_id, executor = id, worker = %e.worker, "Lost an executor.");
+                        spare.push(e.worker);
+                        let lost: Vec<u64> = pending.iter().filter(|(_, (_, i))| *i == id).map(|(s, _)| *s).collect();
+                        for s in lost {
+                            let (key, _) = pending.remove(&s).expect("listed");
+                            settle(&mut gathers, key, id, Err(format!("executor {id} on worker {} was lost", e.worker)));
+                        }
+                        if e.link.is_some() {
+                            let _ = user_tx.send(UserEvent::Executors(registered(&launched)));
+                            let _ = user_tx.send(UserEvent::Lost(info(id, &e)));
+                        }
+                    }
+                    Event::Client { body, reply } => {
+                        let _ = user_tx.send(UserEvent::Request { body, reply });
+                    }
+                },
+            }
+        };
+        // The end: executors exit by themselves, and the end is reported once they have.
+        for e in launched.values() {
+            if let Some((_, commands)) = &e.link {
+                let _ = commands.send(ToExecutor::Exit);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + stop_timeout;
+        while launched.values().any(|e| e.link.is_some()) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::ExecutorDown { id })) => {
+                    launched.remove(&id);
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let (status, error) = match &outcome {
+            Ok(status) => (*status, None),
+            Err(e) => (AppStatus::Failed, Some(e.to_string())),
+        };
+        tracing::info!(%app_id, %status, ?error, "The application ended.");
+        let _ = master.ask(MasterRequest::AppStatus { app_id, status, error }, Duration::from_secs(10)).await;
+        outcome.map(|_| ())
+    })
+}
+
+fn info(id: i32, e: &Launched) -> ExecutorInfo {
+    ExecutorInfo { id, worker: e.worker, host: e.link.as_ref().map(|(h, _)| h.clone()).unwrap_or_default() }
+}
+
+/// Starts executor `id` in this process (`gear local -sameprocess`).
+type InProcess = Arc<dyn Fn(i32) + Send + Sync>;
+
+/// One round of keeping the executors the placements want.
+struct Reconcile<'a> {
+    app_id: AppId,
+    placements: &'a [Placement],
+    in_process: Option<InProcess>,
+    control: SocketAddr,
+}
+
+impl Reconcile<'_> {
+    /// Launches what is missing: for each placement, executors on the workers it wants that
+    /// have none, on a spare slot of the application's there if it has one, else on slots
+    /// asked of the master.
+    async fn run(
+        &self,
+        master: &mut DuplexClient,
+        launched: &mut BTreeMap<i32, Launched>,
+        spare: &mut Vec<WorkerId>,
+        next_id: &mut i32,
+    ) -> Result<(), RoleError> {
+        let app_id = self.app_id;
+        let workers = match master.ask(MasterRequest::ListWorkers, Duration::from_secs(10)).await? {
+            MasterReply::Workers(w) => w,
+            other => return Err(unexpected(other)),
+        };
+        let alive = |w: WorkerId| workers.iter().any(|i: &WorkerInfo| i.id == w && i.alive);
+        // Slots on dead workers went with them; so did their executors (their connections end).
+        spare.retain(|w| alive(*w));
+        for (index, placement) in self.placements.iter().enumerate() {
+            let mine = |w: WorkerId| launched.values().filter(|e| e.placement == index && e.worker == w).count();
+            let have = launched.values().filter(|e| e.placement == index && alive(e.worker)).count() as u32;
+            let wanted: Vec<(WorkerId, Locality, u32)> = match *placement {
+                Placement::EachWorker => workers
+                    .iter()
+                    .filter(|w| w.alive && mine(w.id) == 0)
+                    .map(|w| (w.id, Locality::Worker(w.id), 1))
+                    .collect(),
+                Placement::OnWorker(w) if alive(w) && mine(w) == 0 => vec![(w, Locality::Worker(w), 1)],
+                Placement::OnWorker(_) => Vec::new(),
+                Placement::Anywhere(n) if n > have => vec![(WorkerId(0), Locality::Any, n - have)],
+                Placement::Anywhere(_) => Vec::new(),
+            };
+            for (worker, locality, n) in wanted {
+                let mut slots = Vec::new();
+                for _ in 0..n {
+                    let reuse = spare.iter().position(|w| locality == Locality::Any || *w == worker);
+                    if let Some(i) = reuse {
+                        slots.push(spare.remove(i));
+                    }
+                }
+                let missing = n - slots.len() as u32;
+                if missing > 0 {
+                    let req = MasterRequest::RequestResources { app_id, slots: missing, locality };
+                    match master.ask(req, Duration::from_secs(10)).await? {
+                        MasterReply::Resources(granted) => {
+                            slots.extend(granted.into_iter().flat_map(|(w, n)| std::iter::repeat_n(w, n as usize)))
+                        }
+                        MasterReply::Refused(e) => {
+                            tracing::debug!(%app_id, error = %e, "No slots for an executor yet.");
+                        }
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                for worker in slots {
+                    let id = *next_id;
+                    *next_id += 1;
+                    self.launch(master, id, worker).await?;
+                    launched.insert(id, Launched { worker, placement: index, link: None });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch(&self, master: &mut DuplexClient, id: i32, worker: WorkerId) -> Result<(), RoleError> {
+        let app_id = self.app_id;
+        if let Some(start) = &self.in_process {
+            // `gear local -sameprocess`: the executor runs in this process (it still holds its slot).
+            start(id);
+            return Ok(());
+        }
+        let env = crate::env::ProcessEnv { appmaster: Some(self.control), ..Default::default() }.vars();
+        tracing::info!(%app_id, executor = id, %worker, "Launching an executor.");
+        match master
+            .ask(MasterRequest::LaunchExecutor { app_id, executor: id, worker, env }, Duration::from_secs(10))
+            .await?
+        {
+            MasterReply::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: MasterReply) -> RoleError {
+    match reply {
+        MasterReply::Refused(e) => RoleError::Refused(e.to_string()),
+        MasterReply::Error(e) => RoleError::Refused(e),
+        other => RoleError::Other(format!("unexpected answer from the master: {other:?}")),
+    }
+}
+
+/// Accepts executors' and clients' connections to the AppMaster.
+async fn accept(
+    listener: TcpListener,
+    limits: gearpump_protocol::PortLimits,
+    secret: ClusterSecret,
+    kind: &'static str,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let gate = ConnectionGate::new(limits);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "Accepting a connection to the AppMaster failed.");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = gate.admit("appmaster", peer) else { continue };
+        let (events, secret) = (events.clone(), secret.clone());
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            if let Err(e) = serve(stream, peer, limits.hello_timeout, &secret, kind, events).await {
+                tracing::warn!(%peer, error = %e, "A connection to the AppMaster ended.");
+            }
+        });
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hello_timeout: Duration,
+    secret: &ClusterSecret,
+    kind: &str,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<(), ProtocolError> {
+    let _ = stream.set_nodelay(true);
+    let stream = gearpump_protocol::accept_stream(stream, secret, hello_timeout).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    server_handshake(&mut rd, &mut wr, secret, hello_timeout).await?;
+    match read_msg::<_, Hello>(&mut rd).await? {
+        Hello::Executor { id } => {
+            let (tx, mut commands) = mpsc::unbounded_channel::<ToExecutor>();
+            let _ = events.send(Event::ExecutorUp { id, host: peer.ip().to_string(), commands: tx });
+            tokio::spawn(async move {
+                while let Some(c) = commands.recv().await {
+                    if write_msg(&mut wr, &c).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Ok(done) = read_msg::<_, Done>(&mut rd).await {
+                let _ = events.send(Event::ExecutorDone { id, done });
+            }
+            let _ = events.send(Event::ExecutorDown { id });
+        }
+        Hello::Client { kind: wanted } if wanted != kind => {
+            let why = format!("this is a {kind} application, not a {wanted} one");
+            write_msg(&mut wr, &ClientAnswer::Err(why)).await?;
+        }
+        Hello::Client { .. } => {
+            write_msg(&mut wr, &ClientAnswer::Ok(Vec::new())).await?;
+            while let Ok(body) = read_msg::<_, Vec<u8>>(&mut rd).await {
+                let (reply, answer) = oneshot::channel();
+                if events.send(Event::Client { body, reply }).is_err() {
+                    break;
+                }
+                let answer = answer.await.unwrap_or_else(|_| Err("the AppMaster is ending".into()));
+                write_msg(&mut wr, &answer).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The executor role of a non-streaming application: does its AppMaster's tasks until told
+/// to exit (or the AppMaster is gone).
+pub fn run_executor<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError> {
+    let env = crate::env::ProcessEnv::current()?;
+    let (id, appmaster, app_id) = (env.need_executor()?, env.need_appmaster()?, env.need_app_id()?);
+    crate::remote::role_runtime()?.block_on(executor_session(app.clone(), appmaster, id, app_id))
+}
+
+/// An executor: registers with the AppMaster at `appmaster` as executor `id` and does its
+/// tasks until told to exit.
+async fn executor_session<M: AppMaster>(
+    app: Application<M>,
+    appmaster: SocketAddr,
+    id: i32,
+    app_id: AppId,
+) -> Result<(), RoleError> {
+    let secret = crate::remote::cluster_secret()?;
+    let (mut rd, mut wr) = connect(appmaster, &secret).await?;
+    write_msg(&mut wr, &Hello::Executor { id }).await?;
+    let worker = match read_msg::<_, ToExecutor>(&mut rd).await? {
+        ToExecutor::Welcome { worker } => worker,
+        ToExecutor::Exit => return Err(other("the AppMaster does not want this executor")),
+        other_msg => return Err(other(format!("unexpected first message from the AppMaster: {other_msg:?}"))),
+    };
+    let ctx = ExecutorContext { app_id, executor_id: id, worker, config: app.config.clone() };
+    let mut user = (app.executor)(&ctx);
+    let (tasks_tx, tasks) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
+    // Tasks run one at a time on a thread of their own, so a long one blocks no connection.
+    std::thread::Builder::new().name("gearpump-executor".into()).spawn(move || {
+        while let Ok((seq, body)) = tasks.recv() {
+            let result = match postcard::from_bytes::<<M::Executor as Executor>::Task>(&body) {
+                Err(e) => Err(format!("a task this executor cannot read: {e}")),
+                Ok(task) => user.on_task(&ctx, task).and_then(|o| postcard::to_stdvec(&o).map_err(|e| e.to_string())),
+            };
+            if done_tx.send(Done { seq, result }).is_err() {
+                break;
+            }
+        }
+    })?;
+    let writer = tokio::spawn(async move {
+        while let Some(d) = done.recv().await {
+            if write_msg(&mut wr, &d).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match read_msg::<_, ToExecutor>(&mut rd).await {
+            Ok(ToExecutor::Task { seq, body }) => {
+                let _ = tasks_tx.send((seq, body));
+            }
+            Ok(ToExecutor::Welcome { .. }) => {}
+            Ok(ToExecutor::Exit) => break,
+            Err(e) => {
+                tracing::warn!(executor = id, error = %e, "Lost the AppMaster; exiting.");
+                break;
+            }
+        }
+    }
+    // A task still running is abandoned with the process.
+    drop(tasks_tx);
+    writer.abort();
+    Ok(())
+}
+
+type Reader = tokio::io::ReadHalf<gearpump_protocol::ControlStream>;
+type Writer = tokio::io::WriteHalf<gearpump_protocol::ControlStream>;
+
+async fn connect(to: SocketAddr, secret: &ClusterSecret) -> Result<(Reader, Writer), ProtocolError> {
+    let stream = TcpStream::connect(to).await?;
+    stream.set_nodelay(true)?;
+    let stream = gearpump_protocol::connect_stream(stream, &to.ip().to_string(), secret).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    client_handshake(&mut rd, &mut wr, secret).await?;
+    Ok((rd, wr))
+}
+
+/// Why a client could not talk to an application.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The master refused (no such application, it ended, …).
+    #[error(transparent)]
+    Refused(#[from] gearpump_protocol::MasterError),
+    /// The application is of another kind.
+    #[error("application {app_id} is a {kind} application, not a {wanted} one")]
+    WrongKind {
+        /// The application.
+        app_id: AppId,
+        /// Its kind.
+        kind: String,
+        /// The kind the client speaks to.
+        wanted: &'static str,
+    },
+    /// Its AppMaster serves no clients right now (it is being relaunched).
+    #[error("application {0} has no AppMaster serving clients right now; try again")]
+    NotServing(AppId),
+    /// The request failed in the application.
+    #[error("the application answered with an error: {0}")]
+    Failed(String),
+    /// The connection failed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Something else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A client of one running non-streaming application: resolves its id to its AppMaster
+/// through the master, then sends it requests.
+pub struct AppClient<M: AppMaster> {
+    rt: tokio::runtime::Runtime,
+    rd: Reader,
+    wr: Writer,
+    _master: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: AppMaster> AppClient<M> {
+    /// Connects to the AppMaster of application `app_id` on the cluster whose masters are
+    /// `masters`, proving `secret` (the cluster's, as in its `gear.conf`). Fails clearly if
+    /// there is no such application, it is not running, or it is not of `M`'s kind.
+    pub fn connect(masters: &[HostPort], secret: &ClusterSecret, app_id: AppId) -> Result<Self, ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ProtocolError::Io)?;
+        let (rd, wr) = rt.block_on(async {
+            let req = MasterRequest::ResolveAppMaster { app_id };
+            let address = match ask_leader(masters, secret, &req, Duration::from_secs(30)).await? {
+                MasterReply::AppMaster { kind, .. } if kind != M::KIND => {
+                    return Err(ClientError::WrongKind { app_id, kind, wanted: M::KIND });
+                }
+                MasterReply::AppMaster { address: None, .. } => return Err(ClientError::NotServing(app_id)),
+                MasterReply::AppMaster { address: Some(a), .. } => a,
+                MasterReply::Refused(e) => return Err(e.into()),
+                other => return Err(ClientError::Other(format!("unexpected answer from the master: {other:?}"))),
+            };
+            let (mut rd, mut wr) = connect(address, secret).await?;
+            write_msg(&mut wr, &Hello::Client { kind: M::KIND.to_string() }).await?;
+            read_msg::<_, ClientAnswer>(&mut rd).await?.map_err(ClientError::Failed)?;
+            Ok((rd, wr))
+        })?;
+        Ok(AppClient { rt, rd, wr, _master: std::marker::PhantomData })
+    }
+
+    /// Sends `request` and waits for the answer.
+    pub fn ask(&mut self, request: &M::Request) -> Result<M::Response, ClientError> {
+        let body = postcard::to_stdvec(request).map_err(|e| ClientError::Other(e.to_string()))?;
+        let (rd, wr) = (&mut self.rd, &mut self.wr);
+        let answer = self.rt.block_on(async {
+            write_msg(wr, &body).await?;
+            read_msg::<_, ClientAnswer>(rd).await
+        })?;
+        let body = answer.map_err(ClientError::Failed)?;
+        postcard::from_bytes(&body).map_err(|e| ClientError::Other(format!("an answer this client cannot read: {e}")))
+    }
+}
+
+/// The client role (started by `gear app`): uploads this binary and submits `app` to the
+/// cluster; returns its id.
+pub fn submit<M: AppMaster>(app: &Application<M>) -> Result<AppId, RoleError> {
+    crate::remote::submit_this_binary(&app.name, 0, M::KIND)
+}
