@@ -343,6 +343,129 @@ fn other(e: impl std::fmt::Display) -> RoleError {
     RoleError::Other(e.to_string())
 }
 
+/// How an AppMaster reaches its master: over the network (a cluster's leading master), or in
+/// this process (the embedded cluster's).
+pub(crate) trait MasterLink: Send + 'static {
+    /// Asks the master.
+    fn ask(&mut self, req: MasterRequest) -> impl Future<Output = Result<MasterReply, RoleError>> + Send;
+    /// After the pushes ended (the master went away): registers again with whichever master
+    /// leads now; the new pushes.
+    fn reconnect(&mut self) -> impl Future<Output = Result<mpsc::UnboundedReceiver<MasterReply>, RoleError>> + Send;
+}
+
+/// The AppMaster's link to a cluster's leading master.
+struct RemoteLink {
+    client: DuplexClient,
+    app_id: AppId,
+    address: SocketAddr,
+}
+
+impl MasterLink for RemoteLink {
+    async fn ask(&mut self, req: MasterRequest) -> Result<MasterReply, RoleError> {
+        Ok(self.client.ask(req, Duration::from_secs(30)).await?)
+    }
+
+    async fn reconnect(&mut self) -> Result<mpsc::UnboundedReceiver<MasterReply>, RoleError> {
+        let (client, pushes) = register_appmaster(self.app_id, Some(self.address), Duration::from_secs(10)).await?;
+        tracing::info!(app_id = %self.app_id, master = %client.master, "Registered with the leading master again.");
+        self.client = client;
+        Ok(pushes)
+    }
+}
+
+/// A request of an embedded cluster's AppMaster to its master, with where the answer goes.
+pub(crate) type EmbeddedRequest = (AppId, MasterRequest, oneshot::Sender<MasterReply>);
+
+/// The AppMaster's link to the embedded cluster's master, in this process.
+struct EmbeddedLink {
+    app_id: AppId,
+    requests: mpsc::UnboundedSender<EmbeddedRequest>,
+}
+
+impl MasterLink for EmbeddedLink {
+    async fn ask(&mut self, req: MasterRequest) -> Result<MasterReply, RoleError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || RoleError::Refused(gearpump_protocol::MasterError::ClusterStopped.to_string());
+        self.requests.send((self.app_id, req, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    async fn reconnect(&mut self) -> Result<mpsc::UnboundedReceiver<MasterReply>, RoleError> {
+        Err(RoleError::Refused(gearpump_protocol::MasterError::ClusterStopped.to_string()))
+    }
+}
+
+/// What the embedded master hands a launcher of an AppMaster.
+pub(crate) struct Launching {
+    pub(crate) app_id: AppId,
+    pub(crate) attempt: u32,
+    /// The embedded cluster's secret (its AppMasters listen on loopback all the same).
+    pub(crate) secret: ClusterSecret,
+    pub(crate) stop_timeout: Duration,
+    /// Where the AppMaster's requests go.
+    pub(crate) requests: mpsc::UnboundedSender<EmbeddedRequest>,
+    /// What the master pushes to it ([`MasterReply::KillRequested`]).
+    pub(crate) pushes: mpsc::UnboundedReceiver<MasterReply>,
+}
+
+/// Starts an application's AppMaster (and, through it, its executors) as tasks of the
+/// embedded cluster, whatever the application's type.
+pub(crate) type Launch = Arc<dyn Fn(Launching) + Send + Sync>;
+
+/// How the embedded cluster starts `app`'s AppMaster.
+pub(crate) fn embedded_launcher<M: AppMaster>(app: Application<M>) -> Launch {
+    Arc::new(move |l: Launching| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Launching { app_id, attempt, secret, stop_timeout, requests, pushes } = l;
+            let mut link = EmbeddedLink { app_id, requests };
+            let started = async {
+                let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+                let address = Some(listener.local_addr()?);
+                match link.ask(MasterRequest::RegisterAppMaster { app_id, attempt, address }).await? {
+                    MasterReply::Ok => Ok(listener),
+                    other => Err(unexpected(other)),
+                }
+            };
+            let listener = match started.await {
+                Ok(l) => l,
+                Err(e) => {
+                    let error = Some(format!("starting the AppMaster: {e}"));
+                    let _ = link.ask(MasterRequest::AppStatus { app_id, status: AppStatus::Failed, error }).await;
+                    return;
+                }
+            };
+            let setup = AppMasterSetup {
+                app_id,
+                attempt,
+                secret,
+                limits: gearpump_protocol::PortLimits::default(),
+                stop_timeout,
+                master_timeout: Duration::ZERO,
+                in_process: true,
+            };
+            if let Err(e) = appmaster_main(app, setup, listener, link, pushes).await {
+                tracing::warn!(%app_id, error = %e, "The application failed.");
+            }
+        });
+    })
+}
+
+/// What an AppMaster runs with.
+pub(crate) struct AppMasterSetup {
+    pub(crate) app_id: AppId,
+    /// Which AppMaster of the application this is (0: the first).
+    pub(crate) attempt: u32,
+    pub(crate) secret: ClusterSecret,
+    pub(crate) limits: gearpump_protocol::PortLimits,
+    /// `gearpump.application.stop-timeout-ms`.
+    pub(crate) stop_timeout: Duration,
+    /// `gearpump.cluster.master-timeout-ms`.
+    pub(crate) master_timeout: Duration,
+    /// Run the executors in this process rather than have workers start them.
+    pub(crate) in_process: bool,
+}
+
 /// The AppMaster role of a non-streaming application: runs until the application is killed
 /// (or its master is gone for longer than `gearpump.cluster.master-timeout-ms`).
 pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError> {
@@ -351,14 +474,35 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
     let host = env.host();
     crate::remote::role_runtime()?.block_on(async move {
         let conf = crate::remote::system_config()?;
-        let secret = conf.cluster_secret().map_err(other)?;
-        let limits = crate::daemon::port_limits(&conf).map_err(other)?;
         let num = |key: &str| conf.get_num::<u64>(key).map_err(other);
-        let stop_timeout = Duration::from_millis(num("gearpump.application.stop-timeout-ms")?);
-        let master_timeout = Duration::from_millis(num("gearpump.cluster.master-timeout-ms")?);
+        let setup = AppMasterSetup {
+            app_id,
+            attempt: env.attempt,
+            secret: conf.cluster_secret().map_err(other)?,
+            limits: crate::daemon::port_limits(&conf).map_err(other)?,
+            stop_timeout: Duration::from_millis(num("gearpump.application.stop-timeout-ms")?),
+            master_timeout: Duration::from_millis(num("gearpump.cluster.master-timeout-ms")?),
+            in_process: env.same_process,
+        };
         let listener = TcpListener::bind((host, 0)).await?;
         let address = listener.local_addr()?;
-        let (mut master, mut pushes) = register_appmaster(app_id, Some(address), Duration::from_secs(30)).await?;
+        let (client, pushes) = register_appmaster(app_id, Some(address), Duration::from_secs(30)).await?;
+        appmaster_main(app.clone(), setup, listener, RemoteLink { client, app_id, address }, pushes).await
+    })
+}
+
+/// An AppMaster: serves executors and clients on `listener`, keeps the executors its
+/// placements want, answers clients with the user's AppMaster, until the application is killed.
+pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
+    app: Application<M>,
+    setup: AppMasterSetup,
+    listener: TcpListener,
+    mut master: L,
+    mut pushes: mpsc::UnboundedReceiver<MasterReply>,
+) -> Result<(), RoleError> {
+    let AppMasterSetup { app_id, attempt, secret, limits, stop_timeout, master_timeout, in_process } = setup;
+    let address = listener.local_addr()?;
+    {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         tokio::spawn(accept(listener, limits, secret.clone(), M::KIND, events_tx));
 
@@ -393,19 +537,20 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
             }
         })?;
 
-        let in_process: Option<InProcess> = crate::env::ProcessEnv::current()?.same_process.then(|| {
+        let in_process: Option<InProcess> = in_process.then(|| {
             let app = app.clone();
+            let secret = secret.clone();
             Arc::new(move |id| {
-                let app = app.clone();
+                let (app, secret) = (app.clone(), secret.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = executor_session(app, address, id, app_id).await {
+                    if let Err(e) = executor_session(app, address, id, app_id, secret).await {
                         tracing::error!(executor = id, error = %e, "An in-process executor failed.");
                     }
                 });
             }) as InProcess
         });
         let mut launched: BTreeMap<i32, Launched> = BTreeMap::new();
-        let mut next_id = crate::env::ProcessEnv::current()?.attempt as i32 * 1000;
+        let mut next_id = attempt as i32 * 1000;
         // Slots the application holds but no executor uses (of executors that died).
         let mut spare: Vec<WorkerId> = Vec::new();
         let mut seq = 0u64;
@@ -415,18 +560,16 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
         let mut master_lost: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let registered =
-            |l: &BTreeMap<i32, Launched>| l.iter().filter(|(_, e)| e.link.is_some()).map(|(id, e)| info(*id, e)).collect();
+        let registered = |l: &BTreeMap<i32, Launched>| {
+            l.iter().filter(|(_, e)| e.link.is_some()).map(|(id, e)| info(*id, e)).collect()
+        };
         let started = tokio::time::Instant::now();
         let outcome: Result<AppStatus, RoleError> = loop {
             tokio::select! {
                 _ = tick.tick() => {
                     if let Some(since) = master_lost {
-                        match tokio::time::timeout(Duration::from_secs(5), register_appmaster(app_id, Some(address), Duration::from_secs(10))).await {
-                            Ok(Ok((m, p))) => {
-                                tracing::info!(%app_id, "Registered with the leading master again.");
-                                (master, pushes, master_lost) = (m, p, None);
-                            }
+                        match tokio::time::timeout(Duration::from_secs(5), master.reconnect()).await {
+                            Ok(Ok(p)) => (pushes, master_lost) = (p, None),
                             Ok(Err(RoleError::Refused(e))) => break Err(RoleError::Refused(e)),
                             _ if since.elapsed() > master_timeout => {
                                 break Err(other(format!("no master for {master_timeout:?}")));
@@ -445,7 +588,7 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
                     let waited = started.elapsed();
                     if !active && up > 0 && (up == launched.len() || waited > Duration::from_secs(30)) {
                         let status = MasterRequest::AppStatus { app_id, status: AppStatus::Active, error: None };
-                        master.ask(status, Duration::from_secs(30)).await?;
+                        master.ask(status).await?;
                         active = true;
                         tracing::info!(%app_id, executors = up, "Application active.");
                     } else if !active && waited > Duration::from_secs(60) {
@@ -544,9 +687,9 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
             Err(e) => (AppStatus::Failed, Some(e.to_string())),
         };
         tracing::info!(%app_id, %status, ?error, "The application ended.");
-        let _ = master.ask(MasterRequest::AppStatus { app_id, status, error }, Duration::from_secs(10)).await;
+        let _ = master.ask(MasterRequest::AppStatus { app_id, status, error }).await;
         outcome.map(|_| ())
-    })
+    }
 }
 
 fn info(id: i32, e: &Launched) -> ExecutorInfo {
@@ -570,13 +713,13 @@ impl Reconcile<'_> {
     /// asked of the master.
     async fn run(
         &self,
-        master: &mut DuplexClient,
+        master: &mut impl MasterLink,
         launched: &mut BTreeMap<i32, Launched>,
         spare: &mut Vec<WorkerId>,
         next_id: &mut i32,
     ) -> Result<(), RoleError> {
         let app_id = self.app_id;
-        let workers = match master.ask(MasterRequest::ListWorkers, Duration::from_secs(10)).await? {
+        let workers = match master.ask(MasterRequest::ListWorkers).await? {
             MasterReply::Workers(w) => w,
             other => return Err(unexpected(other)),
         };
@@ -608,7 +751,7 @@ impl Reconcile<'_> {
                 let missing = n - slots.len() as u32;
                 if missing > 0 {
                     let req = MasterRequest::RequestResources { app_id, slots: missing, locality };
-                    match master.ask(req, Duration::from_secs(10)).await? {
+                    match master.ask(req).await? {
                         MasterReply::Resources(granted) => {
                             slots.extend(granted.into_iter().flat_map(|(w, n)| std::iter::repeat_n(w, n as usize)))
                         }
@@ -629,7 +772,7 @@ impl Reconcile<'_> {
         Ok(())
     }
 
-    async fn launch(&self, master: &mut DuplexClient, id: i32, worker: WorkerId) -> Result<(), RoleError> {
+    async fn launch(&self, master: &mut impl MasterLink, id: i32, worker: WorkerId) -> Result<(), RoleError> {
         let app_id = self.app_id;
         if let Some(start) = &self.in_process {
             // `gear local -sameprocess`: the executor runs in this process (it still holds its slot).
@@ -638,10 +781,7 @@ impl Reconcile<'_> {
         }
         let env = crate::env::ProcessEnv { appmaster: Some(self.control), ..Default::default() }.vars();
         tracing::info!(%app_id, executor = id, %worker, "Launching an executor.");
-        match master
-            .ask(MasterRequest::LaunchExecutor { app_id, executor: id, worker, env }, Duration::from_secs(10))
-            .await?
-        {
+        match master.ask(MasterRequest::LaunchExecutor { app_id, executor: id, worker, env }).await? {
             MasterReply::Ok => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -737,7 +877,8 @@ async fn serve(
 pub fn run_executor<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError> {
     let env = crate::env::ProcessEnv::current()?;
     let (id, appmaster, app_id) = (env.need_executor()?, env.need_appmaster()?, env.need_app_id()?);
-    crate::remote::role_runtime()?.block_on(executor_session(app.clone(), appmaster, id, app_id))
+    let secret = crate::remote::cluster_secret()?;
+    crate::remote::role_runtime()?.block_on(executor_session(app.clone(), appmaster, id, app_id, secret))
 }
 
 /// An executor: registers with the AppMaster at `appmaster` as executor `id` and does its
@@ -747,8 +888,8 @@ async fn executor_session<M: AppMaster>(
     appmaster: SocketAddr,
     id: i32,
     app_id: AppId,
+    secret: ClusterSecret,
 ) -> Result<(), RoleError> {
-    let secret = crate::remote::cluster_secret()?;
     let (mut rd, mut wr) = connect(appmaster, &secret).await?;
     write_msg(&mut wr, &Hello::Executor { id }).await?;
     let worker = match read_msg::<_, ToExecutor>(&mut rd).await? {
@@ -840,6 +981,14 @@ pub enum ClientError {
     Other(String),
 }
 
+/// Opens a client's connection to the AppMaster at `address`, which checks the kind.
+async fn hello<M: AppMaster>(address: SocketAddr, secret: &ClusterSecret) -> Result<(Reader, Writer), ClientError> {
+    let (mut rd, mut wr) = connect(address, secret).await?;
+    write_msg(&mut wr, &Hello::Client { kind: M::KIND.to_string() }).await?;
+    read_msg::<_, ClientAnswer>(&mut rd).await?.map_err(ClientError::Failed)?;
+    Ok((rd, wr))
+}
+
 /// A client of one running non-streaming application: resolves its id to its AppMaster
 /// through the master, then sends it requests.
 pub struct AppClient<M: AppMaster> {
@@ -866,11 +1015,15 @@ impl<M: AppMaster> AppClient<M> {
                 MasterReply::Refused(e) => return Err(e.into()),
                 other => return Err(ClientError::Other(format!("unexpected answer from the master: {other:?}"))),
             };
-            let (mut rd, mut wr) = connect(address, secret).await?;
-            write_msg(&mut wr, &Hello::Client { kind: M::KIND.to_string() }).await?;
-            read_msg::<_, ClientAnswer>(&mut rd).await?.map_err(ClientError::Failed)?;
-            Ok((rd, wr))
+            hello::<M>(address, secret).await
         })?;
+        Ok(AppClient { rt, rd, wr, _master: std::marker::PhantomData })
+    }
+
+    /// Connects to the AppMaster serving clients at `address` (resolved by the caller).
+    pub(crate) fn connect_at(address: SocketAddr, secret: &ClusterSecret) -> Result<Self, ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ProtocolError::Io)?;
+        let (rd, wr) = rt.block_on(hello::<M>(address, secret))?;
         Ok(AppClient { rt, rd, wr, _master: std::marker::PhantomData })
     }
 

@@ -1,5 +1,6 @@
 //! The embedded cluster and the blocking client.
 
+use crate::application::{AppClient, AppMaster, Application, ClientError};
 use crate::master::{AppSummary, Board, ClusterConfig, KillError, Master, MasterCommand, SubmitError, WorkerSummary};
 use gearpump_api::StreamApplication;
 use gearpump_core::AppId;
@@ -42,6 +43,31 @@ impl ClusterClient {
             .send(MasterCommand::Submit { app: Box::new(app), user, reply })
             .map_err(|_| SubmitError::ClusterStopped)?;
         answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
+    }
+
+    /// Submits a non-streaming application ([`crate::application`]): its AppMaster and
+    /// executors run as tasks of this cluster (one executor per slot its placements get, on
+    /// the embedded workers). Returns its id.
+    pub fn submit_application<M: AppMaster>(&self, app: Application<M>) -> Result<AppId, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let name = app.name().to_string();
+        let launch = crate::application::embedded_launcher(app);
+        self.master
+            .send(MasterCommand::SubmitOther { name, kind: M::KIND, launch, user: None, reply })
+            .map_err(|_| SubmitError::ClusterStopped)?;
+        answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
+    }
+
+    /// A client of running non-streaming application `id`, of `M`'s kind.
+    pub fn app_client<M: AppMaster>(&self, id: AppId) -> Result<AppClient<M>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.master.send(MasterCommand::Resolve { id, reply }).map_err(|_| SubmitError::ClusterStopped)?;
+        let (kind, address) = answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)??;
+        if kind != M::KIND {
+            return Err(ClientError::WrongKind { app_id: id, kind, wanted: M::KIND });
+        }
+        let address = address.ok_or(ClientError::NotServing(id))?;
+        AppClient::connect_at(address, &self.board.secret)
     }
 
     /// Kills a running application.
@@ -108,7 +134,7 @@ impl ClusterClient {
                     info: AppInfo {
                         id: a.id,
                         name: a.name,
-                        kind: gearpump_protocol::STREAMING.into(),
+                        kind: a.kind,
                         status: a.status.to_string(),
                         worker: Some(a.app_master_worker),
                         user: a.user,

@@ -4,7 +4,7 @@ use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
 use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
-use gearpump_protocol::{AppRuntime, ProcessGauges};
+use gearpump_protocol::{AppRuntime, MasterReply, MasterRequest, ProcessGauges, WorkerInfo};
 use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
 use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime, ToMaster};
 use gearpump_transport::flow::FlowConfig;
@@ -110,6 +110,8 @@ pub struct AppSummary {
     pub id: AppId,
     /// Its name.
     pub name: String,
+    /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
+    pub kind: String,
     /// Its status.
     pub status: AppStatus,
     /// When it was submitted.
@@ -157,6 +159,14 @@ pub(crate) struct Board {
     pub(crate) metrics: Mutex<MetricsStore>,
     /// When the cluster started, ms since the epoch.
     pub(crate) started: Timestamp,
+    /// What connections to its AppMasters prove (they listen on loopback): made up per cluster.
+    pub(crate) secret: gearpump_protocol::ClusterSecret,
+}
+
+/// A secret no other process knows.
+fn made_up_secret() -> gearpump_protocol::ClusterSecret {
+    let text: String = std::iter::repeat_with(fastrand::alphanumeric).take(32).collect();
+    gearpump_protocol::ClusterSecret::new(text).expect("32 characters are long enough")
 }
 
 impl Board {
@@ -168,22 +178,62 @@ impl Board {
             runtimes: Mutex::default(),
             metrics: Mutex::new(MetricsStore::new(retention)),
             started: Timestamp::now(),
+            secret: made_up_secret(),
         }
     }
 }
 
 pub(crate) enum MasterCommand {
-    Submit { app: Box<StreamApplication>, user: Option<String>, reply: oneshot::Sender<Result<AppId, SubmitError>> },
-    Kill { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
-    Replay { id: AppId, reply: oneshot::Sender<Result<(), KillError>> },
-    Restart { id: AppId, reply: oneshot::Sender<Result<AppId, SubmitError>> },
+    Submit {
+        app: Box<StreamApplication>,
+        user: Option<String>,
+        reply: oneshot::Sender<Result<AppId, SubmitError>>,
+    },
+    /// A non-streaming application: its name, kind and how to start its AppMaster.
+    SubmitOther {
+        name: String,
+        kind: &'static str,
+        launch: crate::application::Launch,
+        user: Option<String>,
+        reply: oneshot::Sender<Result<AppId, SubmitError>>,
+    },
+    /// Where a running application's AppMaster serves clients: its kind and address.
+    Resolve {
+        id: AppId,
+        reply: oneshot::Sender<Result<(String, Option<std::net::SocketAddr>), MasterError>>,
+    },
+    Kill {
+        id: AppId,
+        reply: oneshot::Sender<Result<(), KillError>>,
+    },
+    Replay {
+        id: AppId,
+        reply: oneshot::Sender<Result<(), KillError>>,
+    },
+    Restart {
+        id: AppId,
+        reply: oneshot::Sender<Result<AppId, SubmitError>>,
+    },
+}
+
+/// An application as the embedded master can (re)start it.
+#[derive(Clone)]
+enum Launchable {
+    Stream(Box<StreamApplication>),
+    Other(crate::application::Launch),
+}
+
+/// The running AppMaster of an application: where its commands go.
+enum AppMasterHandle {
+    Stream(mpsc::UnboundedSender<AppMasterCommand>),
+    Other { pushes: mpsc::UnboundedSender<MasterReply>, address: Option<std::net::SocketAddr> },
 }
 
 /// What the embedded master keeps of an application besides the core's record.
 struct AppRecord {
     /// The application, for a restart or a new AppMaster.
-    app: StreamApplication,
-    appmaster: Option<mpsc::UnboundedSender<AppMasterCommand>>,
+    app: Launchable,
+    appmaster: Option<AppMasterHandle>,
     stats: Arc<Mutex<AppStats>>,
 }
 
@@ -196,6 +246,8 @@ pub(crate) struct Master {
     apps: BTreeMap<AppId, AppRecord>,
     board: Arc<Board>,
     to_master: mpsc::UnboundedSender<ToMaster>,
+    /// Where the AppMasters of non-streaming applications send their requests.
+    requests: mpsc::UnboundedSender<crate::application::EmbeddedRequest>,
 }
 
 impl Master {
@@ -212,9 +264,10 @@ impl Master {
             let id = core.register_worker(None, config.slots_per_worker, &[], Timestamp::now());
             tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
-        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, to_master };
+        let (requests, from_others) = mpsc::unbounded_channel();
+        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, to_master, requests };
         master.publish();
-        tokio::spawn(master.run(commands, from_appmasters));
+        tokio::spawn(master.run(commands, from_appmasters, from_others));
         tx
     }
 
@@ -222,6 +275,7 @@ impl Master {
         mut self,
         mut commands: mpsc::UnboundedReceiver<MasterCommand>,
         mut from_appmasters: mpsc::UnboundedReceiver<ToMaster>,
+        mut from_others: mpsc::UnboundedReceiver<crate::application::EmbeddedRequest>,
     ) {
         loop {
             tokio::select! {
@@ -236,11 +290,35 @@ impl Master {
                         };
                         let id = self.core.submit(submission, None, Timestamp::now());
                         if let Ok(id) = id {
-                            self.record(id, *app);
+                            self.record(id, Launchable::Stream(app));
                         }
                         // Published before the answer: the client looks the application up there.
                         self.act();
                         let _ = reply.send(id);
+                    }
+                    Some(MasterCommand::SubmitOther { name, kind, launch, user, reply }) => {
+                        let user = user.unwrap_or_else(|| self.config.user.clone());
+                        let submission = Submission { name, kind: kind.into(), user, tasks: 0 };
+                        let id = self.core.submit(submission, None, Timestamp::now());
+                        if let Ok(id) = id {
+                            self.record(id, Launchable::Other(launch));
+                        }
+                        self.act();
+                        let _ = reply.send(id);
+                    }
+                    Some(MasterCommand::Resolve { id, reply }) => {
+                        let resolved = match self.core.app(id) {
+                            None => Err(MasterError::UnknownApp(id)),
+                            Some(a) if a.status.is_terminal() => Err(MasterError::NotRunning { id, status: a.status }),
+                            Some(a) => {
+                                let address = match self.apps.get(&id).and_then(|r| r.appmaster.as_ref()) {
+                                    Some(AppMasterHandle::Other { address, .. }) => *address,
+                                    _ => None,
+                                };
+                                Ok((a.kind.clone(), address))
+                            }
+                        };
+                        let _ = reply.send(resolved);
                     }
                     Some(MasterCommand::Kill { id, reply }) => {
                         let killed = self.core.kill(id, Timestamp::now());
@@ -263,19 +341,30 @@ impl Master {
                     None => break,
                 },
                 Some(m) = from_appmasters.recv() => self.on_appmaster(m),
+                Some((app_id, req, reply)) = from_others.recv() => {
+                    let answer = self.on_request(app_id, req);
+                    self.act();
+                    let _ = reply.send(answer);
+                }
             }
             self.act();
         }
         // Every client is gone: end what is still running.
         for record in self.apps.values_mut() {
-            if let Some(am) = record.appmaster.take() {
-                let _ = am.send(AppMasterCommand::Kill);
+            match record.appmaster.take() {
+                Some(AppMasterHandle::Stream(am)) => {
+                    let _ = am.send(AppMasterCommand::Kill);
+                }
+                Some(AppMasterHandle::Other { pushes, .. }) => {
+                    let _ = pushes.send(MasterReply::KillRequested);
+                }
+                None => {}
             }
         }
     }
 
     /// Keeps what the core does not: the application itself and its live stats.
-    fn record(&mut self, id: AppId, app: StreamApplication) {
+    fn record(&mut self, id: AppId, app: Launchable) {
         self.apps.insert(id, AppRecord { app, appmaster: None, stats: Arc::default() });
     }
 
@@ -285,10 +374,27 @@ impl Master {
             match effect {
                 Effect::LaunchAppMaster { app: id, worker, attempt, .. } => {
                     let Some(record) = self.apps.get_mut(&id) else { continue };
-                    tracing::info!(app_id = %id, name = record.app.name(), %worker, "Application submitted; launching its AppMaster.");
-                    record.appmaster = Some(appmaster::spawn(AppMasterSpec {
+                    tracing::info!(app_id = %id, %worker, "Application submitted; launching its AppMaster.");
+                    let app = match &record.app {
+                        Launchable::Stream(app) => (**app).clone(),
+                        Launchable::Other(launch) => {
+                            let (pushes, pushed) = mpsc::unbounded_channel();
+                            launch(crate::application::Launching {
+                                app_id: id,
+                                attempt,
+                                secret: self.board.secret.clone(),
+                                stop_timeout: self.config.stop_timeout,
+                                requests: self.requests.clone(),
+                                pushes: pushed,
+                            });
+                            record.appmaster = Some(AppMasterHandle::Other { pushes, address: None });
+                            let _ = self.core.register_appmaster(id, attempt, u64::from(id.0));
+                            continue;
+                        }
+                    };
+                    record.appmaster = Some(AppMasterHandle::Stream(appmaster::spawn(AppMasterSpec {
                         app_id: id,
-                        app: record.app.clone(),
+                        app,
                         runtime: self.runtime.clone(),
                         flow: self.config.flow,
                         data_plane: self.config.data_plane.clone(),
@@ -298,18 +404,26 @@ impl Master {
                         metrics: self.config.metrics,
                         total_retries: self.config.total_retries,
                         stop_timeout: self.config.stop_timeout,
-                    }));
+                    })));
                     // In this process the AppMaster is there at once.
                     let _ = self.core.register_appmaster(id, attempt, u64::from(id.0));
                 }
                 Effect::ToAppMaster { app, notice, .. } => {
                     tracing::info!(app_id = %app, ?notice, "Telling the AppMaster.");
-                    let command = match notice {
-                        Notice::Kill => AppMasterCommand::Kill,
-                        Notice::Replay => AppMasterCommand::Replay,
-                    };
-                    if let Some(am) = self.apps.get(&app).and_then(|r| r.appmaster.as_ref()) {
-                        let _ = am.send(command);
+                    match (self.apps.get(&app).and_then(|r| r.appmaster.as_ref()), notice) {
+                        (Some(AppMasterHandle::Stream(am)), Notice::Kill) => {
+                            let _ = am.send(AppMasterCommand::Kill);
+                        }
+                        (Some(AppMasterHandle::Stream(am)), Notice::Replay) => {
+                            let _ = am.send(AppMasterCommand::Replay);
+                        }
+                        (Some(AppMasterHandle::Other { pushes, .. }), Notice::Kill) => {
+                            let _ = pushes.send(MasterReply::KillRequested);
+                        }
+                        (Some(AppMasterHandle::Other { pushes, .. }), Notice::Replay) => {
+                            let _ = pushes.send(MasterReply::ReplayRequested);
+                        }
+                        (None, _) => {}
                     }
                 }
                 Effect::StatusChanged { app, status, error } => {
@@ -339,6 +453,7 @@ impl Master {
             let summary = AppSummary {
                 id: *id,
                 name: a.name.clone(),
+                kind: a.kind.clone(),
                 status: a.status,
                 submission_time: a.submission_time,
                 start_time: a.start_time,
@@ -351,6 +466,51 @@ impl Master {
             apps.insert(*id, (summary, stats));
         }
         self.board.changed.notify_all();
+    }
+
+    /// A request of a non-streaming application's AppMaster (see
+    /// [`crate::application::MasterLink`]); its executors run in this process, so it launches
+    /// none through the master.
+    fn on_request(&mut self, app_id: AppId, req: MasterRequest) -> MasterReply {
+        let conn = u64::from(app_id.0);
+        let now = Timestamp::now();
+        let refused = |e: MasterError| MasterReply::Refused(e);
+        match req {
+            MasterRequest::RegisterAppMaster { address, .. } => {
+                if let Some(AppMasterHandle::Other { address: at, .. }) =
+                    self.apps.get_mut(&app_id).and_then(|r| r.appmaster.as_mut())
+                {
+                    *at = address;
+                }
+                MasterReply::Ok
+            }
+            MasterRequest::ListWorkers => MasterReply::Workers(
+                self.core
+                    .workers()
+                    .iter()
+                    .map(|(id, w)| WorkerInfo {
+                        id: *id,
+                        host: "127.0.0.1".into(),
+                        slots: w.slots,
+                        used: w.used,
+                        alive: w.alive,
+                    })
+                    .collect(),
+            ),
+            MasterRequest::RequestResources { slots, locality, .. } => {
+                match self.core.request_resources(app_id, conn, slots, locality) {
+                    Ok(granted) => MasterReply::Resources(granted),
+                    Err(e) => refused(e),
+                }
+            }
+            MasterRequest::AppStatus { status, error, .. } => {
+                self.core.set_status(app_id, Some(conn), status, error, now);
+                MasterReply::Ok
+            }
+            other => MasterReply::Refused(MasterError::Invalid(format!(
+                "the embedded cluster's master does not take {other:?} from an AppMaster"
+            ))),
+        }
     }
 
     fn on_appmaster(&mut self, message: ToMaster) {
