@@ -553,6 +553,8 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
         let mut next_id = attempt as i32 * 1000;
         // Slots the application holds but no executor uses (of executors that died).
         let mut spare: Vec<WorkerId> = Vec::new();
+        // Whether a request for slots waits at the master.
+        let mut queued = false;
         let mut seq = 0u64;
         let mut pending: HashMap<u64, (u64, i32)> = HashMap::new();
         let mut gathers: HashMap<u64, Gather> = HashMap::new();
@@ -569,7 +571,8 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                 _ = tick.tick() => {
                     if let Some(since) = master_lost {
                         match tokio::time::timeout(Duration::from_secs(5), master.reconnect()).await {
-                            Ok(Ok(p)) => (pushes, master_lost) = (p, None),
+                            // Requests that waited at the old master are gone with it.
+                            Ok(Ok(p)) => (pushes, master_lost, queued) = (p, None, false),
                             Ok(Err(RoleError::Refused(e))) => break Err(RoleError::Refused(e)),
                             _ if since.elapsed() > master_timeout => {
                                 break Err(other(format!("no master for {master_timeout:?}")));
@@ -579,7 +582,7 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                         continue;
                     }
                     let ctx = Reconcile { app_id, placements: &placements, in_process: in_process.clone(), control: address };
-                    if let Err(e) = ctx.run(&mut master, &mut launched, &mut spare, &mut next_id).await {
+                    if let Err(e) = ctx.run(&mut master, &mut launched, &mut spare, &mut next_id, &mut queued).await {
                         tracing::warn!(%app_id, error = %e, "Launching executors failed; trying again.");
                     }
                     let up = launched.values().filter(|e| e.link.is_some()).count();
@@ -599,6 +602,11 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                     Some(MasterReply::KillRequested) => {
                         tracing::info!(%app_id, "Kill requested.");
                         break Ok(AppStatus::Terminated);
+                    }
+                    // Slots of a request that waited: the next round launches on them.
+                    Some(MasterReply::Granted(granted)) => {
+                        spare.extend(granted.into_iter().flat_map(|(w, n)| std::iter::repeat_n(w, n as usize)));
+                        queued = false;
                     }
                     Some(_) => {}
                     None => {
@@ -717,6 +725,7 @@ impl Reconcile<'_> {
         launched: &mut BTreeMap<i32, Launched>,
         spare: &mut Vec<WorkerId>,
         next_id: &mut i32,
+        queued: &mut bool,
     ) -> Result<(), RoleError> {
         let app_id = self.app_id;
         let workers = match master.ask(MasterRequest::ListWorkers).await? {
@@ -749,11 +758,17 @@ impl Reconcile<'_> {
                     }
                 }
                 let missing = n - slots.len() as u32;
-                if missing > 0 {
+                // A request that waits is granted by a push; asking again meanwhile would
+                // queue more.
+                if missing > 0 && !*queued {
                     let req = MasterRequest::RequestResources { app_id, slots: missing, locality };
                     match master.ask(req).await? {
                         MasterReply::Resources(granted) => {
                             slots.extend(granted.into_iter().flat_map(|(w, n)| std::iter::repeat_n(w, n as usize)))
+                        }
+                        MasterReply::Queued => {
+                            tracing::info!(%app_id, missing, "Too few free slots; waiting for them.");
+                            *queued = true;
                         }
                         MasterReply::Refused(e) => {
                             tracing::debug!(%app_id, error = %e, "No slots for an executor yet.");

@@ -12,11 +12,12 @@
 //! which adds sockets, Raft replication and the artifact store. Scenario tests below run the
 //! core alone, in microseconds.
 
-use crate::scheduler;
+use crate::scheduler::{self, PriorityScheduler, Scheduler, Waiting};
 use gearpump_core::{AppId, Timestamp, WorkerId};
-pub use gearpump_protocol::{Locality, MasterError};
+pub use gearpump_protocol::{Locality, MasterError, Priority};
 use gearpump_streaming::AppStatus;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a driver must do for the core.
@@ -51,6 +52,15 @@ pub enum Effect {
         conn: u64,
         /// What to do.
         notice: Notice,
+    },
+    /// Slots of a request that waited are granted: tell the AppMaster on `conn`.
+    Granted {
+        /// The application.
+        app: AppId,
+        /// Its AppMaster's connection.
+        conn: u64,
+        /// The slots, per worker.
+        allocation: Vec<(WorkerId, u32)>,
     },
     /// `app`'s status changed (to log and publish).
     StatusChanged {
@@ -92,6 +102,8 @@ pub struct App {
     pub name: String,
     /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
     pub kind: String,
+    /// How urgent its requests for slots are.
+    pub priority: Priority,
     /// Who submitted it.
     pub user: String,
     /// Its status.
@@ -128,6 +140,8 @@ pub struct Submission {
     pub name: String,
     /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
     pub kind: String,
+    /// How urgent its requests for slots are.
+    pub priority: Priority,
     /// Who submits it.
     pub user: String,
     /// How many tasks it has (slots it needs besides its AppMaster's).
@@ -147,6 +161,20 @@ pub struct MasterCore {
     /// (`gearpump.application.stop-timeout-ms`).
     stop_timeout: Duration,
     effects: Vec<Effect>,
+    /// Decides where slots go and which waiting request goes first.
+    scheduler: Arc<dyn Scheduler>,
+    /// Requests for slots waiting until enough are free.
+    waiting: Vec<Waiting>,
+    next_seq: u64,
+}
+
+/// The answer to a request for slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Granted now: the slots, per worker.
+    Now(Vec<(WorkerId, u32)>),
+    /// Too few are free: the request waits and is granted later ([`Effect::Granted`]).
+    Queued,
 }
 
 impl MasterCore {
@@ -160,7 +188,16 @@ impl MasterCore {
             total_retries,
             stop_timeout,
             effects: Vec::new(),
+            scheduler: Arc::new(PriorityScheduler),
+            waiting: Vec::new(),
+            next_seq: 0,
         }
+    }
+
+    /// The same master deciding with `scheduler` (by default [`PriorityScheduler`]).
+    pub fn with_scheduler(mut self, scheduler: Arc<dyn Scheduler>) -> Self {
+        self.scheduler = scheduler;
+        self
     }
 
     /// What the driver must do since the last call.
@@ -279,6 +316,7 @@ impl MasterCore {
         for app in gone {
             self.appmaster_lost(app, &format!("its AppMaster is no longer running on worker {id}"), now);
         }
+        self.serve_waiting();
         id
     }
 
@@ -311,7 +349,7 @@ impl MasterCore {
         replacing: Option<AppId>,
         now: Timestamp,
     ) -> Result<AppId, MasterError> {
-        let Submission { name, kind, user, tasks } = submission;
+        let Submission { name, kind, priority, user, tasks } = submission;
         gearpump_api::validate_app_name(&name).map_err(|e| MasterError::Invalid(e.to_string()))?;
         if let Some(running) =
             self.apps.values().find(|a| a.name == name && !a.status.is_terminal() && Some(a.id) != replacing)
@@ -338,6 +376,7 @@ impl MasterCore {
                 id,
                 name,
                 kind,
+                priority,
                 user,
                 status: AppStatus::Pending,
                 submission_time: now,
@@ -361,8 +400,13 @@ impl MasterCore {
     /// Kills (if it runs) and submits again what `id` was submitted with; the new id.
     pub fn restart(&mut self, id: AppId, now: Timestamp) -> Result<AppId, MasterError> {
         let app = self.apps.get(&id).ok_or(MasterError::UnknownApp(id))?;
-        let again =
-            Submission { name: app.name.clone(), kind: app.kind.clone(), user: app.user.clone(), tasks: app.tasks };
+        let again = Submission {
+            name: app.name.clone(),
+            kind: app.kind.clone(),
+            priority: app.priority,
+            user: app.user.clone(),
+            tasks: app.tasks,
+        };
         if !app.status.is_terminal() {
             self.kill(id, now)?;
         }
@@ -422,33 +466,72 @@ impl MasterCore {
     }
 
     /// `id`'s AppMaster (on `conn`) asks for `wanted` slots where `locality` says; they are its
-    /// until it ends.
+    /// until it ends. Too few free (or, by the scheduler, requests of a higher priority waiting
+    /// first): a request for slots anywhere or on a live worker waits ([`Grant::Queued`]).
     pub fn request_resources(
         &mut self,
         id: AppId,
         conn: u64,
         wanted: u32,
         locality: Locality,
-    ) -> Result<Vec<(WorkerId, u32)>, MasterError> {
-        self.check_appmaster(id, conn)?;
-        let free = self.free();
-        let allocation = match locality {
-            Locality::Any => scheduler::allocate(&free, wanted).ok_or(MasterError::NoSlotsFor { wanted })?,
-            Locality::EachWorker => {
-                let each: Vec<_> = free.iter().filter(|(_, f)| *f >= wanted).map(|(w, _)| (*w, wanted)).collect();
-                if each.is_empty() || wanted == 0 {
-                    return Err(MasterError::NoSlotsFor { wanted });
-                }
-                each
-            }
-            Locality::Worker(worker) => match free.iter().find(|(w, _)| *w == worker) {
-                None => return Err(MasterError::WorkerNotAlive(worker)),
-                Some((_, f)) if *f < wanted => return Err(MasterError::NoSlotsOn { worker, wanted }),
-                Some(_) => vec![(worker, wanted)],
-            },
+    ) -> Result<Grant, MasterError> {
+        let priority = self.check_appmaster(id, conn)?.priority;
+        let placed = if self.scheduler.must_wait(priority, &self.waiting) {
+            Err(MasterError::NoSlotsFor { wanted })
+        } else {
+            self.scheduler.place(&self.free(), wanted, locality)
         };
-        self.take(id, &allocation);
-        Ok(allocation)
+        match placed {
+            Ok(allocation) => {
+                self.take(id, &allocation);
+                Ok(Grant::Now(allocation))
+            }
+            Err(MasterError::NoSlotsFor { .. } | MasterError::NoSlotsOn { .. })
+                if locality != Locality::EachWorker && wanted <= self.capacity(locality) =>
+            {
+                self.next_seq += 1;
+                let seq = self.next_seq;
+                self.waiting.push(Waiting { app: id, conn, slots: wanted, locality, priority, seq });
+                tracing::info!(app_id = %id, wanted, ?locality, ?priority, "Too few free slots: the request waits.");
+                Ok(Grant::Queued)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The most slots a request with `locality` could ever get from the live workers.
+    fn capacity(&self, locality: Locality) -> u32 {
+        let live = self.workers.iter().filter(|(_, w)| w.alive);
+        match locality {
+            Locality::Worker(id) => live.filter(|(w, _)| **w == id).map(|(_, w)| w.slots).sum(),
+            _ => live.map(|(_, w)| w.slots).fold(0u32, u32::saturating_add),
+        }
+    }
+
+    /// The requests waiting for slots, in no particular order.
+    pub fn waiting(&self) -> &[Waiting] {
+        &self.waiting
+    }
+
+    /// Grants what waits and now fits, in the scheduler's order; drops requests whose
+    /// AppMaster no longer speaks for a running application.
+    fn serve_waiting(&mut self) {
+        let apps = &self.apps;
+        self.waiting
+            .retain(|w| apps.get(&w.app).is_some_and(|a| !a.status.is_terminal() && a.appmaster == Some(w.conn)));
+        let mut waiting = std::mem::take(&mut self.waiting);
+        self.scheduler.order(&mut waiting);
+        for w in waiting {
+            let higher_waits = self.scheduler.must_wait(w.priority, &self.waiting);
+            match self.scheduler.place(&self.free(), w.slots, w.locality) {
+                Ok(allocation) if !higher_waits => {
+                    self.take(w.app, &allocation);
+                    tracing::info!(app_id = %w.app, ?allocation, "Slots granted to a request that waited.");
+                    self.effects.push(Effect::Granted { app: w.app, conn: w.conn, allocation });
+                }
+                _ => self.waiting.push(w),
+            }
+        }
     }
 
     /// `id`'s AppMaster (on `conn`) may start an executor on `worker`.
@@ -502,6 +585,7 @@ impl MasterCore {
             self.release(id);
             let grace = self.stop_timeout;
             self.end_processes(id, grace);
+            self.serve_waiting();
         }
         true
     }
@@ -564,6 +648,7 @@ impl MasterCore {
         let (attempt, start_clock) = (app.appmaster_launches - 1, app.start_clock);
         tracing::warn!(app_id = %id, %why, %worker, attempt, start_clock, "Launching a new AppMaster.");
         self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt, start_clock });
+        self.serve_waiting();
     }
 
     fn take(&mut self, id: AppId, allocation: &[(WorkerId, u32)]) {
@@ -609,7 +694,13 @@ mod tests {
     }
 
     fn sub(name: &str, tasks: u32) -> Submission {
-        Submission { name: name.into(), kind: gearpump_protocol::STREAMING.into(), user: "alice".into(), tasks }
+        Submission {
+            name: name.into(),
+            kind: gearpump_protocol::STREAMING.into(),
+            priority: Priority::Normal,
+            user: "alice".into(),
+            tasks,
+        }
     }
 
     fn used(c: &MasterCore) -> Vec<u32> {
@@ -641,9 +732,14 @@ mod tests {
         assert_eq!((app.status, app.user.as_str(), app.submission_time), (AppStatus::Pending, "alice", T));
         // Its AppMaster asks for its tasks' slots: spread over both workers.
         c.register_appmaster(id, 0, 7).unwrap();
-        assert_eq!(c.request_resources(id, 7, 3, Locality::Any).unwrap(), vec![(WorkerId(1), 1), (WorkerId(2), 2)]);
+        assert_eq!(
+            c.request_resources(id, 7, 3, Locality::Any).unwrap(),
+            Grant::Now(vec![(WorkerId(1), 1), (WorkerId(2), 2)])
+        );
         assert_eq!(used(&c), vec![2, 2]);
-        assert_eq!(c.request_resources(id, 7, 5, Locality::Any), Err(MasterError::NoSlotsFor { wanted: 5 }));
+        // More than is free waits; more than the cluster has is refused.
+        assert_eq!(c.request_resources(id, 7, 5, Locality::Any), Ok(Grant::Queued));
+        assert_eq!(c.request_resources(id, 7, 9, Locality::Any), Err(MasterError::NoSlotsFor { wanted: 9 }));
     }
 
     #[test]
@@ -654,14 +750,16 @@ mod tests {
         // One on each worker (worker 1 has one slot left after the AppMaster's).
         assert_eq!(
             c.request_resources(id, 7, 1, Locality::EachWorker).unwrap(),
-            vec![(WorkerId(1), 1), (WorkerId(2), 1)]
+            Grant::Now(vec![(WorkerId(1), 1), (WorkerId(2), 1)])
         );
         assert_eq!(used(&c), vec![2, 1]);
-        // Worker 1 is full: it is left out, and asked for by name it refuses.
-        assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker).unwrap(), vec![(WorkerId(2), 1)]);
+        // Worker 1 is full: it is left out, and asked for by name the request waits (more
+        // than it has is refused).
+        assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker).unwrap(), Grant::Now(vec![(WorkerId(2), 1)]));
+        assert_eq!(c.request_resources(id, 7, 1, Locality::Worker(WorkerId(1))), Ok(Grant::Queued));
         assert_eq!(
-            c.request_resources(id, 7, 1, Locality::Worker(WorkerId(1))),
-            Err(MasterError::NoSlotsOn { worker: WorkerId(1), wanted: 1 })
+            c.request_resources(id, 7, 3, Locality::Worker(WorkerId(1))),
+            Err(MasterError::NoSlotsOn { worker: WorkerId(1), wanted: 3 })
         );
         assert_eq!(
             c.request_resources(id, 7, 1, Locality::Worker(WorkerId(9))),
@@ -670,12 +768,66 @@ mod tests {
         assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker), Err(MasterError::NoSlotsFor { wanted: 1 }));
         // A new worker joins: a request on it is granted there.
         let w3 = c.register_worker(None, 2, &[], T);
-        assert_eq!(c.request_resources(id, 7, 2, Locality::Worker(w3)).unwrap(), vec![(w3, 2)]);
+        assert_eq!(c.request_resources(id, 7, 2, Locality::Worker(w3)).unwrap(), Grant::Now(vec![(w3, 2)]));
         assert_eq!(used(&c), vec![2, 2, 2]);
-        // The slots go with the application.
+        // The slots go with the application, and so does its waiting request.
         c.kill(id, T).unwrap();
         c.set_status(id, Some(7), AppStatus::Terminated, None, T);
         assert_eq!(used(&c), vec![0, 0, 0]);
+        assert!(c.waiting().is_empty());
+    }
+
+    /// Three applications on 8 slots: one holds 6, then a low and a high priority one each
+    /// ask for more than is free. When the first ends, the scheduler decides who is served.
+    fn served_after_release(scheduler: Arc<dyn Scheduler>) -> Vec<(AppId, Vec<(WorkerId, u32)>)> {
+        let mut c = core(4, 5).with_scheduler(scheduler);
+        let filler = running(&mut c, "filler", 5, 1);
+        let mut submit = |name: &str, priority: Priority, conn: u64| {
+            let id = c.submit(Submission { priority, ..sub(name, 0) }, None, T).unwrap();
+            c.register_appmaster(id, 0, conn).unwrap();
+            id
+        };
+        let low = submit("low", Priority::Low, 2);
+        let high = submit("high", Priority::High, 3);
+        assert_eq!(c.request_resources(low, 2, 3, Locality::Any), Ok(Grant::Queued));
+        assert_eq!(c.request_resources(high, 3, 5, Locality::Any), Ok(Grant::Queued));
+        c.take_effects();
+        assert!(c.set_status(filler, Some(1), AppStatus::Succeeded, None, T));
+        c.take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Granted { app, allocation, .. } => Some((app, allocation)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_priority_scheduler_serves_higher_priority_first_when_slots_are_short() {
+        // 6 slots free up: the high priority request (5) goes first; the low one (3) waits on.
+        let served = served_after_release(Arc::new(PriorityScheduler));
+        assert_eq!(served.iter().map(|(app, _)| *app).collect::<Vec<_>>(), vec![AppId(3)]);
+        assert_eq!(served[0].1.iter().map(|(_, n)| n).sum::<u32>(), 5);
+        // First come, first served: the low priority request (first) goes first, and the high
+        // one no longer fits.
+        let served = served_after_release(Arc::new(scheduler::FifoScheduler));
+        assert_eq!(served.iter().map(|(app, _)| *app).collect::<Vec<_>>(), vec![AppId(2)]);
+        // A new request must not pass a waiting one of higher priority, even when it fits.
+        let mut c = core(2, 5);
+        let filler = running(&mut c, "filler", 1, 1);
+        let high = c.submit(Submission { priority: Priority::High, ..sub("high", 0) }, None, T).unwrap();
+        c.register_appmaster(high, 0, 2).unwrap();
+        assert_eq!(c.request_resources(high, 2, 3, Locality::Any), Ok(Grant::Queued));
+        let normal = c.submit(sub("normal", 0), None, T).unwrap();
+        c.register_appmaster(normal, 0, 3).unwrap();
+        assert_eq!(c.free().iter().map(|(_, f)| f).sum::<u32>(), 0);
+        assert!(c.set_status(filler, Some(1), AppStatus::Succeeded, None, T));
+        // 2 free, too few for the high request (3); the normal one (1) would fit but waits.
+        assert_eq!(c.free().iter().map(|(_, f)| f).sum::<u32>(), 2);
+        assert_eq!(c.request_resources(normal, 3, 1, Locality::Any), Ok(Grant::Queued));
+        assert_eq!(c.waiting().len(), 2);
+        assert_eq!(scheduler::named("io.gearpump.cluster.scheduler.PriorityScheduler").unwrap().name(), "priority");
+        assert!(scheduler::named("round-robin").unwrap_err().contains("not a known scheduler"));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct ProcessEnv {
     pub user: Option<String>,
     /// `GEARPUMP_EXECUTORS`: executor processes wanted (0: one per worker).
     pub executors: u32,
+    /// `GEARPUMP_PRIORITY`: the application's priority (`low`, `normal`, `high`), set by
+    /// `gear app -priority`.
+    pub priority: gearpump_protocol::Priority,
     /// `GEARPUMP_SAME_PROCESS`: run the executors inside the AppMaster's process.
     pub same_process: bool,
     /// `GEARPUMP_HOME`: where the application's relative paths (its checkpoint store) start.
@@ -102,6 +105,7 @@ const HOSTNAME: &str = "GEARPUMP_HOSTNAME";
 const CONF: &str = "GEARPUMP_CONF";
 const USER: &str = "GEARPUMP_USER";
 const EXECUTORS: &str = "GEARPUMP_EXECUTORS";
+const PRIORITY: &str = "GEARPUMP_PRIORITY";
 const SAME_PROCESS: &str = "GEARPUMP_SAME_PROCESS";
 const HOME: &str = "GEARPUMP_HOME";
 const START_CLOCK: &str = "GEARPUMP_START_CLOCK";
@@ -142,6 +146,7 @@ impl ProcessEnv {
                 CONF => env.conf = Some(value).filter(|c| !c.is_empty()),
                 USER => env.user = Some(value).filter(|u| !u.is_empty()),
                 EXECUTORS => env.executors = parse(name, &value)?,
+                PRIORITY => env.priority = value.parse().map_err(bad)?,
                 SAME_PROCESS => env.same_process = value == "1",
                 HOME => env.home = Some(PathBuf::from(value)).filter(|h| !h.as_os_str().is_empty()),
                 START_CLOCK => env.start_clock = Timestamp(parse(name, &value)?),
@@ -180,6 +185,9 @@ impl ProcessEnv {
             (REPORT, self.report.as_ref().map(|r| r.display().to_string())),
         ];
         vars.extend(optional.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))));
+        if self.priority != gearpump_protocol::Priority::default() {
+            vars.push((PRIORITY, format!("{:?}", self.priority).to_lowercase()));
+        }
         if self.executors > 0 {
             vars.push((EXECUTORS, self.executors.to_string()));
         }
@@ -235,7 +243,7 @@ fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, Env
     value.parse().map_err(|_| EnvError { name, reason: format!("{value:?} is not valid") })
 }
 
-const ALL: [&str; 15] = [
+const ALL: [&str; 16] = [
     ROLE,
     MASTERS,
     APP_ID,
@@ -244,6 +252,7 @@ const ALL: [&str; 15] = [
     CONF,
     USER,
     EXECUTORS,
+    PRIORITY,
     SAME_PROCESS,
     HOME,
     START_CLOCK,
@@ -268,6 +277,7 @@ mod tests {
             conf: Some("gearpump.worker.slots = 4".into()),
             user: Some("alice".into()),
             executors: 3,
+            priority: gearpump_protocol::Priority::High,
             same_process: true,
             home: Some("/opt/gearpump".into()),
             start_clock: Timestamp(12_000),

@@ -1,6 +1,6 @@
 //! The master actor.
 
-use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
+use crate::core::{Effect, Grant, MasterCore, MasterError, Notice, Submission};
 use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
@@ -43,6 +43,9 @@ pub struct ClusterConfig {
     /// How long tasks may take to stop when the application ends or recovers
     /// (`gearpump.application.stop-timeout-ms`, 30 s).
     pub stop_timeout: Duration,
+    /// Where slots go and which waiting request is served first
+    /// (`gearpump.scheduling.scheduler-class`; the priority scheduler).
+    pub scheduler: Arc<dyn crate::scheduler::Scheduler>,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +62,7 @@ impl Default for ClusterConfig {
             retention: Retention::default(),
             total_retries: 5,
             stop_timeout: gearpump_streaming::supervisor::DEFAULT_STOP_TIMEOUT,
+            scheduler: Arc::new(crate::scheduler::PriorityScheduler),
         }
     }
 }
@@ -79,6 +83,14 @@ impl ClusterConfig {
             retention: retention(conf)?,
             total_retries: conf.get_num("gearpump.application.total-retries")?,
             stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
+            scheduler: crate::scheduler::named(
+                conf.get_str("gearpump.scheduling.scheduler-class").unwrap_or("priority"),
+            )
+            .map_err(|e| gearpump_config::ConfigError::Invalid {
+                key: "gearpump.scheduling.scheduler-class".into(),
+                value: String::new(),
+                reason: e,
+            })?,
             ..ClusterConfig::default()
         })
     }
@@ -248,6 +260,8 @@ pub(crate) struct Master {
     to_master: mpsc::UnboundedSender<ToMaster>,
     /// Where the AppMasters of non-streaming applications send their requests.
     requests: mpsc::UnboundedSender<crate::application::EmbeddedRequest>,
+    /// Where the answers to streaming AppMasters' requests for slots that wait go.
+    waiting: BTreeMap<AppId, oneshot::Sender<Result<Vec<(WorkerId, u32)>, String>>>,
 }
 
 impl Master {
@@ -259,13 +273,23 @@ impl Master {
     ) -> mpsc::UnboundedSender<MasterCommand> {
         let (tx, commands) = mpsc::unbounded_channel();
         let (to_master, from_appmasters) = mpsc::unbounded_channel();
-        let mut core = MasterCore::new(config.total_retries, config.stop_timeout);
+        let mut core =
+            MasterCore::new(config.total_retries, config.stop_timeout).with_scheduler(config.scheduler.clone());
         for _ in 0..config.workers {
             let id = core.register_worker(None, config.slots_per_worker, &[], Timestamp::now());
             tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
         let (requests, from_others) = mpsc::unbounded_channel();
-        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, to_master, requests };
+        let master = Master {
+            config,
+            runtime,
+            core,
+            apps: BTreeMap::new(),
+            board,
+            to_master,
+            requests,
+            waiting: BTreeMap::new(),
+        };
         master.publish();
         tokio::spawn(master.run(commands, from_appmasters, from_others));
         tx
@@ -285,6 +309,7 @@ impl Master {
                         let submission = Submission {
                             name: app.name().to_string(),
                             kind: gearpump_protocol::STREAMING.into(),
+                            priority: Default::default(),
                             user,
                             tasks: app.dag().task_count(),
                         };
@@ -298,7 +323,7 @@ impl Master {
                     }
                     Some(MasterCommand::SubmitOther { name, kind, launch, user, reply }) => {
                         let user = user.unwrap_or_else(|| self.config.user.clone());
-                        let submission = Submission { name, kind: kind.into(), user, tasks: 0 };
+                        let submission = Submission { name, kind: kind.into(), priority: Default::default(), user, tasks: 0 };
                         let id = self.core.submit(submission, None, Timestamp::now());
                         if let Ok(id) = id {
                             self.record(id, Launchable::Other(launch));
@@ -431,14 +456,24 @@ impl Master {
                         Some(e) => tracing::warn!(app_id = %app, %status, error = %e, "Application status changed."),
                         None => tracing::info!(app_id = %app, %status, "Application status changed."),
                     }
-                    if status.is_terminal()
-                        && let Some(record) = self.apps.get_mut(&app)
-                    {
-                        record.appmaster = None;
+                    if status.is_terminal() {
+                        self.waiting.remove(&app);
+                        if let Some(record) = self.apps.get_mut(&app) {
+                            record.appmaster = None;
+                        }
                     }
                 }
                 // The AppMaster stopped its tasks in this process before it reported the end.
                 Effect::EndProcesses { .. } => {}
+                Effect::Granted { app, allocation, .. } => {
+                    if let Some(reply) = self.waiting.remove(&app) {
+                        let _ = reply.send(Ok(allocation));
+                    } else if let Some(AppMasterHandle::Other { pushes, .. }) =
+                        self.apps.get(&app).and_then(|r| r.appmaster.as_ref())
+                    {
+                        let _ = pushes.send(MasterReply::Granted(allocation));
+                    }
+                }
             }
         }
         self.publish();
@@ -499,7 +534,8 @@ impl Master {
             ),
             MasterRequest::RequestResources { slots, locality, .. } => {
                 match self.core.request_resources(app_id, conn, slots, locality) {
-                    Ok(granted) => MasterReply::Resources(granted),
+                    Ok(Grant::Now(granted)) => MasterReply::Resources(granted),
+                    Ok(Grant::Queued) => MasterReply::Queued,
                     Err(e) => refused(e),
                 }
             }
@@ -526,12 +562,19 @@ impl Master {
                 }
             }
             ToMaster::RequestResources { app_id, slots, reply } => {
-                let granted =
-                    self.core.request_resources(app_id, u64::from(app_id.0), slots, crate::core::Locality::Any);
-                if let Ok(allocation) = &granted {
-                    tracing::info!(%app_id, ?allocation, "Slots allocated; launching executors.");
+                match self.core.request_resources(app_id, u64::from(app_id.0), slots, crate::core::Locality::Any) {
+                    Ok(Grant::Now(allocation)) => {
+                        tracing::info!(%app_id, ?allocation, "Slots allocated; launching executors.");
+                        let _ = reply.send(Ok(allocation));
+                    }
+                    // Answered once granted (or dropped with the application).
+                    Ok(Grant::Queued) => {
+                        self.waiting.insert(app_id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
                 }
-                let _ = reply.send(granted.map_err(|e| e.to_string()));
             }
             ToMaster::Status { app_id, status, error } => {
                 self.core.set_status(app_id, Some(u64::from(app_id.0)), status, error, Timestamp::now());

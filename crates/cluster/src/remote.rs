@@ -50,6 +50,9 @@ pub enum RoleError {
     /// The master refused.
     #[error("the master refused: {0}")]
     Refused(String),
+    /// The application was killed while its AppMaster waited for slots.
+    #[error("killed while waiting for slots")]
+    Killed,
     /// Something else went wrong.
     #[error("{0}")]
     Other(String),
@@ -185,12 +188,39 @@ pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<A
             other => return Err(unexpected(other)),
         };
         let executors = env.executors;
-        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind };
+        let priority = env.priority;
+        let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind, priority };
         match client.ask(&submit, Duration::from_secs(60)).await? {
             MasterReply::Submitted { app_id } => Ok(app_id),
             other => Err(unexpected(other)),
         }
     })
+}
+
+/// Asks the master for `slots` slots on any workers; when too few are free, waits for the
+/// grant (the application killed meanwhile: [`RoleError::Killed`]).
+async fn request_slots(
+    master: &mut DuplexClient,
+    pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
+    app_id: AppId,
+    slots: u32,
+) -> Result<Vec<(WorkerId, u32)>, RoleError> {
+    let req = MasterRequest::RequestResources { app_id, slots, locality: Locality::Any };
+    match master.ask(req, Duration::from_secs(30)).await? {
+        MasterReply::Resources(a) => Ok(a),
+        MasterReply::Queued => {
+            tracing::info!(%app_id, slots, "Too few free slots; waiting for the master to grant them.");
+            loop {
+                match pushes.recv().await {
+                    Some(MasterReply::Granted(a)) => return Ok(a),
+                    Some(MasterReply::KillRequested) => return Err(RoleError::Killed),
+                    Some(_) => {}
+                    None => return Err(RoleError::Other("lost the master while waiting for slots".into())),
+                }
+            }
+        }
+        other => Err(unexpected(other)),
+    }
 }
 
 /// Packs task ids for the wire.
@@ -275,6 +305,10 @@ pub fn run_appmaster(app: &StreamApplication) -> Result<(), RoleError> {
             Ok(settings) => appmaster_loop(app, app_id, &settings, &hostname, &mut master, &mut pushes).await,
             Err(e) => Err(e),
         };
+        let outcome = match outcome {
+            Err(RoleError::Killed) => Ok(AppStatus::Terminated),
+            other => other,
+        };
         let (status, error) = match &outcome {
             Ok(status) => (*status, None),
             Err(e) => (AppStatus::Failed, Some(e.to_string())),
@@ -295,13 +329,7 @@ async fn appmaster_loop(
 ) -> Result<AppStatus, RoleError> {
     let dag = app.dag();
     let total = dag.task_count();
-    let allocation = match master
-        .ask(MasterRequest::RequestResources { app_id, slots: total, locality: Locality::Any }, Duration::from_secs(30))
-        .await?
-    {
-        MasterReply::Resources(a) => a,
-        other => return Err(unexpected(other)),
-    };
+    let allocation = request_slots(master, pushes, app_id, total).await?;
     let wanted = process_env()?.executors;
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
@@ -360,7 +388,7 @@ async fn appmaster_loop(
         Launcher { app, app_id, settings, control, allocation, checkpoint_dir, next_executor: attempt as i32 * 1000 };
     let mut supervisor = Supervisor::new(dag, start, total_retries).with_stop_timeout(stop_timeout);
     let mut incarnation = 0;
-    let (mut first, mut links) = launcher.launch(0, start, master, &mut link_events).await?;
+    let (mut first, mut links) = launcher.launch(0, start, master, pushes, &mut link_events).await?;
     // Asked, not told: every request on this connection gets its answer in order.
     match master
         .ask(MasterRequest::AppStatus { app_id, status: AppStatus::Active, error: None }, Duration::from_secs(30))
@@ -520,7 +548,7 @@ async fn appmaster_loop(
                     counters.clear();
                     start = from;
                     incarnation += 1;
-                    (first, links) = launcher.launch(incarnation, start, master, &mut link_events).await?;
+                    (first, links) = launcher.launch(incarnation, start, master, pushes, &mut link_events).await?;
                     tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
                     clock_wait = failed_at.take();
                 }
@@ -596,7 +624,11 @@ struct Launcher<'a> {
 
 impl Launcher<'_> {
     /// Replaces the slots on workers that died with new ones from the master.
-    async fn replace_lost_slots(&mut self, master: &mut DuplexClient) -> Result<(), RoleError> {
+    async fn replace_lost_slots(
+        &mut self,
+        master: &mut DuplexClient,
+        pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
+    ) -> Result<(), RoleError> {
         let workers = match master.ask(MasterRequest::ListWorkers, Duration::from_secs(30)).await? {
             MasterReply::Workers(w) => w,
             other => return Err(unexpected(other)),
@@ -607,21 +639,11 @@ impl Launcher<'_> {
             return Ok(());
         }
         let app_id = self.app_id;
-        let more = match master
-            .ask(
-                MasterRequest::RequestResources { app_id, slots: lost, locality: Locality::Any },
-                Duration::from_secs(30),
-            )
-            .await?
-        {
-            MasterReply::Resources(a) => a,
-            MasterReply::Error(e) => {
+        let more = match request_slots(master, pushes, app_id, lost).await {
+            Err(RoleError::Refused(e)) => {
                 return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
             }
-            MasterReply::Refused(e) => {
-                return Err(RoleError::Other(format!("replacing {lost} slots of dead workers: {e}")));
-            }
-            other => return Err(unexpected(other)),
+            other => other?,
         };
         tracing::warn!(%app_id, lost, replacement = ?more, "Slots on dead workers replaced.");
         self.allocation.retain(|(w, _)| alive(*w));
@@ -637,6 +659,7 @@ impl Launcher<'_> {
         incarnation: i32,
         start: Timestamp,
         master: &mut DuplexClient,
+        pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
         events: &mut mpsc::UnboundedReceiver<(i32, LinkEvent)>,
     ) -> Result<(i32, Vec<ExecutorLink>), RoleError> {
         let (app, app_id, settings) = (self.app, self.app_id, self.settings);
@@ -650,7 +673,7 @@ impl Launcher<'_> {
         let first = loop {
             tries += 1;
             if incarnation > 0 || tries > 1 {
-                self.replace_lost_slots(master).await?;
+                self.replace_lost_slots(master, pushes).await?;
             }
             let first = self.next_executor;
             self.next_executor += self.allocation.len() as i32;

@@ -1,6 +1,111 @@
-//! Slot allocation, as a pure function.
+//! Scheduling: where granted slots go, and which waiting request is served first.
+//!
+//! A [`Scheduler`] is chosen by `gearpump.scheduling.scheduler-class` ([`named`]): the
+//! default [`PriorityScheduler`] serves waiting requests by application priority (then in
+//! arrival order), [`FifoScheduler`] in arrival order alone. Both place slots as the request's
+//! locality says, spreading `Locality::Any` evenly ([`allocate`]). A program that embeds the
+//! master can hand [`crate::core::MasterCore::with_scheduler`] a scheduler of its own.
 
-use gearpump_core::WorkerId;
+use gearpump_core::{AppId, WorkerId};
+use gearpump_protocol::{Locality, MasterError, Priority};
+use std::sync::Arc;
+
+/// A request for slots that waits until enough are free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The application.
+    pub app: AppId,
+    /// The connection of the AppMaster that asked.
+    pub conn: u64,
+    /// Slots wanted.
+    pub slots: u32,
+    /// Where.
+    pub locality: Locality,
+    /// The application's priority.
+    pub priority: Priority,
+    /// Arrival order.
+    pub seq: u64,
+}
+
+/// Decides where slots go and which waiting request is served first.
+pub trait Scheduler: Send + Sync + std::fmt::Debug {
+    /// Its name (as `gearpump.scheduling.scheduler-class` gives it).
+    fn name(&self) -> &'static str;
+
+    /// Where `wanted` slots with `locality` go among `free` (live workers, free slots each),
+    /// or why they cannot.
+    fn place(
+        &self,
+        free: &[(WorkerId, u32)],
+        wanted: u32,
+        locality: Locality,
+    ) -> Result<Vec<(WorkerId, u32)>, MasterError> {
+        match locality {
+            Locality::Any => allocate(free, wanted).ok_or(MasterError::NoSlotsFor { wanted }),
+            Locality::EachWorker => {
+                let each: Vec<_> = free.iter().filter(|(_, f)| *f >= wanted).map(|(w, _)| (*w, wanted)).collect();
+                if each.is_empty() || wanted == 0 { Err(MasterError::NoSlotsFor { wanted }) } else { Ok(each) }
+            }
+            Locality::Worker(worker) => match free.iter().find(|(w, _)| *w == worker) {
+                None => Err(MasterError::WorkerNotAlive(worker)),
+                Some((_, f)) if *f < wanted => Err(MasterError::NoSlotsOn { worker, wanted }),
+                Some(_) => Ok(vec![(worker, wanted)]),
+            },
+        }
+    }
+
+    /// Whether a new request of `priority` must wait behind `waiting` even if slots are free.
+    fn must_wait(&self, priority: Priority, waiting: &[Waiting]) -> bool;
+
+    /// Sorts the waiting requests into the order they are served in.
+    fn order(&self, waiting: &mut [Waiting]);
+}
+
+/// The default: higher priority first, then first come, first served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PriorityScheduler;
+
+impl Scheduler for PriorityScheduler {
+    fn name(&self) -> &'static str {
+        "priority"
+    }
+
+    fn must_wait(&self, priority: Priority, waiting: &[Waiting]) -> bool {
+        waiting.iter().any(|w| w.priority > priority)
+    }
+
+    fn order(&self, waiting: &mut [Waiting]) {
+        waiting.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
+    }
+}
+
+/// First come, first served, whatever the priority.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FifoScheduler;
+
+impl Scheduler for FifoScheduler {
+    fn name(&self) -> &'static str {
+        "fifo"
+    }
+
+    fn must_wait(&self, _: Priority, waiting: &[Waiting]) -> bool {
+        !waiting.is_empty()
+    }
+
+    fn order(&self, waiting: &mut [Waiting]) {
+        waiting.sort_by_key(|w| w.seq);
+    }
+}
+
+/// The scheduler `gearpump.scheduling.scheduler-class` names: `priority` (or the guide's
+/// `io.gearpump.cluster.scheduler.PriorityScheduler`) or `fifo`.
+pub fn named(name: &str) -> Result<Arc<dyn Scheduler>, String> {
+    match name {
+        "priority" | "io.gearpump.cluster.scheduler.PriorityScheduler" => Ok(Arc::new(PriorityScheduler)),
+        "fifo" => Ok(Arc::new(FifoScheduler)),
+        other => Err(format!("{other:?} is not a known scheduler (priority, fifo)")),
+    }
+}
 
 /// Allocates `wanted` slots over workers given as `(worker, free slots)`: each slot goes to the
 /// worker with the most free slots left (ties to the lower id), so an application spreads

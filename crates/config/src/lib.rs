@@ -540,11 +540,11 @@ impl GearConfig {
         }
         self.check_relations()?;
         let scheduler = self.get_str("gearpump.scheduling.scheduler-class").unwrap_or_default();
-        if !["priority", "io.gearpump.cluster.scheduler.PriorityScheduler"].contains(&scheduler) {
+        if !["priority", "io.gearpump.cluster.scheduler.PriorityScheduler", "fifo"].contains(&scheduler) {
             return Err(invalid(
                 "gearpump.scheduling.scheduler-class",
                 scheduler,
-                "is not a known scheduler (priority)",
+                "is not a known scheduler (priority, fifo)",
             ));
         }
         Ok(())

@@ -17,8 +17,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gearpump_cluster::daemon::artifacts::ArtifactStore;
 use gearpump_cluster::daemon::reporter::Reporter;
-use gearpump_cluster::daemon::submit_binary;
 use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
+use gearpump_cluster::daemon::{SubmitOptions, submit_binary};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::AppId;
 use gearpump_protocol::{ClusterSecret, MasterReply, MasterRequest, MasterSummary};
@@ -82,6 +82,10 @@ enum Command {
         /// How many executor processes to run it on (default: one per worker it gets slots on).
         #[arg(long)]
         executors: Option<u32>,
+        /// How urgent its requests for slots are when slots are short: low, normal or high
+        /// (served in that order by the priority scheduler).
+        #[arg(long, default_value = "normal")]
+        priority: gearpump_protocol::Priority,
         /// Waits until the application ends; exits 0 if it succeeded, 1 if it failed or was
         /// killed (for scripts and CI).
         #[arg(long)]
@@ -286,14 +290,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(ended?)
             })
         }
-        Command::App { jar, name_prefix, executors, wait, args } => {
+        Command::App { jar, name_prefix, executors, priority, wait, args } => {
             let name_prefix = if name_prefix.is_empty() {
                 conf.get_str("gearpump.app.name.prefix").unwrap_or_default().to_string()
             } else {
                 name_prefix
             };
             let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
-            submit(&jar, &name_prefix, executors.unwrap_or(0), &args, &cluster, wait)
+            let options = SubmitOptions { name_prefix, executors: executors.unwrap_or(0), priority, user: None };
+            submit(&jar, &options, &args, &cluster, wait)
         }
         Command::Info => {
             let apps = match ask(&masters, &secret, &MasterRequest::ListApps)? {
@@ -336,8 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// with `wait` until it ends, failing unless it succeeded.
 fn submit(
     jar: &Path,
-    prefix: &str,
-    executors: u32,
+    options: &SubmitOptions,
     args: &[String],
     cluster: &Cluster<'_>,
     wait: bool,
@@ -345,7 +349,7 @@ fn submit(
     let started = std::time::Instant::now();
     let shown: Vec<String> = cluster.masters.iter().map(ToString::to_string).collect();
     eprintln!("Submitting {} to {}...", jar.display(), shown.join(","));
-    let app_id = submit_binary(jar, prefix, executors, args, cluster.masters, &cluster.conf.to_hocon(), None)?.0;
+    let app_id = submit_binary(jar, args, options, cluster.masters, &cluster.conf.to_hocon())?.0;
     let (masters, secret) = (cluster.masters, cluster.secret);
     eprintln!("Application {app_id} submitted; waiting for it to become active...");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -422,6 +426,10 @@ fn master_options(
         reporter: Reporter::from_config(conf)?,
         total_retries: conf.get_num("gearpump.application.total-retries")?,
         stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
+        scheduler: gearpump_cluster::scheduler::named(
+            conf.get_str("gearpump.scheduling.scheduler-class").unwrap_or("priority"),
+        )
+        .map_err(|e| anyhow::anyhow!("gearpump.scheduling.scheduler-class: {e}"))?,
         me: me.clone(),
         members: members.to_vec(),
         data_dir,

@@ -119,3 +119,45 @@ fn every_number_reaches_the_files_after_three_executor_kills() {
     assert!(missing.is_empty(), "numbers never written (the first ten): {missing:?}");
     eprintln!("{lines} lines for {N} numbers: {} repeated after recoveries", lines - N);
 }
+
+/// An application that loses a worker while the other has no free slot does not fail: its
+/// AppMaster's request for replacement slots waits at the master, and once a new worker joins
+/// the slots are granted and the application runs on there.
+#[test]
+fn an_application_short_of_slots_after_a_worker_died_waits_for_a_new_worker() {
+    let mut c = Cluster::start("queued-slots");
+    // 7 tasks and the AppMaster: every one of the two workers' 4 slots.
+    let wordcount = common::wordcount();
+    let out = c.run(&["app", "-jar", wordcount.to_str().unwrap(), "-split", "3", "-sum", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.wait_status(1, "active");
+    let snapshot = c.snapshot().unwrap();
+    let appmaster_worker = snapshot.apps[0].info.worker.unwrap();
+    let victim = snapshot.workers.iter().find(|w| w.info.id != appmaster_worker).unwrap();
+    let (victim_id, victim_pid) = (victim.info.id, victim.pid);
+    let i = c.procs.iter().position(|p| p.0.id() == victim_pid).unwrap();
+    drop(c.procs.remove(i));
+    let master_log = c.dir.join("master.out");
+    common::wait_until("the replacement request waits at the master", || {
+        std::fs::read_to_string(&master_log).unwrap_or_default().contains("Too few free slots: the request waits.")
+    });
+    assert_eq!(c.app(1).unwrap().status, "active", "waiting for slots is not a failure");
+    c.add_worker(2);
+    common::wait_until("the application runs on the new worker", || {
+        let Some(s) = c.snapshot() else { return false };
+        let Some(runtime) = s.apps.first().and_then(|a| a.runtime.clone()) else { return false };
+        let executors = &runtime.executors;
+        !executors.is_empty()
+            && executors.iter().all(|e| e.status == "active" && e.worker != victim_id)
+            && executors.iter().any(|e| e.worker.0 > 2)
+    });
+    // The AppMaster runs in one of the two first workers' directories.
+    let appmaster_log = || {
+        ["worker0", "worker1"]
+            .iter()
+            .map(|w| std::fs::read_to_string(c.dir.join(w).join("logs/app1/appmaster.log")).unwrap_or_default())
+            .collect::<String>()
+    };
+    common::wait_until("the clock moves again", || appmaster_log().contains("The clock moves again"));
+    assert_eq!(c.app(1).unwrap().status, "active");
+}

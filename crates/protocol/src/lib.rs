@@ -330,6 +330,31 @@ pub enum Locality {
     Worker(WorkerId),
 }
 
+/// How urgent an application's requests for slots are: when slots are short, the priority
+/// scheduler serves higher ones first (`gear app -priority low|normal|high`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    /// Served after the others.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Served before the others.
+    High,
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Ok(Priority::Low),
+            "normal" => Ok(Priority::Normal),
+            "high" => Ok(Priority::High),
+            _ => Err(format!("{s:?} is not a priority (low, normal, high)")),
+        }
+    }
+}
+
 /// An application as the master reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppInfo {
@@ -442,6 +467,8 @@ pub enum MasterRequest {
         executors: u32,
         /// Its kind ([`STREAMING`], or the kind its own AppMaster names).
         kind: String,
+        /// How urgent its requests for slots are.
+        priority: Priority,
     },
     /// An AppMaster process reports for duty.
     RegisterAppMaster {
@@ -607,6 +634,11 @@ pub enum MasterReply {
     },
     /// Slots granted: (worker, slots on it).
     Resources(Vec<(WorkerId, u32)>),
+    /// Too few slots are free now: the request waits, and is granted with a
+    /// [`MasterReply::Granted`] push once they are (in the scheduler's order).
+    Queued,
+    /// Pushed to an AppMaster: slots of a request that waited are its now.
+    Granted(Vec<(WorkerId, u32)>),
     /// The answer to [`MasterRequest::ResolveAppMaster`].
     AppMaster {
         /// The application's kind ([`AppInfo::kind`]).
@@ -652,7 +684,13 @@ impl MasterReply {
     /// Whether the master sends this unasked (to a worker or an AppMaster), rather than as
     /// the answer to a request.
     pub fn is_push(&self) -> bool {
-        matches!(self, MasterReply::Worker(_) | MasterReply::KillRequested | MasterReply::ReplayRequested)
+        matches!(
+            self,
+            MasterReply::Worker(_)
+                | MasterReply::KillRequested
+                | MasterReply::ReplayRequested
+                | MasterReply::Granted(_)
+        )
     }
 }
 

@@ -354,8 +354,8 @@ impl Backend for RemoteBackend {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o755))
                     .map_err(|e| BackendError::Unavailable(format!("making the upload executable: {e}")))?;
-                let result =
-                    submit_binary(file.path(), "", executors, &args, &masters, &system_config, user.as_deref());
+                let options = gearpump_cluster::daemon::SubmitOptions { executors, user, ..Default::default() };
+                let result = submit_binary(file.path(), &args, &options, &masters, &system_config);
                 drop(file);
                 result.map_err(|e| match e {
                     gearpump_cluster::daemon::SubmitBinaryError::Io { .. } => BackendError::BadRequest(format!(

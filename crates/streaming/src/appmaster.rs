@@ -328,11 +328,21 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let dag = app.dag();
     let total = dag.task_count();
 
-    let (reply, answer) = oneshot::channel();
+    let (reply, mut answer) = oneshot::channel();
     if to_master.send(ToMaster::RequestResources { app_id, slots: total, reply }).is_err() {
         return;
     }
-    let allocation = match answer.await {
+    // Too few free slots: the master answers once it grants them; a kill meanwhile ends it.
+    let answer = loop {
+        tokio::select! {
+            answer = &mut answer => break answer,
+            command = commands.recv() => match command {
+                Some(AppMasterCommand::Kill) | None => return report(AppStatus::Terminated, None),
+                Some(_) => {}
+            },
+        }
+    };
+    let allocation = match answer {
         Ok(Ok(allocation)) => allocation,
         Ok(Err(error)) => return report(AppStatus::Failed, Some(error)),
         Err(_) => return,

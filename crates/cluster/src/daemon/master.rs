@@ -19,7 +19,7 @@ use super::ControlTiming;
 use super::artifacts::ArtifactStore;
 use super::raft::{self, AppMeta, Change, Raft, Replicated};
 use super::reporter::Reporter;
-use crate::core::{App, Effect, MasterCore, MasterError, Notice, Submission};
+use crate::core::{App, Effect, Grant, MasterCore, MasterError, Notice, Submission};
 use crate::env::ProcessEnv;
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, Timestamp, WorkerId};
@@ -132,6 +132,9 @@ pub struct MasterOptions {
     /// How long an ended application's processes may take to exit by themselves before
     /// their workers kill them (`gearpump.application.stop-timeout-ms`).
     pub stop_timeout: Duration,
+    /// Where slots go and which waiting request is served first
+    /// (`gearpump.scheduling.scheduler-class`).
+    pub scheduler: std::sync::Arc<dyn crate::scheduler::Scheduler>,
     /// This master's address, as `gearpump.cluster.masters` lists it.
     pub me: HostPort,
     /// Every master, this one included: the members of the masters' Raft.
@@ -194,11 +197,12 @@ fn app_info(app: &App) -> AppInfo {
 /// The core's record of a replicated application (its current AppMaster counts as alive
 /// until a worker says otherwise), and the daemon's.
 fn from_meta(meta: AppMeta) -> (App, AppRecord) {
-    let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock } = meta;
+    let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock, priority } = meta;
     let app = App {
         id: info.id,
         name: info.name,
         kind: info.kind,
+        priority,
         user: info.user,
         status: AppStatus::from_name(&info.status).unwrap_or(AppStatus::Failed),
         submission_time: Timestamp(info.submission_time),
@@ -304,11 +308,11 @@ impl MasterState {
                 Ok((bytes, last)) => MasterReply::ArtifactData { bytes, last },
                 Err(e) => MasterReply::Error(format!("reading artifact {id}: {e}")),
             },
-            MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind } => {
+            MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind, priority } => {
                 if !self.store.contains(&artifact) {
                     return Some(MasterReply::Error(format!("no uploaded application binary {artifact}")));
                 }
-                match self.core.submit(Submission { name, kind, user, tasks }, None, now) {
+                match self.core.submit(Submission { name, kind, priority, user, tasks }, None, now) {
                     Ok(app_id) => {
                         self.apps.insert(
                             app_id,
@@ -351,10 +355,11 @@ impl MasterState {
             }
             MasterRequest::RequestResources { app_id, slots, locality } => {
                 match self.core.request_resources(app_id, conn, slots, locality) {
-                    Ok(allocation) => {
+                    Ok(Grant::Now(allocation)) => {
                         tracing::info!(%app_id, ?allocation, "Slots allocated.");
                         MasterReply::Resources(allocation)
                     }
+                    Ok(Grant::Queued) => MasterReply::Queued,
                     Err(e) => refused(&e),
                 }
             }
@@ -442,6 +447,13 @@ impl MasterState {
                     let Some(w) = self.workers.get(&worker) else { continue };
                     let kill = WorkerCommand::KillApp { app_id, grace_ms: grace.as_millis() as u64 };
                     self.outbox.push((w.out.clone(), MasterReply::Worker(kill)));
+                }
+                Effect::Granted { app: app_id, conn, allocation } => {
+                    if let Some((c, out)) = self.apps.get(&app_id).and_then(|a| a.appmaster.as_ref())
+                        && *c == conn
+                    {
+                        self.outbox.push((out.clone(), MasterReply::Granted(allocation)));
+                    }
                 }
                 Effect::ToAppMaster { app: app_id, conn, notice } => {
                     let push = match notice {
@@ -571,6 +583,7 @@ impl MasterState {
                     tasks: a.tasks,
                     appmaster_launches: a.appmaster_launches,
                     start_clock: a.start_clock,
+                    priority: a.priority,
                 };
                 (*id, meta)
             })
@@ -854,6 +867,7 @@ pub async fn run_master(
         reporter,
         total_retries,
         stop_timeout,
+        scheduler,
         me,
         members,
         data_dir,
@@ -901,7 +915,7 @@ pub async fn run_master(
         store,
         masters: members.clone(),
         same_process,
-        core: MasterCore::new(total_retries, stop_timeout),
+        core: MasterCore::new(total_retries, stop_timeout).with_scheduler(scheduler),
         workers: BTreeMap::new(),
         apps: BTreeMap::new(),
         peers: BTreeMap::new(),

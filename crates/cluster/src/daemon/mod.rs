@@ -19,7 +19,7 @@ mod submit;
 pub mod worker;
 
 pub use master::{MasterOptions, MasterStartError, run_master};
-pub use submit::{SubmitBinaryError, submit_binary};
+pub use submit::{SubmitBinaryError, SubmitOptions, submit_binary};
 pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};
@@ -395,6 +395,7 @@ mod tests {
             reporter: None,
             total_retries: 5,
             stop_timeout: gearpump_streaming::supervisor::DEFAULT_STOP_TIMEOUT,
+            scheduler: std::sync::Arc::new(crate::scheduler::PriorityScheduler),
             me: master.clone(),
             members: vec![master.clone()],
             data_dir: root.join("master-data"),
@@ -536,6 +537,7 @@ mod tests {
                 user: "probe".into(),
                 executors: 0,
                 kind: gearpump_protocol::STREAMING.into(),
+                priority: Default::default(),
             };
             // A u32 `tasks + 1` (and a u32 sum of the workers' slots) panicked the master's
             // actor: the master then answered nothing while its connections stayed open.
@@ -554,6 +556,7 @@ mod tests {
             user: "probe".into(),
             executors: 0,
             kind: gearpump_protocol::STREAMING.into(),
+            priority: Default::default(),
         };
         let answer = client.ask(&req, Duration::from_secs(10)).await.unwrap();
         assert!(matches!(answer, MasterReply::Submitted { .. }), "{answer:?}");

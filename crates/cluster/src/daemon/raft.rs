@@ -74,6 +74,8 @@ pub struct AppMeta {
     pub appmaster_launches: u32,
     /// Where a new AppMaster resumes.
     pub start_clock: i64,
+    /// How urgent its requests for slots are.
+    pub priority: gearpump_protocol::Priority,
 }
 
 /// The state the masters replicate.
@@ -639,6 +641,7 @@ mod tests {
             executors: 0,
             tasks: 1,
             appmaster_launches: 1,
+            priority: Default::default(),
             start_clock: 0,
         }
     }

@@ -26,18 +26,30 @@ pub enum SubmitBinaryError {
     },
 }
 
+/// How a binary is submitted (`gear app`'s options, or the REST API's).
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Prepended to the application's name, with `_`.
+    pub name_prefix: String,
+    /// Executor processes wanted (0: one per worker it gets slots on).
+    pub executors: u32,
+    /// How urgent its requests for slots are.
+    pub priority: gearpump_protocol::Priority,
+    /// Who submits it (`None`: the user running this process).
+    pub user: Option<String>,
+}
+
 /// Runs `jar` in the client role against the masters `masters_env` (`host:port,…`): it
 /// uploads itself and submits its application. Returns the application's id. A binary that is
 /// not an application is given 300 s to exit, then killed.
 pub fn submit_binary(
     jar: &Path,
-    prefix: &str,
-    executors: u32,
     args: &[String],
+    options: &SubmitOptions,
     masters: &[gearpump_config::HostPort],
     system_config: &str,
-    user: Option<&str>,
 ) -> Result<AppId, SubmitBinaryError> {
+    let SubmitOptions { name_prefix, executors, priority, user } = options;
     use std::os::unix::fs::PermissionsExt;
     let shown = jar.display().to_string();
     let io = |source| SubmitBinaryError::Io { path: shown.clone(), source };
@@ -60,10 +72,11 @@ pub fn submit_binary(
         masters: masters.to_vec(),
         // The cluster's configuration, its secret (or secret file) with it.
         conf: Some(system_config.to_string()),
-        name_prefix: prefix.to_string(),
-        executors,
+        name_prefix: name_prefix.clone(),
+        executors: *executors,
+        priority: *priority,
         report: Some(report.clone()),
-        user: Some(user.map_or_else(crate::current_user, str::to_string)),
+        user: Some(user.clone().unwrap_or_else(crate::current_user)),
         ..Default::default()
     };
     let mut command = std::process::Command::new(program);
