@@ -304,7 +304,13 @@ struct Launched {
     placement: usize,
     /// Once registered: its host and where its commands go.
     link: Option<(String, mpsc::UnboundedSender<ToExecutor>)>,
+    /// When it was launched.
+    since: tokio::time::Instant,
 }
+
+/// How long a launched executor may take to register before it counts as lost (its process
+/// did not start, or died before it connected).
+const REGISTER_WITHIN: Duration = Duration::from_secs(60);
 
 /// Answers still awaited for one [`Ask`].
 struct Gather {
@@ -337,6 +343,19 @@ fn settle(gathers: &mut HashMap<u64, Gather>, key: u64, id: i32, result: Result<
     if gathers.get_mut(&key).is_some_and(|g| g.settle(id, result)) {
         gathers.remove(&key);
     }
+}
+
+/// Runs user code; a panic becomes an error naming `who` (the request or task fails, the
+/// application runs on).
+fn guarded<T>(who: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(format!("{who} panicked: {what}"))
+    })
 }
 
 fn other(e: impl std::fmt::Display) -> RoleError {
@@ -527,8 +546,7 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                     UserEvent::Request { body, reply } => {
                         let answer = match postcard::from_bytes::<M::Request>(&body) {
                             Err(e) => Err(format!("a request this application cannot read: {e}")),
-                            Ok(request) => user
-                                .on_request(&mut ctx, request)
+                            Ok(request) => guarded("the AppMaster", || user.on_request(&mut ctx, request))
                                 .and_then(|r| postcard::to_stdvec(&r).map_err(|e| e.to_string())),
                         };
                         let _ = reply.send(answer);
@@ -580,6 +598,16 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                             _ => {}
                         }
                         continue;
+                    }
+                    let silent: Vec<i32> = launched
+                        .iter()
+                        .filter(|(_, e)| e.link.is_none() && e.since.elapsed() > REGISTER_WITHIN)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in silent {
+                        let e = launched.remove(&id).expect("listed");
+                        tracing::warn!(%app_id, executor = id, worker = %e.worker, "An executor never registered; launching another.");
+                        spare.push(e.worker);
                     }
                     let ctx = Reconcile { app_id, placements: &placements, in_process: in_process.clone(), control: address };
                     if let Err(e) = ctx.run(&mut master, &mut launched, &mut spare, &mut next_id, &mut queued).await {
@@ -780,7 +808,10 @@ impl Reconcile<'_> {
                     let id = *next_id;
                     *next_id += 1;
                     self.launch(master, id, worker).await?;
-                    launched.insert(id, Launched { worker, placement: index, link: None });
+                    launched.insert(
+                        id,
+                        Launched { worker, placement: index, link: None, since: tokio::time::Instant::now() },
+                    );
                 }
             }
         }
@@ -921,7 +952,8 @@ async fn executor_session<M: AppMaster>(
         while let Ok((seq, body)) = tasks.recv() {
             let result = match postcard::from_bytes::<<M::Executor as Executor>::Task>(&body) {
                 Err(e) => Err(format!("a task this executor cannot read: {e}")),
-                Ok(task) => user.on_task(&ctx, task).and_then(|o| postcard::to_stdvec(&o).map_err(|e| e.to_string())),
+                Ok(task) => guarded("the executor", || user.on_task(&ctx, task))
+                    .and_then(|o| postcard::to_stdvec(&o).map_err(|e| e.to_string())),
             };
             if done_tx.send(Done { seq, result }).is_err() {
                 break;

@@ -17,6 +17,9 @@ impl Executor for Echo {
         if task == "fail" {
             return Err(format!("executor {} refuses", ctx.executor_id));
         }
+        if task == "panic" {
+            panic!("asked to panic");
+        }
         Ok(format!("{task} from worker {}", ctx.worker))
     }
 }
@@ -94,6 +97,10 @@ fn executors_are_placed_as_asked_and_answer_clients() {
     let answers = app.ask(&"fail".to_string()).unwrap();
     assert_eq!(answers.len(), 3);
     assert!(answers.iter().all(|a| a.as_ref().is_err_and(|e| e.contains("refuses"))), "{answers:?}");
+    // A panic in user code fails that task alone; the executors answer on.
+    let answers = app.ask(&"panic".to_string()).unwrap();
+    assert!(answers.iter().all(|a| a.as_ref().is_err_and(|e| e.contains("panicked: asked to panic"))), "{answers:?}");
+    assert_eq!(app.ask(&"again".to_string()).unwrap().len(), 3);
 
     // Clients of the wrong kind, of a streaming application's id, of no application.
     assert!(matches!(client.app_client::<Other>(each), Err(ClientError::WrongKind { kind, .. }) if kind == "Echo"));

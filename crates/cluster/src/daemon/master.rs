@@ -1173,6 +1173,9 @@ async fn serve_connection(
         }
     };
     writer.abort();
+    if raft_peer {
+        tokio::spawn(raft::on_peer_connection_closed(ctx.raft.clone()));
+    }
     result
 }
 
