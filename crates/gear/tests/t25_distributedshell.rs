@@ -46,6 +46,20 @@ fn distributedshell_runs_a_command_on_every_live_worker_and_names_bad_requests()
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("hello").count(), 2, "{stdout}");
 
+    // The AppMaster's port takes only connections that prove the cluster secret: random bytes
+    // and a hello without it are dropped, and it serves on.
+    let address = match c
+        .ask(&gearpump_protocol::MasterRequest::ResolveAppMaster { app_id: gearpump_core::AppId(id.parse().unwrap()) })
+    {
+        Some(gearpump_protocol::MasterReply::AppMaster { kind, address: Some(a) }) if kind == "DistributedShell" => a,
+        other => panic!("{other:?}"),
+    };
+    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xff; 4096][..], b"GEAR"] {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(address).unwrap();
+        let _ = s.write_all(junk);
+    }
+
     // Bad requests: named, non-zero, and the application keeps running.
     let out = shell(&c, &["-appid", "99", "-command", "echo"]);
     assert!(!out.status.success());
