@@ -493,14 +493,14 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
     let host = env.host();
     crate::remote::role_runtime()?.block_on(async move {
         let conf = crate::remote::system_config()?;
-        let num = |key: &str| conf.get_num::<u64>(key).map_err(other);
+        let settings = conf.settings().map_err(other)?;
         let setup = AppMasterSetup {
             app_id,
             attempt: env.attempt,
             secret: conf.cluster_secret().map_err(other)?,
             limits: crate::daemon::port_limits(&conf).map_err(other)?,
-            stop_timeout: Duration::from_millis(num("gearpump.application.stop-timeout-ms")?),
-            master_timeout: Duration::from_millis(num("gearpump.cluster.master-timeout-ms")?),
+            stop_timeout: settings.stop_timeout,
+            master_timeout: settings.master_timeout,
             in_process: env.same_process,
         };
         let listener = TcpListener::bind((host, 0)).await?;

@@ -73,22 +73,17 @@ impl ClusterConfig {
     /// `gearpump.streaming.max-pending-message-count-per-connection`); the rest as default.
     pub fn from_gear_config(conf: &gearpump_config::GearConfig) -> Result<Self, gearpump_config::ConfigError> {
         conf.validate()?;
+        let s = conf.settings()?;
         Ok(ClusterConfig {
-            slots_per_worker: conf.get_num("gearpump.worker.slots")?,
-            flow: FlowConfig {
-                ack_once_every: conf.get_num("gearpump.streaming.ack-once-every-message-count")?,
-                max_pending: conf.get_num("gearpump.streaming.max-pending-message-count-per-connection")?,
-            },
-            metrics: metrics_config(conf)?,
-            retention: retention(conf)?,
-            total_retries: conf.get_num("gearpump.application.total-retries")?,
-            stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
-            scheduler: crate::scheduler::named(
-                conf.get_str("gearpump.scheduling.scheduler-class").unwrap_or("priority"),
-            )
-            .map_err(|e| gearpump_config::ConfigError::Invalid {
+            slots_per_worker: s.worker_slots,
+            flow: FlowConfig { ack_once_every: s.ack_once_every, max_pending: s.max_pending },
+            metrics: metrics_config(&s),
+            retention: retention(&s),
+            total_retries: s.total_retries,
+            stop_timeout: s.stop_timeout,
+            scheduler: crate::scheduler::named(&s.scheduler).map_err(|e| gearpump_config::ConfigError::Invalid {
                 key: "gearpump.scheduling.scheduler-class".into(),
-                value: String::new(),
+                value: s.scheduler.clone(),
                 reason: e,
             })?,
             ..ClusterConfig::default()
@@ -96,23 +91,23 @@ impl ClusterConfig {
     }
 }
 
-/// `gearpump.metrics.*` of a configuration.
-pub fn metrics_config(conf: &gearpump_config::GearConfig) -> Result<MetricsConfig, gearpump_config::ConfigError> {
-    Ok(MetricsConfig {
-        enabled: conf.get_bool("gearpump.metrics.enabled")?,
-        sample_rate: conf.get_num("gearpump.metrics.sample-rate")?,
-        report_interval_ms: conf.get_num("gearpump.metrics.report-interval-ms")?,
-    })
+/// `gearpump.metrics.*` of the settings.
+pub fn metrics_config(s: &gearpump_config::Settings) -> MetricsConfig {
+    MetricsConfig {
+        enabled: s.metrics_enabled,
+        sample_rate: s.metrics_sample_rate,
+        report_interval_ms: s.metrics_report_interval_ms,
+    }
 }
 
-/// `gearpump.retainRecentData` and `gearpump.retainHistoryData` of a configuration.
-pub fn retention(conf: &gearpump_config::GearConfig) -> Result<Retention, gearpump_config::ConfigError> {
-    Ok(Retention {
-        recent_interval_ms: conf.get_num("gearpump.retainRecentData.intervalMs")?,
-        recent_keep_ms: conf.get_num::<i64>("gearpump.retainRecentData.seconds")?.saturating_mul(1000),
-        history_interval_ms: conf.get_num("gearpump.retainHistoryData.intervalMs")?,
-        history_keep_ms: conf.get_num::<i64>("gearpump.retainHistoryData.hours")?.saturating_mul(3_600_000),
-    })
+/// `gearpump.retainRecentData` and `gearpump.retainHistoryData` of the settings.
+pub fn retention(s: &gearpump_config::Settings) -> Retention {
+    Retention {
+        recent_interval_ms: s.recent.0,
+        recent_keep_ms: s.recent.1,
+        history_interval_ms: s.history.0,
+        history_keep_ms: s.history.1,
+    }
 }
 
 /// An application as the master lists it.

@@ -118,21 +118,14 @@ struct DataPlaneSettings {
 
 fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, RoleError> {
     let sys = system_config()?;
-    let num = |k: &str| sys.get_num::<u64>(k).map_err(|e| RoleError::Other(e.to_string()));
-    let base = FlowConfig {
-        ack_once_every: num("gearpump.streaming.ack-once-every-message-count")? as u32,
-        max_pending: num("gearpump.streaming.max-pending-message-count-per-connection")? as u32,
-    };
+    let s = sys.settings().map_err(|e| RoleError::Other(e.to_string()))?;
+    let base = FlowConfig { ack_once_every: s.ack_once_every, max_pending: s.max_pending };
     let flow = flow_from_config(app.config(), base).map_err(|e| RoleError::Other(e.to_string()))?;
-    let retry = RetryPolicy {
-        max_retries: num("gearpump.netty.max-retries")? as u32,
-        base_sleep: Duration::from_millis(num("gearpump.netty.base-sleep-ms")?),
-        max_sleep: Duration::from_millis(num("gearpump.netty.max-sleep-ms")?),
-    };
+    let retry = RetryPolicy { max_retries: s.max_retries, base_sleep: s.base_sleep, max_sleep: s.max_sleep };
     let mut codecs = app.codecs().clone();
     let serializers = sys.map("gearpump.serializers");
     codecs.apply_serializers(serializers.iter().map(|(t, c)| (t.as_str(), c.as_str()))).map_err(RoleError::Other)?;
-    let metrics = crate::master::metrics_config(&sys).map_err(|e| RoleError::Other(e.to_string()))?;
+    let metrics = crate::master::metrics_config(&s);
     Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs), metrics })
 }
 
@@ -358,11 +351,10 @@ async fn appmaster_loop(
             }
         }
     });
-    let conf_num = |key: &str| conf.get_num::<u64>(key).map_err(|e| RoleError::Other(e.to_string()));
-    let total_retries = conf_num("gearpump.application.total-retries")? as u32;
-    let stop_timeout = Duration::from_millis(conf_num("gearpump.application.stop-timeout-ms")?);
+    let s = conf.settings().map_err(|e| RoleError::Other(e.to_string()))?;
+    let (total_retries, stop_timeout) = (s.total_retries, s.stop_timeout);
     // Without a master the application keeps running, for a while: the master may come back.
-    let master_timeout = Duration::from_millis(conf_num("gearpump.cluster.master-timeout-ms")?);
+    let master_timeout = s.master_timeout;
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
     let attempt = appmaster_attempt();

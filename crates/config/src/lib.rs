@@ -25,6 +25,9 @@
 //! assert_eq!(err.to_string(), "my.conf: unknown config key `gearpump.worker.slot` (did you mean `gearpump.worker.slots`?)");
 //! ```
 
+mod settings;
+pub use settings::Settings;
+
 use hocon::{HoconValue, ScalarType};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -492,7 +495,7 @@ impl GearConfig {
     /// Checks every typed key once, and the relations between keys, so a daemon fails at
     /// start-up rather than later.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.masters()?;
+        self.settings()?;
         self.cluster_secret()?;
         self.services_tls()?;
         self.services_port()?;

@@ -143,7 +143,7 @@ fn load_config(extra: Option<&Path>) -> anyhow::Result<GearConfig> {
 /// Logs to stderr and to `<gearpump.log.daemon.dir>/<name>.log`.
 fn init_daemon_logging(conf: &GearConfig, name: &str) -> anyhow::Result<PathBuf> {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
-    let dir = PathBuf::from(conf.get_str("gearpump.log.daemon.dir").unwrap_or("logs"));
+    let dir = conf.settings()?.daemon_log_dir;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating the log directory {}", dir.display()))?;
     let path = dir.join(format!("{name}.log"));
     let file = std::fs::OpenOptions::new()
@@ -172,25 +172,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return passwd();
     }
     let conf = load_config(cli.conf.as_deref())?;
-    let timing = ControlTiming::from_config(&conf)?;
-    let masters = conf.masters()?;
+    // Typed once; the daemons read fields, not keys.
+    let settings = conf.settings()?;
+    let timing = ControlTiming::from_settings(&settings);
+    let masters = settings.masters.clone();
     let secret = conf.cluster_secret()?;
     let worker_settings = |conf: &GearConfig| WorkerSettings {
         masters: masters.clone(),
-        slots: conf.worker_slots(),
-        host: conf.hostname().to_string(),
+        slots: settings.worker_slots,
+        host: settings.hostname.clone(),
         timing,
         work_dir: PathBuf::from("worker-data"),
-        app_log_dir: PathBuf::from(conf.get_str("gearpump.log.application.dir").unwrap_or("logs")),
-        reconnect: (
-            Duration::from_millis(conf.get_num("gearpump.netty.base-sleep-ms").unwrap_or(100)),
-            Duration::from_millis(conf.get_num("gearpump.netty.max-sleep-ms").unwrap_or(1000)),
-        ),
+        app_log_dir: settings.application_log_dir.clone(),
+        reconnect: (settings.base_sleep, settings.max_sleep),
         system_config: conf.to_hocon(),
         secret: secret.clone(),
     };
     let store = || -> anyhow::Result<ArtifactStore> {
-        let root = conf.get_str("gearpump.jarstore.rootpath").unwrap_or("jarstore/");
+        let root = settings.jarstore.as_str();
         ArtifactStore::open(root).with_context(|| {
             format!("opening the artifact store gearpump.jarstore.rootpath = {}", gearpump_core::redact(root))
         })
@@ -291,11 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::App { jar, name_prefix, executors, priority, wait, args } => {
-            let name_prefix = if name_prefix.is_empty() {
-                conf.get_str("gearpump.app.name.prefix").unwrap_or_default().to_string()
-            } else {
-                name_prefix
-            };
+            let name_prefix = if name_prefix.is_empty() { settings.app_name_prefix.clone() } else { name_prefix };
             let cluster = Cluster { masters: &masters, secret: &secret, conf: &conf };
             let options = SubmitOptions { name_prefix, executors: executors.unwrap_or(0), priority, user: None };
             submit(&jar, &options, &args, &cluster, wait)
@@ -405,31 +400,30 @@ fn master_options(
     members: &[HostPort],
     data_dir: PathBuf,
 ) -> anyhow::Result<MasterOptions> {
+    let settings = conf.settings()?;
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
     let summary = MasterSummary {
         address: me.to_string(),
         members: members.iter().map(ToString::to_string).collect(),
         started: 0,
         jar_store: store.describe(),
-        log_dir: conf.get_str("gearpump.log.daemon.dir").unwrap_or("logs").to_string(),
+        log_dir: settings.daemon_log_dir.display().to_string(),
         home: std::env::var("GEARPUMP_HOME").unwrap_or(cwd),
         config: conf.to_hocon(),
         leader: None,
         synced: false,
     };
     Ok(MasterOptions {
-        timing: ControlTiming::from_config(conf)?,
+        timing: ControlTiming::from_settings(&settings),
         store,
         same_process,
         summary,
-        retention: gearpump_cluster::master::retention(conf)?,
+        retention: gearpump_cluster::master::retention(&settings),
         reporter: Reporter::from_config(conf)?,
-        total_retries: conf.get_num("gearpump.application.total-retries")?,
-        stop_timeout: Duration::from_millis(conf.get_num("gearpump.application.stop-timeout-ms")?),
-        scheduler: gearpump_cluster::scheduler::named(
-            conf.get_str("gearpump.scheduling.scheduler-class").unwrap_or("priority"),
-        )
-        .map_err(|e| anyhow::anyhow!("gearpump.scheduling.scheduler-class: {e}"))?,
+        total_retries: settings.total_retries,
+        stop_timeout: settings.stop_timeout,
+        scheduler: gearpump_cluster::scheduler::named(&settings.scheduler)
+            .map_err(|e| anyhow::anyhow!("gearpump.scheduling.scheduler-class: {e}"))?,
         me: me.clone(),
         members: members.to_vec(),
         data_dir,

@@ -45,12 +45,16 @@ pub struct ControlTiming {
 impl ControlTiming {
     /// The timing `gear.conf` gives.
     pub fn from_config(conf: &GearConfig) -> Result<Self, gearpump_config::ConfigError> {
-        let ms = |k| conf.get_num::<u64>(k).map(Duration::from_millis);
-        Ok(ControlTiming {
-            heartbeat_interval: ms("gearpump.cluster.heartbeat-interval-ms")?,
-            worker_timeout: ms("gearpump.cluster.worker-timeout-ms")?,
-            master_timeout: ms("gearpump.cluster.master-timeout-ms")?,
-        })
+        Ok(Self::from_settings(&conf.settings()?))
+    }
+
+    /// The timing of typed settings.
+    pub fn from_settings(s: &gearpump_config::Settings) -> Self {
+        ControlTiming {
+            heartbeat_interval: s.heartbeat_interval,
+            worker_timeout: s.worker_timeout,
+            master_timeout: s.master_timeout,
+        }
     }
 }
 
