@@ -183,9 +183,18 @@ pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<A
         let executors = env.executors;
         let priority = env.priority;
         let submit = MasterRequest::SubmitApp { name, artifact, args, tasks, user, executors, kind, priority };
-        match client.ask(&submit, Duration::from_secs(60)).await? {
-            MasterReply::Submitted { app_id } => Ok(app_id),
-            other => Err(unexpected(other)),
+        // A master that has just taken over may not know its workers yet: ask again a moment later.
+        let deadline = tokio::time::Instant::now() + crate::daemon::LEADER_PATIENCE;
+        loop {
+            match client.ask(&submit, Duration::from_secs(60)).await? {
+                MasterReply::Submitted { app_id } => return Ok(app_id),
+                MasterReply::Refused(gearpump_protocol::MasterError::WorkersRejoining)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return Err(unexpected(other)),
+            }
         }
     })
 }

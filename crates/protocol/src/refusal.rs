@@ -78,6 +78,10 @@ pub enum MasterError {
     /// The worker is not alive (or not known).
     #[error("worker {0} is not alive")]
     WorkerNotAlive(WorkerId),
+    /// This master began leading moments ago and its workers are still registering with it,
+    /// so its free slots are not known yet: ask again shortly.
+    #[error("the master took over moments ago and its workers are still registering; try again")]
+    WorkersRejoining,
     /// The master is gone.
     #[error("the cluster has shut down")]
     ClusterStopped,
@@ -87,5 +91,10 @@ impl MasterError {
     /// Whether the error names something that does not exist (REST answers 404).
     pub fn is_not_found(&self) -> bool {
         matches!(self, MasterError::UnknownApp(_))
+    }
+
+    /// Whether the same request may well succeed a moment later (REST answers 503).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MasterError::WorkersRejoining | MasterError::NoAppMaster(_))
     }
 }

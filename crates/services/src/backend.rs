@@ -118,7 +118,13 @@ pub trait Backend: Send + Sync + 'static {
 /// What a master's refusal is to a REST client, by its kind: an unknown application is not
 /// found (404); anything else is a request the master will not carry out (400).
 fn refused(e: &MasterError) -> BackendError {
-    if e.is_not_found() { BackendError::NotFound(e.to_string()) } else { BackendError::BadRequest(e.to_string()) }
+    if e.is_not_found() {
+        BackendError::NotFound(e.to_string())
+    } else if e.is_transient() {
+        BackendError::Unavailable(e.to_string())
+    } else {
+        BackendError::BadRequest(e.to_string())
+    }
 }
 
 /// Builds an application from a JSON DAG, its task types looked up among those of `base` (the

@@ -312,7 +312,11 @@ impl MasterState {
                 if !self.store.contains(&artifact) {
                     return Some(MasterReply::Error(format!("no uploaded application binary {artifact}")));
                 }
+                // Just after a failover the workers are still registering again: too few free
+                // slots then means "not yet", not "no".
+                let rejoining = self.leading_since.is_some_and(|t| t.elapsed() < self.timing.worker_timeout);
                 match self.core.submit(Submission { name, kind, priority, user, tasks }, None, now) {
+                    Err(MasterError::NotEnoughSlots { .. }) if rejoining => refused(&MasterError::WorkersRejoining),
                     Ok(app_id) => {
                         self.apps.insert(
                             app_id,
