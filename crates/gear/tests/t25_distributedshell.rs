@@ -84,8 +84,13 @@ fn distributedshell_runs_a_command_on_every_live_worker_and_names_bad_requests()
 
     // A worker dies (SIGKILL, its executor with it) and a new one joins: the client reaches
     // exactly the live workers once the application has an executor on the new one.
-    let victim = c.procs.remove(1);
-    drop(victim);
+    // The victim is the worker running the AppMaster: it is relaunched elsewhere too.
+    let snapshot = c.snapshot().unwrap();
+    let app = snapshot.apps.iter().find(|a| a.info.id.0.to_string() == id).unwrap();
+    let victim_id = app.info.worker.unwrap().0;
+    let victim_pid = snapshot.workers.iter().find(|w| w.info.id.0 == victim_id).unwrap().pid;
+    let i = c.procs.iter().position(|p| p.0.id() == victim_pid).unwrap();
+    drop(c.procs.remove(i));
     c.add_worker(2);
     let mut last = None;
     wait_until("the shell runs on exactly the live workers", || {
@@ -96,7 +101,7 @@ fn distributedshell_runs_a_command_on_every_live_worker_and_names_bad_requests()
         ok
     });
     let (alive, _) = last.unwrap();
-    assert!(!alive.contains(&1) && alive.contains(&3), "{alive:?}");
+    assert!(!alive.contains(&victim_id) && alive.contains(&3), "{alive:?}");
     c.wait_status(id.parse().unwrap(), "active");
 
     // Killed, it ends as terminated and its processes exit.
