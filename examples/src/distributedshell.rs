@@ -89,17 +89,25 @@ impl AppMaster for ShellMaster {
         if request.command.trim().is_empty() {
             return Err("no command given".into());
         }
-        if ctx.executors().is_empty() {
-            return Err("no executor is running (no worker has a free slot?)".into());
-        }
-        let mut results: Vec<WorkerResult> = ctx
-            .ask_all(&request)
-            .into_iter()
-            .map(|(e, result)| WorkerResult { worker: e.worker.0, host: e.host, executor: e.id, result })
-            .collect();
-        results.sort_by_key(|r| (r.worker, r.executor));
-        Ok(results)
+        ask_every_worker(ctx, &request)
     }
+}
+
+/// Sends `task` to every executor and gathers what each worker answered, by worker.
+pub fn ask_every_worker<E: Executor<Output = ShellOutput>>(
+    ctx: &mut AppMasterContext<E>,
+    task: &E::Task,
+) -> Result<Vec<WorkerResult>, String> {
+    if ctx.executors().is_empty() {
+        return Err("no executor is running (no worker has a free slot?)".into());
+    }
+    let mut results: Vec<WorkerResult> = ctx
+        .ask_all(task)
+        .into_iter()
+        .map(|(e, result)| WorkerResult { worker: e.worker.0, host: e.host, executor: e.id, result })
+        .collect();
+    results.sort_by_key(|r| (r.worker, r.executor));
+    Ok(results)
 }
 
 /// The application: an AppMaster and one shell executor on every worker.
@@ -136,4 +144,36 @@ pub fn report(results: &[WorkerResult]) -> (String, usize) {
         }
     }
     (text, failed)
+}
+
+/// The options every client of a running application takes (flattened into theirs).
+#[derive(Clone, Debug, clap::Args)]
+pub struct AppArgs {
+    /// The application's id (printed by `gear app`).
+    #[arg(long)]
+    pub appid: u32,
+    /// The masters, `host:port,host:port` (default: gearpump.cluster.masters of gear.conf).
+    #[arg(long)]
+    pub master: Option<String>,
+    /// A configuration file over conf/gear.conf (for the cluster's secret, say).
+    #[arg(long)]
+    pub conf: Option<std::path::PathBuf>,
+}
+
+/// A client's whole run: sends `request` to the application `app` names, prints each
+/// worker's part ([`report`]), and fails naming `what` if it failed on any worker.
+pub fn ask_and_report<M>(app: &AppArgs, request: &M::Request, what: &str) -> anyhow::Result<()>
+where
+    M: AppMaster<Response = Vec<WorkerResult>>,
+{
+    let (masters, secret) =
+        gearpump::cli::cluster_of(app.master.as_deref(), app.conf.as_deref()).map_err(anyhow::Error::msg)?;
+    let mut client = gearpump::application::AppClient::<M>::connect(&masters, &secret, gearpump::AppId(app.appid))?;
+    let results = client.ask(request)?;
+    let (text, failed) = report(&results);
+    print!("{text}");
+    if failed > 0 {
+        anyhow::bail!("{what} failed on {failed} of {} workers", results.len());
+    }
+    Ok(())
 }

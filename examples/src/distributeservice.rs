@@ -7,7 +7,7 @@
 //! Submit it with `gear app -jar distributeservice`, then
 //! `distributeservice_client -appid N -file app.tgz -script start.sh -serviceName app -target /opt/app`.
 
-use crate::distributedshell::{ShellOutput, WorkerResult};
+use crate::distributedshell::{ShellOutput, WorkerResult, ask_every_worker};
 use gearpump::application::{AppMaster, AppMasterContext, Application, Executor, ExecutorContext};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -94,16 +94,7 @@ impl AppMaster for ServiceMaster {
         ctx: &mut AppMasterContext<ServiceExecutor>,
         request: InstallService,
     ) -> Result<Vec<WorkerResult>, String> {
-        if ctx.executors().is_empty() {
-            return Err("no executor is running (no worker has a free slot?)".into());
-        }
-        let mut results: Vec<WorkerResult> = ctx
-            .ask_all(&request)
-            .into_iter()
-            .map(|(e, result)| WorkerResult { worker: e.worker.0, host: e.host, executor: e.id, result })
-            .collect();
-        results.sort_by_key(|r| (r.worker, r.executor));
-        Ok(results)
+        ask_every_worker(ctx, &request)
     }
 }
 

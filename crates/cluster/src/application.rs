@@ -21,7 +21,7 @@
 //! Every connection (executor, client) proves the cluster secret, as every other does.
 
 use crate::daemon::{DuplexClient, ask_leader};
-use crate::remote::{RoleError, register_appmaster};
+use crate::remote::{RoleError, register_appmaster, unexpected};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, AppStatus, UserConfig, WorkerId};
 use gearpump_protocol::{
@@ -223,7 +223,12 @@ impl<E: Executor> AppMasterContext<E> {
     fn ask_some(&mut self, targets: &[i32], task: &E::Task) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
         let body = match postcard::to_stdvec(task) {
             Ok(b) => b,
-            Err(e) => return vec![(self.executors.first().cloned().unwrap_or_else(nobody), Err(e.to_string()))],
+            // Every executor asked gets the same error: the task cannot be sent.
+            Err(e) => {
+                let why = format!("the task cannot be serialised: {e}");
+                let asked = self.executors.iter().filter(|x| targets.contains(&x.id));
+                return asked.map(|x| (x.clone(), Err(why.clone()))).collect();
+            }
         };
         let (reply, answers) = oneshot::channel();
         if self.asks.send(Ask { targets: targets.to_vec(), body, reply }).is_err() {
@@ -238,10 +243,6 @@ impl<E: Executor> AppMasterContext<E> {
             })
             .collect()
     }
-}
-
-fn nobody() -> ExecutorInfo {
-    ExecutorInfo { id: -1, worker: WorkerId(0), host: String::new() }
 }
 
 /// The AppMaster's user thread asks executors.
@@ -831,14 +832,6 @@ impl Reconcile<'_> {
             MasterReply::Ok => Ok(()),
             other => Err(unexpected(other)),
         }
-    }
-}
-
-fn unexpected(reply: MasterReply) -> RoleError {
-    match reply {
-        MasterReply::Refused(e) => RoleError::Refused(e.to_string()),
-        MasterReply::Error(e) => RoleError::Refused(e),
-        other => RoleError::Other(format!("unexpected answer from the master: {other:?}")),
     }
 }
 

@@ -133,7 +133,8 @@ pub(crate) fn role_runtime() -> Result<tokio::runtime::Runtime, RoleError> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
 }
 
-fn unexpected(reply: MasterReply) -> RoleError {
+/// A master's answer a role did not expect, or a refusal, as the role's error.
+pub(crate) fn unexpected(reply: MasterReply) -> RoleError {
     match reply {
         MasterReply::Error(e) => RoleError::Refused(e),
         MasterReply::Refused(e) => RoleError::Refused(e.to_string()),

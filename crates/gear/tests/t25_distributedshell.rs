@@ -124,14 +124,17 @@ fn distributeservice_installs_a_file_and_a_script_on_every_worker() {
     assert!(tar.unwrap().success());
     let script = c.dir.join("start.sh");
     std::fs::write(&script, "echo \"$(basename $0) started with $(cat VERSION)\"\n").unwrap();
+    let install = |service_name: &str| {
+        std::process::Command::new(example("distributeservice_client"))
+            .arg("-conf")
+            .arg(&c.conf)
+            .args(["-appid", &id, "-file", archive.to_str().unwrap(), "-script", script.to_str().unwrap()])
+            .args(["-serviceName", service_name, "-target", "installed"])
+            .output()
+            .unwrap()
+    };
     // Relative to each executor's working directory: every worker installs its own copy.
-    let out = std::process::Command::new(example("distributeservice_client"))
-        .arg("-conf")
-        .arg(&c.conf)
-        .args(["-appid", &id, "-file", archive.to_str().unwrap(), "-script", script.to_str().unwrap()])
-        .args(["-serviceName", "mysvc", "-target", "installed"])
-        .output()
-        .unwrap();
+    let out = install("mysvc");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(workers_in(&out), vec![1, 2], "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("mysvc started with v7").count(), 2, "{}", text(&out));
@@ -141,13 +144,7 @@ fn distributeservice_installs_a_file_and_a_script_on_every_worker() {
         assert_eq!(installed.len(), 1, "{worker}: {installed:?}");
     }
     // A service name that is a path is refused by the client before anything is sent.
-    let out = std::process::Command::new(example("distributeservice_client"))
-        .arg("-conf")
-        .arg(&c.conf)
-        .args(["-appid", &id, "-file", archive.to_str().unwrap(), "-script", script.to_str().unwrap()])
-        .args(["-serviceName", "../evil", "-target", "installed"])
-        .output()
-        .unwrap();
+    let out = install("../evil");
     assert!(!out.status.success());
     assert!(text(&out).contains("must be a plain file name"), "{}", text(&out));
 }

@@ -4,17 +4,15 @@
 //! installation failed anywhere.
 
 use clap::Parser;
-use gearpump::application::AppClient;
-use gearpump_examples::distributedshell::report;
+use gearpump_examples::distributedshell::{AppArgs, ask_and_report};
 use gearpump_examples::distributeservice::{ServiceMaster, request};
 
 /// A client of a running DistributeService application.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The DistributeService's application id (printed by `gear app`).
-    #[arg(long)]
-    appid: u32,
+    #[command(flatten)]
+    app: AppArgs,
     /// The file to ship (a `.tar`, `.tar.gz` or `.tgz` is unpacked in the target directory).
     #[arg(long)]
     file: std::path::PathBuf,
@@ -27,12 +25,6 @@ struct Args {
     /// The directory to install into, on every worker.
     #[arg(long)]
     target: String,
-    /// The masters, `host:port,host:port` (default: gearpump.cluster.masters of gear.conf).
-    #[arg(long)]
-    master: Option<String>,
-    /// A configuration file over conf/gear.conf (for the cluster's secret, say).
-    #[arg(long)]
-    conf: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,14 +34,5 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     let install = request(&args.file, &args.script, &args.service_name, &args.target).map_err(anyhow::Error::msg)?;
-    let (masters, secret) =
-        gearpump::cli::cluster_of(args.master.as_deref(), args.conf.as_deref()).map_err(anyhow::Error::msg)?;
-    let mut client = AppClient::<ServiceMaster>::connect(&masters, &secret, gearpump::AppId(args.appid))?;
-    let results = client.ask(&install)?;
-    let (text, failed) = report(&results);
-    print!("{text}");
-    if failed > 0 {
-        anyhow::bail!("installing {} failed on {failed} of {} workers", args.service_name, results.len());
-    }
-    Ok(())
+    ask_and_report::<ServiceMaster>(&args.app, &install, &format!("installing {}", args.service_name))
 }
