@@ -22,8 +22,10 @@ use gearpump_protocol::{
     ProtocolError, TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
-use gearpump_streaming::supervisor::{Action, Ending, Supervisor};
-use gearpump_streaming::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime, TaskEvent, TaskPool};
+use gearpump_streaming::supervisor::Ending;
+use gearpump_streaming::{
+    DataPlane, Deployment, Event, Executor, ExecutorSink, LaunchSpec, Progress, Runtime, TaskEvent, TaskPool,
+};
 use gearpump_transport::flow::FlowConfig;
 use gearpump_transport::tcp::{DataServer, RetryPolicy};
 use std::collections::HashMap;
@@ -330,9 +332,7 @@ async fn appmaster_loop(
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
 ) -> Result<AppStatus, RoleError> {
-    let dag = app.dag();
-    let total = dag.task_count();
-    let allocation = request_slots(master, pushes, app_id, total).await?;
+    let allocation = request_slots(master, pushes, app_id, app.dag().task_count()).await?;
     let wanted = process_env()?.executors;
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
@@ -341,7 +341,7 @@ async fn appmaster_loop(
     let limits = port_limits(&conf)?;
     let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
     // Executors of every incarnation connect back here and register under their ids.
-    let (link_tx, mut link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
+    let (link_tx, link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
     tokio::spawn(async move {
         let gate = ConnectionGate::new(limits);
         loop {
@@ -362,13 +362,10 @@ async fn appmaster_loop(
         }
     });
     let s = conf.settings().map_err(|e| RoleError::Other(e.to_string()))?;
-    let (total_retries, stop_timeout) = (s.total_retries, s.stop_timeout);
-    // Without a master the application keeps running, for a while: the master may come back.
-    let master_timeout = s.master_timeout;
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
     let attempt = appmaster_attempt();
-    let mut start = process_env()?.start_clock;
+    let start = process_env()?.start_clock;
     let checkpoint_dir =
         gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
     let checkpoints = match &checkpoint_dir {
@@ -385,227 +382,322 @@ async fn appmaster_loop(
     if attempt > 0 {
         tracing::warn!(%app_id, attempt, %start, "A new AppMaster: restarting every task from the start clock.");
     }
-    // Executor ids are new for every AppMaster too (logs and reports never mix).
-    let mut launcher =
-        Launcher { app, app_id, settings, control, allocation, checkpoint_dir, next_executor: attempt as i32 * 1000 };
-    let mut supervisor = Supervisor::new(dag, start, total_retries).with_stop_timeout(stop_timeout);
-    let mut incarnation = 0;
-    let (mut first, mut links) = launcher.launch(0, start, master, pushes, &mut link_events).await?;
-    // Asked, not told: every request on this connection gets its answer in order.
-    match master
-        .ask(MasterRequest::AppStatus { app_id, status: AppStatus::Active, error: None }, Duration::from_secs(30))
-        .await?
-    {
-        MasterReply::Ok => {}
-        other => return Err(unexpected(other)),
-    }
-    tracing::info!(%app_id, executors = links.len(), tasks = total, "Application active.");
-
-    let owner = |task: TaskId, links: &[ExecutorLink]| links.iter().position(|l| l.tasks.contains(&task));
-    let active_since = std::time::Instant::now();
-    let mut master_lost: Option<tokio::time::Instant> = None;
-    // When the running tasks failed, and (after the restart) since when the clock is awaited.
-    let mut failed_at: Option<std::time::Instant> = None;
-    let mut clock_wait: Option<std::time::Instant> = None;
-    let mut counters: HashMap<u64, TaskCounters> = HashMap::new();
-    // Messages the sinks received in incarnations before a restart (the new tasks count from 0).
-    let mut earlier: u64 = 0;
-    let mut reporter = gearpump_streaming::appmaster::Reporter::new(app_id, app, settings.metrics.enabled);
-    let mut report_tick = tokio::time::interval(gearpump_streaming::appmaster::REPORT_EVERY);
-    report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The newest start clock not yet recorded with the master, and when one last was.
-    let mut pending_start: Option<Timestamp> = None;
-    let mut start_recorded = std::time::Instant::now();
     let mut reconnect_tick = tokio::time::interval(Duration::from_millis(500));
     reconnect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop_tick = tokio::time::interval(Duration::from_millis(250));
-    stop_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let actions = tokio::select! {
-            _ = stop_tick.tick() => supervisor.on_tick(std::time::Instant::now()),
-            _ = report_tick.tick(), if master_lost.is_none() => {
-                let tasks: Vec<TaskCounters> = counters.values().cloned().collect();
-                let host = hostname.to_string();
-                let executors = links
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| gearpump_protocol::ExecutorInfo {
-                        id: first + i as i32,
-                        worker: l.worker,
-                        pid: l.pid,
-                        host: l.data_addr.map_or_else(|| host.clone(), |a| a.ip().to_string()),
-                        tasks: packed(&l.tasks),
-                        status: if l.alive { "active" } else { "lost" }.into(),
-                    })
-                    .collect();
-                let processes: Vec<_> =
-                    links.iter().enumerate().map(|(i, l)| (first + i as i32, l.gauges)).collect();
-                let (time, mut runtime, metrics) =
-                    reporter.report(&tasks, &processes, supervisor.clock().min_clock(), executors);
-                runtime.start_clock = supervisor.start_clock().0;
-                runtime.restarts = supervisor.restarts();
-                let _ = master.tell(MasterRequest::AppReport { app_id, time, runtime, metrics });
-                Vec::new()
-            }
-            event = link_events.recv() => {
-                let Some((id, event)) = event else { break };
-                // Reports of an earlier incarnation's executors (exiting) are stale.
-                let Some(i) = usize::try_from(id - first).ok().filter(|i| *i < links.len()) else {
-                    exit_if_stale(event);
-                    continue;
-                };
-                match event {
-                    LinkEvent::Report(ExecutorReport::Clock { task, clock }) => {
-                        supervisor.on_clock(TaskId::from_u64(task), Timestamp(clock))
-                    }
-                    LinkEvent::Report(ExecutorReport::TaskFailed { task, error }) => {
-                        supervisor.on_task_failed(TaskId::from_u64(task), &error)
-                    }
-                    LinkEvent::Report(ExecutorReport::TaskStopped { task }) => {
-                        supervisor.on_task_stopped(TaskId::from_u64(task))
-                    }
-                    LinkEvent::Report(ExecutorReport::Checkpointed { task, time }) => {
-                        supervisor.on_checkpoint(TaskId::from_u64(task), Timestamp(time))
-                    }
-                    LinkEvent::Report(ExecutorReport::Counters(cs, gauges)) => {
-                        links[i].gauges = gauges;
-                        for c in cs {
-                            counters.insert(c.task, c);
-                        }
-                        Vec::new()
-                    }
-                    LinkEvent::Report(_) | LinkEvent::Up(_) => Vec::new(),
-                    LinkEvent::Down if links[i].alive => {
-                        links[i].alive = false;
-                        tracing::warn!(%app_id, executor = id, "Lost an executor.");
-                        // Its tasks will not report stopping.
-                        supervisor.on_tasks_lost(&links[i].tasks, format!("executor {id} was lost"))
-                    }
-                    LinkEvent::Down => Vec::new(),
-                }
-            },
-            push = pushes.recv(), if master_lost.is_none() => match push {
-                Some(MasterReply::KillRequested) => {
-                    tracing::info!(%app_id, "Kill requested.");
-                    supervisor.on_kill()
-                }
-                Some(MasterReply::ReplayRequested) => {
-                    tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
-                    supervisor.on_replay()
-                }
-                Some(_) => Vec::new(),
-                None => {
-                    tracing::warn!(%app_id, "Lost the master; the application keeps running for {master_timeout:?}.");
-                    master_lost = Some(tokio::time::Instant::now());
-                    Vec::new()
-                }
-            },
-            // Look for the leading master (a failover elects a new one within a second or two).
-            _ = reconnect_tick.tick(), if master_lost.is_some() && supervisor.ending().is_none() => {
-                match tokio::time::timeout(Duration::from_secs(5), register_appmaster(app_id, None, Duration::from_secs(10))).await {
-                    Ok(Ok((client, new_pushes))) => {
-                        tracing::info!(%app_id, master = %client.master, lost_for = ?master_lost.map(|t| t.elapsed()),
-                            "Registered with the leading master again.");
-                        *master = client;
-                        *pushes = new_pushes;
-                        master_lost = None;
-                    }
-                    Ok(Err(RoleError::Refused(e))) => {
-                        // A newer AppMaster runs the application: this one must stop.
-                        tracing::error!(%app_id, error = %e, "The master refused this AppMaster.");
-                        return Err(RoleError::Refused(e));
-                    }
-                    Ok(Err(e)) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
-                    Err(_) => tracing::debug!(%app_id, "No leading master yet."),
-                }
-                Vec::new()
-            }
-            _ = tokio::time::sleep_until(master_lost.map_or_else(tokio::time::Instant::now, |t| t + master_timeout)),
-                if master_lost.is_some() && supervisor.ending().is_none() => {
-                supervisor.on_give_up(format!("no master for {master_timeout:?}"))
-            }
-        };
-        let mut done = false;
-        for action in actions {
-            match action {
-                Action::UpstreamClock(task, clock) => {
-                    if let Some(i) = owner(task, &links) {
-                        let _ = links[i]
-                            .commands
-                            .send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: clock.0 });
-                    }
-                }
-                Action::StopAll => {
-                    if supervisor.ending().is_none() {
-                        failed_at.get_or_insert_with(std::time::Instant::now);
-                    }
-                    stop_all(&links, false)
-                }
-                Action::Restart { start: from, why } => {
-                    let recovery = std::time::Instant::now();
-                    tracing::warn!(%app_id, start = %from, %why, restart = supervisor.restarts(),
-                        "Restarting every task from the start clock on new executors.");
-                    stop_all(&links, true);
-                    earlier += sink_counters(app, &counters).iter().map(|c| c.received).sum::<u64>();
-                    counters.clear();
-                    start = from;
-                    incarnation += 1;
-                    (first, links) = launcher.launch(incarnation, start, master, pushes, &mut link_events).await?;
-                    tracing::info!(%app_id, start = %from, took = ?recovery.elapsed(), "Tasks restarted.");
-                    clock_wait = failed_at.take();
-                }
-                Action::CheckpointComplete(time) => {
-                    for l in &links {
-                        let _ = l.commands.send(ExecutorCommand::CheckpointComplete { time: time.0 });
-                    }
-                }
-                // Recorded below (without state, at most every START_CLOCK_EVERY).
-                Action::StartClock(clock) => pending_start = Some(clock),
-                Action::Done => done = true,
-            }
-        }
-        // The master records the start clock first (a Raft write on every master): a new
-        // AppMaster must find the checkpoints at whatever start clock the master holds, so
-        // older ones go only after.
-        if let Some(clock) = pending_start
-            && master_lost.is_none()
-            && (checkpoints.is_some() || start_recorded.elapsed() >= START_CLOCK_EVERY)
-        {
-            pending_start = None;
-            start_recorded = std::time::Instant::now();
-            let recorded = matches!(
-                master.ask(MasterRequest::StartClock { app_id, clock: clock.0 }, Duration::from_secs(10)).await,
-                Ok(MasterReply::Ok)
-            );
-            if let Some(store) = checkpoints.as_ref().filter(|_| recorded) {
-                gearpump_streaming::state::prune_checkpoints(store, dag, clock);
-            }
-        }
-        // Recovery is over when the clock moves past the start clock again.
-        if let Some(since) = clock_wait
-            && supervisor.clock().min_clock() > start
-        {
-            clock_wait = None;
-            let min_clock = supervisor.clock().min_clock();
-            tracing::info!(%app_id, %min_clock, since_failure = ?since.elapsed(), "The clock moves again.");
-        }
-        if done {
-            break;
-        }
-    }
-    // Every task has stopped (`on_stop` ran, sinks closed): the executors exit by themselves,
-    // and the end is reported once they have, so that nothing of theirs is killed.
-    stop_all(&links, true);
-    let exited = wait_for_exits(&links, first, &mut link_events, stop_timeout).await;
-    if exited < links.iter().filter(|l| l.alive).count() {
-        tracing::warn!(%app_id, timeout = ?stop_timeout, "Some executors did not exit in time; their workers will kill them.");
-    }
-    let ending = supervisor.into_ending();
-    let status = ending.status().as_str();
-    tracing::info!("{}", summary(app, app_id, status, active_since.elapsed(), earlier, &counters));
-    match ending {
+    let mut executors = Processes {
+        app,
+        app_id,
+        hostname,
+        master,
+        pushes,
+        link_events,
+        // Executor ids are new for every AppMaster too (logs and reports never mix).
+        launcher: Launcher {
+            app,
+            app_id,
+            settings,
+            control,
+            allocation,
+            checkpoint_dir,
+            next_executor: attempt as i32 * 1000,
+        },
+        first: 0,
+        links: Vec::new(),
+        counters: HashMap::new(),
+        earlier: 0,
+        active_since: std::time::Instant::now(),
+        master_timeout: s.master_timeout,
+        master_lost: None,
+        reconnect_tick,
+        reconnecting: None,
+        gave_up: false,
+        ending: false,
+        pending_start: None,
+        start_recorded: std::time::Instant::now(),
+        checkpoints,
+        stop_timeout: s.stop_timeout,
+    };
+    let how = gearpump_streaming::Supervision {
+        start,
+        total_retries: s.total_retries,
+        stop_timeout: s.stop_timeout,
+        tick: Duration::from_millis(100),
+        metrics: settings.metrics.enabled,
+    };
+    match gearpump_streaming::supervise(&mut executors, app, app_id, how).await? {
         Ending::Failed(e) => Err(RoleError::Other(e)),
         other => Ok(other.status()),
+    }
+}
+
+/// A reconnection to the leading master under way.
+type Reconnecting = tokio::task::JoinHandle<Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError>>;
+
+/// The executors of a distributed application: processes on the workers (or, with
+/// `-sameprocess`, tasks of this process) that connect back over TCP, and the leading master,
+/// found again after a failover. What the one AppMaster loop ([`gearpump_streaming::supervise`])
+/// drives on a real cluster.
+struct Processes<'a> {
+    app: &'a StreamApplication,
+    app_id: AppId,
+    hostname: &'a str,
+    master: &'a mut DuplexClient,
+    pushes: &'a mut mpsc::UnboundedReceiver<MasterReply>,
+    link_events: mpsc::UnboundedReceiver<(i32, LinkEvent)>,
+    launcher: Launcher<'a>,
+    /// The id of the first executor of the current incarnation, and the links to them all.
+    first: i32,
+    links: Vec<ExecutorLink>,
+    counters: HashMap<u64, TaskCounters>,
+    /// Messages the sinks received in incarnations before a restart (the new tasks count from 0).
+    earlier: u64,
+    active_since: std::time::Instant,
+    /// Without a master the application keeps running, for a while: the master may come back.
+    master_timeout: Duration,
+    master_lost: Option<tokio::time::Instant>,
+    reconnect_tick: tokio::time::Interval,
+    reconnecting: Option<Reconnecting>,
+    gave_up: bool,
+    /// The tasks are stopping for good: no more looking for a master.
+    ending: bool,
+    /// The newest start clock not yet recorded with the master, and when one last was.
+    pending_start: Option<Timestamp>,
+    start_recorded: std::time::Instant,
+    checkpoints: Option<gearpump_storage::CheckpointStore>,
+    stop_timeout: Duration,
+}
+
+/// What woke [`Processes::next`].
+enum Wake {
+    Link(Option<(i32, LinkEvent)>),
+    Push(Option<MasterReply>),
+    Reconnected(Result<Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError>, String>),
+    Reconnect,
+    GiveUp,
+}
+
+impl Processes<'_> {
+    /// What an executor's connection says, as the supervisor needs to hear it.
+    fn on_link(&mut self, id: i32, event: LinkEvent) -> Option<Event> {
+        // Reports of an earlier incarnation's executors (exiting) are stale.
+        let Some(i) = usize::try_from(id - self.first).ok().filter(|i| *i < self.links.len()) else {
+            exit_if_stale(event);
+            return None;
+        };
+        let task = |t: u64| TaskId::from_u64(t);
+        let event = match event {
+            LinkEvent::Report(ExecutorReport::Clock { task: t, clock }) => {
+                TaskEvent::Clock { task: task(t), clock: Timestamp(clock) }
+            }
+            LinkEvent::Report(ExecutorReport::TaskFailed { task: t, error }) => {
+                TaskEvent::Failed { task: task(t), error }
+            }
+            LinkEvent::Report(ExecutorReport::TaskStopped { task: t }) => TaskEvent::Stopped { task: task(t) },
+            LinkEvent::Report(ExecutorReport::Checkpointed { task: t, time }) => {
+                TaskEvent::Checkpointed { task: task(t), time: Timestamp(time) }
+            }
+            LinkEvent::Report(ExecutorReport::Counters(cs, gauges)) => {
+                self.links[i].gauges = gauges;
+                self.counters.extend(cs.into_iter().map(|c| (c.task, c)));
+                return None;
+            }
+            LinkEvent::Down if self.links[i].alive => {
+                self.links[i].alive = false;
+                tracing::warn!(app_id = %self.app_id, executor = id, "Lost an executor.");
+                // Its tasks will not report stopping.
+                return Some(Event::Lost {
+                    tasks: self.links[i].tasks.clone(),
+                    why: format!("executor {id} was lost"),
+                });
+            }
+            LinkEvent::Report(_) | LinkEvent::Up(_) | LinkEvent::Down => return None,
+        };
+        Some(Event::Task(event))
+    }
+
+    /// Records the pending start clock with the master when due. The master records it first
+    /// (a Raft write on every master): a new AppMaster must find the checkpoints at whatever
+    /// start clock the master holds, so older ones go only after. Without state, at most every
+    /// [`START_CLOCK_EVERY`].
+    async fn record_start_clock(&mut self) {
+        let Some(clock) = self.pending_start else { return };
+        if self.master_lost.is_some()
+            || (self.checkpoints.is_none() && self.start_recorded.elapsed() < START_CLOCK_EVERY)
+        {
+            return;
+        }
+        self.pending_start = None;
+        self.start_recorded = std::time::Instant::now();
+        let req = MasterRequest::StartClock { app_id: self.app_id, clock: clock.0 };
+        let recorded = matches!(self.master.ask(req, Duration::from_secs(10)).await, Ok(MasterReply::Ok));
+        if let Some(store) = self.checkpoints.as_ref().filter(|_| recorded) {
+            gearpump_streaming::state::prune_checkpoints(store, self.app.dag(), clock);
+        }
+    }
+}
+
+impl gearpump_streaming::Executors for Processes<'_> {
+    type Error = RoleError;
+
+    async fn launch(&mut self, incarnation: u32, start: Timestamp) -> Result<(), RoleError> {
+        if incarnation > 0 {
+            stop_all(&self.links, true);
+            self.earlier += sink_counters(self.app, &self.counters).iter().map(|c| c.received).sum::<u64>();
+            self.counters.clear();
+        }
+        (self.first, self.links) =
+            self.launcher.launch(incarnation, start, self.master, self.pushes, &mut self.link_events).await?;
+        Ok(())
+    }
+
+    async fn active(&mut self) -> Result<(), RoleError> {
+        // Asked, not told: every request on this connection gets its answer in order.
+        let req = MasterRequest::AppStatus { app_id: self.app_id, status: AppStatus::Active, error: None };
+        match self.master.ask(req, Duration::from_secs(30)).await? {
+            MasterReply::Ok => {
+                self.active_since = std::time::Instant::now();
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Event>, RoleError> {
+        let app_id = self.app_id;
+        loop {
+            let looking = self.master_lost.is_some() && !self.ending;
+            let give_up_at = self.master_lost.map_or_else(tokio::time::Instant::now, |t| t + self.master_timeout);
+            let reconnecting = &mut self.reconnecting;
+            let wake = tokio::select! {
+                event = self.link_events.recv() => Wake::Link(event),
+                push = self.pushes.recv(), if self.master_lost.is_none() => Wake::Push(push),
+                joined = async { reconnecting.as_mut().expect("guarded").await }, if reconnecting.is_some() => {
+                    Wake::Reconnected(joined.map_err(|e| e.to_string()))
+                }
+                // Look for the leading master (a failover elects a new one within a second or two).
+                _ = self.reconnect_tick.tick(), if looking && reconnecting.is_none() => Wake::Reconnect,
+                _ = tokio::time::sleep_until(give_up_at), if looking && !self.gave_up => Wake::GiveUp,
+            };
+            match wake {
+                Wake::Link(None) => return Ok(None),
+                Wake::Link(Some((id, event))) => {
+                    if let Some(event) = self.on_link(id, event) {
+                        return Ok(Some(event));
+                    }
+                }
+                Wake::Push(Some(MasterReply::KillRequested)) => {
+                    tracing::info!(%app_id, "Kill requested.");
+                    return Ok(Some(Event::Kill));
+                }
+                Wake::Push(Some(MasterReply::ReplayRequested)) => return Ok(Some(Event::Replay)),
+                Wake::Push(Some(_)) => {}
+                Wake::Push(None) => {
+                    tracing::warn!(%app_id, "Lost the master; the application keeps running for {:?}.", self.master_timeout);
+                    self.master_lost = Some(tokio::time::Instant::now());
+                }
+                Wake::Reconnect => {
+                    let attempt = register_appmaster(app_id, None, Duration::from_secs(10));
+                    self.reconnecting = Some(tokio::spawn(async move {
+                        tokio::time::timeout(Duration::from_secs(5), attempt)
+                            .await
+                            .unwrap_or_else(|_| Err(RoleError::Other("no answer".into())))
+                    }));
+                }
+                Wake::Reconnected(joined) => {
+                    self.reconnecting = None;
+                    match joined {
+                        Ok(Ok((client, pushes))) => {
+                            tracing::info!(%app_id, master = %client.master, lost_for = ?self.master_lost.map(|t| t.elapsed()),
+                                "Registered with the leading master again.");
+                            *self.master = client;
+                            *self.pushes = pushes;
+                            self.master_lost = None;
+                        }
+                        // A newer AppMaster runs the application: this one must stop.
+                        Ok(Err(RoleError::Refused(e))) => {
+                            tracing::error!(%app_id, error = %e, "The master refused this AppMaster.");
+                            return Err(RoleError::Refused(e));
+                        }
+                        Ok(Err(e)) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
+                        Err(e) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
+                    }
+                }
+                Wake::GiveUp => {
+                    self.gave_up = true;
+                    return Ok(Some(Event::GiveUp(format!("no master for {:?}", self.master_timeout))));
+                }
+            }
+        }
+    }
+
+    fn upstream_clock(&mut self, task: TaskId, clock: Timestamp) {
+        if let Some(l) = self.links.iter().find(|l| l.tasks.contains(&task)) {
+            let _ = l.commands.send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: clock.0 });
+        }
+    }
+
+    fn stop_all(&mut self) {
+        stop_all(&self.links, false);
+    }
+
+    fn checkpoint_complete(&mut self, time: Timestamp) {
+        for l in &self.links {
+            let _ = l.commands.send(ExecutorCommand::CheckpointComplete { time: time.0 });
+        }
+    }
+
+    async fn start_clock(&mut self, clock: Timestamp) {
+        self.pending_start = Some(clock);
+        self.record_start_clock().await;
+    }
+
+    async fn tick(&mut self, _: Timestamp, ending: bool) {
+        self.ending = ending;
+        self.record_start_clock().await;
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        if self.master_lost.is_some() {
+            return None;
+        }
+        let executors = self
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| gearpump_protocol::ExecutorInfo {
+                id: self.first + i as i32,
+                worker: l.worker,
+                pid: l.pid,
+                host: l.data_addr.map_or_else(|| self.hostname.to_string(), |a| a.ip().to_string()),
+                tasks: packed(&l.tasks),
+                status: if l.alive { "active" } else { "lost" }.into(),
+            })
+            .collect();
+        let processes = self.links.iter().enumerate().map(|(i, l)| (self.first + i as i32, l.gauges)).collect();
+        Some(Progress { tasks: self.counters.values().cloned().collect(), processes, executors })
+    }
+
+    fn send_report(
+        &mut self,
+        time: i64,
+        runtime: Box<gearpump_protocol::AppRuntime>,
+        metrics: Vec<gearpump_metrics::Metric>,
+    ) {
+        let _ = self.master.tell(MasterRequest::AppReport { app_id: self.app_id, time, runtime, metrics });
+    }
+
+    async fn finish(&mut self, ending: &Ending, _: Timestamp) {
+        // Every task has stopped (`on_stop` ran, sinks closed): the executors exit by
+        // themselves, and the end is reported once they have, so that nothing of theirs is killed.
+        stop_all(&self.links, true);
+        let exited = wait_for_exits(&self.links, self.first, &mut self.link_events, self.stop_timeout).await;
+        if exited < self.links.iter().filter(|l| l.alive).count() {
+            tracing::warn!(app_id = %self.app_id, timeout = ?self.stop_timeout,
+                "Some executors did not exit in time; their workers will kill them.");
+        }
+        let status = ending.status().as_str();
+        let elapsed = self.active_since.elapsed();
+        tracing::info!("{}", summary(self.app, self.app_id, status, elapsed, self.earlier, &self.counters));
     }
 }
 
@@ -658,7 +750,7 @@ impl Launcher<'_> {
     /// first executor and their links.
     async fn launch(
         &mut self,
-        incarnation: i32,
+        incarnation: u32,
         start: Timestamp,
         master: &mut DuplexClient,
         pushes: &mut mpsc::UnboundedReceiver<MasterReply>,

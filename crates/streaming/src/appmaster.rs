@@ -3,16 +3,15 @@
 //! or been killed.
 
 use crate::executor::{DataPlane, Deployment, Executor, LaunchSpec, Runtime};
-use crate::supervisor::{Action, Supervisor};
+use crate::supervisor::{Action, Ending, Supervisor};
 use crate::task::TaskEvent;
 use gearpump_api::{StartTime, StreamApplication};
-use gearpump_clock::ClockService;
 use gearpump_core::{AppId, ExecutorId, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub use gearpump_core::AppStatus;
@@ -263,7 +262,7 @@ pub fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Exe
     executors.into_iter().map(|(e, _)| e).collect()
 }
 
-fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockService) -> AppStats {
+fn snapshot(app: &StreamApplication, deployment: &Deployment, min_clock: Timestamp) -> AppStats {
     let mut processors: Vec<ProcessorStats> = app
         .dag()
         .processors()
@@ -298,13 +297,332 @@ fn snapshot(app: &StreamApplication, deployment: &Deployment, clock: &ClockServi
         p.tasks.sort_by_key(|t| t.task);
     }
     AppStats {
-        min_clock: Some(clock.min_clock()),
+        min_clock: Some(min_clock),
         processors,
         executors: deployment
             .executors
             .iter()
             .map(|e| ExecutorSummary { id: e.id, worker: e.worker, tasks: e.tasks.clone() })
             .collect(),
+    }
+}
+
+/// What a streaming AppMaster hears from its executors and its master.
+#[derive(Debug)]
+pub enum Event {
+    /// A task's report.
+    Task(TaskEvent),
+    /// An executor was lost with these tasks (they will not report stopping).
+    Lost {
+        /// Its tasks.
+        tasks: Vec<TaskId>,
+        /// What happened.
+        why: String,
+    },
+    /// Kill the application.
+    Kill,
+    /// Restart every task from the start clock.
+    Replay,
+    /// The AppMaster cannot go on (its master has been unreachable too long).
+    GiveUp(String),
+    /// Nothing the supervisor needs to know (a counter update, a reconnection).
+    Nothing,
+}
+
+/// For the periodic report: the tasks' counters, the executor processes' gauges, the executors.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Every task's counters.
+    pub tasks: Vec<gearpump_protocol::TaskCounters>,
+    /// Each executor process's gauges, by executor id.
+    pub processes: Vec<(i32, gearpump_protocol::ProcessGauges)>,
+    /// The executors.
+    pub executors: Vec<gearpump_protocol::ExecutorInfo>,
+}
+
+/// Where a streaming application's tasks run, and the master its AppMaster answers to: tasks in
+/// this process on the embedded cluster, or executor processes on workers and a remote master.
+/// [`supervise`] drives a [`Supervisor`] over it; that is the one AppMaster loop of both.
+pub trait Executors: Send {
+    /// Why the AppMaster cannot go on.
+    type Error: std::fmt::Display + Send;
+    /// Runs incarnation `incarnation` of every task from `start`: the first (0), or a restart,
+    /// which replaces the tasks of the incarnation before (all stopped or lost by then).
+    fn launch(&mut self, incarnation: u32, start: Timestamp) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Tells the master the application is active (after the first launch).
+    fn active(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// The next event; `None` when no more will come. Raced against a timer, so it must be
+    /// cancel safe.
+    fn next(&mut self) -> impl Future<Output = Result<Option<Event>, Self::Error>> + Send;
+    /// Tells `task` its upstream min clock.
+    fn upstream_clock(&mut self, task: TaskId, clock: Timestamp);
+    /// Tells every task to stop.
+    fn stop_all(&mut self);
+    /// Tells every task that the checkpoint at `time` is complete.
+    fn checkpoint_complete(&mut self, time: Timestamp);
+    /// The start clock moved to `clock`: record it, and prune older checkpoints once recorded.
+    fn start_clock(&mut self, clock: Timestamp) -> impl Future<Output = ()> + Send;
+    /// Time passes (every clock interval); `min_clock` is the application's, `ending` says the
+    /// tasks are stopping for good.
+    fn tick(&mut self, min_clock: Timestamp, ending: bool) -> impl Future<Output = ()> + Send;
+    /// What the periodic report says of the executors; `None` while the master cannot hear.
+    fn progress(&self) -> Option<Progress>;
+    /// Sends the periodic report.
+    fn send_report(
+        &mut self,
+        time: i64,
+        runtime: Box<gearpump_protocol::AppRuntime>,
+        metrics: Vec<gearpump_metrics::Metric>,
+    );
+    /// Every task has stopped and the application ends with `ending`: let the executors go.
+    fn finish(&mut self, ending: &Ending, min_clock: Timestamp) -> impl Future<Output = ()> + Send;
+}
+
+/// How a [`supervise`]d application is run.
+#[derive(Clone, Copy, Debug)]
+pub struct Supervision {
+    /// Where its clock starts (0, or where an earlier AppMaster left it).
+    pub start: Timestamp,
+    /// Restarts after failures before the application fails.
+    pub total_retries: u32,
+    /// How long tasks may take to stop.
+    pub stop_timeout: Duration,
+    /// How often time passes for the supervisor and the executors.
+    pub tick: Duration,
+    /// Whether reports carry metrics.
+    pub metrics: bool,
+}
+
+/// The AppMaster loop of a streaming application, over either kind of [`Executors`]: launches
+/// the tasks, reports the application active, feeds the [`Supervisor`] every event and carries
+/// out its actions (clocks, stops, restarts, checkpoints), reports progress every
+/// [`REPORT_EVERY`], and returns how the application ended once every task has stopped.
+pub async fn supervise<X: Executors>(
+    x: &mut X,
+    app: &StreamApplication,
+    app_id: AppId,
+    how: Supervision,
+) -> Result<Ending, X::Error> {
+    let mut start = how.start;
+    let mut supervisor = Supervisor::new(app.dag(), start, how.total_retries).with_stop_timeout(how.stop_timeout);
+    x.launch(0, start).await?;
+    x.active().await?;
+    tracing::info!(%app_id, tasks = app.dag().task_count(), "Application active.");
+    let mut reporter = Reporter::new(app_id, app, how.metrics);
+    let mut tick = tokio::time::interval(how.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_report = Instant::now() - REPORT_EVERY;
+    let mut incarnation = 0;
+    // When the running tasks failed, and (after the restart) since when the clock is awaited.
+    let (mut failed_at, mut clock_wait) = (None, None);
+    loop {
+        let actions = tokio::select! {
+            _ = tick.tick() => {
+                x.tick(supervisor.clock().min_clock(), supervisor.ending().is_some()).await;
+                if last_report.elapsed() >= REPORT_EVERY && let Some(p) = x.progress() {
+                    last_report = Instant::now();
+                    let min_clock = supervisor.clock().min_clock();
+                    let (time, mut runtime, metrics) = reporter.report(&p.tasks, &p.processes, min_clock, p.executors);
+                    runtime.start_clock = supervisor.start_clock().0;
+                    runtime.restarts = supervisor.restarts();
+                    x.send_report(time, runtime, metrics);
+                }
+                supervisor.on_tick(Instant::now())
+            }
+            event = x.next() => match event? {
+                Some(Event::Task(TaskEvent::Clock { task, clock })) => supervisor.on_clock(task, clock),
+                Some(Event::Task(TaskEvent::Failed { task, error })) => supervisor.on_task_failed(task, &error),
+                Some(Event::Task(TaskEvent::Stopped { task })) => supervisor.on_task_stopped(task),
+                Some(Event::Task(TaskEvent::Checkpointed { task, time })) => supervisor.on_checkpoint(task, time),
+                Some(Event::Lost { tasks, why }) => supervisor.on_tasks_lost(&tasks, why),
+                Some(Event::Kill) => supervisor.on_kill(),
+                Some(Event::Replay) => {
+                    tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
+                    supervisor.on_replay()
+                }
+                Some(Event::GiveUp(why)) => supervisor.on_give_up(why),
+                Some(Event::Nothing) => Vec::new(),
+                None => break,
+            },
+        };
+        let mut done = false;
+        for action in actions {
+            match action {
+                Action::UpstreamClock(task, clock) => x.upstream_clock(task, clock),
+                Action::StopAll => {
+                    if supervisor.ending().is_none() {
+                        failed_at.get_or_insert_with(Instant::now);
+                    }
+                    x.stop_all();
+                }
+                Action::Restart { start: from, why } => {
+                    let began = Instant::now();
+                    tracing::warn!(%app_id, start = %from, %why, restart = supervisor.restarts(),
+                        "Restarting every task from the start clock.");
+                    start = from;
+                    incarnation += 1;
+                    x.launch(incarnation, start).await?;
+                    tracing::info!(%app_id, start = %from, took = ?began.elapsed(), "Tasks restarted.");
+                    clock_wait = failed_at.take();
+                }
+                Action::CheckpointComplete(time) => x.checkpoint_complete(time),
+                Action::StartClock(clock) => x.start_clock(clock).await,
+                Action::Done => done = true,
+            }
+        }
+        // Recovery is over when the clock moves past the start clock again.
+        let min_clock = supervisor.clock().min_clock();
+        if let Some(since) = clock_wait
+            && min_clock > start
+        {
+            clock_wait = None;
+            tracing::info!(%app_id, %min_clock, since_failure = ?since.elapsed(), "The clock moves again.");
+        }
+        if done {
+            break;
+        }
+    }
+    let min_clock = supervisor.clock().min_clock();
+    let ending = supervisor.into_ending();
+    x.finish(&ending, min_clock).await;
+    Ok(ending)
+}
+
+/// The executors of the embedded cluster: every task in this process, on the in-memory data
+/// plane, re-created on each restart.
+struct InProcess {
+    app_id: AppId,
+    app: StreamApplication,
+    runtime: Runtime,
+    flow: FlowConfig,
+    data_plane: DataPlane,
+    events_tx: mpsc::UnboundedSender<TaskEvent>,
+    events: mpsc::UnboundedReceiver<TaskEvent>,
+    commands: mpsc::UnboundedReceiver<AppMasterCommand>,
+    commands_open: bool,
+    to_master: mpsc::UnboundedSender<ToMaster>,
+    stats: Arc<Mutex<AppStats>>,
+    sample_rate: u32,
+    allocation: Vec<(WorkerId, u32)>,
+    checkpoints: Option<gearpump_storage::CheckpointStore>,
+    state: Option<Arc<dyn gearpump_api::StateStore>>,
+    deployment: Option<Deployment>,
+}
+
+impl Executors for InProcess {
+    type Error = String;
+
+    async fn launch(&mut self, incarnation: u32, start: Timestamp) -> Result<(), String> {
+        if let Some(old) = self.deployment.take() {
+            old.clear();
+        }
+        let spec = LaunchSpec {
+            runtime: &self.runtime,
+            app_id: self.app_id,
+            flow: self.flow,
+            // Each incarnation of the tasks has its own session, so nothing of an earlier one
+            // is taken for theirs.
+            session: self.app_id.0.wrapping_mul(2_654_435_761) ^ (incarnation.wrapping_mul(0x9e37_79b9) | 1),
+            events: &self.events_tx,
+            data_plane: self.data_plane.clone(),
+            codecs: Arc::new(self.app.codecs().clone()),
+            sample_rate: self.sample_rate,
+            state: self.state.clone(),
+        };
+        let deployment =
+            Deployment::launch(&spec, &self.app, place(&self.app, &self.allocation)).map_err(|e| e.to_string())?;
+        deployment.start(StartTime(start));
+        *self.stats.lock() = snapshot(&self.app, &deployment, start);
+        self.deployment = Some(deployment);
+        Ok(())
+    }
+
+    async fn active(&mut self) -> Result<(), String> {
+        let _ = self.to_master.send(ToMaster::Status { app_id: self.app_id, status: AppStatus::Active, error: None });
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<Option<Event>, String> {
+        Ok(tokio::select! {
+            event = self.events.recv() => event.map(Event::Task),
+            // A replay restarts the tasks; a kill, or every handle dropped, ends the application.
+            command = self.commands.recv(), if self.commands_open => match command {
+                Some(AppMasterCommand::Replay) => Some(Event::Replay),
+                Some(AppMasterCommand::Kill) => Some(Event::Kill),
+                None => {
+                    self.commands_open = false;
+                    Some(Event::Kill)
+                }
+            },
+        })
+    }
+
+    fn upstream_clock(&mut self, task: TaskId, clock: Timestamp) {
+        if let Some(d) = &self.deployment {
+            d.upstream_clock(task, clock);
+        }
+    }
+
+    fn stop_all(&mut self) {
+        if let Some(d) = &self.deployment {
+            d.stop();
+        }
+    }
+
+    fn checkpoint_complete(&mut self, time: Timestamp) {
+        if let Some(d) = &self.deployment {
+            d.checkpoint_complete(time);
+        }
+    }
+
+    async fn start_clock(&mut self, clock: Timestamp) {
+        if let Some(store) = &self.checkpoints {
+            crate::state::prune_checkpoints(store, self.app.dag(), clock);
+        }
+    }
+
+    async fn tick(&mut self, min_clock: Timestamp, ending: bool) {
+        if let Some(d) = &self.deployment {
+            if !ending {
+                d.tick();
+            }
+            *self.stats.lock() = snapshot(&self.app, d, min_clock);
+        }
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        let d = self.deployment.as_ref()?;
+        let gauges = gearpump_protocol::ProcessGauges::of_this_process();
+        let executors: Vec<gearpump_protocol::ExecutorInfo> = d
+            .executors
+            .iter()
+            .map(|e| gearpump_protocol::ExecutorInfo {
+                id: e.id.0,
+                worker: e.worker,
+                pid: std::process::id(),
+                host: "127.0.0.1".into(),
+                tasks: e.tasks.iter().map(|t| t.to_u64()).collect(),
+                status: "active".into(),
+            })
+            .collect();
+        let processes = executors.iter().map(|e| (e.id, gauges)).collect();
+        Some(Progress { tasks: d.counters(), processes, executors })
+    }
+
+    fn send_report(
+        &mut self,
+        time: i64,
+        runtime: Box<gearpump_protocol::AppRuntime>,
+        metrics: Vec<gearpump_metrics::Metric>,
+    ) {
+        let _ = self.to_master.send(ToMaster::Report { app_id: self.app_id, time, runtime, metrics });
+    }
+
+    async fn finish(&mut self, _: &Ending, min_clock: Timestamp) {
+        if let Some(d) = self.deployment.take() {
+            *self.stats.lock() = snapshot(&self.app, &d, min_clock);
+            d.clear();
+        }
     }
 }
 
@@ -325,11 +643,8 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     let report = |status: AppStatus, error: Option<String>| {
         let _ = to_master.send(ToMaster::Status { app_id, status, error });
     };
-    let dag = app.dag();
-    let total = dag.task_count();
-
     let (reply, mut answer) = oneshot::channel();
-    if to_master.send(ToMaster::RequestResources { app_id, slots: total, reply }).is_err() {
+    if to_master.send(ToMaster::RequestResources { app_id, slots: app.dag().task_count(), reply }).is_err() {
         return;
     }
     // Too few free slots: the master answers once it grants them; a kill meanwhile ends it.
@@ -351,7 +666,7 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         Ok(flow) => flow,
         Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
     };
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::unbounded_channel();
     let start = Timestamp(0);
     // A new application: checkpoints left under its id (an earlier run) are not its own.
     let checkpoints = match crate::state::checkpoint_store(app_id, &app) {
@@ -361,123 +676,32 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     if let Some(Err(e)) = checkpoints.as_ref().map(gearpump_storage::CheckpointStore::clear) {
         return report(AppStatus::Failed, Some(format!("clearing old checkpoints: {e}")));
     }
-    let state: Option<std::sync::Arc<dyn gearpump_api::StateStore>> = checkpoints.clone().map(|store| {
-        std::sync::Arc::new(crate::state::TaskStates::new(store, events_tx.clone(), start)) as std::sync::Arc<_>
+    let state = checkpoints.clone().map(|store| {
+        Arc::new(crate::state::TaskStates::new(store, events_tx.clone(), start)) as Arc<dyn gearpump_api::StateStore>
     });
-    let launch = |attempt: u32| {
-        let spec = LaunchSpec {
-            runtime: &runtime,
-            app_id,
-            flow,
-            // Each incarnation of the tasks has its own session, so nothing of an earlier one
-            // is taken for theirs.
-            session: app_id.0.wrapping_mul(2_654_435_761) ^ (attempt.wrapping_mul(0x9e37_79b9) | 1),
-            events: &events_tx,
-            data_plane: data_plane.clone(),
-            codecs: std::sync::Arc::new(app.codecs().clone()),
-            sample_rate: metrics.task_sample_rate(),
-            state: state.clone(),
-        };
-        Deployment::launch(&spec, &app, place(&app, &allocation))
+    let mut x = InProcess {
+        app_id,
+        app: app.clone(),
+        runtime,
+        flow,
+        data_plane,
+        events_tx,
+        events,
+        commands,
+        commands_open: true,
+        to_master: to_master.clone(),
+        stats,
+        sample_rate: metrics.task_sample_rate(),
+        allocation,
+        checkpoints,
+        state,
+        deployment: None,
     };
-    let mut deployment = match launch(0) {
-        Ok(d) => d,
-        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
-    };
-    let mut supervisor = Supervisor::new(dag, start, total_retries).with_stop_timeout(stop_timeout);
-    deployment.start(StartTime(start));
-    *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
-    report(AppStatus::Active, None);
-
-    let mut tick = tokio::time::interval(clock_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut commands_open = true;
-    let mut reporter = Reporter::new(app_id, &app, metrics.enabled);
-    let executors: Vec<gearpump_protocol::ExecutorInfo> = deployment
-        .executors
-        .iter()
-        .map(|e| gearpump_protocol::ExecutorInfo {
-            id: e.id.0,
-            worker: e.worker,
-            pid: std::process::id(),
-            host: "127.0.0.1".into(),
-            tasks: e.tasks.iter().map(|t| t.to_u64()).collect(),
-            status: "active".into(),
-        })
-        .collect();
-    let mut last_report = std::time::Instant::now() - REPORT_EVERY;
-    loop {
-        let actions = tokio::select! {
-            _ = tick.tick() => {
-                if supervisor.ending().is_none() {
-                    deployment.tick();
-                }
-                *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
-                if last_report.elapsed() >= REPORT_EVERY {
-                    last_report = std::time::Instant::now();
-                    let gauges = gearpump_protocol::ProcessGauges::of_this_process();
-                    let processes: Vec<_> = executors.iter().map(|e| (e.id, gauges)).collect();
-                    let min_clock = supervisor.clock().min_clock();
-                    let (time, mut runtime, metrics) =
-                        reporter.report(&deployment.counters(), &processes, min_clock, executors.clone());
-                    runtime.start_clock = supervisor.start_clock().0;
-                    runtime.restarts = supervisor.restarts();
-                    let _ = to_master.send(ToMaster::Report { app_id, time, runtime, metrics });
-                }
-                supervisor.on_tick(std::time::Instant::now())
-            }
-            event = events.recv() => match event {
-                Some(TaskEvent::Clock { task, clock }) => supervisor.on_clock(task, clock),
-                Some(TaskEvent::Failed { task, error }) => supervisor.on_task_failed(task, &error),
-                Some(TaskEvent::Stopped { task }) => supervisor.on_task_stopped(task),
-                Some(TaskEvent::Checkpointed { task, time }) => supervisor.on_checkpoint(task, time),
-                None => break,
-            },
-            command = commands.recv(), if commands_open => {
-                // A replay restarts the tasks; a kill, or every handle dropped, ends the application.
-                match command {
-                    Some(AppMasterCommand::Replay) => supervisor.on_replay(),
-                    Some(AppMasterCommand::Kill) | None => {
-                        commands_open = command.is_some();
-                        supervisor.on_kill()
-                    }
-                }
-            }
-        };
-        let mut done = false;
-        for action in actions {
-            match action {
-                Action::UpstreamClock(task, clock) => deployment.upstream_clock(task, clock),
-                Action::StopAll => deployment.stop(),
-                Action::Restart { start, why } => {
-                    tracing::warn!(%app_id, %start, %why, restart = supervisor.restarts(), "Restarting every task from the start clock.");
-                    deployment.clear();
-                    deployment = match launch(supervisor.restarts()) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            report(AppStatus::Failed, Some(format!("restarting after {why}: {e}")));
-                            return;
-                        }
-                    };
-                    deployment.start(StartTime(start));
-                }
-                Action::CheckpointComplete(time) => deployment.checkpoint_complete(time),
-                Action::StartClock(clock) => {
-                    if let Some(store) = &checkpoints {
-                        crate::state::prune_checkpoints(store, dag, clock);
-                    }
-                }
-                Action::Done => done = true,
-            }
-        }
-        if done {
-            break;
-        }
+    let how = Supervision { start, total_retries, stop_timeout, tick: clock_interval, metrics: metrics.enabled };
+    match supervise(&mut x, &app, app_id, how).await {
+        Ok(ending) => report(ending.status(), ending.error().map(str::to_string)),
+        Err(e) => report(AppStatus::Failed, Some(e)),
     }
-    *stats.lock() = snapshot(&app, &deployment, supervisor.clock());
-    deployment.clear();
-    let ending = supervisor.into_ending();
-    report(ending.status(), ending.error().map(str::to_string));
 }
 
 #[cfg(test)]

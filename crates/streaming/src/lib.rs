@@ -35,7 +35,8 @@ mod timer;
 mod window;
 
 pub use appmaster::{
-    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, ExecutorSummary, Latency, ProcessorStats, TaskStats, ToMaster,
+    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, Event, ExecutorSummary, Executors, Latency, ProcessorStats,
+    Progress, Supervision, TaskStats, ToMaster, supervise,
 };
 pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
 pub use metrics::{MetricsCollector, MetricsConfig};
