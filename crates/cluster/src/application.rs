@@ -394,7 +394,7 @@ impl MasterLink for RemoteLink {
 }
 
 /// A request of an embedded cluster's AppMaster to its master, with where the answer goes.
-pub(crate) type EmbeddedRequest = (AppId, MasterRequest, oneshot::Sender<MasterReply>);
+pub(crate) type EmbeddedRequest = gearpump_streaming::MasterAsk;
 
 /// The AppMaster's link to the embedded cluster's master, in this process.
 struct EmbeddedLink {
@@ -426,6 +426,8 @@ pub(crate) struct Launching {
     pub(crate) requests: mpsc::UnboundedSender<EmbeddedRequest>,
     /// What the master pushes to it ([`MasterReply::KillRequested`]).
     pub(crate) pushes: mpsc::UnboundedReceiver<MasterReply>,
+    /// Where a streaming AppMaster publishes its live stats.
+    pub(crate) stats: Arc<parking_lot::Mutex<gearpump_streaming::AppStats>>,
 }
 
 /// Starts an application's AppMaster (and, through it, its executors) as tasks of the
@@ -437,7 +439,7 @@ pub(crate) fn embedded_launcher<M: AppMaster>(app: Application<M>) -> Launch {
     Arc::new(move |l: Launching| {
         let app = app.clone();
         tokio::spawn(async move {
-            let Launching { app_id, attempt, secret, stop_timeout, requests, pushes } = l;
+            let Launching { app_id, attempt, secret, stop_timeout, requests, pushes, .. } = l;
             let mut link = EmbeddedLink { app_id, requests };
             let started = async {
                 let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;

@@ -1,12 +1,13 @@
 //! The master actor.
 
+use crate::application::{Launch, Launching};
 use crate::core::{Effect, Grant, MasterCore, MasterError, Notice, Submission};
 use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppRuntime, MasterReply, MasterRequest, ProcessGauges, WorkerInfo};
-use gearpump_streaming::appmaster::{self, AppMasterCommand, AppMasterSpec};
-use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime, ToMaster};
+use gearpump_streaming::appmaster::{self, AppMasterSpec};
+use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
@@ -200,7 +201,7 @@ pub(crate) enum MasterCommand {
     SubmitOther {
         name: String,
         kind: &'static str,
-        launch: crate::application::Launch,
+        launch: Launch,
         user: Option<String>,
         reply: oneshot::Sender<Result<AppId, SubmitError>>,
     },
@@ -223,24 +224,14 @@ pub(crate) enum MasterCommand {
     },
 }
 
-/// An application as the embedded master can (re)start it.
-#[derive(Clone)]
-enum Launchable {
-    Stream(Box<StreamApplication>),
-    Other(crate::application::Launch),
-}
-
-/// The running AppMaster of an application: where its commands go.
-enum AppMasterHandle {
-    Stream(mpsc::UnboundedSender<AppMasterCommand>),
-    Other { pushes: mpsc::UnboundedSender<MasterReply>, address: Option<std::net::SocketAddr> },
-}
-
 /// What the embedded master keeps of an application besides the core's record.
 struct AppRecord {
-    /// The application, for a restart or a new AppMaster.
-    app: Launchable,
-    appmaster: Option<AppMasterHandle>,
+    /// How to start its AppMaster, for a restart or a new AppMaster.
+    launch: Launch,
+    /// What the master pushes to its running AppMaster.
+    pushes: Option<mpsc::UnboundedSender<MasterReply>>,
+    /// Where the AppMaster serves clients (non-streaming applications).
+    address: Option<std::net::SocketAddr>,
     stats: Arc<Mutex<AppStats>>,
 }
 
@@ -252,11 +243,8 @@ pub(crate) struct Master {
     core: MasterCore,
     apps: BTreeMap<AppId, AppRecord>,
     board: Arc<Board>,
-    to_master: mpsc::UnboundedSender<ToMaster>,
-    /// Where the AppMasters of non-streaming applications send their requests.
+    /// Where the AppMasters send their requests.
     requests: mpsc::UnboundedSender<crate::application::EmbeddedRequest>,
-    /// Where the answers to streaming AppMasters' requests for slots that wait go.
-    waiting: BTreeMap<AppId, oneshot::Sender<Result<Vec<(WorkerId, u32)>, String>>>,
 }
 
 impl Master {
@@ -267,7 +255,6 @@ impl Master {
         board: Arc<Board>,
     ) -> mpsc::UnboundedSender<MasterCommand> {
         let (tx, commands) = mpsc::unbounded_channel();
-        let (to_master, from_appmasters) = mpsc::unbounded_channel();
         let mut core =
             MasterCore::new(config.total_retries, config.stop_timeout).with_scheduler(config.scheduler.clone());
         for _ in 0..config.workers {
@@ -275,68 +262,33 @@ impl Master {
             tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
         let (requests, from_others) = mpsc::unbounded_channel();
-        let master = Master {
-            config,
-            runtime,
-            core,
-            apps: BTreeMap::new(),
-            board,
-            to_master,
-            requests,
-            waiting: BTreeMap::new(),
-        };
+        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, requests };
         master.publish();
-        tokio::spawn(master.run(commands, from_appmasters, from_others));
+        tokio::spawn(master.run(commands, from_others));
         tx
     }
 
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<MasterCommand>,
-        mut from_appmasters: mpsc::UnboundedReceiver<ToMaster>,
         mut from_others: mpsc::UnboundedReceiver<crate::application::EmbeddedRequest>,
     ) {
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
                     Some(MasterCommand::Submit { app, user, reply }) => {
-                        let user = user.unwrap_or_else(|| self.config.user.clone());
-                        let submission = Submission {
-                            name: app.name().to_string(),
-                            kind: gearpump_protocol::STREAMING.into(),
-                            priority: Default::default(),
-                            user,
-                            tasks: app.dag().task_count(),
-                        };
-                        let id = self.core.submit(submission, None, Timestamp::now());
-                        if let Ok(id) = id {
-                            self.record(id, Launchable::Stream(app));
-                        }
-                        // Published before the answer: the client looks the application up there.
-                        self.act();
-                        let _ = reply.send(id);
+                        let (name, tasks) = (app.name().to_string(), app.dag().task_count());
+                        let launch = self.stream_launch(*app);
+                        let _ = reply.send(self.submit(name, gearpump_protocol::STREAMING, tasks, launch, user));
                     }
                     Some(MasterCommand::SubmitOther { name, kind, launch, user, reply }) => {
-                        let user = user.unwrap_or_else(|| self.config.user.clone());
-                        let submission = Submission { name, kind: kind.into(), priority: Default::default(), user, tasks: 0 };
-                        let id = self.core.submit(submission, None, Timestamp::now());
-                        if let Ok(id) = id {
-                            self.record(id, Launchable::Other(launch));
-                        }
-                        self.act();
-                        let _ = reply.send(id);
+                        let _ = reply.send(self.submit(name, kind, 0, launch, user));
                     }
                     Some(MasterCommand::Resolve { id, reply }) => {
                         let resolved = match self.core.app(id) {
                             None => Err(MasterError::UnknownApp(id)),
                             Some(a) if a.status.is_terminal() => Err(MasterError::NotRunning { id, status: a.status }),
-                            Some(a) => {
-                                let address = match self.apps.get(&id).and_then(|r| r.appmaster.as_ref()) {
-                                    Some(AppMasterHandle::Other { address, .. }) => *address,
-                                    _ => None,
-                                };
-                                Ok((a.kind.clone(), address))
-                            }
+                            Some(a) => Ok((a.kind.clone(), self.apps.get(&id).and_then(|r| r.address))),
                         };
                         let _ = reply.send(resolved);
                     }
@@ -352,15 +304,14 @@ impl Master {
                     }
                     Some(MasterCommand::Restart { id, reply }) => {
                         let again = self.core.restart(id, Timestamp::now());
-                        if let (Ok(again), Some(app)) = (&again, self.apps.get(&id).map(|r| r.app.clone())) {
-                            self.record(*again, app);
+                        if let (Ok(again), Some(launch)) = (&again, self.apps.get(&id).map(|r| r.launch.clone())) {
+                            self.record(*again, launch);
                         }
                         self.act();
                         let _ = reply.send(again);
                     }
                     None => break,
                 },
-                Some(m) = from_appmasters.recv() => self.on_appmaster(m),
                 Some((app_id, req, reply)) = from_others.recv() => {
                     let answer = self.on_request(app_id, req);
                     self.act();
@@ -370,22 +321,56 @@ impl Master {
             self.act();
         }
         // Every client is gone: end what is still running.
-        for record in self.apps.values_mut() {
-            match record.appmaster.take() {
-                Some(AppMasterHandle::Stream(am)) => {
-                    let _ = am.send(AppMasterCommand::Kill);
-                }
-                Some(AppMasterHandle::Other { pushes, .. }) => {
-                    let _ = pushes.send(MasterReply::KillRequested);
-                }
-                None => {}
-            }
+        for pushes in self.apps.values_mut().filter_map(|r| r.pushes.take()) {
+            let _ = pushes.send(MasterReply::KillRequested);
         }
     }
 
-    /// Keeps what the core does not: the application itself and its live stats.
-    fn record(&mut self, id: AppId, app: Launchable) {
-        self.apps.insert(id, AppRecord { app, appmaster: None, stats: Arc::default() });
+    /// Submits an application of `kind` needing `tasks` slots besides its AppMaster's.
+    fn submit(
+        &mut self,
+        name: String,
+        kind: &str,
+        tasks: u32,
+        launch: Launch,
+        user: Option<String>,
+    ) -> Result<AppId, SubmitError> {
+        let user = user.unwrap_or_else(|| self.config.user.clone());
+        let submission = Submission { name, kind: kind.into(), priority: Default::default(), user, tasks };
+        let id = self.core.submit(submission, None, Timestamp::now());
+        if let Ok(id) = id {
+            self.record(id, launch);
+        }
+        // Published before the answer: the client looks the application up there.
+        self.act();
+        id
+    }
+
+    /// How a streaming application's AppMaster starts here: as a task of this process, its
+    /// tasks on the cluster's task pool.
+    fn stream_launch(&self, app: StreamApplication) -> Launch {
+        let (runtime, c) = (self.runtime.clone(), self.config.clone());
+        Arc::new(move |l: Launching| {
+            appmaster::spawn(AppMasterSpec {
+                app_id: l.app_id,
+                app: app.clone(),
+                runtime: runtime.clone(),
+                flow: c.flow,
+                data_plane: c.data_plane.clone(),
+                clock_interval: c.clock_interval,
+                requests: l.requests,
+                pushes: l.pushes,
+                stats: l.stats,
+                metrics: c.metrics,
+                total_retries: c.total_retries,
+                stop_timeout: l.stop_timeout,
+            })
+        })
+    }
+
+    /// Keeps what the core does not: how to start the application and its live stats.
+    fn record(&mut self, id: AppId, launch: Launch) {
+        self.apps.insert(id, AppRecord { launch, pushes: None, address: None, stats: Arc::default() });
     }
 
     /// Carries out what the core decided, and publishes the new state.
@@ -395,83 +380,52 @@ impl Master {
                 Effect::LaunchAppMaster { app: id, worker, attempt, .. } => {
                     let Some(record) = self.apps.get_mut(&id) else { continue };
                     tracing::info!(app_id = %id, %worker, "Application submitted; launching its AppMaster.");
-                    let app = match &record.app {
-                        Launchable::Stream(app) => (**app).clone(),
-                        Launchable::Other(launch) => {
-                            let (pushes, pushed) = mpsc::unbounded_channel();
-                            launch(crate::application::Launching {
-                                app_id: id,
-                                attempt,
-                                secret: self.board.secret.clone(),
-                                stop_timeout: self.config.stop_timeout,
-                                requests: self.requests.clone(),
-                                pushes: pushed,
-                            });
-                            record.appmaster = Some(AppMasterHandle::Other { pushes, address: None });
-                            let _ = self.core.register_appmaster(id, attempt, u64::from(id.0));
-                            continue;
-                        }
-                    };
-                    record.appmaster = Some(AppMasterHandle::Stream(appmaster::spawn(AppMasterSpec {
+                    let (pushes, pushed) = mpsc::unbounded_channel();
+                    (record.launch)(Launching {
                         app_id: id,
-                        app,
-                        runtime: self.runtime.clone(),
-                        flow: self.config.flow,
-                        data_plane: self.config.data_plane.clone(),
-                        clock_interval: self.config.clock_interval,
-                        to_master: self.to_master.clone(),
-                        stats: record.stats.clone(),
-                        metrics: self.config.metrics,
-                        total_retries: self.config.total_retries,
+                        attempt,
+                        secret: self.board.secret.clone(),
                         stop_timeout: self.config.stop_timeout,
-                    })));
+                        requests: self.requests.clone(),
+                        pushes: pushed,
+                        stats: record.stats.clone(),
+                    });
+                    record.pushes = Some(pushes);
                     // In this process the AppMaster is there at once.
                     let _ = self.core.register_appmaster(id, attempt, u64::from(id.0));
                 }
                 Effect::ToAppMaster { app, notice, .. } => {
                     tracing::info!(app_id = %app, ?notice, "Telling the AppMaster.");
-                    match (self.apps.get(&app).and_then(|r| r.appmaster.as_ref()), notice) {
-                        (Some(AppMasterHandle::Stream(am)), Notice::Kill) => {
-                            let _ = am.send(AppMasterCommand::Kill);
-                        }
-                        (Some(AppMasterHandle::Stream(am)), Notice::Replay) => {
-                            let _ = am.send(AppMasterCommand::Replay);
-                        }
-                        (Some(AppMasterHandle::Other { pushes, .. }), Notice::Kill) => {
-                            let _ = pushes.send(MasterReply::KillRequested);
-                        }
-                        (Some(AppMasterHandle::Other { pushes, .. }), Notice::Replay) => {
-                            let _ = pushes.send(MasterReply::ReplayRequested);
-                        }
-                        (None, _) => {}
-                    }
+                    let push = match notice {
+                        Notice::Kill => MasterReply::KillRequested,
+                        Notice::Replay => MasterReply::ReplayRequested,
+                    };
+                    self.push(app, push);
                 }
                 Effect::StatusChanged { app, status, error } => {
                     match &error {
                         Some(e) => tracing::warn!(app_id = %app, %status, error = %e, "Application status changed."),
                         None => tracing::info!(app_id = %app, %status, "Application status changed."),
                     }
-                    if status.is_terminal() {
-                        self.waiting.remove(&app);
-                        if let Some(record) = self.apps.get_mut(&app) {
-                            record.appmaster = None;
-                        }
+                    if status.is_terminal()
+                        && let Some(record) = self.apps.get_mut(&app)
+                    {
+                        record.pushes = None;
                     }
                 }
                 // The AppMaster stopped its tasks in this process before it reported the end.
                 Effect::EndProcesses { .. } => {}
-                Effect::Granted { app, allocation, .. } => {
-                    if let Some(reply) = self.waiting.remove(&app) {
-                        let _ = reply.send(Ok(allocation));
-                    } else if let Some(AppMasterHandle::Other { pushes, .. }) =
-                        self.apps.get(&app).and_then(|r| r.appmaster.as_ref())
-                    {
-                        let _ = pushes.send(MasterReply::Granted(allocation));
-                    }
-                }
+                Effect::Granted { app, allocation, .. } => self.push(app, MasterReply::Granted(allocation)),
             }
         }
         self.publish();
+    }
+
+    /// Pushes `reply` to `app`'s running AppMaster.
+    fn push(&self, app: AppId, reply: MasterReply) {
+        if let Some(pushes) = self.apps.get(&app).and_then(|r| r.pushes.as_ref()) {
+            let _ = pushes.send(reply);
+        }
     }
 
     /// The board shows what the core holds.
@@ -507,10 +461,8 @@ impl Master {
         let refused = |e: MasterError| MasterReply::Refused(e);
         match req {
             MasterRequest::RegisterAppMaster { address, .. } => {
-                if let Some(AppMasterHandle::Other { address: at, .. }) =
-                    self.apps.get_mut(&app_id).and_then(|r| r.appmaster.as_mut())
-                {
-                    *at = address;
+                if let Some(record) = self.apps.get_mut(&app_id) {
+                    record.address = address;
                 }
                 MasterReply::Ok
             }
@@ -538,15 +490,7 @@ impl Master {
                 self.core.set_status(app_id, Some(conn), status, error, now);
                 MasterReply::Ok
             }
-            other => MasterReply::Refused(MasterError::Invalid(format!(
-                "the embedded cluster's master does not take {other:?} from an AppMaster"
-            ))),
-        }
-    }
-
-    fn on_appmaster(&mut self, message: ToMaster) {
-        match message {
-            ToMaster::Report { app_id, time, runtime, metrics } => {
+            MasterRequest::AppReport { time, runtime, metrics, .. } => {
                 self.board.runtimes.lock().insert(app_id, *runtime);
                 let mut store = self.board.metrics.lock();
                 store.record(time, metrics);
@@ -555,25 +499,11 @@ impl Master {
                 for w in self.core.workers().keys() {
                     store.record(time, gauges.metrics(&format!("worker{w}")));
                 }
+                MasterReply::Ok
             }
-            ToMaster::RequestResources { app_id, slots, reply } => {
-                match self.core.request_resources(app_id, u64::from(app_id.0), slots, crate::core::Locality::Any) {
-                    Ok(Grant::Now(allocation)) => {
-                        tracing::info!(%app_id, ?allocation, "Slots allocated; launching executors.");
-                        let _ = reply.send(Ok(allocation));
-                    }
-                    // Answered once granted (or dropped with the application).
-                    Ok(Grant::Queued) => {
-                        self.waiting.insert(app_id, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
-            }
-            ToMaster::Status { app_id, status, error } => {
-                self.core.set_status(app_id, Some(u64::from(app_id.0)), status, error, Timestamp::now());
-            }
+            other => MasterReply::Refused(MasterError::Invalid(format!(
+                "the embedded cluster's master does not take {other:?} from an AppMaster"
+            ))),
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::supervisor::{Action, Ending, Supervisor};
 use crate::task::TaskEvent;
 use gearpump_api::{StartTime, StreamApplication};
 use gearpump_core::{AppId, ExecutorId, ProcessorId, TaskId, Timestamp, WorkerId};
+use gearpump_protocol::{Locality, MasterReply, MasterRequest};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -85,48 +86,8 @@ pub struct AppStats {
     pub executors: Vec<ExecutorSummary>,
 }
 
-/// What an AppMaster asks of, or tells, the master.
-#[derive(Debug)]
-pub enum ToMaster {
-    /// Asks for `slots` slots; the answer is a list of (worker, slots on it).
-    RequestResources {
-        /// The application.
-        app_id: AppId,
-        /// Slots wanted.
-        slots: u32,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Result<Vec<(WorkerId, u32)>, String>>,
-    },
-    /// The periodic report: the application's runtime description and metrics.
-    Report {
-        /// The application.
-        app_id: AppId,
-        /// When, ms since the epoch.
-        time: i64,
-        /// DAG, executors, clock, stalling tasks.
-        runtime: Box<gearpump_protocol::AppRuntime>,
-        /// Metrics (empty unless enabled).
-        metrics: Vec<gearpump_metrics::Metric>,
-    },
-    /// The application's status changed. A terminal status also releases its slots.
-    Status {
-        /// The application.
-        app_id: AppId,
-        /// Its new status.
-        status: AppStatus,
-        /// The error behind a failure.
-        error: Option<String>,
-    },
-}
-
-/// Commands to a running AppMaster.
-#[derive(Debug)]
-pub enum AppMasterCommand {
-    /// Stop every task and end as `terminated`.
-    Kill,
-    /// Restart every task from the start clock (`gear replay`, REST `appmaster/<id>/replay`).
-    Replay,
-}
+/// A request of an AppMaster in this process to its master, with where the answer goes.
+pub type MasterAsk = (AppId, MasterRequest, oneshot::Sender<MasterReply>);
 
 /// Everything an AppMaster needs to run.
 pub struct AppMasterSpec {
@@ -142,8 +103,10 @@ pub struct AppMasterSpec {
     pub data_plane: DataPlane,
     /// How often tasks report their clocks (100 ms).
     pub clock_interval: Duration,
-    /// Where it reports to the master.
-    pub to_master: mpsc::UnboundedSender<ToMaster>,
+    /// Where its requests to the master go (slots, status, reports).
+    pub requests: mpsc::UnboundedSender<MasterAsk>,
+    /// What the master pushes to it: a grant of slots it waits for, a kill, a replay.
+    pub pushes: mpsc::UnboundedReceiver<MasterReply>,
     /// Where it publishes its stats.
     pub stats: Arc<Mutex<AppStats>>,
     /// Metric settings.
@@ -155,11 +118,9 @@ pub struct AppMasterSpec {
     pub stop_timeout: std::time::Duration,
 }
 
-/// Starts an AppMaster on the current tokio runtime; returns its command channel.
-pub fn spawn(spec: AppMasterSpec) -> mpsc::UnboundedSender<AppMasterCommand> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(spec, rx));
-    tx
+/// Starts an AppMaster on the current tokio runtime.
+pub fn spawn(spec: AppMasterSpec) {
+    tokio::spawn(run(spec));
 }
 
 /// Config key: ask for an Ack after this many messages to one task.
@@ -498,9 +459,10 @@ struct InProcess {
     data_plane: DataPlane,
     events_tx: mpsc::UnboundedSender<TaskEvent>,
     events: mpsc::UnboundedReceiver<TaskEvent>,
-    commands: mpsc::UnboundedReceiver<AppMasterCommand>,
-    commands_open: bool,
-    to_master: mpsc::UnboundedSender<ToMaster>,
+    requests: mpsc::UnboundedSender<MasterAsk>,
+    pushes: mpsc::UnboundedReceiver<MasterReply>,
+    /// The master is gone (the cluster stopped): the application was told to end.
+    master_gone: bool,
     stats: Arc<Mutex<AppStats>>,
     sample_rate: u32,
     allocation: Vec<(WorkerId, u32)>,
@@ -538,19 +500,23 @@ impl Executors for InProcess {
     }
 
     async fn active(&mut self) -> Result<(), String> {
-        let _ = self.to_master.send(ToMaster::Status { app_id: self.app_id, status: AppStatus::Active, error: None });
-        Ok(())
+        let req = MasterRequest::AppStatus { app_id: self.app_id, status: AppStatus::Active, error: None };
+        match ask(&self.requests, self.app_id, req).await {
+            Some(MasterReply::Ok) | None => Ok(()),
+            Some(other) => Err(format!("the master refused the application: {other:?}")),
+        }
     }
 
     async fn next(&mut self) -> Result<Option<Event>, String> {
         Ok(tokio::select! {
             event = self.events.recv() => event.map(Event::Task),
-            // A replay restarts the tasks; a kill, or every handle dropped, ends the application.
-            command = self.commands.recv(), if self.commands_open => match command {
-                Some(AppMasterCommand::Replay) => Some(Event::Replay),
-                Some(AppMasterCommand::Kill) => Some(Event::Kill),
+            // A replay restarts the tasks; a kill, or the master gone, ends the application.
+            push = self.pushes.recv(), if !self.master_gone => match push {
+                Some(MasterReply::ReplayRequested) => Some(Event::Replay),
+                Some(MasterReply::KillRequested) => Some(Event::Kill),
+                Some(_) => Some(Event::Nothing),
                 None => {
-                    self.commands_open = false;
+                    self.master_gone = true;
                     Some(Event::Kill)
                 }
             },
@@ -615,7 +581,8 @@ impl Executors for InProcess {
         runtime: Box<gearpump_protocol::AppRuntime>,
         metrics: Vec<gearpump_metrics::Metric>,
     ) {
-        let _ = self.to_master.send(ToMaster::Report { app_id: self.app_id, time, runtime, metrics });
+        let report = MasterRequest::AppReport { app_id: self.app_id, time, runtime, metrics };
+        let _ = self.requests.send((self.app_id, report, oneshot::channel().0));
     }
 
     async fn finish(&mut self, _: &Ending, min_clock: Timestamp) {
@@ -626,7 +593,14 @@ impl Executors for InProcess {
     }
 }
 
-async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMasterCommand>) {
+/// Asks the master in this process; `None` when it is gone.
+async fn ask(requests: &mpsc::UnboundedSender<MasterAsk>, app_id: AppId, req: MasterRequest) -> Option<MasterReply> {
+    let (reply, answer) = oneshot::channel();
+    requests.send((app_id, req, reply)).ok()?;
+    answer.await.ok()
+}
+
+async fn run(spec: AppMasterSpec) {
     let AppMasterSpec {
         app_id,
         app,
@@ -634,47 +608,44 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         flow,
         data_plane,
         clock_interval,
-        to_master,
+        requests,
+        mut pushes,
         stats,
         metrics,
         total_retries,
         stop_timeout,
     } = spec;
-    let report = |status: AppStatus, error: Option<String>| {
-        let _ = to_master.send(ToMaster::Status { app_id, status, error });
+    let report = async |status: AppStatus, error: Option<String>| {
+        ask(&requests, app_id, MasterRequest::AppStatus { app_id, status, error }).await;
     };
-    let (reply, mut answer) = oneshot::channel();
-    if to_master.send(ToMaster::RequestResources { app_id, slots: app.dag().task_count(), reply }).is_err() {
-        return;
-    }
-    // Too few free slots: the master answers once it grants them; a kill meanwhile ends it.
-    let answer = loop {
-        tokio::select! {
-            answer = &mut answer => break answer,
-            command = commands.recv() => match command {
-                Some(AppMasterCommand::Kill) | None => return report(AppStatus::Terminated, None),
+    let slots = MasterRequest::RequestResources { app_id, slots: app.dag().task_count(), locality: Locality::Any };
+    let allocation = match ask(&requests, app_id, slots).await {
+        Some(MasterReply::Resources(allocation)) => allocation,
+        // Too few free slots: the master pushes them once granted; a kill meanwhile ends it.
+        Some(MasterReply::Queued) => loop {
+            match pushes.recv().await {
+                Some(MasterReply::Granted(allocation)) => break allocation,
+                Some(MasterReply::KillRequested) | None => return report(AppStatus::Terminated, None).await,
                 Some(_) => {}
-            },
-        }
-    };
-    let allocation = match answer {
-        Ok(Ok(allocation)) => allocation,
-        Ok(Err(error)) => return report(AppStatus::Failed, Some(error)),
-        Err(_) => return,
+            }
+        },
+        Some(MasterReply::Refused(e)) => return report(AppStatus::Failed, Some(e.to_string())).await,
+        Some(other) => return report(AppStatus::Failed, Some(format!("unexpected answer: {other:?}"))).await,
+        None => return,
     };
     let flow = match flow_from_config(app.config(), flow) {
         Ok(flow) => flow,
-        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
+        Err(e) => return report(AppStatus::Failed, Some(e.to_string())).await,
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     let start = Timestamp(0);
     // A new application: checkpoints left under its id (an earlier run) are not its own.
     let checkpoints = match crate::state::checkpoint_store(app_id, &app) {
         Ok(store) => store,
-        Err(e) => return report(AppStatus::Failed, Some(e.to_string())),
+        Err(e) => return report(AppStatus::Failed, Some(e.to_string())).await,
     };
     if let Some(Err(e)) = checkpoints.as_ref().map(gearpump_storage::CheckpointStore::clear) {
-        return report(AppStatus::Failed, Some(format!("clearing old checkpoints: {e}")));
+        return report(AppStatus::Failed, Some(format!("clearing old checkpoints: {e}"))).await;
     }
     let state = checkpoints.clone().map(|store| {
         Arc::new(crate::state::TaskStates::new(store, events_tx.clone(), start)) as Arc<dyn gearpump_api::StateStore>
@@ -687,9 +658,9 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
         data_plane,
         events_tx,
         events,
-        commands,
-        commands_open: true,
-        to_master: to_master.clone(),
+        requests: requests.clone(),
+        pushes,
+        master_gone: false,
         stats,
         sample_rate: metrics.task_sample_rate(),
         allocation,
@@ -699,8 +670,8 @@ async fn run(spec: AppMasterSpec, mut commands: mpsc::UnboundedReceiver<AppMaste
     };
     let how = Supervision { start, total_retries, stop_timeout, tick: clock_interval, metrics: metrics.enabled };
     match supervise(&mut x, &app, app_id, how).await {
-        Ok(ending) => report(ending.status(), ending.error().map(str::to_string)),
-        Err(e) => report(AppStatus::Failed, Some(e)),
+        Ok(ending) => report(ending.status(), ending.error().map(str::to_string)).await,
+        Err(e) => report(AppStatus::Failed, Some(e)).await,
     }
 }
 

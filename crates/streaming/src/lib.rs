@@ -35,8 +35,8 @@ mod timer;
 mod window;
 
 pub use appmaster::{
-    AppMasterCommand, AppMasterSpec, AppStats, AppStatus, Event, ExecutorSummary, Executors, Latency, ProcessorStats,
-    Progress, Supervision, TaskStats, ToMaster, supervise,
+    AppMasterSpec, AppStats, AppStatus, Event, ExecutorSummary, Executors, Latency, MasterAsk, ProcessorStats,
+    Progress, Supervision, TaskStats, supervise,
 };
 pub use executor::{DataPlane, Deployment, Executor, ExecutorSink, LaunchSpec, Runtime};
 pub use metrics::{MetricsCollector, MetricsConfig};
