@@ -135,7 +135,7 @@ impl ClusterClient {
                         id: a.id,
                         name: a.name,
                         kind: a.kind,
-                        status: a.status.to_string(),
+                        status: a.status,
                         worker: Some(a.app_master_worker),
                         user: a.user,
                         submission_time: a.submission_time.0,

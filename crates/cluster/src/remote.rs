@@ -18,8 +18,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, AppStatus, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, Locality, MasterReply, MasterRequest,
-    ProtocolError, TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
+    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, ExecutorStatus, Locality, MasterReply,
+    MasterRequest, ProtocolError, TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::Ending;
@@ -670,7 +670,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
                 pid: l.pid,
                 host: l.data_addr.map_or_else(|| self.hostname.to_string(), |a| a.ip().to_string()),
                 tasks: packed(&l.tasks),
-                status: if l.alive { "active" } else { "lost" }.into(),
+                status: if l.alive { ExecutorStatus::Active } else { ExecutorStatus::Lost },
             })
             .collect();
         let processes = self.links.iter().enumerate().map(|(i, l)| (self.first + i as i32, l.gauges)).collect();

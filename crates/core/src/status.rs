@@ -5,6 +5,7 @@ use std::fmt;
 /// The status of an application: `pending` → `active` → one of
 /// `succeeded`, `failed`, `terminated`. Terminal states never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AppStatus {
     /// Submitted; not yet running.
     Pending,

@@ -20,7 +20,7 @@ use gearpump_cluster::daemon::reporter::Reporter;
 use gearpump_cluster::daemon::{ControlTiming, MasterOptions, WorkerSettings, run_master, run_worker};
 use gearpump_cluster::daemon::{SubmitOptions, submit_binary};
 use gearpump_config::{GearConfig, HostPort};
-use gearpump_core::AppId;
+use gearpump_core::{AppId, AppStatus};
 use gearpump_protocol::{ClusterSecret, MasterReply, MasterRequest, MasterSummary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -356,28 +356,28 @@ fn submit(
         };
         // Not listed yet counts as pending.
         let (status, error) =
-            apps.into_iter().find(|a| a.id.0 == app_id).map_or(("pending".to_string(), None), |a| (a.status, a.error));
+            apps.into_iter().find(|a| a.id.0 == app_id).map_or((AppStatus::Pending, None), |a| (a.status, a.error));
         let after = started.elapsed().as_secs_f64();
-        match status.as_str() {
-            "succeeded" => {
+        match status {
+            AppStatus::Succeeded => {
                 println!("Application {app_id} succeeded ({after:.1} s after gear app).");
                 return Ok(());
             }
-            "active" if !wait => {
+            AppStatus::Active if !wait => {
                 println!("Application {app_id} is active ({after:.1} s after gear app).");
                 return Ok(());
             }
-            "active" => {
+            AppStatus::Active => {
                 if !active_seen {
                     active_seen = true;
                     eprintln!("Application {app_id} is active ({after:.1} s after gear app); waiting for it to end...");
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            "pending" if std::time::Instant::now() > deadline => {
+            AppStatus::Pending if std::time::Instant::now() > deadline => {
                 bail!("application {app_id} is still pending after 120 s")
             }
-            "pending" => std::thread::sleep(Duration::from_millis(50)),
+            AppStatus::Pending => std::thread::sleep(Duration::from_millis(50)),
             other => {
                 bail!("application {app_id} is {other}{}", error.map(|e| format!(": {e}")).unwrap_or_default())
             }

@@ -118,7 +118,7 @@ fn submit_kill_duplicates_and_bad_binaries() {
     let out = c.run(&["app", "-jar", bin, "-split", "2", "-sum", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("is active"), "{}", text(&out));
-    assert_eq!(c.app(1).unwrap().status, "active");
+    assert_eq!(c.app(1).unwrap().status.as_str(), "active");
     // 4 tasks + 1 AppMaster on 2 workers.
     let used: Vec<u32> = c.workers().unwrap().iter().map(|w| w.used).collect();
     assert_eq!(used.iter().sum::<u32>(), 5, "{used:?}");
@@ -148,7 +148,7 @@ fn submit_kill_duplicates_and_bad_binaries() {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(c.app(1).unwrap().status, "active", "the application survives garbage on its data ports");
+    assert_eq!(c.app(1).unwrap().status.as_str(), "active", "the application survives garbage on its data ports");
 
     // A second one of the same name is refused while the first runs.
     let dup = c.run(&["app", "-jar", bin, "-split", "1", "-sum", "1"]);
@@ -343,7 +343,7 @@ fn gear_app_wait_returns_when_the_application_ends_with_its_status() {
     let out = c.run(&["app", "-wait", "-jar", bin, "-split", "1", "-sum", "1", "-rounds", "50"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("Application 1 succeeded"), "{}", text(&out));
-    assert_eq!(c.app(1).unwrap().status, "succeeded", "it returned only once the application had ended");
+    assert_eq!(c.app(1).unwrap().status.as_str(), "succeeded", "it returned only once the application had ended");
 
     // Without -rounds wordcount runs until killed.
     let waiting = c

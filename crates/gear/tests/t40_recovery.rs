@@ -141,14 +141,14 @@ fn an_application_short_of_slots_after_a_worker_died_waits_for_a_new_worker() {
     common::wait_until("the replacement request waits at the master", || {
         std::fs::read_to_string(&master_log).unwrap_or_default().contains("Too few free slots: the request waits.")
     });
-    assert_eq!(c.app(1).unwrap().status, "active", "waiting for slots is not a failure");
+    assert_eq!(c.app(1).unwrap().status.as_str(), "active", "waiting for slots is not a failure");
     c.add_worker(2);
     common::wait_until("the application runs on the new worker", || {
         let Some(s) = c.snapshot() else { return false };
         let Some(runtime) = s.apps.first().and_then(|a| a.runtime.clone()) else { return false };
         let executors = &runtime.executors;
         !executors.is_empty()
-            && executors.iter().all(|e| e.status == "active" && e.worker != victim_id)
+            && executors.iter().all(|e| e.status.as_str() == "active" && e.worker != victim_id)
             && executors.iter().any(|e| e.worker.0 > 2)
     });
     // The AppMaster runs in one of the two first workers' directories.
@@ -159,5 +159,5 @@ fn an_application_short_of_slots_after_a_worker_died_waits_for_a_new_worker() {
             .collect::<String>()
     };
     common::wait_until("the clock moves again", || appmaster_log().contains("The clock moves again"));
-    assert_eq!(c.app(1).unwrap().status, "active");
+    assert_eq!(c.app(1).unwrap().status.as_str(), "active");
 }

@@ -71,7 +71,7 @@ fn run(name: &str, input: &str, output: &str, sink_mode: &str, victims: &[Victim
             break got;
         }
         let app = c.app(1);
-        assert!(app.as_ref().is_some_and(|a| a.status == "active"), "the application stopped: {app:?}");
+        assert!(app.as_ref().is_some_and(|a| a.status.as_str() == "active"), "the application stopped: {app:?}");
         eprintln!("{output}: {} of {N} results committed", got.len());
         std::thread::sleep(Duration::from_secs(2));
     };

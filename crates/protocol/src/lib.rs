@@ -365,8 +365,8 @@ pub struct AppInfo {
     /// Its kind: [`STREAMING`] for a streaming application, else the kind its AppMaster
     /// names (`DistributedShell`, say).
     pub kind: String,
-    /// `pending`, `active`, `succeeded`, `failed` or `terminated`.
-    pub status: String,
+    /// Its status.
+    pub status: AppStatus,
     /// The worker its AppMaster runs on.
     pub worker: Option<WorkerId>,
     /// Who submitted it.
@@ -938,8 +938,28 @@ pub struct ExecutorInfo {
     pub host: String,
     /// Its tasks (packed ids).
     pub tasks: Vec<u64>,
-    /// `active` or `lost`.
-    pub status: String,
+    /// Whether it runs.
+    pub status: ExecutorStatus,
+}
+
+/// Whether an executor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorStatus {
+    /// It runs its tasks.
+    Active,
+    /// Its process or connection was lost.
+    Lost,
+}
+
+impl ExecutorStatus {
+    /// `active` or `lost`, as the REST API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorStatus::Active => "active",
+            ExecutorStatus::Lost => "lost",
+        }
+    }
 }
 
 /// A running application as its AppMaster describes it.

@@ -46,7 +46,7 @@ pub fn worker(s: &ClusterSnapshot, w: &WorkerDetail) -> Value {
     let id = w.info.id;
     let mut executors = Vec::new();
     for app in &s.apps {
-        if app.info.status != "active" && app.info.status != "pending" {
+        if app.info.status.is_terminal() {
             continue;
         }
         if app.info.worker == Some(id) {

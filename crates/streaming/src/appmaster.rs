@@ -568,7 +568,7 @@ impl Executors for InProcess {
                 pid: std::process::id(),
                 host: "127.0.0.1".into(),
                 tasks: e.tasks.iter().map(|t| t.to_u64()).collect(),
-                status: "active".into(),
+                status: gearpump_protocol::ExecutorStatus::Active,
             })
             .collect();
         let processes = executors.iter().map(|e| (e.id, gauges)).collect();

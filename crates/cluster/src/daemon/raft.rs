@@ -661,7 +661,7 @@ mod tests {
                 id: AppId(id),
                 name: format!("a{id}"),
                 kind: "streaming".into(),
-                status: status.into(),
+                status: gearpump_core::AppStatus::from_name(status).expect("a status"),
                 worker: Some(WorkerId(1)),
                 user: "u".into(),
                 submission_time: 1,

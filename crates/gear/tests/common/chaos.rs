@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 pub fn executor_pids(c: &Cluster) -> Vec<u32> {
     let Some(s) = c.snapshot() else { return Vec::new() };
     let Some(app) = s.apps.iter().find(|a| a.info.id.0 == 1) else { return Vec::new() };
-    app.runtime.iter().flat_map(|r| &r.executors).filter(|e| e.status == "active" && e.pid > 0).map(|e| e.pid).collect()
+    app.runtime
+        .iter()
+        .flat_map(|r| &r.executors)
+        .filter(|e| e.status.as_str() == "active" && e.pid > 0)
+        .map(|e| e.pid)
+        .collect()
 }
 
 /// Whether process `pid` runs (and is not a zombie).
@@ -107,7 +112,7 @@ pub fn chaos(c: &mut Cluster, victims: &[Victim]) -> Vec<i64> {
         let mut finished = false;
         wait_until("new processes replace the lost ones", || {
             // A kill near the end may leave little to do: the application may be done already.
-            finished = c.app(1).is_some_and(|a| a.status == "succeeded");
+            finished = c.app(1).is_some_and(|a| a.status.as_str() == "succeeded");
             let (now_am, now) = processes(c);
             let am_ok = now_am > 0 && alive(now_am) && (now_am != am || !matches!(victim, Victim::AppMaster));
             finished || (am_ok && now.len() == 2 && now.iter().all(|p| !pids.contains(p) && alive(*p)))
@@ -117,7 +122,7 @@ pub fn chaos(c: &mut Cluster, victims: &[Victim]) -> Vec<i64> {
             break;
         }
         recoveries.push(killed.elapsed());
-        wait_until("the application is active again", || c.app(1).is_some_and(|a| a.status == "active"));
+        wait_until("the application is active again", || c.app(1).is_some_and(|a| a.status.as_str() == "active"));
         let runtime = c.snapshot().unwrap().apps[0].runtime.clone().unwrap();
         start_clocks.push(runtime.start_clock);
     }

@@ -143,7 +143,7 @@ impl Cluster {
         let mut last = None;
         wait_until(&format!("application {id} is {status}"), || {
             last = self.app(id);
-            last.as_ref().is_some_and(|a| a.status == status)
+            last.as_ref().is_some_and(|a| a.status.as_str() == status)
         });
         last.unwrap()
     }

@@ -159,7 +159,7 @@ impl Ha {
     /// The min clock application `id` last reported, if it is active.
     pub fn clock(&self, id: u32) -> Option<i64> {
         let s = self.snapshot()?;
-        let app = s.apps.into_iter().find(|a| a.info.id.0 == id && a.info.status == "active")?;
+        let app = s.apps.into_iter().find(|a| a.info.id.0 == id && a.info.status.as_str() == "active")?;
         Some(app.runtime?.clock)
     }
 
