@@ -203,7 +203,9 @@ pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<A
 }
 
 /// Asks the master for `slots` slots on any workers; when too few are free, waits for the
-/// grant (the application killed meanwhile: [`RoleError::Killed`]).
+/// grant (the application killed meanwhile: [`RoleError::Killed`]). A master lost meanwhile
+/// (a failover) is replaced by the one that leads now, and asked again: requests waiting for
+/// slots are the leader's alone, not replicated.
 async fn request_slots(
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
@@ -211,20 +213,58 @@ async fn request_slots(
     slots: u32,
 ) -> Result<Vec<(WorkerId, u32)>, RoleError> {
     let req = MasterRequest::RequestResources { app_id, slots, locality: Locality::Any };
-    match master.ask(req, Duration::from_secs(30)).await? {
-        MasterReply::Resources(a) => Ok(a),
-        MasterReply::Queued => {
-            tracing::info!(%app_id, slots, "Too few free slots; waiting for the master to grant them.");
-            loop {
-                match pushes.recv().await {
-                    Some(MasterReply::Granted(a)) => return Ok(a),
-                    Some(MasterReply::KillRequested) => return Err(RoleError::Killed),
-                    Some(_) => {}
-                    None => return Err(RoleError::Other("lost the master while waiting for slots".into())),
+    loop {
+        match master.ask(req.clone(), Duration::from_secs(30)).await {
+            Ok(MasterReply::Resources(a)) => return Ok(a),
+            Ok(MasterReply::Queued) => {
+                tracing::info!(%app_id, slots, "Too few free slots; waiting for the master to grant them.");
+                loop {
+                    match pushes.recv().await {
+                        Some(MasterReply::Granted(a)) => return Ok(a),
+                        Some(MasterReply::KillRequested) => return Err(RoleError::Killed),
+                        Some(_) => {}
+                        None => break,
+                    }
                 }
             }
+            // A master that has just taken over does not know every worker yet.
+            Ok(MasterReply::Refused(gearpump_protocol::MasterError::WorkersRejoining)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Ok(other) => return Err(unexpected(other)),
+            Err(e) => tracing::debug!(%app_id, error = %e, "Asking for slots failed."),
         }
-        other => Err(unexpected(other)),
+        tracing::warn!(%app_id, "Lost the master while waiting for slots; asking the leading master again.");
+        (*master, *pushes) = register_again(app_id).await?;
+    }
+}
+
+/// Registers with whichever master leads now, trying for `gearpump.cluster.master-timeout`
+/// (a failover elects a new leader within a second or two).
+async fn register_again(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
+    let patience = system_config()?.settings().map_err(|e| RoleError::Other(e.to_string()))?.master_timeout;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let error = match tokio::time::timeout(
+            Duration::from_secs(5),
+            register_appmaster(app_id, None, Duration::from_secs(10)),
+        )
+        .await
+        {
+            Ok(Ok(registered)) => {
+                tracing::info!(%app_id, master = %registered.0.master, "Registered with the leading master again.");
+                return Ok(registered);
+            }
+            // A newer AppMaster runs the application: this one must stop.
+            Ok(Err(RoleError::Refused(e))) => return Err(RoleError::Refused(e)),
+            Ok(Err(e)) => e,
+            Err(_) => RoleError::Other("the master did not answer".into()),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RoleError::Other(format!("no leading master within {patience:?}: {error}")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -125,3 +125,55 @@ fn killing_the_leader_keeps_wordcount_running_and_the_next_submission_gets_the_n
     let third = ha.submit_wordcount("third");
     assert_eq!(submitted_id(&third), 3);
 }
+
+/// Requests waiting for slots are the leader's alone (not replicated): an AppMaster waiting for
+/// slots when the leader dies asks the next leader, and gets them once a worker joins.
+#[test]
+fn an_appmaster_waiting_for_slots_when_the_leader_dies_asks_the_next_leader() {
+    let mut ha = Ha::start("ha-queued");
+    // 11 tasks and the AppMaster: every one of the two workers' 6 slots.
+    let wordcount = common::wordcount();
+    let out = ha.gear(&["app", "-jar", wordcount.to_str().unwrap(), "-split", "5", "-sum", "6"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("wordcount's clock moves", || ha.clock(1).is_some_and(|c| c > 0));
+    let snapshot = ha.snapshot().unwrap();
+    let appmaster_worker = snapshot.apps[0].info.worker.unwrap();
+    let victim = snapshot.workers.iter().find(|w| w.info.id != appmaster_worker).unwrap().pid;
+    let mut leader = None;
+    wait_until("the masters agree on a leader", || {
+        leader = ha.leader();
+        leader.is_some()
+    });
+    let leader = leader.unwrap();
+    let dirs: Vec<_> = (0..3).map(|i| ha.master_dir(i)).collect();
+    let waits = |i: usize| {
+        std::fs::read_to_string(dirs[i].join("master.out"))
+            .unwrap_or_default()
+            .contains("Too few free slots: the request waits.")
+    };
+    // Its executors there are lost; the replacement slots are not free anywhere.
+    ha.workers.retain(|w| w.0.id() != victim);
+    wait_until("the replacement request waits at the leader", || waits(leader));
+    ha.procs[leader] = None; // SIGKILL
+    let mut next = None;
+    wait_until("a new leader", || {
+        next = ha.leader().filter(|l| *l != leader);
+        next.is_some()
+    });
+    wait_until("the AppMaster's request waits at the new leader", || waits(next.unwrap()));
+    ha.workers.push(ha.start_worker(2));
+    let dir = ha.dir.clone();
+    let appmaster_log = || {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(dir.join(format!("worker{i}/logs/app1/appmaster.log"))).unwrap_or_default()
+            })
+            .collect::<String>()
+    };
+    wait_until("the clock moves again on the new worker", || appmaster_log().contains("The clock moves again"));
+    // The same AppMaster: it asked the new leader, rather than failing and being relaunched.
+    let log = appmaster_log();
+    assert!(log.contains("asking the leading master again"), "{log}");
+    assert_eq!(log.matches("role=\"appmaster\"").count(), 1, "{log}");
+    assert_eq!(ha.snapshot().unwrap().apps[0].info.status.as_str(), "active");
+}

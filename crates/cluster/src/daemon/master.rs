@@ -312,9 +312,7 @@ impl MasterState {
                 if !self.store.contains(&artifact) {
                     return Some(MasterReply::Error(format!("no uploaded application binary {artifact}")));
                 }
-                // Just after a failover the workers are still registering again: too few free
-                // slots then means "not yet", not "no".
-                let rejoining = self.leading_since.is_some_and(|t| t.elapsed() < self.timing.worker_timeout);
+                let rejoining = self.rejoining();
                 match self.core.submit(Submission { name, kind, priority, user, tasks }, None, now) {
                     Err(MasterError::NotEnoughSlots { .. }) if rejoining => refused(&MasterError::WorkersRejoining),
                     Ok(app_id) => {
@@ -358,12 +356,16 @@ impl MasterState {
                 MasterReply::AppMaster { kind: app.kind.clone(), address }
             }
             MasterRequest::RequestResources { app_id, slots, locality } => {
+                let rejoining = self.rejoining();
                 match self.core.request_resources(app_id, conn, slots, locality) {
                     Ok(Grant::Now(allocation)) => {
                         tracing::info!(%app_id, ?allocation, "Slots allocated.");
                         MasterReply::Resources(allocation)
                     }
                     Ok(Grant::Queued) => MasterReply::Queued,
+                    Err(MasterError::NoSlotsFor { .. } | MasterError::NoSlotsOn { .. }) if rejoining => {
+                        refused(&MasterError::WorkersRejoining)
+                    }
                     Err(e) => refused(&e),
                 }
             }
@@ -487,6 +489,12 @@ impl MasterState {
                 }
             }
         }
+    }
+
+    /// Just after a failover the workers are still registering again: too few free slots then
+    /// means "not yet", not "no".
+    fn rejoining(&self) -> bool {
+        self.leading_since.is_some_and(|t| t.elapsed() < self.timing.worker_timeout)
     }
 
     fn worker_infos(&self) -> Vec<WorkerInfo> {

@@ -27,9 +27,20 @@ impl Drop for Ha {
     fn drop(&mut self) {
         self.workers.clear();
         self.procs.clear();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            return;
         }
+        // A master that panicked (an assertion of openraft's, say) fails the test even when the
+        // others carried on; its directory is kept.
+        let panics: Vec<String> = (0..self.masters.len())
+            .filter_map(|i| {
+                let log = std::fs::read_to_string(self.master_dir(i).join("master.out")).ok()?;
+                let at = log.find("panicked at")?;
+                Some(format!("master {i}: {}", &log[at..log.len().min(at + 600)]))
+            })
+            .collect();
+        assert!(panics.is_empty(), "a master panicked ({}):\n{}", self.dir.display(), panics.join("\n"));
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -66,25 +77,32 @@ impl Ha {
             ha.procs.push(Some(p));
         }
         for i in 0..2 {
-            let wdir = ha.dir.join(format!("worker{i}"));
-            std::fs::create_dir_all(&wdir).unwrap();
-            let log = std::fs::File::create(wdir.join("worker.out")).unwrap();
-            let p = Command::new(GEAR)
-                .arg("-conf")
-                .arg(&ha.conf)
-                .arg("worker")
-                .current_dir(&wdir)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            ha.workers.push(Proc(p));
+            let p = ha.start_worker(i);
+            ha.workers.push(p);
         }
         wait_until("two workers registered with the leader", || {
             ha.ask(&MasterRequest::ListWorkers)
                 .is_some_and(|r| matches!(r, MasterReply::Workers(w) if w.iter().filter(|w| w.alive).count() == 2))
         });
         ha
+    }
+
+    /// A worker in `dir/worker<i>`.
+    pub fn start_worker(&self, i: usize) -> Proc {
+        let wdir = self.dir.join(format!("worker{i}"));
+        std::fs::create_dir_all(&wdir).unwrap();
+        let log = std::fs::File::create(wdir.join("worker.out")).unwrap();
+        Proc(
+            Command::new(GEAR)
+                .arg("-conf")
+                .arg(&self.conf)
+                .arg("worker")
+                .current_dir(&wdir)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
     }
 
     pub fn master_dir(&self, i: usize) -> PathBuf {
