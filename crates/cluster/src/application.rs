@@ -209,18 +209,44 @@ impl<E: Executor> AppMasterContext<E> {
     /// executor lost meanwhile answers with an error saying so). In executor order.
     pub fn ask_all(&mut self, task: &E::Task) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
         let targets: Vec<i32> = self.executors.iter().map(|e| e.id).collect();
-        self.ask_some(&targets, task)
+        self.ask_some(&targets, task, None)
+    }
+
+    /// [`ask_all`](Self::ask_all), waiting at most `within`: an executor that has not answered
+    /// by then answers with an error saying so. It still finishes the task (its answer is
+    /// dropped), and the tasks sent to it later wait for that.
+    pub fn ask_all_within(
+        &mut self,
+        task: &E::Task,
+        within: Duration,
+    ) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
+        let targets: Vec<i32> = self.executors.iter().map(|e| e.id).collect();
+        self.ask_some(&targets, task, Some(within))
     }
 
     /// Sends `task` to executor `id` and waits for its answer.
     pub fn ask(&mut self, id: i32, task: &E::Task) -> Result<E::Output, String> {
-        match self.ask_some(&[id], task).pop() {
+        self.ask_within_or_not(id, task, None)
+    }
+
+    /// [`ask`](Self::ask), waiting at most `within` (see [`ask_all_within`](Self::ask_all_within)).
+    pub fn ask_within(&mut self, id: i32, task: &E::Task, within: Duration) -> Result<E::Output, String> {
+        self.ask_within_or_not(id, task, Some(within))
+    }
+
+    fn ask_within_or_not(&mut self, id: i32, task: &E::Task, within: Option<Duration>) -> Result<E::Output, String> {
+        match self.ask_some(&[id], task, within).pop() {
             Some((_, result)) => result,
             None => Err(format!("no executor {id}")),
         }
     }
 
-    fn ask_some(&mut self, targets: &[i32], task: &E::Task) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
+    fn ask_some(
+        &mut self,
+        targets: &[i32],
+        task: &E::Task,
+        within: Option<Duration>,
+    ) -> Vec<(ExecutorInfo, Result<E::Output, String>)> {
         let body = match postcard::to_stdvec(task) {
             Ok(b) => b,
             // Every executor asked gets the same error: the task cannot be sent.
@@ -231,7 +257,7 @@ impl<E: Executor> AppMasterContext<E> {
             }
         };
         let (reply, answers) = oneshot::channel();
-        if self.asks.send(Ask { targets: targets.to_vec(), body, reply }).is_err() {
+        if self.asks.send(Ask { targets: targets.to_vec(), body, within, reply }).is_err() {
             return Vec::new();
         }
         let answers = answers.blocking_recv().unwrap_or_default();
@@ -249,6 +275,8 @@ impl<E: Executor> AppMasterContext<E> {
 struct Ask {
     targets: Vec<i32>,
     body: Vec<u8>,
+    /// How long the answers may take.
+    within: Option<Duration>,
     reply: oneshot::Sender<Vec<(ExecutorInfo, Result<Vec<u8>, String>)>>,
 }
 
@@ -284,10 +312,27 @@ type ClientAnswer = Result<Vec<u8>, String>;
 
 /// What the connections deliver to the AppMaster's loop.
 enum Event {
-    ExecutorUp { id: i32, host: String, commands: mpsc::UnboundedSender<ToExecutor> },
-    ExecutorDone { id: i32, done: Done },
-    ExecutorDown { id: i32 },
-    Client { body: Vec<u8>, reply: oneshot::Sender<ClientAnswer> },
+    ExecutorUp {
+        id: i32,
+        host: String,
+        commands: mpsc::UnboundedSender<ToExecutor>,
+    },
+    ExecutorDone {
+        id: i32,
+        done: Done,
+    },
+    ExecutorDown {
+        id: i32,
+    },
+    /// The time for the answers to ask `key` is up.
+    Expired {
+        key: u64,
+        within: Duration,
+    },
+    Client {
+        body: Vec<u8>,
+        reply: oneshot::Sender<ClientAnswer>,
+    },
 }
 
 /// What the AppMaster's loop hands its user thread.
@@ -526,6 +571,7 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
     let address = listener.local_addr()?;
     {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        let expiries = events_tx.clone();
         tokio::spawn(accept(listener, limits, secret.clone(), M::KIND, events_tx));
 
         // The user's AppMaster, on a thread of its own.
@@ -661,6 +707,13 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                     }
                     if !gather.finish() {
                         gathers.insert(key, gather);
+                        if let Some(within) = ask.within {
+                            let expiries = expiries.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(within).await;
+                                let _ = expiries.send(Event::Expired { key, within });
+                            });
+                        }
                     }
                 }
                 Some(event) = events.recv() => match event {
@@ -697,6 +750,13 @@ pub(crate) async fn appmaster_main<M: AppMaster, L: MasterLink>(
                         if e.link.is_some() {
                             let _ = user_tx.send(UserEvent::Executors(registered(&launched)));
                             let _ = user_tx.send(UserEvent::Lost(info(id, &e)));
+                        }
+                    }
+                    Event::Expired { key, within } => {
+                        let late: Vec<u64> = pending.iter().filter(|(_, (k, _))| *k == key).map(|(s, _)| *s).collect();
+                        for s in late {
+                            let (_, id) = pending.remove(&s).expect("listed");
+                            settle(&mut gathers, key, id, Err(format!("executor {id} did not answer within {within:?}")));
                         }
                     }
                     Event::Client { body, reply } => {

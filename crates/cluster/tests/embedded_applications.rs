@@ -20,6 +20,9 @@ impl Executor for Echo {
         if task == "panic" {
             panic!("asked to panic");
         }
+        if task == "slow" {
+            std::thread::sleep(Duration::from_secs(2));
+        }
         Ok(format!("{task} from worker {}", ctx.worker))
     }
 }
@@ -37,7 +40,11 @@ impl AppMaster for EchoMaster {
     }
 
     fn on_request(&mut self, ctx: &mut AppMasterContext<Echo>, request: String) -> Result<Self::Response, String> {
-        Ok(ctx.ask_all(&request).into_iter().map(|(_, r)| r).collect())
+        let answers = match request.as_str() {
+            "slow" => ctx.ask_all_within(&request, Duration::from_millis(200)),
+            _ => ctx.ask_all(&request),
+        };
+        Ok(answers.into_iter().map(|(_, r)| r).collect())
     }
 }
 
@@ -101,6 +108,15 @@ fn executors_are_placed_as_asked_and_answer_clients() {
     let answers = app.ask(&"panic".to_string()).unwrap();
     assert!(answers.iter().all(|a| a.as_ref().is_err_and(|e| e.contains("panicked: asked to panic"))), "{answers:?}");
     assert_eq!(app.ask(&"again".to_string()).unwrap().len(), 3);
+    // Executors that take longer than the AppMaster waits answer with an error saying so; they
+    // answer the next task once done with the slow one.
+    let answers = app.ask(&"slow".to_string()).unwrap();
+    assert!(
+        answers.iter().all(|a| a.as_ref().is_err_and(|e| e.contains("did not answer within 200ms"))),
+        "{answers:?}"
+    );
+    let answers = app.ask(&"again".to_string()).unwrap();
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.starts_with("again from worker"))), "{answers:?}");
 
     // Clients of the wrong kind, of a streaming application's id, of no application.
     assert!(matches!(client.app_client::<Other>(each), Err(ClientError::WrongKind { kind, .. }) if kind == "Echo"));
