@@ -422,8 +422,6 @@ async fn appmaster_loop(
     if attempt > 0 {
         tracing::warn!(%app_id, attempt, %start, "A new AppMaster: restarting every task from the start clock.");
     }
-    let mut reconnect_tick = tokio::time::interval(Duration::from_millis(500));
-    reconnect_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut executors = Processes {
         app,
         app_id,
@@ -446,12 +444,7 @@ async fn appmaster_loop(
         counters: HashMap::new(),
         earlier: 0,
         active_since: std::time::Instant::now(),
-        master_timeout: s.master_timeout,
-        master_lost: None,
-        reconnect_tick,
         reconnecting: None,
-        gave_up: false,
-        ending: false,
         pending_start: None,
         start_recorded: std::time::Instant::now(),
         checkpoints,
@@ -492,28 +485,14 @@ struct Processes<'a> {
     /// Messages the sinks received in incarnations before a restart (the new tasks count from 0).
     earlier: u64,
     active_since: std::time::Instant,
-    /// Without a master the application keeps running, for a while: the master may come back.
-    master_timeout: Duration,
-    master_lost: Option<tokio::time::Instant>,
-    reconnect_tick: tokio::time::Interval,
+    /// The master was lost: looking for the one that leads now. The application keeps
+    /// running meanwhile, for `gearpump.cluster.master-timeout` (see [`register_again`]).
     reconnecting: Option<Reconnecting>,
-    gave_up: bool,
-    /// The tasks are stopping for good: no more looking for a master.
-    ending: bool,
     /// The newest start clock not yet recorded with the master, and when one last was.
     pending_start: Option<Timestamp>,
     start_recorded: std::time::Instant,
     checkpoints: Option<gearpump_storage::CheckpointStore>,
     stop_timeout: Duration,
-}
-
-/// What woke [`Processes::next`].
-enum Wake {
-    Link(Option<(i32, LinkEvent)>),
-    Push(Option<MasterReply>),
-    Reconnected(Result<Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError>, String>),
-    Reconnect,
-    GiveUp,
 }
 
 impl Processes<'_> {
@@ -561,7 +540,7 @@ impl Processes<'_> {
     /// [`START_CLOCK_EVERY`].
     async fn record_start_clock(&mut self) {
         let Some(clock) = self.pending_start else { return };
-        if self.master_lost.is_some()
+        if self.reconnecting.is_some()
             || (self.checkpoints.is_none() && self.start_recorded.elapsed() < START_CLOCK_EVERY)
         {
             return;
@@ -605,66 +584,39 @@ impl gearpump_streaming::Executors for Processes<'_> {
     async fn next(&mut self) -> Result<Option<Event>, RoleError> {
         let app_id = self.app_id;
         loop {
-            let looking = self.master_lost.is_some() && !self.ending;
-            let give_up_at = self.master_lost.map_or_else(tokio::time::Instant::now, |t| t + self.master_timeout);
             let reconnecting = &mut self.reconnecting;
-            let wake = tokio::select! {
-                event = self.link_events.recv() => Wake::Link(event),
-                push = self.pushes.recv(), if self.master_lost.is_none() => Wake::Push(push),
-                joined = async { reconnecting.as_mut().expect("guarded").await }, if reconnecting.is_some() => {
-                    Wake::Reconnected(joined.map_err(|e| e.to_string()))
-                }
-                // Look for the leading master (a failover elects a new one within a second or two).
-                _ = self.reconnect_tick.tick(), if looking && reconnecting.is_none() => Wake::Reconnect,
-                _ = tokio::time::sleep_until(give_up_at), if looking && !self.gave_up => Wake::GiveUp,
-            };
-            match wake {
-                Wake::Link(None) => return Ok(None),
-                Wake::Link(Some((id, event))) => {
-                    if let Some(event) = self.on_link(id, event) {
-                        return Ok(Some(event));
-                    }
-                }
-                Wake::Push(Some(MasterReply::KillRequested)) => {
-                    tracing::info!(%app_id, "Kill requested.");
-                    return Ok(Some(Event::Kill));
-                }
-                Wake::Push(Some(MasterReply::ReplayRequested)) => return Ok(Some(Event::Replay)),
-                Wake::Push(Some(_)) => {}
-                Wake::Push(None) => {
-                    tracing::warn!(%app_id, "Lost the master; the application keeps running for {:?}.", self.master_timeout);
-                    self.master_lost = Some(tokio::time::Instant::now());
-                }
-                Wake::Reconnect => {
-                    let attempt = register_appmaster(app_id, None, Duration::from_secs(10));
-                    self.reconnecting = Some(tokio::spawn(async move {
-                        tokio::time::timeout(Duration::from_secs(5), attempt)
-                            .await
-                            .unwrap_or_else(|_| Err(RoleError::Other("no answer".into())))
-                    }));
-                }
-                Wake::Reconnected(joined) => {
-                    self.reconnecting = None;
-                    match joined {
-                        Ok(Ok((client, pushes))) => {
-                            tracing::info!(%app_id, master = %client.master, lost_for = ?self.master_lost.map(|t| t.elapsed()),
-                                "Registered with the leading master again.");
-                            *self.master = client;
-                            *self.pushes = pushes;
-                            self.master_lost = None;
+            tokio::select! {
+                event = self.link_events.recv() => match event {
+                    None => return Ok(None),
+                    Some((id, event)) => {
+                        if let Some(event) = self.on_link(id, event) {
+                            return Ok(Some(event));
                         }
+                    }
+                },
+                push = self.pushes.recv(), if reconnecting.is_none() => match push {
+                    Some(MasterReply::KillRequested) => {
+                        tracing::info!(%app_id, "Kill requested.");
+                        return Ok(Some(Event::Kill));
+                    }
+                    Some(MasterReply::ReplayRequested) => return Ok(Some(Event::Replay)),
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(%app_id, "Lost the master; the application keeps running while looking for the leader.");
+                        self.reconnecting = Some(tokio::spawn(register_again(app_id)));
+                    }
+                },
+                joined = async { reconnecting.as_mut().expect("guarded").await }, if reconnecting.is_some() => {
+                    self.reconnecting = None;
+                    match joined.map_err(|e| RoleError::Other(e.to_string())).and_then(|r| r) {
+                        Ok((client, pushes)) => (*self.master, *self.pushes) = (client, pushes),
                         // A newer AppMaster runs the application: this one must stop.
-                        Ok(Err(RoleError::Refused(e))) => {
+                        Err(RoleError::Refused(e)) => {
                             tracing::error!(%app_id, error = %e, "The master refused this AppMaster.");
                             return Err(RoleError::Refused(e));
                         }
-                        Ok(Err(e)) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
-                        Err(e) => tracing::debug!(%app_id, error = %e, "No leading master yet."),
+                        Err(e) => return Ok(Some(Event::GiveUp(e.to_string()))),
                     }
-                }
-                Wake::GiveUp => {
-                    self.gave_up = true;
-                    return Ok(Some(Event::GiveUp(format!("no master for {:?}", self.master_timeout))));
                 }
             }
         }
@@ -691,13 +643,12 @@ impl gearpump_streaming::Executors for Processes<'_> {
         self.record_start_clock().await;
     }
 
-    async fn tick(&mut self, _: Timestamp, ending: bool) {
-        self.ending = ending;
+    async fn tick(&mut self, _: Timestamp, _: bool) {
         self.record_start_clock().await;
     }
 
     fn progress(&self) -> Option<Progress> {
-        if self.master_lost.is_some() {
+        if self.reconnecting.is_some() {
             return None;
         }
         let executors = self
