@@ -503,35 +503,24 @@ impl Processes<'_> {
             exit_if_stale(event);
             return None;
         };
-        let task = |t: u64| TaskId::from_u64(t);
-        let event = match event {
-            LinkEvent::Report(ExecutorReport::Clock { task: t, clock }) => {
-                TaskEvent::Clock { task: task(t), clock: Timestamp(clock) }
-            }
-            LinkEvent::Report(ExecutorReport::TaskFailed { task: t, error }) => {
-                TaskEvent::Failed { task: task(t), error }
-            }
-            LinkEvent::Report(ExecutorReport::TaskStopped { task: t }) => TaskEvent::Stopped { task: task(t) },
-            LinkEvent::Report(ExecutorReport::Checkpointed { task: t, time }) => {
-                TaskEvent::Checkpointed { task: task(t), time: Timestamp(time) }
-            }
-            LinkEvent::Report(ExecutorReport::Counters(cs, gauges)) => {
-                self.links[i].gauges = gauges;
-                self.counters.extend(cs.into_iter().map(|c| (c.task, c)));
-                return None;
-            }
+        match event {
+            LinkEvent::Report(report) => match TaskEvent::from_report(report) {
+                Ok(event) => Some(Event::Task(event)),
+                Err(ExecutorReport::Counters(cs, gauges)) => {
+                    self.links[i].gauges = gauges;
+                    self.counters.extend(cs.into_iter().map(|c| (c.task, c)));
+                    None
+                }
+                Err(_) => None,
+            },
             LinkEvent::Down if self.links[i].alive => {
                 self.links[i].alive = false;
                 tracing::warn!(app_id = %self.app_id, executor = id, "Lost an executor.");
                 // Its tasks will not report stopping.
-                return Some(Event::Lost {
-                    tasks: self.links[i].tasks.clone(),
-                    why: format!("executor {id} was lost"),
-                });
+                Some(Event::Lost { tasks: self.links[i].tasks.clone(), why: format!("executor {id} was lost") })
             }
-            LinkEvent::Report(_) | LinkEvent::Up(_) | LinkEvent::Down => return None,
-        };
-        Some(Event::Task(event))
+            LinkEvent::Up(_) | LinkEvent::Down => None,
+        }
     }
 
     /// Records the pending start clock with the master when due. The master records it first
@@ -624,7 +613,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
 
     fn upstream_clock(&mut self, task: TaskId, clock: Timestamp) {
         if let Some(l) = self.links.iter().find(|l| l.tasks.contains(&task)) {
-            let _ = l.commands.send(ExecutorCommand::UpstreamClock { task: task.to_u64(), clock: clock.0 });
+            let _ = l.commands.send(ExecutorCommand::UpstreamClock { task, clock });
         }
     }
 
@@ -634,7 +623,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
 
     fn checkpoint_complete(&mut self, time: Timestamp) {
         for l in &self.links {
-            let _ = l.commands.send(ExecutorCommand::CheckpointComplete { time: time.0 });
+            let _ = l.commands.send(ExecutorCommand::CheckpointComplete { time });
         }
     }
 
@@ -869,7 +858,7 @@ impl Launcher<'_> {
         )
         .await?;
         let data_addrs: Vec<SocketAddr> = links.iter().map(|l| l.data_addr.expect("registered")).collect();
-        let placement: Vec<Vec<u64>> = executors.iter().map(|e| packed(&e.tasks)).collect();
+        let placement: Vec<Vec<TaskId>> = executors.iter().map(|e| e.tasks.clone()).collect();
         // Each incarnation of the tasks (of any AppMaster) has its own session, so nothing of an
         // earlier one is taken for theirs.
         let session = app_id.0.wrapping_mul(2_654_435_761) ^ ((first as u32).wrapping_mul(0x9e37_79b9) | 1);
@@ -898,7 +887,7 @@ impl Launcher<'_> {
         .await
         .inspect_err(|_| stop_all(&links, true))?;
         for l in &links {
-            let _ = l.commands.send(ExecutorCommand::Start { clock: start.0 });
+            let _ = l.commands.send(ExecutorCommand::Start { clock: start });
         }
         Ok((first, links))
     }
@@ -1064,15 +1053,7 @@ async fn executor_main(
         let forward = out_tx.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(e) = events.recv().await {
-                let r = match e {
-                    TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task: task.to_u64(), clock: clock.0 },
-                    TaskEvent::Failed { task, error } => ExecutorReport::TaskFailed { task: task.to_u64(), error },
-                    TaskEvent::Stopped { task } => ExecutorReport::TaskStopped { task: task.to_u64() },
-                    TaskEvent::Checkpointed { task, time } => {
-                        ExecutorReport::Checkpointed { task: task.to_u64(), time: time.0 }
-                    }
-                };
-                if forward.send(r).is_err() {
+                if forward.send(e.into()).is_err() {
                     break;
                 }
             }
@@ -1109,7 +1090,7 @@ async fn executor_main(
                         .map(|(i, tasks)| Executor {
                             id: gearpump_core::ExecutorId(i as i32),
                             worker: WorkerId(0),
-                            tasks: tasks.iter().map(|t| TaskId::from_u64(*t)).collect(),
+                            tasks: tasks.clone(),
                         })
                         .collect();
                     // No more threads than tasks: an idle pool thread only competes for a core.
@@ -1153,7 +1134,7 @@ async fn executor_main(
                 }
                 ExecutorCommand::Start { clock } => {
                     if let Some(d) = &deployment {
-                        d.start(StartTime(Timestamp(clock)));
+                        d.start(StartTime(clock));
                         let (d, out) = (d.clone(), out_tx.clone());
                         ticker = Some(tokio::spawn(async move {
                             let mut interval = tokio::time::interval(Duration::from_millis(100));
@@ -1168,12 +1149,12 @@ async fn executor_main(
                 }
                 ExecutorCommand::UpstreamClock { task, clock } => {
                     if let Some(d) = &deployment {
-                        d.upstream_clock(TaskId::from_u64(task), Timestamp(clock));
+                        d.upstream_clock(task, clock);
                     }
                 }
                 ExecutorCommand::CheckpointComplete { time } => {
                     if let Some(d) = &deployment {
-                        d.checkpoint_complete(Timestamp(time));
+                        d.checkpoint_complete(time);
                     }
                 }
                 ExecutorCommand::Stop => {

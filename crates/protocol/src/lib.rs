@@ -21,7 +21,7 @@ mod stream;
 pub use gearpump_core::auth::ClusterSecret;
 use gearpump_core::auth::{self, PROOF_LEN, Role};
 pub use gearpump_core::config::PortLimits;
-use gearpump_core::{AppId, AppStatus, WorkerId};
+use gearpump_core::{AppId, AppStatus, TaskId, Timestamp, WorkerId};
 pub use gearpump_metrics::ReadOption;
 use gearpump_metrics::{HistogramSummary, Metric, MetricPoint, MetricValue};
 pub use refusal::MasterError;
@@ -810,31 +810,31 @@ pub enum ExecutorReport {
     LaunchFailed(String),
     /// A task's min clock.
     Clock {
-        /// The task (packed id).
-        task: u64,
+        /// The task.
+        task: TaskId,
         /// Its clock.
-        clock: i64,
+        clock: Timestamp,
     },
     /// A task failed.
     TaskFailed {
-        /// The task (packed id).
-        task: u64,
+        /// The task.
+        task: TaskId,
         /// The error.
         error: String,
     },
     /// A task stopped.
     TaskStopped {
-        /// The task (packed id).
-        task: u64,
+        /// The task.
+        task: TaskId,
     },
     /// Counters of its tasks, and its process's gauges.
     Counters(Vec<TaskCounters>, ProcessGauges),
     /// A task persisted its state at a time.
     Checkpointed {
-        /// The task (packed id).
-        task: u64,
+        /// The task.
+        task: TaskId,
         /// The checkpoint time.
-        time: i64,
+        time: Timestamp,
     },
 }
 
@@ -1051,8 +1051,8 @@ pub enum ExecutorCommand {
     /// Create these tasks. `placement[i]` lists the tasks of executor `i`, reachable at
     /// `data_addrs[i]`.
     Assign {
-        /// Every executor's tasks (packed ids).
-        placement: Vec<Vec<u64>>,
+        /// Every executor's tasks.
+        placement: Vec<Vec<TaskId>>,
         /// Every executor's data port.
         data_addrs: Vec<std::net::SocketAddr>,
         /// The tasks' session.
@@ -1071,14 +1071,14 @@ pub enum ExecutorCommand {
     /// Start every task from this clock.
     Start {
         /// The start clock.
-        clock: i64,
+        clock: Timestamp,
     },
     /// A task's upstream min clock.
     UpstreamClock {
-        /// The task (packed id).
-        task: u64,
+        /// The task.
+        task: TaskId,
         /// The clock.
-        clock: i64,
+        clock: Timestamp,
     },
     /// Stop every task.
     Stop,
@@ -1087,6 +1087,6 @@ pub enum ExecutorCommand {
     /// The checkpoint at `time` is complete: tell every task.
     CheckpointComplete {
         /// The checkpoint time.
-        time: i64,
+        time: Timestamp,
     },
 }

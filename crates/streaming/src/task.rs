@@ -13,6 +13,7 @@ use crate::timer::{TimerTarget, Timers};
 use crate::window::WindowedHistogram;
 use gearpump_api::{PartitionerInstance, StartTime, Task, TaskContext, TaskInfo, TaskIo, TaskResult, TimerId};
 use gearpump_core::{Message, TaskId, Timestamp};
+use gearpump_protocol::ExecutorReport;
 use gearpump_transport::flow::{FlowConfig, InboundFlow, OutboundFlow};
 use gearpump_transport::tcp::Connection;
 use gearpump_transport::wire::{BatchHeader, EncodedBatch};
@@ -57,6 +58,31 @@ pub enum TaskEvent {
         /// The checkpoint time.
         time: Timestamp,
     },
+}
+
+impl From<TaskEvent> for ExecutorReport {
+    fn from(event: TaskEvent) -> Self {
+        match event {
+            TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task, clock },
+            TaskEvent::Failed { task, error } => ExecutorReport::TaskFailed { task, error },
+            TaskEvent::Stopped { task } => ExecutorReport::TaskStopped { task },
+            TaskEvent::Checkpointed { task, time } => ExecutorReport::Checkpointed { task, time },
+        }
+    }
+}
+
+impl TaskEvent {
+    /// The task event an executor's report carries (what it sent for one); any other report
+    /// back as it was.
+    pub fn from_report(report: ExecutorReport) -> Result<TaskEvent, ExecutorReport> {
+        Ok(match report {
+            ExecutorReport::Clock { task, clock } => TaskEvent::Clock { task, clock },
+            ExecutorReport::TaskFailed { task, error } => TaskEvent::Failed { task, error },
+            ExecutorReport::TaskStopped { task } => TaskEvent::Stopped { task },
+            ExecutorReport::Checkpointed { task, time } => TaskEvent::Checkpointed { task, time },
+            other => return Err(other),
+        })
+    }
 }
 
 pub(crate) enum Input {
