@@ -268,11 +268,6 @@ async fn register_again(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedR
     }
 }
 
-/// Packs task ids for the wire.
-fn packed(tasks: &[TaskId]) -> Vec<u64> {
-    tasks.iter().map(|t| t.to_u64()).collect()
-}
-
 /// What an executor's control connection delivers to the AppMaster, in order.
 enum LinkEvent {
     /// Connected: where commands to it go. Always before its first report.
@@ -649,7 +644,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
                 worker: l.worker,
                 pid: l.pid,
                 host: l.data_addr.map_or_else(|| self.hostname.to_string(), |a| a.ip().to_string()),
-                tasks: packed(&l.tasks),
+                tasks: l.tasks.iter().map(|t| t.to_u64()).collect(),
                 status: if l.alive { ExecutorStatus::Active } else { ExecutorStatus::Lost },
             })
             .collect();
