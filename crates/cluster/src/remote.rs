@@ -162,26 +162,19 @@ pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<A
     let args: Vec<String> = std::env::args().skip(1).collect();
     let kind = kind.to_string();
     role_runtime()?.block_on(async {
-        let mut client = MasterClient::connect(masters, &cluster_secret()?).await?;
         let bytes = std::fs::read(&exe)?;
-        // A binary the masters hold already (submitted before) is not sent again.
         let id = crate::daemon::artifacts::content_id(&bytes[..])?;
-        let artifact = match client.ask(&MasterRequest::HasArtifact { id }, Duration::from_secs(30)).await? {
-            MasterReply::ArtifactStored { id } => {
-                eprintln!("{} is stored on the masters already.", exe.display());
-                id
+        // A leader change during the upload closes the connection: ask the new leader (the
+        // binary is content-addressed; what it holds already is not sent again).
+        let deadline = tokio::time::Instant::now() + crate::daemon::LEADER_PATIENCE;
+        let (mut client, artifact) = loop {
+            match upload(masters, &exe, &bytes, &id).await {
+                Err(RoleError::Protocol(e)) if !e.is_permanent() && tokio::time::Instant::now() < deadline => {
+                    eprintln!("Lost the leading master during the upload ({e}); asking the leader again.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => break other?,
             }
-            MasterReply::Ok => {
-                let chunk = |offset: u64| {
-                    let start = offset as usize;
-                    let end = (start + CHUNK).min(bytes.len());
-                    let percent = (end * 100).checked_div(bytes.len()).unwrap_or(100);
-                    eprintln!("Uploading {} ({} MiB): {percent}%", exe.display(), bytes.len() >> 20);
-                    Ok((bytes[start..end].to_vec(), end == bytes.len()))
-                };
-                client.upload_artifact(chunk).await?.map_err(unexpected)?
-            }
-            other => return Err(unexpected(other)),
         };
         let executors = env.executors;
         let priority = env.priority;
@@ -200,6 +193,48 @@ pub(crate) fn submit_this_binary(name: &str, tasks: u32, kind: &str) -> Result<A
             }
         }
     })
+}
+
+/// Connects to the leading master and makes sure it holds this binary (`bytes`, content id
+/// `id`), uploading it unless the masters have it already (submitted before).
+async fn upload(
+    masters: &[HostPort],
+    exe: &std::path::Path,
+    bytes: &[u8],
+    id: &str,
+) -> Result<(MasterClient, String), RoleError> {
+    let mut client = MasterClient::connect(masters, &cluster_secret()?).await?;
+    let artifact = match client.ask(&MasterRequest::HasArtifact { id: id.to_string() }, Duration::from_secs(30)).await?
+    {
+        MasterReply::ArtifactStored { id } => {
+            eprintln!("{} is stored on the masters already.", exe.display());
+            id
+        }
+        MasterReply::Ok => {
+            let chunk = |offset: u64| {
+                let start = offset as usize;
+                let end = (start + CHUNK).min(bytes.len());
+                let percent = (end * 100).checked_div(bytes.len()).unwrap_or(100);
+                eprintln!("Uploading {} ({} MiB): {percent}%", exe.display(), bytes.len() >> 20);
+                Ok((bytes[start..end].to_vec(), end == bytes.len()))
+            };
+            match client.upload_artifact(chunk).await? {
+                Ok(artifact) => artifact,
+                Err(reply) => return Err(not_leading(reply)),
+            }
+        }
+        other => return Err(not_leading(other)),
+    };
+    Ok((client, artifact))
+}
+
+/// A master's answer the upload did not expect: one that no longer leads is as good as a
+/// closed connection (the leader is looked for again).
+fn not_leading(reply: MasterReply) -> RoleError {
+    match reply {
+        MasterReply::NotLeader { .. } => RoleError::Protocol(ProtocolError::Closed),
+        other => unexpected(other),
+    }
 }
 
 /// Asks the master for `slots` slots on any workers; when too few are free, waits for the

@@ -177,3 +177,41 @@ fn an_appmaster_waiting_for_slots_when_the_leader_dies_asks_the_next_leader() {
     assert_eq!(log.matches("role=\"appmaster\"").count(), 1, "{log}");
     assert_eq!(ha.snapshot().unwrap().apps[0].info.status.as_str(), "active");
 }
+
+/// A leader that dies (or stops leading) in the middle of `gear app`'s upload does not fail the
+/// submission: the client asks the new leader, which gets the binary again.
+#[test]
+fn a_leader_killed_during_an_upload_does_not_fail_the_submission() {
+    use std::io::BufRead;
+    let mut ha = Ha::start("ha-upload");
+    let mut leader = None;
+    wait_until("the masters agree on a leader", || {
+        leader = ha.leader();
+        leader.is_some()
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gear"))
+        .arg("-conf")
+        .arg(&ha.conf)
+        .args(["app", "-jar"])
+        .arg(common::wordcount())
+        .current_dir(&ha.dir)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if ha.procs[leader.unwrap()].is_some() && line.contains("Uploading") {
+            ha.procs[leader.unwrap()] = None; // SIGKILL, mid-upload
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Lost the leading master during the upload"), "{text}");
+    assert_eq!(submitted_id(&out), 1, "{text}");
+    wait_until("wordcount's clock moves", || ha.clock(1).is_some_and(|c| c > 0));
+}
