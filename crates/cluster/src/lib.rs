@@ -14,7 +14,7 @@
 //! - [`EmbeddedCluster`]: master, workers, AppMasters and executors in one process, the default
 //!   a newcomer meets first and what most tests use.
 //! - [`daemon`]: the networked master and worker daemons and the master's client.
-//! - [`env`]: the environment contract between the cluster and the processes of an
+//! - [`env`](mod@env): the environment contract between the cluster and the processes of an
 //!   application binary, typed and parsed once.
 //! - [`remote`]: the roles an application binary plays in a cluster: client, AppMaster,
 //!   executor.

@@ -140,7 +140,7 @@ impl Replicated {
 /// The Raft settings of the masters. A follower stands for election once the leader's lease
 /// (`election_timeout_max`) and then its own random timeout (`election_timeout_min` to max)
 /// have passed without a heartbeat: 1.3–1.6 s after a leader's last one (the guide's masters
-/// took up to 15 s). Heartbeats every 150 ms, each allowed [`RPC_LIMIT`], leave room for a
+/// took up to 15 s). Heartbeats every 150 ms, each allowed `RPC_LIMIT`, leave room for a
 /// busy machine.
 pub fn config() -> Arc<openraft::Config> {
     let config = openraft::Config {
@@ -163,7 +163,7 @@ const STAND_AFTER: Duration = Duration::from_millis(200);
 /// refuses connections (its process died: the kernel closed its sockets and its listener),
 /// this master stands for election at once, instead of after the leader's lease and its own
 /// election timeout (1.3–1.6 s of silence). The surviving masters stand one after another by
-/// node id ([`STAND_AFTER`] apart), each only if no new leader has appeared by then. A leader
+/// node id (`STAND_AFTER` apart), each only if no new leader has appeared by then. A leader
 /// that is alive but unreachable (a partition) does not refuse connections: then the usual
 /// timeouts decide, as before.
 pub async fn on_peer_connection_closed(raft: Raft) {
