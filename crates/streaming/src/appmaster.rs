@@ -1,6 +1,11 @@
 //! The AppMaster of a streaming application: asks the master for slots, places the tasks on
 //! executors, runs the clock service, and decides when the application has succeeded, failed
 //! or been killed.
+//!
+//! [`supervise`] is the one AppMaster loop: it drives a [`Supervisor`] over an [`Executors`]
+//! implementation and carries out its actions. This module's own implementation runs every
+//! task in this process (the embedded cluster, [`spawn`]); `gearpump_cluster::remote` has the
+//! one for executor processes on a real cluster.
 
 use crate::executor::{DataPlane, Deployment, Executor, LaunchSpec, Runtime};
 use crate::supervisor::{Action, Ending, Supervisor};

@@ -21,7 +21,9 @@
 //!   batches of up to `ack_once_every` messages, each followed by an AckRequest, and stops
 //!   taking input while any downstream task has `max_pending` un-acked messages.
 //! - [`executor::Deployment`]: every task of an application, placed on executors.
-//! - [`appmaster`]: the AppMaster actor: resources, placement, clock service, outcome.
+//! - [`appmaster`]: the AppMaster: resources, placement, clock service, outcome.
+//!   [`appmaster::supervise`] is its one loop, over an [`appmaster::Executors`]
+//!   implementation: tasks in this process, or (in `gearpump-cluster`) executor processes.
 
 pub mod appmaster;
 pub mod executor;
