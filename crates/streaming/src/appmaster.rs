@@ -291,8 +291,6 @@ pub enum Event {
     Replay,
     /// The AppMaster cannot go on (its master has been unreachable too long).
     GiveUp(String),
-    /// Nothing the supervisor needs to know (a counter update, a reconnection).
-    Nothing,
 }
 
 /// For the periodic report: the tasks' counters, the executor processes' gauges, the executors.
@@ -407,7 +405,6 @@ pub async fn supervise<X: Executors>(
                     supervisor.on_replay()
                 }
                 Some(Event::GiveUp(why)) => supervisor.on_give_up(why),
-                Some(Event::Nothing) => Vec::new(),
                 None => break,
             },
         };
@@ -513,19 +510,21 @@ impl Executors for InProcess {
     }
 
     async fn next(&mut self) -> Result<Option<Event>, String> {
-        Ok(tokio::select! {
-            event = self.events.recv() => event.map(Event::Task),
-            // A replay restarts the tasks; a kill, or the master gone, ends the application.
-            push = self.pushes.recv(), if !self.master_gone => match push {
-                Some(MasterReply::ReplayRequested) => Some(Event::Replay),
-                Some(MasterReply::KillRequested) => Some(Event::Kill),
-                Some(_) => Some(Event::Nothing),
-                None => {
-                    self.master_gone = true;
-                    Some(Event::Kill)
-                }
-            },
-        })
+        loop {
+            tokio::select! {
+                event = self.events.recv() => return Ok(event.map(Event::Task)),
+                // A replay restarts the tasks; a kill, or the master gone, ends the application.
+                push = self.pushes.recv(), if !self.master_gone => match push {
+                    Some(MasterReply::ReplayRequested) => return Ok(Some(Event::Replay)),
+                    Some(MasterReply::KillRequested) => return Ok(Some(Event::Kill)),
+                    Some(_) => {}
+                    None => {
+                        self.master_gone = true;
+                        return Ok(Some(Event::Kill));
+                    }
+                },
+            }
+        }
     }
 
     fn upstream_clock(&mut self, task: TaskId, clock: Timestamp) {
