@@ -549,13 +549,15 @@ pub enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
 }
 
-/// Answers a Raft request from another master: the encoded response.
+/// Answers a Raft request from another master: the encoded response, led by the number of
+/// the call it answers (see [`Connection`]).
 pub async fn serve_rpc(raft: &Raft, rpc: &[u8]) -> Vec<u8> {
-    let encoded = match postcard::from_bytes::<Rpc>(rpc) {
-        Err(e) => postcard::to_stdvec(&Err::<(), String>(format!("undecodable Raft request: {e}"))),
-        Ok(Rpc::Append(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.append_entries(req).await)),
-        Ok(Rpc::Vote(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.vote(req).await)),
-        Ok(Rpc::Snapshot(req)) => postcard::to_stdvec(&Ok::<_, String>(raft.install_snapshot(req).await)),
+    let Ok((call, rest)) = postcard::take_from_bytes::<u64>(rpc) else { return Vec::new() };
+    let encoded = match postcard::from_bytes::<Rpc>(rest) {
+        Err(e) => postcard::to_stdvec(&(call, Err::<(), String>(format!("undecodable Raft request: {e}")))),
+        Ok(Rpc::Append(req)) => postcard::to_stdvec(&(call, Ok::<_, String>(raft.append_entries(req).await))),
+        Ok(Rpc::Vote(req)) => postcard::to_stdvec(&(call, Ok::<_, String>(raft.vote(req).await))),
+        Ok(Rpc::Snapshot(req)) => postcard::to_stdvec(&(call, Ok::<_, String>(raft.install_snapshot(req).await))),
     };
     encoded.unwrap_or_default()
 }
@@ -570,16 +572,27 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection { target, addr: node.addr.clone(), client: None, secret: self.secret.clone() }
+        Connection { target, addr: node.addr.clone(), client: None, secret: self.secret.clone(), calls: 0 }
     }
 }
 
 /// Raft messages to one other master, on one control connection (made again when it fails).
+///
+/// Every call is numbered and its answer must carry the same number, or the connection is
+/// dropped and the call fails as unreachable. Raft is only safe if an answer is never taken
+/// for another request's: a late "success" of a heartbeat read as the answer to an append
+/// makes the leader count entries a follower never stored, and commit them without a
+/// majority. (Before calls took their connection with them, a call openraft cancelled left
+/// its late answer for the next call to read; a follower then met a log entry below its
+/// commit index that differed from its own, and openraft's debug assertion in `has_log_id`
+/// fired. The numbers make any such pairing fail loudly instead.)
 pub struct Connection {
     target: NodeId,
     addr: String,
     client: Option<super::MasterClient>,
     secret: gearpump_protocol::ClusterSecret,
+    /// The number of the last call.
+    calls: u64,
 }
 
 impl Connection {
@@ -589,7 +602,9 @@ impl Connection {
         E: std::error::Error + for<'a> Deserialize<'a>,
     {
         let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::new(&io_err(e)));
-        let bytes = postcard::to_stdvec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&io_err(e))))?;
+        self.calls += 1;
+        let call = self.calls;
+        let bytes = postcard::to_stdvec(&(call, rpc)).map_err(|e| RPCError::Network(NetworkError::new(&io_err(e))))?;
         // The connection is out of `self` while a call uses it, and goes back only once the
         // answer is in: a call openraft gives up on (its own, shorter heartbeat limit drops
         // this future) takes the connection with it, so the next call does not read that
@@ -610,8 +625,13 @@ impl Connection {
         let MasterReply::Raft { bytes } = reply else {
             return Err(unreachable(&format!("master {} answered {reply:?}", self.addr)));
         };
+        let answered = postcard::take_from_bytes::<u64>(&bytes).map(|(n, _)| n).ok();
+        if answered != Some(call) {
+            let answered = answered.map_or("no call".to_string(), |n| format!("call {n}"));
+            return Err(unreachable(&format!("master {} answered {answered} to call {call}", self.addr)));
+        }
         self.client = Some(client);
-        match postcard::from_bytes::<Result<Result<Resp, E>, String>>(&bytes) {
+        match postcard::from_bytes::<(u64, Result<Result<Resp, E>, String>)>(&bytes).map(|(_, r)| r) {
             Ok(Ok(Ok(resp))) => Ok(resp),
             Ok(Ok(Err(e))) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&io_err(e)))),
@@ -654,6 +674,77 @@ impl RaftNetwork<TypeConfig> for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A master stand-in on 127.0.0.1 that answers every Raft call with `answer(call)`: the
+    /// call number to put on the answer, a delay and whether the follower agreed.
+    async fn peer(answer: fn(u64) -> (u64, Duration, bool)) -> String {
+        use gearpump_protocol::{ClusterSecret, read_msg, server_handshake, write_msg};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = tokio::io::split(tcp);
+                    let secret = ClusterSecret::none();
+                    server_handshake(&mut r, &mut w, &secret, Duration::from_secs(5)).await.unwrap();
+                    while let Ok(MasterRequest::Raft { rpc }) = read_msg(&mut r).await {
+                        let (call, _) = postcard::take_from_bytes::<u64>(&rpc).unwrap();
+                        let (number, delay, agreed) = answer(call);
+                        tokio::time::sleep(delay).await;
+                        let resp = if agreed {
+                            AppendEntriesResponse::<NodeId>::Success
+                        } else {
+                            AppendEntriesResponse::Conflict
+                        };
+                        let answer = Ok::<_, String>(Ok::<_, RaftError<NodeId>>(resp));
+                        let bytes = postcard::to_stdvec(&(number, answer)).unwrap();
+                        if write_msg(&mut w, &MasterReply::Raft { bytes }).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![],
+        }
+    }
+
+    async fn connection(addr: String) -> Connection {
+        let mut network = Network { secret: gearpump_protocol::ClusterSecret::none() };
+        network.new_client(2, &BasicNode { addr }).await
+    }
+
+    #[tokio::test]
+    async fn a_call_cancelled_before_its_answer_leaves_that_answer_to_no_other_call() {
+        // The first call is answered late, and with a conflict; the second at once, agreed.
+        let addr = peer(|call| (call, Duration::from_millis(if call == 1 { 400 } else { 0 }), call != 1)).await;
+        let mut conn = connection(addr).await;
+        let option = RPCOption::new(Duration::from_secs(5));
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), conn.append_entries(heartbeat(), option)).await;
+        assert!(cancelled.is_err(), "the first call was cancelled");
+        let option = RPCOption::new(Duration::from_secs(5));
+        let second = conn.append_entries(heartbeat(), option).await.expect("the second call is answered");
+        assert_eq!(second, AppendEntriesResponse::Success, "the second call got its own answer");
+    }
+
+    #[tokio::test]
+    async fn an_answer_numbered_for_another_call_fails_the_call_and_drops_the_connection() {
+        let addr = peer(|call| (call + 1, Duration::ZERO, true)).await;
+        let mut conn = connection(addr).await;
+        let option = RPCOption::new(Duration::from_secs(5));
+        let err = conn.append_entries(heartbeat(), option).await.expect_err("a wrongly numbered answer");
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err}");
+        assert!(err.to_string().contains("answered call 2 to call 1"), "{err}");
+        assert!(conn.client.is_none(), "the connection is dropped");
+    }
 
     fn app(id: u32, status: &str) -> AppMeta {
         AppMeta {
