@@ -72,6 +72,13 @@ struct AppRecord {
     address: Option<std::net::SocketAddr>,
 }
 
+impl AppRecord {
+    /// An application's record before its AppMaster registers.
+    fn new(artifact: String, args: Vec<String>, executors: u32) -> Self {
+        AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None }
+    }
+}
+
 enum Command {
     Request {
         req: MasterRequest,
@@ -217,7 +224,7 @@ fn from_meta(meta: AppMeta) -> (App, AppRecord) {
         appmaster: None,
         start_clock,
     };
-    (app, AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None })
+    (app, AppRecord::new(artifact, args, executors))
 }
 
 fn refused(e: &MasterError) -> MasterReply {
@@ -316,10 +323,7 @@ impl MasterState {
                 match self.core.submit(Submission { name, kind, priority, user, tasks }, None, now) {
                     Err(MasterError::NotEnoughSlots { .. }) if rejoining => refused(&MasterError::WorkersRejoining),
                     Ok(app_id) => {
-                        self.apps.insert(
-                            app_id,
-                            AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None },
-                        );
+                        self.apps.insert(app_id, AppRecord::new(artifact, args, executors));
                         MasterReply::Submitted { app_id }
                     }
                     Err(e) => refused(&e),
@@ -409,14 +413,7 @@ impl MasterState {
                 Ok(again) => {
                     tracing::info!(%app_id, new = %again, "Restarting application.");
                     if let Some(a) = self.apps.get(&app_id) {
-                        let record = AppRecord {
-                            artifact: a.artifact.clone(),
-                            args: a.args.clone(),
-                            executors: a.executors,
-                            appmaster: None,
-                            runtime: None,
-                            address: None,
-                        };
+                        let record = AppRecord::new(a.artifact.clone(), a.args.clone(), a.executors);
                         self.apps.insert(again, record);
                     }
                     MasterReply::Submitted { app_id: again }
@@ -941,33 +938,10 @@ pub async fn run_master(
         orphans_checked: false,
         leadership: leadership.clone(),
     };
-    let reporter_task = reporter.map(|(reporter, every)| {
-        let ticker = tx.clone();
+    if let Some((reporter, every)) = &reporter {
         tracing::info!(reporter = %reporter, every = ?every, "Reporting metrics.");
-        let task = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                if ticker.send(Command::Report).is_err() {
-                    break;
-                }
-            }
-        });
-        (reporter, task)
-    });
-    let reporter = reporter_task.as_ref().map(|(r, _)| r.clone());
-    let ticker = tx.clone();
+    }
     let tick_every = (timing.heartbeat_interval / 2).max(Duration::from_millis(50));
-    let tick_task = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(tick_every);
-        loop {
-            interval.tick().await;
-            if ticker.send(Command::Tick).is_err() {
-                break;
-            }
-        }
-    });
     let actor_raft = raft.clone();
     let actor_tx = tx.clone();
     let actor_secret = secret.clone();
@@ -975,7 +949,20 @@ pub async fn run_master(
     let actor = tokio::spawn(async move {
         let raft = actor_raft;
         let mut leading = false;
-        while let Some(cmd) = rx.recv().await {
+        let mut tick = tokio::time::interval(tick_every);
+        // A tick late behind a slow commit is not made up for with a burst.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = reporter.as_ref().map_or(Duration::from_secs(3600), |(_, every)| *every);
+        let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+                _ = tick.tick() => Command::Tick,
+                _ = report.tick(), if reporter.is_some() => Command::Report,
+            };
             match cmd {
                 Command::Leadership { leading: now } => {
                     if now && !leading {
@@ -1064,7 +1051,7 @@ pub async fn run_master(
                     }
                 }
                 Command::Report => {
-                    if let Some(r) = &reporter {
+                    if let Some((r, _)) = &reporter {
                         state.report(r);
                     }
                 }
@@ -1111,10 +1098,6 @@ pub async fn run_master(
     tokio::select! {
         _ = accept => {}
         _ = shutdown => {}
-    }
-    tick_task.abort();
-    if let Some((_, task)) = reporter_task {
-        task.abort();
     }
     actor.abort();
     watcher.abort();
