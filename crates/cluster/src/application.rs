@@ -25,8 +25,7 @@ use crate::remote::{RoleError, register_appmaster, unexpected};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, AppStatus, UserConfig, WorkerId};
 use gearpump_protocol::{
-    ClusterSecret, ConnectionGate, Locality, MasterReply, MasterRequest, ProtocolError, WorkerInfo, client_handshake,
-    read_msg, server_handshake, write_msg,
+    ClusterSecret, Locality, MasterReply, MasterRequest, ProtocolError, WorkerInfo, read_msg, write_msg,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -905,25 +904,15 @@ async fn accept(
     kind: &'static str,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let gate = ConnectionGate::new(limits);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "Accepting a connection to the AppMaster failed.");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = gate.admit("appmaster", peer) else { continue };
+    gearpump_protocol::serve_port(listener, limits, "appmaster", |stream, peer| {
         let (events, secret) = (events.clone(), secret.clone());
-        tokio::spawn(async move {
-            let _admitted = admitted;
+        async move {
             if let Err(e) = serve(stream, peer, limits.hello_timeout, &secret, kind, events).await {
                 tracing::warn!(%peer, error = %e, "A connection to the AppMaster ended.");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn serve(
@@ -934,21 +923,11 @@ async fn serve(
     kind: &str,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), ProtocolError> {
-    let _ = stream.set_nodelay(true);
-    let stream = gearpump_protocol::accept_stream(stream, secret, hello_timeout).await?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    server_handshake(&mut rd, &mut wr, secret, hello_timeout).await?;
+    let (mut rd, mut wr) = gearpump_protocol::accept_control(stream, secret, hello_timeout).await?;
     match read_msg::<_, Hello>(&mut rd).await? {
         Hello::Executor { id } => {
-            let (tx, mut commands) = mpsc::unbounded_channel::<ToExecutor>();
+            let (tx, _) = gearpump_protocol::spawn_writer::<ToExecutor, _>(wr);
             let _ = events.send(Event::ExecutorUp { id, host: peer.ip().to_string(), commands: tx });
-            tokio::spawn(async move {
-                while let Some(c) = commands.recv().await {
-                    if write_msg(&mut wr, &c).await.is_err() {
-                        break;
-                    }
-                }
-            });
             while let Ok(done) = read_msg::<_, Done>(&mut rd).await {
                 let _ = events.send(Event::ExecutorDone { id, done });
             }
@@ -1001,7 +980,7 @@ async fn executor_session<M: AppMaster>(
     let ctx = ExecutorContext { app_id, executor_id: id, worker, config: app.config.clone() };
     let mut user = (app.executor)(&ctx);
     let (tasks_tx, tasks) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
-    let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
+    let (done_tx, writer) = gearpump_protocol::spawn_writer::<Done, _>(wr);
     // Tasks run one at a time on a thread of their own, so a long one blocks no connection.
     std::thread::Builder::new().name("gearpump-executor".into()).spawn(move || {
         while let Ok((seq, body)) = tasks.recv() {
@@ -1015,13 +994,6 @@ async fn executor_session<M: AppMaster>(
             }
         }
     })?;
-    let writer = tokio::spawn(async move {
-        while let Some(d) = done.recv().await {
-            if write_msg(&mut wr, &d).await.is_err() {
-                break;
-            }
-        }
-    });
     loop {
         match read_msg::<_, ToExecutor>(&mut rd).await {
             Ok(ToExecutor::Task { seq, body }) => {
@@ -1045,12 +1017,7 @@ type Reader = tokio::io::ReadHalf<gearpump_protocol::ControlStream>;
 type Writer = tokio::io::WriteHalf<gearpump_protocol::ControlStream>;
 
 async fn connect(to: SocketAddr, secret: &ClusterSecret) -> Result<(Reader, Writer), ProtocolError> {
-    let stream = TcpStream::connect(to).await?;
-    stream.set_nodelay(true)?;
-    let stream = gearpump_protocol::connect_stream(stream, &to.ip().to_string(), secret).await?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    client_handshake(&mut rd, &mut wr, secret).await?;
-    Ok((rd, wr))
+    gearpump_protocol::open_control(TcpStream::connect(to).await?, &to.ip().to_string(), secret).await
 }
 
 /// Why a client could not talk to an application.

@@ -18,8 +18,8 @@ use gearpump_api::{StartTime, StreamApplication};
 use gearpump_config::{GearConfig, HostPort};
 use gearpump_core::{AppId, AppStatus, ProcessorId, TaskId, Timestamp, WorkerId};
 use gearpump_protocol::{
-    ClusterSecret, ConnectionGate, ExecutorCommand, ExecutorReport, ExecutorStatus, Locality, MasterReply,
-    MasterRequest, ProtocolError, TaskCounters, client_handshake, read_msg, server_handshake, write_msg,
+    ClusterSecret, ExecutorCommand, ExecutorReport, ExecutorStatus, Locality, MasterReply, MasterRequest,
+    ProtocolError, TaskCounters, read_msg, write_msg,
 };
 use gearpump_streaming::appmaster::{flow_from_config, place};
 use gearpump_streaming::supervisor::Ending;
@@ -412,25 +412,10 @@ async fn appmaster_loop(
     let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
     // Executors of every incarnation connect back here and register under their ids.
     let (link_tx, link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
-    tokio::spawn(async move {
-        let gate = ConnectionGate::new(limits);
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let Some(admitted) = gate.admit("appmaster", peer) else { continue };
-                    let (link_tx, secret) = (link_tx.clone(), secret.clone());
-                    tokio::spawn(async move {
-                        let _admitted = admitted;
-                        serve_executor(stream, peer, limits.hello_timeout, &secret, link_tx).await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting an executor's connection failed.");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    });
+    tokio::spawn(gearpump_protocol::serve_port(listener, limits, "appmaster", move |stream, peer| {
+        let (link_tx, secret) = (link_tx.clone(), secret.clone());
+        async move { serve_executor(stream, peer, limits.hello_timeout, &secret, link_tx).await }
+    }));
     let s = conf.settings().map_err(|e| RoleError::Other(e.to_string()))?;
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
@@ -970,19 +955,13 @@ async fn serve_executor(
     secret: &ClusterSecret,
     events: mpsc::UnboundedSender<(i32, LinkEvent)>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let stream = match gearpump_protocol::accept_stream(stream, secret, hello_timeout).await {
-        Ok(stream) => stream,
+    let (mut rd, wr) = match gearpump_protocol::accept_control(stream, secret, hello_timeout).await {
+        Ok(halves) => halves,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "Refused a connection to the AppMaster.");
             return;
         }
     };
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    if let Err(e) = server_handshake(&mut rd, &mut wr, secret, hello_timeout).await {
-        tracing::warn!(%peer, error = %e, "Refused a connection to the AppMaster.");
-        return;
-    }
     let first: ExecutorReport = match read_msg(&mut rd).await {
         Ok(r) => r,
         Err(_) => return,
@@ -991,16 +970,9 @@ async fn serve_executor(
         tracing::warn!(?first, "A connection to the AppMaster did not register as an executor.");
         return;
     };
-    let (tx, mut commands) = mpsc::unbounded_channel::<ExecutorCommand>();
+    let (tx, _) = gearpump_protocol::spawn_writer::<ExecutorCommand, _>(wr);
     let _ = events.send((id, LinkEvent::Up(tx)));
     let _ = events.send((id, LinkEvent::Report(first)));
-    tokio::spawn(async move {
-        while let Some(c) = commands.recv().await {
-            if write_msg(&mut wr, &c).await.is_err() {
-                break;
-            }
-        }
-    });
     while let Ok(r) = read_msg::<_, ExecutorReport>(&mut rd).await {
         if events.send((id, LinkEvent::Report(r))).is_err() {
             return;
@@ -1065,20 +1037,10 @@ async fn executor_main(
             secret.clone(),
         )?;
         let data_addr = server.local_addr();
-        let stream = TcpStream::connect(appmaster).await?;
-        stream.set_nodelay(true)?;
-        let stream = gearpump_protocol::connect_stream(stream, &appmaster.ip().to_string(), &secret).await?;
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        client_handshake(&mut rd, &mut wr, &secret).await?;
+        let tcp = TcpStream::connect(appmaster).await?;
+        let (mut rd, mut wr) = gearpump_protocol::open_control(tcp, &appmaster.ip().to_string(), &secret).await?;
         write_msg(&mut wr, &ExecutorReport::Register { executor: me, data_addr, pid: std::process::id() }).await?;
-        let (out_tx, mut out) = mpsc::unbounded_channel::<ExecutorReport>();
-        let writer = tokio::spawn(async move {
-            while let Some(r) = out.recv().await {
-                if write_msg(&mut wr, &r).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (out_tx, writer) = gearpump_protocol::spawn_writer::<ExecutorReport, _>(wr);
         let (events_tx, mut events) = mpsc::unbounded_channel::<TaskEvent>();
         let forward = out_tx.clone();
         let forwarder = tokio::spawn(async move {

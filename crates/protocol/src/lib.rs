@@ -15,9 +15,11 @@
 //! ([`client_handshake`], [`server_handshake`]); with `gearpump.tls.enabled` it runs inside TLS
 //! ([`ControlStream`], opened by [`connect_stream`] and [`accept_stream`]).
 
+mod control;
 mod refusal;
 mod stream;
 
+pub use control::{ControlReader, ControlWriter, accept_control, open_control, serve_port, spawn_writer};
 pub use gearpump_core::auth::ClusterSecret;
 use gearpump_core::auth::{self, PROOF_LEN, Role};
 pub use gearpump_core::config::PortLimits;

@@ -23,10 +23,7 @@ pub use submit::{SubmitBinaryError, SubmitOptions, submit_binary};
 pub use worker::{WorkerSettings, run_worker};
 
 use gearpump_config::{GearConfig, HostPort};
-use gearpump_protocol::{
-    ClusterSecret, ControlStream, MasterReply, MasterRequest, ProtocolError, client_handshake, connect_stream,
-    read_msg, write_msg,
-};
+use gearpump_protocol::{ClusterSecret, ControlStream, MasterReply, MasterRequest, ProtocolError, read_msg, write_msg};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -90,16 +87,11 @@ async fn connect_to(m: &HostPort, secret: &ClusterSecret) -> Result<ControlStrea
     let tcp = tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect((m.host.as_str(), m.port)))
         .await
         .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
-    tcp.set_nodelay(true)?;
     detect_dead_peer(&tcp)?;
-    tokio::time::timeout(CONNECT_LIMIT, async {
-        let stream = connect_stream(tcp, &m.host, secret).await?;
-        let (mut r, mut w) = tokio::io::split(stream);
-        client_handshake(&mut r, &mut w, secret).await?;
-        Ok(r.unsplit(w))
-    })
-    .await
-    .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))?
+    let (r, w) = tokio::time::timeout(CONNECT_LIMIT, gearpump_protocol::open_control(tcp, &m.host, secret))
+        .await
+        .map_err(|_| ProtocolError::Timeout(CONNECT_LIMIT))??;
+    Ok(r.unsplit(w))
 }
 
 /// Asks the master on `stream` which master leads.
@@ -288,17 +280,10 @@ impl DuplexClient {
         secret: &ClusterSecret,
     ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), ProtocolError> {
         let (stream, master) = connect_leader(masters, secret).await?;
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let (requests, mut outbox) = mpsc::unbounded_channel::<MasterRequest>();
+        let (mut rd, wr) = tokio::io::split(stream);
+        let (requests, _) = gearpump_protocol::spawn_writer(wr);
         let (reply_tx, replies) = mpsc::unbounded_channel();
         let (push_tx, pushes) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(req) = outbox.recv().await {
-                if write_msg(&mut wr, &req).await.is_err() {
-                    break;
-                }
-            }
-        });
         tokio::spawn(async move {
             while let Ok(msg) = read_msg::<_, MasterReply>(&mut rd).await {
                 let is_push = msg.is_push();
@@ -456,7 +441,7 @@ mod tests {
         for _ in 0..4 {
             let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
             let (mut r, mut w) = c.split();
-            client_handshake(&mut r, &mut w, &ClusterSecret::none()).await.unwrap();
+            gearpump_protocol::client_handshake(&mut r, &mut w, &ClusterSecret::none()).await.unwrap();
             kept.push(c);
         }
         let mut fifth = tokio::net::TcpStream::connect(&addr).await.unwrap();
