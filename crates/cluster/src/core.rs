@@ -93,8 +93,9 @@ pub struct Worker {
     pub alive: bool,
 }
 
-/// An application as the master keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An application as the master keeps it. The masters replicate it whole but for what
+/// belongs to the leader's connections (`appmaster_exits`, `appmaster`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct App {
     /// Its id.
     pub id: AppId,
@@ -126,8 +127,10 @@ pub struct App {
     pub appmaster_launches: u32,
     /// AppMaster processes seen to exit: an exit while a newer one was launched is an
     /// earlier AppMaster's.
+    #[serde(skip)]
     pub appmaster_exits: u32,
     /// The connection of the AppMaster that speaks for it, once registered.
+    #[serde(skip)]
     pub appmaster: Option<u64>,
     /// Where a new AppMaster resumes: the start clock the current one last recorded.
     pub start_clock: i64,

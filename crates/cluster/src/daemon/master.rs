@@ -26,8 +26,7 @@ use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use gearpump_protocol::{
-    AppInfo, ClusterSecret, ConnectionGate, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand,
-    WorkerInfo, read_msg, server_handshake, write_msg,
+    AppInfo, ClusterSecret, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand, WorkerInfo, read_msg,
 };
 use gearpump_streaming::AppStatus;
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,26 +203,8 @@ fn app_info(app: &App) -> AppInfo {
 /// The core's record of a replicated application (its current AppMaster counts as alive
 /// until a worker says otherwise), and the daemon's.
 fn from_meta(meta: AppMeta) -> (App, AppRecord) {
-    let AppMeta { info, artifact, args, held, executors, tasks, appmaster_launches, start_clock, priority } = meta;
-    let app = App {
-        id: info.id,
-        name: info.name,
-        kind: info.kind,
-        priority,
-        user: info.user,
-        status: info.status,
-        submission_time: Timestamp(info.submission_time),
-        start_time: info.start_time.map(Timestamp),
-        finish_time: info.finish_time.map(Timestamp),
-        error: info.error,
-        worker: info.worker.unwrap_or(WorkerId(0)),
-        tasks,
-        held,
-        appmaster_launches,
-        appmaster_exits: appmaster_launches.saturating_sub(1),
-        appmaster: None,
-        start_clock,
-    };
+    let AppMeta { mut app, artifact, args, executors } = meta;
+    app.appmaster_exits = app.appmaster_launches.saturating_sub(1);
     (app, AppRecord::new(artifact, args, executors))
 }
 
@@ -583,16 +564,13 @@ impl MasterState {
             .iter()
             .map(|(id, a)| {
                 let record = self.apps.get(id);
+                // What belongs to this leader's connections is not replicated.
+                let app = App { appmaster_exits: 0, appmaster: None, ..a.clone() };
                 let meta = AppMeta {
-                    info: app_info(a),
+                    app,
                     artifact: record.map(|r| r.artifact.clone()).unwrap_or_default(),
                     args: record.map(|r| r.args.clone()).unwrap_or_default(),
-                    held: a.held.clone(),
                     executors: record.map_or(0, |r| r.executors),
-                    tasks: a.tasks,
-                    appmaster_launches: a.appmaster_launches,
-                    start_clock: a.start_clock,
-                    priority: a.priority,
                 };
                 (*id, meta)
             })
@@ -1058,43 +1036,26 @@ pub async fn run_master(
             }
         }
     });
-    let accept = async {
-        let mut next_conn = 0u64;
-        let gate = ConnectionGate::new(limits);
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let Some(admitted) = gate.admit("master", peer) else { continue };
-                    next_conn += 1;
-                    let tx = tx.clone();
-                    let conn = next_conn;
-                    let (raft, leadership, epoch) = (raft.clone(), leadership.clone(), epoch_rx.clone());
-                    let me = me.to_string();
-                    let secret = secret.clone();
-                    tokio::spawn(async move {
-                        let _admitted = admitted;
-                        let hello_timeout = limits.hello_timeout;
-                        let ctx = ConnectionContext { raft, leadership, epoch, me, hello_timeout, secret };
-                        if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
-                            match e {
-                                ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
-                                e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Tls(_)) => {
-                                    tracing::warn!(%peer, error = %e, "Refused a control connection.");
-                                }
-                                e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
-                            }
-                        }
-                        let _ = tx.send(Command::Disconnected { conn });
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a control connection failed.");
-                    // Out of file descriptors, say: do not spin.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut next_conn = 0u64;
+    let accept = gearpump_protocol::serve_port(listener, limits, "master", |stream, peer| {
+        next_conn += 1;
+        let (tx, conn) = (tx.clone(), next_conn);
+        let (raft, leadership, epoch) = (raft.clone(), leadership.clone(), epoch_rx.clone());
+        let (me, secret, hello_timeout) = (me.to_string(), secret.clone(), limits.hello_timeout);
+        async move {
+            let ctx = ConnectionContext { raft, leadership, epoch, me, hello_timeout, secret };
+            if let Err(e) = serve_connection(stream, conn, &tx, ctx).await {
+                match e {
+                    ProtocolError::Closed => tracing::debug!(%peer, "Control connection closed."),
+                    e @ (ProtocolError::NotAuthenticated { .. } | ProtocolError::Tls(_)) => {
+                        tracing::warn!(%peer, error = %e, "Refused a control connection.");
+                    }
+                    e => tracing::warn!(%peer, error = %e, "Dropped a control connection."),
                 }
             }
+            let _ = tx.send(Command::Disconnected { conn });
         }
-    };
+    });
     tokio::select! {
         _ = accept => {}
         _ = shutdown => {}
@@ -1126,19 +1087,9 @@ async fn serve_connection(
     tx: &mpsc::UnboundedSender<Command>,
     mut ctx: ConnectionContext,
 ) -> Result<(), ProtocolError> {
-    stream.set_nodelay(true)?;
     super::detect_dead_peer(&stream)?;
-    let stream = gearpump_protocol::accept_stream(stream, &ctx.secret, ctx.hello_timeout).await?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    server_handshake(&mut rd, &mut wr, &ctx.secret, ctx.hello_timeout).await?;
-    let (out, mut outbox) = mpsc::unbounded_channel::<MasterReply>();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = outbox.recv().await {
-            if write_msg(&mut wr, &msg).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (mut rd, wr) = gearpump_protocol::accept_control(stream, &ctx.secret, ctx.hello_timeout).await?;
+    let (out, writer) = gearpump_protocol::spawn_writer::<MasterReply, _>(wr);
     ctx.epoch.borrow_and_update();
     // Another master's Raft connection stays whoever leads.
     let mut raft_peer = false;

@@ -19,9 +19,10 @@
 // return it too so that `?` carries it.
 #![allow(clippy::result_large_err)]
 
+use crate::core::App;
 use gearpump_config::HostPort;
-use gearpump_core::{AppId, WorkerId};
-use gearpump_protocol::{AppInfo, MasterReply, MasterRequest};
+use gearpump_core::AppId;
+use gearpump_protocol::{MasterReply, MasterRequest};
 use gearpump_storage::{BlobStore, LocalDir};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -58,24 +59,14 @@ pub type NodeId = u64;
 /// An application as every master keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppMeta {
-    /// Its summary and status.
-    pub info: AppInfo,
+    /// The master core's record (without what belongs to the leader's connections).
+    pub app: App,
     /// Its binary.
     pub artifact: String,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Slots held, per worker.
-    pub held: Vec<(WorkerId, u32)>,
     /// How many executors it asked for (0: one per worker).
     pub executors: u32,
-    /// Its tasks.
-    pub tasks: u32,
-    /// AppMaster processes launched for it.
-    pub appmaster_launches: u32,
-    /// Where a new AppMaster resumes.
-    pub start_clock: i64,
-    /// How urgent its requests for slots are.
-    pub priority: gearpump_protocol::Priority,
 }
 
 /// The state the masters replicate.
@@ -115,7 +106,7 @@ impl Replicated {
     /// Applies `change`. Counters only move forward.
     pub fn apply(&mut self, change: &Change) {
         for app in &change.apps {
-            self.apps.insert(app.info.id, app.clone());
+            self.apps.insert(app.app.id, app.clone());
         }
         if let Some(n) = change.next_app {
             self.next_app = self.next_app.max(n);
@@ -746,29 +737,29 @@ mod tests {
         assert!(conn.client.is_none(), "the connection is dropped");
     }
 
+    use gearpump_core::WorkerId;
+
     fn app(id: u32, status: &str) -> AppMeta {
-        AppMeta {
-            info: AppInfo {
-                id: AppId(id),
-                name: format!("a{id}"),
-                kind: "streaming".into(),
-                status: gearpump_core::AppStatus::from_name(status).expect("a status"),
-                worker: Some(WorkerId(1)),
-                user: "u".into(),
-                submission_time: 1,
-                start_time: None,
-                finish_time: None,
-                error: None,
-            },
-            artifact: "abc".into(),
-            args: vec![],
-            held: vec![(WorkerId(1), 2)],
-            executors: 0,
-            tasks: 1,
-            appmaster_launches: 1,
+        let app = App {
+            id: AppId(id),
+            name: format!("a{id}"),
+            kind: "streaming".into(),
             priority: Default::default(),
+            user: "u".into(),
+            status: gearpump_core::AppStatus::from_name(status).expect("a status"),
+            submission_time: gearpump_core::Timestamp(1),
+            start_time: None,
+            finish_time: None,
+            error: None,
+            worker: WorkerId(1),
+            tasks: 1,
+            held: vec![(WorkerId(1), 2)],
+            appmaster_launches: 1,
+            appmaster_exits: 0,
+            appmaster: None,
             start_clock: 0,
-        }
+        };
+        AppMeta { app, artifact: "abc".into(), args: vec![], executors: 0 }
     }
 
     #[test]
@@ -776,7 +767,7 @@ mod tests {
         let mut before = Replicated { next_app: 2, next_worker: 3, ..Default::default() };
         before.apps.insert(AppId(1), app(1, "active"));
         let mut after = before.clone();
-        after.apps.get_mut(&AppId(1)).unwrap().start_clock = 500;
+        after.apps.get_mut(&AppId(1)).unwrap().app.start_clock = 500;
         after.apps.insert(AppId(2), app(2, "pending"));
         after.next_app = 3;
         after.artifacts.insert("abc".into());
