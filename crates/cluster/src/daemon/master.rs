@@ -1120,6 +1120,7 @@ async fn serve_connection(
     };
     writer.abort();
     if raft_peer {
+        tracing::debug!(conn, ?result, "Another master's Raft connection closed.");
         tokio::spawn(raft::on_peer_connection_closed(ctx.raft.clone()));
     }
     result

@@ -150,8 +150,8 @@ pub fn config() -> Arc<openraft::Config> {
 /// leader's process is found dead (so that two do not split the vote).
 const STAND_AFTER: Duration = Duration::from_millis(200);
 
-/// A Raft connection from another master closed. If that master leads and its port now
-/// refuses connections (its process died: the kernel closed its sockets and its listener),
+/// A Raft connection from another master closed. If that master leads and its process is
+/// gone (see [`leader_is_gone`]: its port refuses connections),
 /// this master stands for election at once, instead of after the leader's lease and its own
 /// election timeout (1.3–1.6 s of silence). The surviving masters stand one after another by
 /// node id (`STAND_AFTER` apart), each only if no new leader has appeared by then. A leader
@@ -159,12 +159,15 @@ const STAND_AFTER: Duration = Duration::from_millis(200);
 /// timeouts decide, as before.
 pub async fn on_peer_connection_closed(raft: Raft) {
     let before = raft.metrics().borrow().clone();
-    let Some(leader) = before.current_leader.filter(|l| *l != before.id) else { return };
+    let Some(leader) = before.current_leader.filter(|l| *l != before.id) else {
+        tracing::debug!(leader = ?before.current_leader, "A Raft connection closed; no other master leads.");
+        return;
+    };
     let Some(addr) = before.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()) else {
         return;
     };
-    let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(&addr)).await;
-    if !matches!(&probe, Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
+    if let Err(alive) = leader_is_gone(&addr).await {
+        tracing::debug!(leader, %addr, %alive, "A Raft connection closed; the leader's process is there.");
         return;
     }
     // Among the masters left, by id: the first stands now, the next a moment later.
@@ -172,12 +175,43 @@ pub async fn on_peer_connection_closed(raft: Raft) {
     tokio::time::sleep(STAND_AFTER * rank as u32).await;
     let now = raft.metrics().borrow().clone();
     if now.current_leader.is_some_and(|l| l != leader) {
+        tracing::debug!(leader = ?now.current_leader, "A new leader appeared before this master stood.");
         return;
     }
     tracing::warn!(leader, %addr, "The leading master's process is gone; standing for election now.");
     if let Err(e) = raft.trigger().elect().await {
         tracing::warn!(error = %e, "Standing for election failed.");
     }
+}
+
+/// Whether the process listening on `addr` is gone: its port refuses connections. A process
+/// being killed closes its connections before its listening socket, whose backlog still
+/// completes a connection for a few milliseconds and then hangs it up; so a connection taken
+/// and hung up without a word is tried again a moment later. (A live master waits for this
+/// side to speak first; one whose port is full hangs up every time, and counts as there.)
+/// Else why it is taken to be there.
+async fn leader_is_gone(addr: &str) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let gone = |e: &std::io::Error| {
+        matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset)
+    };
+    for _ in 0..5 {
+        let connect = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await;
+        let mut tcp = match connect {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) if gone(&e) => return Ok(()),
+            Ok(Err(e)) => return Err(format!("connecting: {e}")),
+            Err(_) => return Err("connecting timed out".into()),
+        };
+        match tokio::time::timeout(Duration::from_millis(250), tcp.read(&mut [0u8; 1])).await {
+            Ok(Ok(0)) => {}
+            Ok(Err(e)) if gone(&e) => {}
+            Ok(other) => return Err(format!("it answered {other:?}")),
+            Err(_) => return Err("it took a connection and waited".into()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("it took connections and hung them up (a full port)".into())
 }
 
 /// The members of the masters' Raft: node ids and addresses.
@@ -711,6 +745,37 @@ mod tests {
     async fn connection(addr: String) -> Connection {
         let mut network = Network { secret: gearpump_protocol::ClusterSecret::none() };
         network.new_client(2, &BasicNode { addr }).await
+    }
+
+    #[tokio::test]
+    async fn a_leader_is_gone_when_its_port_refuses_not_when_it_waits_or_is_full() {
+        // Nothing listens: gone.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert_eq!(leader_is_gone(&addr).await, Ok(()));
+        // A live master takes the connection and waits for a hello: there.
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = live.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((tcp, _)) = live.accept().await {
+                kept.push(tcp);
+            }
+        });
+        assert!(leader_is_gone(&addr).await.is_err());
+        held.abort();
+        // A full port hangs up every connection at once: there, all the same.
+        let full = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = full.local_addr().unwrap().to_string();
+        let hangs_up = tokio::spawn(async move {
+            while let Ok((tcp, _)) = full.accept().await {
+                drop(tcp);
+            }
+        });
+        let full_port = leader_is_gone(&addr).await;
+        assert!(full_port.as_ref().is_err_and(|e| e.contains("full port")), "{full_port:?}");
+        hangs_up.abort();
     }
 
     #[tokio::test]
