@@ -256,7 +256,11 @@ fn decode_records(bytes: &[u8], path: &Path) -> Result<(Vec<Entry<TypeConfig>>, 
             }
             return Err(read_failed(format!("{}: record at byte {at} fails its checksum", path.display())));
         }
-        entries.push(postcard::from_bytes(body).map_err(read_failed)?);
+        let entry = postcard::from_bytes(body).map_err(|e| {
+            let at = format!("{}: record at byte {at}", path.display());
+            read_failed(format!("{at} does not decode ({e}); was it written by another version of gear?"))
+        })?;
+        entries.push(entry);
         at += 8 + len;
     }
     Ok((entries, at))
@@ -876,6 +880,13 @@ mod tests {
         damaged[10] ^= 0xff;
         let err = decode_records(&damaged, &dir.join("log")).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
+        // A sound record this version cannot read (another version's) names the file too.
+        let body = [0xffu8; 3];
+        let mut foreign = (body.len() as u32).to_le_bytes().to_vec();
+        foreign.extend(crc32fast::hash(&body).to_le_bytes());
+        foreign.extend(body);
+        let err = decode_records(&foreign, &dir.join("log")).unwrap_err().to_string();
+        assert!(err.contains("does not decode") && err.contains("log"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
