@@ -151,7 +151,7 @@ pub fn config() -> Arc<openraft::Config> {
 const STAND_AFTER: Duration = Duration::from_millis(200);
 
 /// A Raft connection from another master closed. If that master leads and its process is
-/// gone (see [`leader_is_gone`]: its port refuses connections),
+/// gone (see `leader_is_gone`: its port refuses connections),
 /// this master stands for election at once, instead of after the leader's lease and its own
 /// election timeout (1.3–1.6 s of silence). The surviving masters stand one after another by
 /// node id (`STAND_AFTER` apart), each only if no new leader has appeared by then. A leader
