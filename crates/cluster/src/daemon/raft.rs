@@ -233,12 +233,16 @@ fn read_failed(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 /// A record of the log file: length, CRC-32, postcard-encoded entry.
 fn encode_record(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, StorageError<NodeId>> {
-    let body = postcard::to_stdvec(entry).map_err(write_failed)?;
+    Ok(frame_record(&postcard::to_stdvec(entry).map_err(write_failed)?))
+}
+
+/// `body` framed as a record: its length and CRC-32 first.
+fn frame_record(body: &[u8]) -> Vec<u8> {
     let mut record = Vec::with_capacity(body.len() + 8);
     record.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    record.extend_from_slice(&body);
-    Ok(record)
+    record.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    record.extend_from_slice(body);
+    record
 }
 
 /// The entries of a log file; a torn last record is dropped, a damaged one elsewhere is an
@@ -703,19 +707,19 @@ impl RaftNetwork<TypeConfig> for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gearpump_core::WorkerId;
 
     /// A master stand-in on 127.0.0.1 that answers every Raft call with `answer(call)`: the
     /// call number to put on the answer, a delay and whether the follower agreed.
     async fn peer(answer: fn(u64) -> (u64, Duration, bool)) -> String {
-        use gearpump_protocol::{ClusterSecret, read_msg, server_handshake, write_msg};
+        use gearpump_protocol::{ClusterSecret, accept_control, read_msg, write_msg};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let (mut r, mut w) = tokio::io::split(tcp);
-                    let secret = ClusterSecret::none();
-                    server_handshake(&mut r, &mut w, &secret, Duration::from_secs(5)).await.unwrap();
+                    let (mut r, mut w) =
+                        accept_control(tcp, &ClusterSecret::none(), Duration::from_secs(5)).await.unwrap();
                     while let Ok(MasterRequest::Raft { rpc }) = read_msg(&mut r).await {
                         let (call, _) = postcard::take_from_bytes::<u64>(&rpc).unwrap();
                         let (number, delay, agreed) = answer(call);
@@ -806,8 +810,6 @@ mod tests {
         assert!(conn.client.is_none(), "the connection is dropped");
     }
 
-    use gearpump_core::WorkerId;
-
     fn app(id: u32, status: &str) -> AppMeta {
         let app = App {
             id: AppId(id),
@@ -881,12 +883,10 @@ mod tests {
         let err = decode_records(&damaged, &dir.join("log")).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
         // A sound record this version cannot read (another version's) names the file too.
-        let body = [0xffu8; 3];
-        let mut foreign = (body.len() as u32).to_le_bytes().to_vec();
-        foreign.extend(crc32fast::hash(&body).to_le_bytes());
-        foreign.extend(body);
+        let foreign = frame_record(&[0xff; 3]);
         let err = decode_records(&foreign, &dir.join("log")).unwrap_err().to_string();
-        assert!(err.contains("does not decode") && err.contains("log"), "{err}");
+        let named = format!("{}: record at byte 0 does not decode", dir.join("log").display());
+        assert!(err.contains(&named), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
