@@ -930,8 +930,8 @@ pub async fn run_master(
         let mut tick = tokio::time::interval(tick_every);
         // A tick late behind a slow commit is not made up for with a burst.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let every = reporter.as_ref().map_or(Duration::from_secs(3600), |(_, every)| *every);
-        let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut report =
+            reporter.as_ref().map(|(_, every)| tokio::time::interval_at(tokio::time::Instant::now() + *every, *every));
         loop {
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -939,7 +939,7 @@ pub async fn run_master(
                     None => break,
                 },
                 _ = tick.tick() => Command::Tick,
-                _ = report.tick(), if reporter.is_some() => Command::Report,
+                _ = async { report.as_mut().expect("guarded").tick().await }, if report.is_some() => Command::Report,
             };
             match cmd {
                 Command::Leadership { leading: now } => {

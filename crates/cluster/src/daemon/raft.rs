@@ -151,7 +151,7 @@ pub fn config() -> Arc<openraft::Config> {
 const STAND_AFTER: Duration = Duration::from_millis(200);
 
 /// A Raft connection from another master closed. If that master leads and its process is
-/// gone (see `leader_is_gone`: its port refuses connections),
+/// gone (see `probe`: its port refuses connections),
 /// this master stands for election at once, instead of after the leader's lease and its own
 /// election timeout (1.3–1.6 s of silence). The surviving masters stand one after another by
 /// node id (`STAND_AFTER` apart), each only if no new leader has appeared by then. A leader
@@ -166,8 +166,8 @@ pub async fn on_peer_connection_closed(raft: Raft) {
     let Some(addr) = before.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()) else {
         return;
     };
-    if let Err(alive) = leader_is_gone(&addr).await {
-        tracing::debug!(leader, %addr, %alive, "A Raft connection closed; the leader's process is there.");
+    if let Probe::There(why) = probe(&addr).await {
+        tracing::debug!(leader, %addr, %why, "A Raft connection closed; the leader's process is there.");
         return;
     }
     // Among the masters left, by id: the first stands now, the next a moment later.
@@ -184,13 +184,21 @@ pub async fn on_peer_connection_closed(raft: Raft) {
     }
 }
 
-/// Whether the process listening on `addr` is gone: its port refuses connections. A process
-/// being killed closes its connections before its listening socket, whose backlog still
-/// completes a connection for a few milliseconds and then hangs it up; so a connection taken
-/// and hung up without a word is tried again a moment later. (A live master waits for this
-/// side to speak first; one whose port is full hangs up every time, and counts as there.)
-/// Else why it is taken to be there.
-async fn leader_is_gone(addr: &str) -> Result<(), String> {
+/// What a probe of a master's port found.
+#[derive(Debug, PartialEq, Eq)]
+enum Probe {
+    /// Its process is gone: the port refuses connections.
+    Gone,
+    /// It is there, for the reason given (a partitioned master's port times out).
+    There(String),
+}
+
+/// Whether the process listening on `addr` is gone. A process being killed closes its
+/// connections before its listening socket, whose backlog still completes a connection for a
+/// few milliseconds and then hangs it up; so a connection taken and hung up without a word is
+/// tried again a moment later. (A live master waits for this side to speak first; one whose
+/// port is full hangs up every time, and counts as there.)
+async fn probe(addr: &str) -> Probe {
     use tokio::io::AsyncReadExt;
     let gone = |e: &std::io::Error| {
         matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset)
@@ -199,19 +207,19 @@ async fn leader_is_gone(addr: &str) -> Result<(), String> {
         let connect = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await;
         let mut tcp = match connect {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) if gone(&e) => return Ok(()),
-            Ok(Err(e)) => return Err(format!("connecting: {e}")),
-            Err(_) => return Err("connecting timed out".into()),
+            Ok(Err(e)) if gone(&e) => return Probe::Gone,
+            Ok(Err(e)) => return Probe::There(format!("connecting: {e}")),
+            Err(_) => return Probe::There("connecting timed out".into()),
         };
         match tokio::time::timeout(Duration::from_millis(250), tcp.read(&mut [0u8; 1])).await {
             Ok(Ok(0)) => {}
             Ok(Err(e)) if gone(&e) => {}
-            Ok(other) => return Err(format!("it answered {other:?}")),
-            Err(_) => return Err("it took a connection and waited".into()),
+            Ok(other) => return Probe::There(format!("it answered {other:?}")),
+            Err(_) => return Probe::There("it took a connection and waited".into()),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err("it took connections and hung them up (a full port)".into())
+    Probe::There("it took connections and hung them up (a full port)".into())
 }
 
 /// The members of the masters' Raft: node ids and addresses.
@@ -761,7 +769,7 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = closed.local_addr().unwrap().to_string();
         drop(closed);
-        assert_eq!(leader_is_gone(&addr).await, Ok(()));
+        assert_eq!(probe(&addr).await, Probe::Gone);
         // A live master takes the connection and waits for a hello: there.
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = live.local_addr().unwrap().to_string();
@@ -771,7 +779,7 @@ mod tests {
                 kept.push(tcp);
             }
         });
-        assert!(leader_is_gone(&addr).await.is_err());
+        assert_eq!(probe(&addr).await, Probe::There("it took a connection and waited".into()));
         held.abort();
         // A full port hangs up every connection at once: there, all the same.
         let full = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -781,8 +789,7 @@ mod tests {
                 drop(tcp);
             }
         });
-        let full_port = leader_is_gone(&addr).await;
-        assert!(full_port.as_ref().is_err_and(|e| e.contains("full port")), "{full_port:?}");
+        assert_eq!(probe(&addr).await, Probe::There("it took connections and hung them up (a full port)".into()));
         hangs_up.abort();
     }
 
