@@ -21,7 +21,7 @@
 //! Every connection (executor, client) proves the cluster secret, as every other does.
 
 use crate::daemon::{DuplexClient, ask_leader};
-use crate::remote::{RoleError, register_appmaster, unexpected};
+use crate::remote::{RoleError, other, register_appmaster, unexpected};
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, AppStatus, UserConfig, WorkerId};
 use gearpump_protocol::{
@@ -403,10 +403,6 @@ fn guarded<T>(who: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Str
     })
 }
 
-fn other(e: impl std::fmt::Display) -> RoleError {
-    RoleError::Other(e.to_string())
-}
-
 /// How an AppMaster reaches its master: over the network (a cluster's leading master), or in
 /// this process (the embedded cluster's).
 pub(crate) trait MasterLink: Send + 'static {
@@ -539,15 +535,14 @@ pub fn run_appmaster<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError
     let app_id = env.need_app_id()?;
     let host = env.host();
     crate::remote::role_runtime()?.block_on(async move {
-        let conf = crate::remote::system_config()?;
-        let settings = conf.settings().map_err(other)?;
+        let rc = crate::remote::role_config()?;
         let setup = AppMasterSetup {
             app_id,
             attempt: env.attempt,
-            secret: conf.cluster_secret().map_err(other)?,
-            limits: crate::daemon::port_limits(&conf).map_err(other)?,
-            stop_timeout: settings.stop_timeout,
-            master_timeout: settings.master_timeout,
+            secret: rc.secret.clone(),
+            limits: rc.limits,
+            stop_timeout: rc.settings.stop_timeout,
+            master_timeout: rc.settings.master_timeout,
             in_process: env.same_process,
         };
         let listener = TcpListener::bind((host, 0)).await?;
@@ -957,7 +952,7 @@ async fn serve(
 pub fn run_executor<M: AppMaster>(app: &Application<M>) -> Result<(), RoleError> {
     let env = crate::env::ProcessEnv::current()?;
     let (id, appmaster, app_id) = (env.need_executor()?, env.need_appmaster()?, env.need_app_id()?);
-    let secret = crate::remote::cluster_secret()?;
+    let secret = crate::remote::role_config()?.secret.clone();
     crate::remote::role_runtime()?.block_on(executor_session(app.clone(), appmaster, id, app_id, secret))
 }
 

@@ -5,7 +5,9 @@ use crate::master::{AppSummary, Board, ClusterConfig, KillError, Master, MasterC
 use gearpump_api::StreamApplication;
 use gearpump_core::AppId;
 use gearpump_metrics::{MetricPoint, ReadOption};
-use gearpump_protocol::{AppDetail, AppInfo, ClusterSnapshot, MasterSummary, WorkerDetail, WorkerInfo};
+use gearpump_protocol::{
+    AppDetail, ClusterSnapshot, MasterError, MasterReply, MasterRequest, MasterSummary, WorkerDetail,
+};
 use gearpump_streaming::{AppStats, Runtime, TaskPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,9 +62,10 @@ impl ClusterClient {
 
     /// A client of running non-streaming application `id`, of `M`'s kind.
     pub fn app_client<M: AppMaster>(&self, id: AppId) -> Result<AppClient<M>, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.master.send(MasterCommand::Resolve { id, reply }).map_err(|_| SubmitError::ClusterStopped)?;
-        let (kind, address) = answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)??;
+        let (kind, address) = match self.ask(MasterRequest::ResolveAppMaster { app_id: id })? {
+            MasterReply::AppMaster { kind, address } => (kind, address),
+            other => return Err(ClientError::Other(format!("unexpected answer from the master: {other:?}"))),
+        };
         if kind != M::KIND {
             return Err(ClientError::WrongKind { app_id: id, kind, wanted: M::KIND });
         }
@@ -72,24 +75,31 @@ impl ClusterClient {
 
     /// Kills a running application.
     pub fn kill(&self, id: AppId) -> Result<(), KillError> {
-        let (reply, answer) = oneshot::channel();
-        self.master.send(MasterCommand::Kill { id, reply }).map_err(|_| KillError::ClusterStopped)?;
-        answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
+        self.ask(MasterRequest::KillApp { app_id: id }).map(drop)
     }
 
     /// Restarts a running application's tasks from its start clock (a replay; the restart
     /// budget is not spent).
     pub fn replay(&self, id: AppId) -> Result<(), KillError> {
-        let (reply, answer) = oneshot::channel();
-        self.master.send(MasterCommand::Replay { id, reply }).map_err(|_| KillError::ClusterStopped)?;
-        answer.blocking_recv().map_err(|_| KillError::ClusterStopped)?
+        self.ask(MasterRequest::ReplayApp { app_id: id }).map(drop)
     }
 
     /// Kills the application if it runs and submits it again; returns the new id.
     pub fn restart(&self, id: AppId) -> Result<AppId, SubmitError> {
+        match self.ask(MasterRequest::RestartApp { app_id: id })? {
+            MasterReply::Submitted { app_id } => Ok(app_id),
+            other => Err(MasterError::Invalid(format!("unexpected answer from the master: {other:?}"))),
+        }
+    }
+
+    /// Asks the master as a daemon master is asked; a refusal is the error.
+    fn ask(&self, req: MasterRequest) -> Result<MasterReply, MasterError> {
         let (reply, answer) = oneshot::channel();
-        self.master.send(MasterCommand::Restart { id, reply }).map_err(|_| SubmitError::ClusterStopped)?;
-        answer.blocking_recv().map_err(|_| SubmitError::ClusterStopped)?
+        self.master.send(MasterCommand::Ask { req, reply }).map_err(|_| MasterError::ClusterStopped)?;
+        match answer.blocking_recv().map_err(|_| MasterError::ClusterStopped)? {
+            MasterReply::Refused(e) => Err(e),
+            reply => Ok(reply),
+        }
     }
 
     /// Metric points under `path` (see [`gearpump_metrics::path_matches`]).
@@ -118,8 +128,8 @@ impl ClusterClient {
             workers: self
                 .workers()
                 .into_iter()
-                .map(|w| WorkerDetail {
-                    info: WorkerInfo { id: w.id, host: "127.0.0.1".into(), slots: w.slots, used: w.used, alive: true },
+                .map(|info| WorkerDetail {
+                    info,
                     registered: started,
                     pid,
                     config: String::new(),
@@ -129,21 +139,7 @@ impl ClusterClient {
             apps: self
                 .list()
                 .into_iter()
-                .map(|a| AppDetail {
-                    runtime: runtimes.get(&a.id).cloned(),
-                    info: AppInfo {
-                        id: a.id,
-                        name: a.name,
-                        kind: a.kind,
-                        status: a.status,
-                        worker: Some(a.app_master_worker),
-                        user: a.user,
-                        submission_time: a.submission_time.0,
-                        start_time: a.start_time.map(|t| t.0),
-                        finish_time: a.finish_time.map(|t| t.0),
-                        error: a.error,
-                    },
-                })
+                .map(|info| AppDetail { runtime: runtimes.get(&info.id).cloned(), info })
                 .collect(),
         }
     }

@@ -14,6 +14,7 @@
 
 use crate::scheduler::{self, PriorityScheduler, Scheduler, Waiting};
 use gearpump_core::{AppId, Timestamp, WorkerId};
+use gearpump_protocol::{AppInfo, MasterReply, MasterRequest, WorkerInfo};
 pub use gearpump_protocol::{Locality, MasterError, Priority};
 use gearpump_streaming::AppStatus;
 use std::collections::BTreeMap;
@@ -85,6 +86,8 @@ pub enum Notice {
 /// A worker's slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Worker {
+    /// Where it runs.
+    pub host: String,
     /// Its slots.
     pub slots: u32,
     /// Slots held by applications.
@@ -94,7 +97,7 @@ pub struct Worker {
 }
 
 /// An application as the master keeps it. The masters replicate it whole but for what
-/// belongs to the leader's connections (`appmaster_exits`, `appmaster`).
+/// belongs to the leader's connections (`appmaster_exits`, `appmaster`, `address`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct App {
     /// Its id.
@@ -132,8 +135,29 @@ pub struct App {
     /// The connection of the AppMaster that speaks for it, once registered.
     #[serde(skip)]
     pub appmaster: Option<u64>,
+    /// Where that AppMaster serves clients, as it registered (non-streaming applications).
+    #[serde(skip)]
+    pub address: Option<std::net::SocketAddr>,
     /// Where a new AppMaster resumes: the start clock the current one last recorded.
     pub start_clock: i64,
+}
+
+impl App {
+    /// The application as the protocol shows it.
+    pub fn info(&self) -> AppInfo {
+        AppInfo {
+            id: self.id,
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            status: self.status,
+            worker: Some(self.worker),
+            user: self.user.clone(),
+            submission_time: self.submission_time,
+            start_time: self.start_time,
+            finish_time: self.finish_time,
+            error: self.error.clone(),
+        }
+    }
 }
 
 /// What is submitted: by a client, or again by a restart.
@@ -223,6 +247,75 @@ impl MasterCore {
         &self.workers
     }
 
+    /// The workers as the protocol shows them.
+    pub fn worker_infos(&self) -> Vec<WorkerInfo> {
+        let info = |(id, w): (&WorkerId, &Worker)| WorkerInfo {
+            id: *id,
+            host: w.host.clone(),
+            slots: w.slots,
+            used: w.used,
+            alive: w.alive,
+        };
+        self.workers.iter().map(info).collect()
+    }
+
+    /// Answers what both masters answer alike: listings, kill, replay and what an AppMaster
+    /// (on connection `conn`) asks or tells; `Ok(None)` for a notice that needs no answer.
+    /// Any other request is handed back for the driver to answer.
+    pub fn answer(
+        &mut self,
+        req: MasterRequest,
+        conn: u64,
+        now: Timestamp,
+    ) -> Result<Option<MasterReply>, Box<MasterRequest>> {
+        let done = |r: Result<(), MasterError>| r.map_or_else(MasterReply::Refused, |()| MasterReply::Ok);
+        Ok(Some(match req {
+            MasterRequest::ListWorkers => MasterReply::Workers(self.worker_infos()),
+            MasterRequest::ListApps => MasterReply::Apps(self.apps.values().map(App::info).collect()),
+            MasterRequest::KillApp { app_id } => {
+                tracing::info!(%app_id, "Killing application.");
+                done(self.kill(app_id, now))
+            }
+            MasterRequest::ReplayApp { app_id } => done(self.replay(app_id)),
+            MasterRequest::RegisterAppMaster { app_id, attempt, address } => {
+                let registered = self.register_appmaster(app_id, attempt, conn);
+                if let (Ok(()), Some(app)) = (&registered, self.apps.get_mut(&app_id)) {
+                    app.address = address;
+                    tracing::info!(%app_id, "AppMaster registered.");
+                }
+                done(registered)
+            }
+            MasterRequest::ResolveAppMaster { app_id } => match self.running(app_id) {
+                // Only the address of the AppMaster that speaks for it now.
+                Ok(a) => MasterReply::AppMaster { kind: a.kind.clone(), address: a.appmaster.and(a.address) },
+                Err(e) => MasterReply::Refused(e),
+            },
+            MasterRequest::RequestResources { app_id, slots, locality } => {
+                match self.request_resources(app_id, conn, slots, locality) {
+                    Ok(Grant::Now(allocation)) => {
+                        tracing::info!(%app_id, ?allocation, "Slots allocated.");
+                        MasterReply::Resources(allocation)
+                    }
+                    Ok(Grant::Queued) => MasterReply::Queued,
+                    Err(e) => MasterReply::Refused(e),
+                }
+            }
+            MasterRequest::AppStatus { app_id, status, error } => {
+                // An AppMaster the master has replaced already speaks for nothing.
+                if !self.set_status(app_id, Some(conn), status, error.clone(), now) {
+                    tracing::info!(%app_id, %status, ?error, "Ignored the status of a replaced AppMaster.");
+                }
+                MasterReply::Ok
+            }
+            MasterRequest::StartClock { app_id, clock } => done(self.record_start_clock(app_id, conn, clock)),
+            MasterRequest::ProcessExited { app_id, executor, code } => {
+                self.process_exited(app_id, executor, code, now);
+                return Ok(None);
+            }
+            other => return Err(Box::new(other)),
+        }))
+    }
+
     /// The ids the next application and the next worker get.
     pub fn next_ids(&self) -> (u32, u32) {
         (self.next_app, self.next_worker)
@@ -238,7 +331,7 @@ impl MasterCore {
                 // What only this master knew (its AppMaster's connection, the exits it saw)
                 // stays.
                 if let Some(k) = known.get(&app.id) {
-                    (app.appmaster, app.appmaster_exits) = (k.appmaster, k.appmaster_exits);
+                    (app.appmaster, app.appmaster_exits, app.address) = (k.appmaster, k.appmaster_exits, k.address);
                 }
                 (app.id, app)
             })
@@ -289,13 +382,14 @@ impl MasterCore {
         self.workers.iter().filter(|(_, w)| w.alive).map(|(id, w)| (*id, w.slots.saturating_sub(w.used))).collect()
     }
 
-    /// A worker joins with `slots`; one that an earlier leader knew (`previous`) keeps its id,
+    /// A worker on `host` joins with `slots`; one that an earlier leader knew (`previous`) keeps its id,
     /// since applications hold its slots by it. `running` are the processes it still runs
     /// (application, executor; -1: the AppMaster): an AppMaster it ran and no longer runs ended
     /// while no master listened, and its application gets a new one. Returns its id.
     pub fn register_worker(
         &mut self,
         previous: Option<WorkerId>,
+        host: String,
         slots: u32,
         running: &[(AppId, i32)],
         now: Timestamp,
@@ -308,7 +402,7 @@ impl MasterCore {
             }
         };
         let used = self.live_holdings().iter().filter(|(w, _)| *w == id).map(|(_, n)| n).sum();
-        self.workers.insert(id, Worker { slots, used, alive: true });
+        self.workers.insert(id, Worker { host, slots, used, alive: true });
         let gone: Vec<AppId> = self
             .apps
             .values()
@@ -392,6 +486,7 @@ impl MasterCore {
                 appmaster_launches: 1,
                 appmaster_exits: 0,
                 appmaster: None,
+                address: None,
                 start_clock: 0,
             },
         );
@@ -686,13 +781,14 @@ mod tests {
     use super::*;
 
     const T: Timestamp = Timestamp(1000);
+    const H: &str = "127.0.0.1";
     const GRACE: Duration = Duration::from_secs(30);
 
     /// A master with two workers of `slots` each and a budget of `retries` relaunches.
     fn core(slots: u32, retries: u32) -> MasterCore {
         let mut c = MasterCore::new(retries, GRACE);
-        assert_eq!(c.register_worker(None, slots, &[], T), WorkerId(1));
-        assert_eq!(c.register_worker(None, slots, &[], T), WorkerId(2));
+        assert_eq!(c.register_worker(None, H.into(), slots, &[], T), WorkerId(1));
+        assert_eq!(c.register_worker(None, H.into(), slots, &[], T), WorkerId(2));
         c
     }
 
@@ -770,7 +866,7 @@ mod tests {
         );
         assert_eq!(c.request_resources(id, 7, 1, Locality::EachWorker), Err(MasterError::NoSlotsFor { wanted: 1 }));
         // A new worker joins: a request on it is granted there.
-        let w3 = c.register_worker(None, 2, &[], T);
+        let w3 = c.register_worker(None, H.into(), 2, &[], T);
         assert_eq!(c.request_resources(id, 7, 2, Locality::Worker(w3)).unwrap(), Grant::Now(vec![(w3, 2)]));
         assert_eq!(used(&c), vec![2, 2, 2]);
         // The slots go with the application, and so does its waiting request.
@@ -907,6 +1003,55 @@ mod tests {
     }
 
     #[test]
+    fn requests_both_masters_answer_alike_are_answered_by_the_core() {
+        let mut c = core(4, 1);
+        let id = c.submit(sub("shell", 0), None, T).unwrap();
+        let address: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mut ask = |c: &mut MasterCore, req, conn| c.answer(req, conn, T);
+        // The AppMaster registers with where it serves clients; clients resolve it there.
+        let register = MasterRequest::RegisterAppMaster { app_id: id, attempt: 0, address: Some(address) };
+        assert_eq!(ask(&mut c, register, 7), Ok(Some(MasterReply::Ok)));
+        let resolve = MasterRequest::ResolveAppMaster { app_id: id };
+        let kind = gearpump_protocol::STREAMING.to_string();
+        assert_eq!(
+            ask(&mut c, resolve.clone(), 1),
+            Ok(Some(MasterReply::AppMaster { kind: kind.clone(), address: Some(address) }))
+        );
+        let slots = MasterRequest::RequestResources { app_id: id, slots: 2, locality: Locality::Any };
+        assert!(matches!(ask(&mut c, slots.clone(), 7), Ok(Some(MasterReply::Resources(_)))));
+        // Another connection does not speak for the application.
+        assert_eq!(ask(&mut c, slots, 8), Ok(Some(MasterReply::Refused(MasterError::ReplacedAppMaster(id)))));
+        let clock = MasterRequest::StartClock { app_id: id, clock: 42 };
+        assert_eq!(ask(&mut c, clock, 7), Ok(Some(MasterReply::Ok)));
+        assert_eq!(c.app(id).unwrap().start_clock, 42);
+        let Ok(Some(MasterReply::Workers(workers))) = ask(&mut c, MasterRequest::ListWorkers, 1) else { panic!() };
+        assert!(workers.iter().all(|w| w.host == H && w.alive && w.slots == 4));
+        assert_eq!(workers.iter().map(|w| w.used).sum::<u32>(), 3, "the AppMaster's slot and its two");
+        // A status from a connection that does not speak for it changes nothing.
+        let active = |conn| (MasterRequest::AppStatus { app_id: id, status: AppStatus::Active, error: None }, conn);
+        let (req, conn) = active(8);
+        assert_eq!(ask(&mut c, req, conn), Ok(Some(MasterReply::Ok)));
+        assert_eq!(c.app(id).unwrap().status, AppStatus::Pending);
+        let (req, conn) = active(7);
+        ask(&mut c, req, conn).unwrap();
+        let Ok(Some(MasterReply::Apps(apps))) = ask(&mut c, MasterRequest::ListApps, 1) else { panic!() };
+        assert_eq!((apps[0].id, apps[0].status, apps[0].start_time), (id, AppStatus::Active, Some(T)));
+        c.take_effects();
+        assert_eq!(ask(&mut c, MasterRequest::KillApp { app_id: id }, 1), Ok(Some(MasterReply::Ok)));
+        let kill = Effect::ToAppMaster { app: id, conn: 7, notice: Notice::Kill };
+        assert_eq!(c.take_effects(), [kill]);
+        // A notice needs no answer; what only a driver can answer is handed back.
+        let exited = MasterRequest::ProcessExited { app_id: id, executor: 0, code: Some(0) };
+        assert_eq!(ask(&mut c, exited, 3), Ok(None));
+        let snapshot = ask(&mut c, MasterRequest::Snapshot, 1);
+        assert_eq!(snapshot, Err(Box::new(MasterRequest::Snapshot)));
+        // Ended, it is resolved no more.
+        c.set_status(id, Some(7), AppStatus::Terminated, None, T);
+        let ended = MasterError::NotRunning { id, status: AppStatus::Terminated };
+        assert_eq!(ask(&mut c, resolve, 1), Ok(Some(MasterReply::Refused(ended))));
+    }
+
+    #[test]
     fn a_restart_kills_and_submits_again_under_a_new_id() {
         let mut c = core(4, 5);
         let id = running(&mut c, "a", 1, 1);
@@ -1001,19 +1146,19 @@ mod tests {
         leader.restore(replicated.clone(), next_app, next_worker);
         assert_eq!(leader.app(id).unwrap().appmaster, None);
         // Worker 2 comes back running an executor, worker 1 running the AppMaster: nothing to do.
-        assert_eq!(leader.register_worker(Some(WorkerId(2)), 4, &[(id, 0)], T), WorkerId(2));
+        assert_eq!(leader.register_worker(Some(WorkerId(2)), H.into(), 4, &[(id, 0)], T), WorkerId(2));
         assert_eq!(leader.workers()[&WorkerId(2)].used, 1, "its slots are held by the application");
-        assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[(id, -1), (id, 0)], T), WorkerId(1));
+        assert_eq!(leader.register_worker(Some(WorkerId(1)), H.into(), 4, &[(id, -1), (id, 0)], T), WorkerId(1));
         assert_eq!(leader.take_effects(), vec![]);
         // The same, had worker 1 lost the AppMaster meanwhile: a new one.
         let mut leader = MasterCore::new(5, GRACE);
         leader.restore(replicated, next_app, next_worker);
-        leader.register_worker(Some(WorkerId(2)), 4, &[], T);
-        leader.register_worker(Some(WorkerId(1)), 4, &[(id, 0)], T);
+        leader.register_worker(Some(WorkerId(2)), H.into(), 4, &[], T);
+        leader.register_worker(Some(WorkerId(1)), H.into(), 4, &[(id, 0)], T);
         assert!(matches!(leader.take_effects().last(), Some(Effect::LaunchAppMaster { attempt: 1, .. })));
         // An unknown id, or one alive already, gets a new id.
-        assert_eq!(leader.register_worker(Some(WorkerId(1)), 4, &[], T), WorkerId(3));
-        assert_eq!(leader.register_worker(Some(WorkerId(40)), 4, &[], T), WorkerId(4));
+        assert_eq!(leader.register_worker(Some(WorkerId(1)), H.into(), 4, &[], T), WorkerId(3));
+        assert_eq!(leader.register_worker(Some(WorkerId(40)), H.into(), 4, &[], T), WorkerId(4));
     }
 
     #[test]
@@ -1026,7 +1171,7 @@ mod tests {
         assert_eq!(c.app(id).unwrap().appmaster, None);
         assert_eq!(c.replay(id), Err(MasterError::NoAppMaster(id)));
         // Leading again, only worker 2 comes back within the worker timeout.
-        c.register_worker(Some(WorkerId(2)), 4, &[(id, 0)], T);
+        c.register_worker(Some(WorkerId(2)), H.into(), 4, &[(id, 0)], T);
         c.lose_unregistered_workers(T);
         let app = c.app(id).unwrap();
         // Its slots are free for the new AppMaster to ask for; it holds its own.

@@ -1,13 +1,13 @@
 //! The master actor.
 
 use crate::application::{Launch, Launching};
-use crate::core::{Effect, Grant, MasterCore, MasterError, Notice, Submission};
+use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
 use gearpump_api::StreamApplication;
-use gearpump_core::{AppId, Timestamp, WorkerId};
+use gearpump_core::{AppId, Timestamp};
 use gearpump_metrics::{MetricsStore, Retention};
-use gearpump_protocol::{AppRuntime, MasterReply, MasterRequest, ProcessGauges, WorkerInfo};
+use gearpump_protocol::{AppInfo, AppRuntime, MasterReply, MasterRequest, ProcessGauges, WorkerInfo};
 use gearpump_streaming::appmaster::{self, AppMasterSpec};
-use gearpump_streaming::{AppStats, AppStatus, DataPlane, MetricsConfig, Runtime};
+use gearpump_streaming::{AppStats, DataPlane, MetricsConfig, Runtime};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
@@ -112,40 +112,10 @@ pub fn retention(s: &gearpump_config::Settings) -> Retention {
 }
 
 /// An application as the master lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppSummary {
-    /// Its id.
-    pub id: AppId,
-    /// Its name.
-    pub name: String,
-    /// Its kind ([`gearpump_protocol::STREAMING`], or what its own AppMaster names).
-    pub kind: String,
-    /// Its status.
-    pub status: AppStatus,
-    /// When it was submitted.
-    pub submission_time: Timestamp,
-    /// When it became active.
-    pub start_time: Option<Timestamp>,
-    /// When it ended.
-    pub finish_time: Option<Timestamp>,
-    /// Who submitted it.
-    pub user: String,
-    /// The worker its AppMaster runs on.
-    pub app_master_worker: WorkerId,
-    /// Why it failed.
-    pub error: Option<String>,
-}
+pub type AppSummary = AppInfo;
 
 /// A worker as the master lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkerSummary {
-    /// Its id.
-    pub id: WorkerId,
-    /// Its slots.
-    pub slots: u32,
-    /// Slots in use.
-    pub used: u32,
-}
+pub type WorkerSummary = WorkerInfo;
 
 /// Why a submission (or a restart) was refused: see [`MasterError`].
 pub type SubmitError = MasterError;
@@ -205,22 +175,10 @@ pub(crate) enum MasterCommand {
         user: Option<String>,
         reply: oneshot::Sender<Result<AppId, SubmitError>>,
     },
-    /// Where a running application's AppMaster serves clients: its kind and address.
-    Resolve {
-        id: AppId,
-        reply: oneshot::Sender<Result<(String, Option<std::net::SocketAddr>), MasterError>>,
-    },
-    Kill {
-        id: AppId,
-        reply: oneshot::Sender<Result<(), KillError>>,
-    },
-    Replay {
-        id: AppId,
-        reply: oneshot::Sender<Result<(), KillError>>,
-    },
-    Restart {
-        id: AppId,
-        reply: oneshot::Sender<Result<AppId, SubmitError>>,
+    /// A request as a daemon master takes it (kill, replay, restart, resolve, …).
+    Ask {
+        req: MasterRequest,
+        reply: oneshot::Sender<MasterReply>,
     },
 }
 
@@ -230,8 +188,6 @@ struct AppRecord {
     launch: Launch,
     /// What the master pushes to its running AppMaster.
     pushes: Option<mpsc::UnboundedSender<MasterReply>>,
-    /// Where the AppMaster serves clients (non-streaming applications).
-    address: Option<std::net::SocketAddr>,
     stats: Arc<Mutex<AppStats>>,
 }
 
@@ -258,7 +214,7 @@ impl Master {
         let mut core =
             MasterCore::new(config.total_retries, config.stop_timeout).with_scheduler(config.scheduler.clone());
         for _ in 0..config.workers {
-            let id = core.register_worker(None, config.slots_per_worker, &[], Timestamp::now());
+            let id = core.register_worker(None, "127.0.0.1".into(), config.slots_per_worker, &[], Timestamp::now());
             tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
         let (requests, from_others) = mpsc::unbounded_channel();
@@ -284,36 +240,15 @@ impl Master {
                     Some(MasterCommand::SubmitOther { name, kind, launch, user, reply }) => {
                         let _ = reply.send(self.submit(name, kind, 0, launch, user));
                     }
-                    Some(MasterCommand::Resolve { id, reply }) => {
-                        let resolved = match self.core.app(id) {
-                            None => Err(MasterError::UnknownApp(id)),
-                            Some(a) if a.status.is_terminal() => Err(MasterError::NotRunning { id, status: a.status }),
-                            Some(a) => Ok((a.kind.clone(), self.apps.get(&id).and_then(|r| r.address))),
-                        };
-                        let _ = reply.send(resolved);
-                    }
-                    Some(MasterCommand::Kill { id, reply }) => {
-                        let killed = self.core.kill(id, Timestamp::now());
+                    Some(MasterCommand::Ask { req, reply }) => {
+                        let answer = self.on_request(None, req);
                         self.act();
-                        let _ = reply.send(killed);
-                    }
-                    Some(MasterCommand::Replay { id, reply }) => {
-                        let replayed = self.core.replay(id);
-                        self.act();
-                        let _ = reply.send(replayed);
-                    }
-                    Some(MasterCommand::Restart { id, reply }) => {
-                        let again = self.core.restart(id, Timestamp::now());
-                        if let (Ok(again), Some(launch)) = (&again, self.apps.get(&id).map(|r| r.launch.clone())) {
-                            self.record(*again, launch);
-                        }
-                        self.act();
-                        let _ = reply.send(again);
+                        let _ = reply.send(answer);
                     }
                     None => break,
                 },
                 Some((app_id, req, reply)) = from_others.recv() => {
-                    let answer = self.on_request(app_id, req);
+                    let answer = self.on_request(Some(app_id), req);
                     self.act();
                     let _ = reply.send(answer);
                 }
@@ -370,7 +305,7 @@ impl Master {
 
     /// Keeps what the core does not: how to start the application and its live stats.
     fn record(&mut self, id: AppId, launch: Launch) {
-        self.apps.insert(id, AppRecord { launch, pushes: None, address: None, stats: Arc::default() });
+        self.apps.insert(id, AppRecord { launch, pushes: None, stats: Arc::default() });
     }
 
     /// Carries out what the core decided, and publishes the new state.
@@ -430,67 +365,36 @@ impl Master {
 
     /// The board shows what the core holds.
     fn publish(&self) {
-        *self.board.workers.lock() =
-            self.core.workers().iter().map(|(id, w)| WorkerSummary { id: *id, slots: w.slots, used: w.used }).collect();
+        *self.board.workers.lock() = self.core.worker_infos();
         let mut apps = self.board.apps.lock();
         for (id, a) in self.core.apps() {
-            let summary = AppSummary {
-                id: *id,
-                name: a.name.clone(),
-                kind: a.kind.clone(),
-                status: a.status,
-                submission_time: a.submission_time,
-                start_time: a.start_time,
-                finish_time: a.finish_time,
-                user: a.user.clone(),
-                app_master_worker: a.worker,
-                error: a.error.clone(),
-            };
             let stats = self.apps.get(id).map(|r| r.stats.clone()).unwrap_or_default();
-            apps.insert(*id, (summary, stats));
+            apps.insert(*id, (a.info(), stats));
         }
         self.board.changed.notify_all();
     }
 
-    /// A request of a non-streaming application's AppMaster (see
-    /// [`crate::application::MasterLink`]); its executors run in this process, so it launches
-    /// none through the master.
-    fn on_request(&mut self, app_id: AppId, req: MasterRequest) -> MasterReply {
-        let conn = u64::from(app_id.0);
+    /// A request of a client (`from` none) or of `from`'s AppMaster, in this process: the
+    /// core answers most; executors run in this process, so none is launched through the
+    /// master.
+    fn on_request(&mut self, from: Option<AppId>, req: MasterRequest) -> MasterReply {
         let now = Timestamp::now();
-        let refused = |e: MasterError| MasterReply::Refused(e);
+        // An AppMaster here speaks on a "connection" numbered by its application's id.
+        let req = match self.core.answer(req, from.map_or(0, |id| u64::from(id.0)), now) {
+            Ok(answer) => return answer.unwrap_or(MasterReply::Ok),
+            Err(req) => *req,
+        };
         match req {
-            MasterRequest::RegisterAppMaster { address, .. } => {
-                if let Some(record) = self.apps.get_mut(&app_id) {
-                    record.address = address;
+            MasterRequest::RestartApp { app_id } => match self.core.restart(app_id, now) {
+                Ok(again) => {
+                    if let Some(launch) = self.apps.get(&app_id).map(|r| r.launch.clone()) {
+                        self.record(again, launch);
+                    }
+                    MasterReply::Submitted { app_id: again }
                 }
-                MasterReply::Ok
-            }
-            MasterRequest::ListWorkers => MasterReply::Workers(
-                self.core
-                    .workers()
-                    .iter()
-                    .map(|(id, w)| WorkerInfo {
-                        id: *id,
-                        host: "127.0.0.1".into(),
-                        slots: w.slots,
-                        used: w.used,
-                        alive: w.alive,
-                    })
-                    .collect(),
-            ),
-            MasterRequest::RequestResources { slots, locality, .. } => {
-                match self.core.request_resources(app_id, conn, slots, locality) {
-                    Ok(Grant::Now(granted)) => MasterReply::Resources(granted),
-                    Ok(Grant::Queued) => MasterReply::Queued,
-                    Err(e) => refused(e),
-                }
-            }
-            MasterRequest::AppStatus { status, error, .. } => {
-                self.core.set_status(app_id, Some(conn), status, error, now);
-                MasterReply::Ok
-            }
-            MasterRequest::AppReport { time, runtime, metrics, .. } => {
+                Err(e) => MasterReply::Refused(e),
+            },
+            MasterRequest::AppReport { app_id, time, runtime, metrics } if from == Some(app_id) => {
                 self.board.runtimes.lock().insert(app_id, *runtime);
                 let mut store = self.board.metrics.lock();
                 store.record(time, metrics);
@@ -502,7 +406,7 @@ impl Master {
                 MasterReply::Ok
             }
             other => MasterReply::Refused(MasterError::Invalid(format!(
-                "the embedded cluster's master does not take {other:?} from an AppMaster"
+                "the embedded cluster's master does not take {other:?}"
             ))),
         }
     }

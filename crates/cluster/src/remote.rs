@@ -72,6 +72,11 @@ impl From<EnvError> for RoleError {
     }
 }
 
+/// Any error as a role's.
+pub(crate) fn other(e: impl std::fmt::Display) -> RoleError {
+    RoleError::Other(e.to_string())
+}
+
 /// This process's environment ([`ProcessEnv::current`]).
 fn process_env() -> Result<&'static ProcessEnv, RoleError> {
     Ok(ProcessEnv::current()?)
@@ -82,30 +87,40 @@ pub fn masters_from_env() -> Result<Vec<HostPort>, RoleError> {
     Ok(process_env()?.need_masters()?.to_vec())
 }
 
-/// The cluster's configuration as the worker handed it over (`GEARPUMP_CONF`), else the
-/// defaults.
-///
-/// Keys this binary's version does not know (a cluster upgraded after the binary was built)
-/// are left out with a warning, not an error: the configuration is written for the cluster.
-pub(crate) fn system_config() -> Result<GearConfig, RoleError> {
-    let Some(text) = &process_env()?.conf else { return Ok(GearConfig::defaults()) };
-    let (conf, ignored) = GearConfig::defaults()
-        .with_str_ignoring_unknown("GEARPUMP_CONF", text)
-        .map_err(|e| RoleError::Other(e.to_string()))?;
-    if !ignored.is_empty() {
-        tracing::warn!(keys = ?ignored, "The cluster's configuration has keys this application binary's gearpump version does not know; they are left out.");
-    }
-    Ok(conf)
+/// What a role reads of the cluster's configuration, as the worker handed it over
+/// (`GEARPUMP_CONF`; else the defaults): parsed once per process.
+pub(crate) struct RoleConfig {
+    pub(crate) conf: GearConfig,
+    pub(crate) settings: gearpump_config::Settings,
+    pub(crate) secret: ClusterSecret,
+    /// `gearpump.network.*`: what the role's listening ports allow.
+    pub(crate) limits: gearpump_protocol::PortLimits,
 }
 
-/// The cluster secret of the cluster's configuration.
-pub(crate) fn cluster_secret() -> Result<ClusterSecret, RoleError> {
-    system_config()?.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))
-}
-
-/// `gearpump.network.*` of the cluster's configuration.
-fn port_limits(conf: &GearConfig) -> Result<gearpump_protocol::PortLimits, RoleError> {
-    crate::daemon::port_limits(conf).map_err(|e| RoleError::Other(e.to_string()))
+/// This process's [`RoleConfig`]. Keys this binary's version does not know (a cluster
+/// upgraded after the binary was built) are left out with a warning, not an error: the
+/// configuration is written for the cluster.
+pub(crate) fn role_config() -> Result<&'static RoleConfig, RoleError> {
+    static CONFIG: std::sync::OnceLock<Result<RoleConfig, String>> = std::sync::OnceLock::new();
+    let read = || {
+        let conf = match &process_env().map_err(|e| e.to_string())?.conf {
+            None => GearConfig::defaults(),
+            Some(text) => {
+                let (conf, ignored) = GearConfig::defaults()
+                    .with_str_ignoring_unknown("GEARPUMP_CONF", text)
+                    .map_err(|e| e.to_string())?;
+                if !ignored.is_empty() {
+                    tracing::warn!(keys = ?ignored, "The cluster's configuration has keys this application binary's gearpump version does not know; they are left out.");
+                }
+                conf
+            }
+        };
+        let settings = conf.settings().map_err(|e| e.to_string())?;
+        let secret = conf.cluster_secret().map_err(|e| e.to_string())?;
+        let limits = crate::daemon::port_limits(&conf).map_err(|e| e.to_string())?;
+        Ok(RoleConfig { conf, settings, secret, limits })
+    };
+    CONFIG.get_or_init(read).as_ref().map_err(|e| RoleError::Other(e.clone()))
 }
 
 /// What the cluster's configuration says about the data plane, with the application's
@@ -119,15 +134,14 @@ struct DataPlaneSettings {
 }
 
 fn data_plane_settings(app: &StreamApplication) -> Result<DataPlaneSettings, RoleError> {
-    let sys = system_config()?;
-    let s = sys.settings().map_err(|e| RoleError::Other(e.to_string()))?;
+    let RoleConfig { conf: sys, settings: s, .. } = role_config()?;
     let base = FlowConfig { ack_once_every: s.ack_once_every, max_pending: s.max_pending };
-    let flow = flow_from_config(app.config(), base).map_err(|e| RoleError::Other(e.to_string()))?;
+    let flow = flow_from_config(app.config(), base).map_err(other)?;
     let retry = RetryPolicy { max_retries: s.max_retries, base_sleep: s.base_sleep, max_sleep: s.max_sleep };
     let mut codecs = app.codecs().clone();
     let serializers = sys.map("gearpump.serializers");
     codecs.apply_serializers(serializers.iter().map(|(t, c)| (t.as_str(), c.as_str()))).map_err(RoleError::Other)?;
-    let metrics = crate::master::metrics_config(&s);
+    let metrics = crate::master::metrics_config(s);
     Ok(DataPlaneSettings { flow, retry, codecs: Arc::new(codecs), metrics })
 }
 
@@ -203,7 +217,7 @@ async fn upload(
     bytes: &[u8],
     id: &str,
 ) -> Result<(MasterClient, String), RoleError> {
-    let mut client = MasterClient::connect(masters, &cluster_secret()?).await?;
+    let mut client = MasterClient::connect(masters, &role_config()?.secret).await?;
     let artifact = match client.ask(&MasterRequest::HasArtifact { id: id.to_string() }, Duration::from_secs(30)).await?
     {
         MasterReply::ArtifactStored { id } => {
@@ -278,7 +292,7 @@ async fn request_slots(
 /// Registers with whichever master leads now, trying for `gearpump.cluster.master-timeout`
 /// (a failover elects a new leader within a second or two).
 async fn register_again(app_id: AppId) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
-    let patience = system_config()?.settings().map_err(|e| RoleError::Other(e.to_string()))?.master_timeout;
+    let patience = role_config()?.settings.master_timeout;
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let error = match tokio::time::timeout(
@@ -361,7 +375,7 @@ pub(crate) async fn register_appmaster(
     timeout: Duration,
 ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), RoleError> {
     let masters = masters_from_env()?;
-    let (mut master, pushes) = DuplexClient::connect(&masters, &cluster_secret()?).await?;
+    let (mut master, pushes) = DuplexClient::connect(&masters, &role_config()?.secret).await?;
     let attempt = appmaster_attempt();
     match master.ask(MasterRequest::RegisterAppMaster { app_id, attempt, address }, timeout).await? {
         MasterReply::Ok => Ok((master, pushes)),
@@ -407,25 +421,22 @@ async fn appmaster_loop(
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
     let listener = TcpListener::bind((hostname, 0)).await?;
     let control = listener.local_addr()?;
-    let conf = system_config()?;
-    let limits = port_limits(&conf)?;
-    let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
+    let RoleConfig { settings: s, secret, limits, .. } = role_config()?;
+    let limits = *limits;
     // Executors of every incarnation connect back here and register under their ids.
     let (link_tx, link_events) = mpsc::unbounded_channel::<(i32, LinkEvent)>();
     tokio::spawn(gearpump_protocol::serve_port(listener, limits, "appmaster", move |stream, peer| {
         let (link_tx, secret) = (link_tx.clone(), secret.clone());
         async move { serve_executor(stream, peer, limits.hello_timeout, &secret, link_tx).await }
     }));
-    let s = conf.settings().map_err(|e| RoleError::Other(e.to_string()))?;
     // A new AppMaster of a running application (the master relaunched it after its
     // predecessor died) resumes from the start clock that one reported.
     let attempt = appmaster_attempt();
     let start = process_env()?.start_clock;
-    let checkpoint_dir =
-        gearpump_streaming::checkpoint_dir(app_id, app).map_err(|e| RoleError::Other(e.to_string()))?;
+    let checkpoint_dir = gearpump_streaming::checkpoint_dir(app_id, app).map_err(other)?;
     let checkpoints = match &checkpoint_dir {
         Some(dir) => {
-            let store = gearpump_streaming::open_checkpoints(dir).map_err(|e| RoleError::Other(e.to_string()))?;
+            let store = gearpump_streaming::open_checkpoints(dir).map_err(other)?;
             // A new application: checkpoints left under its id by an earlier run are not its own.
             if attempt == 0 {
                 store.clear().map_err(|e| RoleError::Other(format!("clearing old checkpoints: {e}")))?;
@@ -612,7 +623,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
                 },
                 joined = async { reconnecting.as_mut().expect("guarded").await }, if reconnecting.is_some() => {
                     self.reconnecting = None;
-                    match joined.map_err(|e| RoleError::Other(e.to_string())).and_then(|r| r) {
+                    match joined.map_err(other).and_then(|r| r) {
                         Ok((client, pushes)) => (*self.master, *self.pushes) = (client, pushes),
                         // A newer AppMaster runs the application: this one must stop.
                         Err(RoleError::Refused(e)) => {
@@ -1026,19 +1037,17 @@ async fn executor_main(
     let ExecutorTarget { me, appmaster, app_id, host } = target;
     {
         let sink = ExecutorSink::default();
-        let conf = system_config()?;
-        let limits = port_limits(&conf)?;
-        let secret = conf.cluster_secret().map_err(|e| RoleError::Other(e.to_string()))?;
+        let RoleConfig { secret, limits, .. } = role_config()?;
         let server = DataServer::bind_with(
             SocketAddr::new(host, 0),
             Arc::new(sink.clone()),
             settings.codecs.clone(),
-            limits,
+            *limits,
             secret.clone(),
         )?;
         let data_addr = server.local_addr();
         let tcp = TcpStream::connect(appmaster).await?;
-        let (mut rd, mut wr) = gearpump_protocol::open_control(tcp, &appmaster.ip().to_string(), &secret).await?;
+        let (mut rd, mut wr) = gearpump_protocol::open_control(tcp, &appmaster.ip().to_string(), secret).await?;
         write_msg(&mut wr, &ExecutorReport::Register { executor: me, data_addr, pid: std::process::id() }).await?;
         let (out_tx, writer) = gearpump_protocol::spawn_writer::<ExecutorReport, _>(wr);
         let (events_tx, mut events) = mpsc::unbounded_channel::<TaskEvent>();

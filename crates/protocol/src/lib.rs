@@ -373,12 +373,12 @@ pub struct AppInfo {
     pub worker: Option<WorkerId>,
     /// Who submitted it.
     pub user: String,
-    /// Submission time, ms since the epoch.
-    pub submission_time: i64,
-    /// When it became active, ms since the epoch.
-    pub start_time: Option<i64>,
-    /// When it ended, ms since the epoch.
-    pub finish_time: Option<i64>,
+    /// When it was submitted.
+    pub submission_time: Timestamp,
+    /// When it became active.
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    pub finish_time: Option<Timestamp>,
     /// Why it failed.
     pub error: Option<String>,
 }

@@ -142,7 +142,7 @@ fn levels(a: &AppDetail) -> Map<String, Value> {
 pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
     let mut v = app_summary(s, a);
     let obj = v.as_object_mut().expect("an object");
-    let uptime = a.info.start_time.map(|t| a.info.finish_time.unwrap_or_else(now) - t).unwrap_or(0);
+    let uptime = a.info.start_time.map(|t| a.info.finish_time.map_or_else(now, |f| f.0) - t.0).unwrap_or(0);
     obj.insert("uptime".into(), json!(uptime.to_string()));
     let Some(r) = &a.runtime else {
         obj.insert("clock".into(), json!("0"));
@@ -208,7 +208,7 @@ pub fn stalling(a: &AppDetail) -> Value {
 /// `GET appmaster/<id>/errors`: the last failure, or an empty object.
 pub fn errors(a: &AppDetail) -> Value {
     match &a.info.error {
-        Some(e) => json!({"time": a.info.finish_time.unwrap_or(0).to_string(), "error": e}),
+        Some(e) => json!({"time": a.info.finish_time.map_or(0, |t| t.0).to_string(), "error": e}),
         None => json!({}),
     }
 }

@@ -19,14 +19,14 @@ use super::ControlTiming;
 use super::artifacts::ArtifactStore;
 use super::raft::{self, AppMeta, Change, Raft, Replicated};
 use super::reporter::Reporter;
-use crate::core::{App, Effect, Grant, MasterCore, MasterError, Notice, Submission};
+use crate::core::{App, Effect, MasterCore, MasterError, Notice, Submission};
 use crate::env::ProcessEnv;
 use gearpump_config::HostPort;
 use gearpump_core::{AppId, Timestamp, WorkerId};
 use gearpump_metrics::{MetricsStore, Retention};
 use gearpump_protocol::{AppDetail, ClusterSnapshot, MasterSummary, ProcessGauges, WorkerDetail};
 use gearpump_protocol::{
-    AppInfo, ClusterSecret, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand, WorkerInfo, read_msg,
+    ClusterSecret, MasterReply, MasterRequest, PortLimits, ProtocolError, WorkerCommand, read_msg,
 };
 use gearpump_streaming::AppStatus;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,7 +52,6 @@ struct WorkerRecord {
     pid: u32,
     config: String,
     log_dir: String,
-    host: String,
     last_seen: Instant,
     out: Out,
 }
@@ -63,18 +62,14 @@ struct AppRecord {
     args: Vec<String>,
     /// How many executors it asked for (0: one per worker).
     executors: u32,
-    /// Where pushes to its AppMaster go, and that AppMaster's connection.
-    appmaster: Option<(u64, Out)>,
     /// What its AppMaster last reported.
     runtime: Option<gearpump_protocol::AppRuntime>,
-    /// Where its AppMaster serves clients, as it registered.
-    address: Option<std::net::SocketAddr>,
 }
 
 impl AppRecord {
     /// An application's record before its AppMaster registers.
     fn new(artifact: String, args: Vec<String>, executors: u32) -> Self {
-        AppRecord { artifact, args, executors, appmaster: None, runtime: None, address: None }
+        AppRecord { artifact, args, executors, runtime: None }
     }
 }
 
@@ -164,7 +159,8 @@ struct MasterState {
     core: MasterCore,
     workers: BTreeMap<WorkerId, WorkerRecord>,
     apps: BTreeMap<AppId, AppRecord>,
-    peers: BTreeMap<u64, Peer>,
+    /// Who is on each connection, and where pushes to it go.
+    peers: BTreeMap<u64, (Peer, Out)>,
     summary: MasterSummary,
     metrics: MetricsStore,
     /// The newest point time the reporter has sent: each report sends only newer points.
@@ -182,22 +178,6 @@ struct MasterState {
     orphans_checked: bool,
     /// Who leads, shared with the connections.
     leadership: Arc<RwLock<Leadership>>,
-}
-
-/// An application as the protocol shows it.
-fn app_info(app: &App) -> AppInfo {
-    AppInfo {
-        id: app.id,
-        name: app.name.clone(),
-        kind: app.kind.clone(),
-        status: app.status,
-        worker: Some(app.worker),
-        user: app.user.clone(),
-        submission_time: app.submission_time.0,
-        start_time: app.start_time.map(|t| t.0),
-        finish_time: app.finish_time.map(|t| t.0),
-        error: app.error.clone(),
-    }
 }
 
 /// The core's record of a replicated application (its current AppMaster counts as alive
@@ -221,21 +201,41 @@ impl MasterState {
 
     fn answer(&mut self, req: MasterRequest, conn: u64, out: &Out) -> Option<MasterReply> {
         let now = Timestamp::now();
+        let registering = match &req {
+            MasterRequest::RegisterAppMaster { app_id, .. } => Some(*app_id),
+            _ => None,
+        };
+        let req = match self.core.answer(req, conn, now) {
+            Ok(reply) => {
+                if let (Some(app_id), Some(MasterReply::Ok)) = (registering, &reply) {
+                    self.peers.insert(conn, (Peer::AppMaster(app_id), out.clone()));
+                }
+                return reply.map(|reply| match reply {
+                    // Just after a failover, too few slots means "not yet", not "no".
+                    MasterReply::Refused(MasterError::NoSlotsFor { .. } | MasterError::NoSlotsOn { .. })
+                        if self.rejoining() =>
+                    {
+                        refused(&MasterError::WorkersRejoining)
+                    }
+                    reply => reply,
+                });
+            }
+            Err(req) => *req,
+        };
         Some(match req {
             MasterRequest::RegisterWorker { host, slots, pid, config, log_dir, previous, running } => {
-                let id = self.core.register_worker(previous, slots, &running, now);
+                let id = self.core.register_worker(previous, host.clone(), slots, &running, now);
                 tracing::info!(worker = %id, %host, slots, pid, again = previous.is_some(), "Worker registered.");
                 let record = WorkerRecord {
                     registered: now.0,
                     pid,
                     config,
                     log_dir,
-                    host,
                     last_seen: Instant::now(),
                     out: out.clone(),
                 };
                 self.workers.insert(id, record);
-                self.peers.insert(conn, Peer::Worker(id));
+                self.peers.insert(conn, (Peer::Worker(id), out.clone()));
                 MasterReply::WorkerRegistered {
                     worker: id,
                     heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
@@ -256,19 +256,6 @@ impl MasterState {
                     None => MasterReply::Error(format!("worker {worker} is not registered (or was declared dead)")),
                 }
             }
-            MasterRequest::ListWorkers => MasterReply::Workers(self.worker_infos()),
-            MasterRequest::ListApps => MasterReply::Apps(self.core.apps().values().map(app_info).collect()),
-            MasterRequest::KillApp { app_id } => {
-                tracing::info!(%app_id, "Killing application.");
-                self.core.kill(app_id, now).map_or_else(|e| refused(&e), |()| MasterReply::Ok)
-            }
-            MasterRequest::ReplayApp { app_id } => self.core.replay(app_id).map_or_else(
-                |e| refused(&e),
-                |()| {
-                    tracing::info!(%app_id, "Replay requested.");
-                    MasterReply::Ok
-                },
-            ),
             MasterRequest::UploadArtifact { bytes, last } => {
                 let stored = self.store.append(conn, &bytes).map_err(|e| e.to_string()).and_then(|()| {
                     if last { self.store.finish(conn).map(Some).map_err(|e| e.to_string()) } else { Ok(None) }
@@ -310,50 +297,6 @@ impl MasterState {
                     Err(e) => refused(&e),
                 }
             }
-            MasterRequest::RegisterAppMaster { app_id, attempt, address } => {
-                match self.core.register_appmaster(app_id, attempt, conn) {
-                    Ok(()) => {
-                        if let Some(app) = self.apps.get_mut(&app_id) {
-                            app.appmaster = Some((conn, out.clone()));
-                            app.address = address;
-                        }
-                        self.peers.insert(conn, Peer::AppMaster(app_id));
-                        tracing::info!(%app_id, "AppMaster registered.");
-                        MasterReply::Ok
-                    }
-                    Err(e) => refused(&e),
-                }
-            }
-            MasterRequest::ResolveAppMaster { app_id } => {
-                let app = match self.core.app(app_id) {
-                    None => return Some(refused(&MasterError::UnknownApp(app_id))),
-                    Some(a) if a.status.is_terminal() => {
-                        return Some(refused(&MasterError::NotRunning { id: app_id, status: a.status }));
-                    }
-                    Some(a) => a,
-                };
-                // Only the address of the AppMaster that speaks for it now.
-                let address = self
-                    .apps
-                    .get(&app_id)
-                    .filter(|r| r.appmaster.as_ref().map(|(c, _)| *c) == app.appmaster && app.appmaster.is_some())
-                    .and_then(|r| r.address);
-                MasterReply::AppMaster { kind: app.kind.clone(), address }
-            }
-            MasterRequest::RequestResources { app_id, slots, locality } => {
-                let rejoining = self.rejoining();
-                match self.core.request_resources(app_id, conn, slots, locality) {
-                    Ok(Grant::Now(allocation)) => {
-                        tracing::info!(%app_id, ?allocation, "Slots allocated.");
-                        MasterReply::Resources(allocation)
-                    }
-                    Ok(Grant::Queued) => MasterReply::Queued,
-                    Err(MasterError::NoSlotsFor { .. } | MasterError::NoSlotsOn { .. }) if rejoining => {
-                        refused(&MasterError::WorkersRejoining)
-                    }
-                    Err(e) => refused(&e),
-                }
-            }
             MasterRequest::LaunchExecutor { app_id, executor, worker, env } => {
                 if let Err(e) = self.core.check_launch(app_id, conn, worker) {
                     return Some(refused(&e));
@@ -370,13 +313,6 @@ impl MasterState {
                     env,
                 };
                 self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
-                MasterReply::Ok
-            }
-            MasterRequest::AppStatus { app_id, status, error } => {
-                // An AppMaster the master has replaced already speaks for nothing.
-                if !self.core.set_status(app_id, Some(conn), status, error.clone(), now) {
-                    tracing::info!(%app_id, %status, ?error, "Ignored the status of a replaced AppMaster.");
-                }
                 MasterReply::Ok
             }
             MasterRequest::AppReport { app_id, time, runtime, metrics } => {
@@ -401,15 +337,9 @@ impl MasterState {
                 }
                 Err(e) => refused(&e),
             },
-            MasterRequest::StartClock { app_id, clock } => {
-                self.core.record_start_clock(app_id, conn, clock).map_or_else(|e| refused(&e), |()| MasterReply::Ok)
-            }
             // Answered by the connection itself.
             MasterRequest::WhoLeads | MasterRequest::Raft { .. } => return None,
-            MasterRequest::ProcessExited { app_id, executor, code } => {
-                self.core.process_exited(app_id, executor, code, now);
-                return None;
-            }
+            other => MasterReply::Error(format!("the master does not take {other:?}")),
         })
     }
 
@@ -432,10 +362,8 @@ impl MasterState {
                     let kill = WorkerCommand::KillApp { app_id, grace_ms: grace.as_millis() as u64 };
                     self.outbox.push((w.out.clone(), MasterReply::Worker(kill)));
                 }
-                Effect::Granted { app: app_id, conn, allocation } => {
-                    if let Some((c, out)) = self.apps.get(&app_id).and_then(|a| a.appmaster.as_ref())
-                        && *c == conn
-                    {
+                Effect::Granted { conn, allocation, .. } => {
+                    if let Some((_, out)) = self.peers.get(&conn) {
                         self.outbox.push((out.clone(), MasterReply::Granted(allocation)));
                     }
                 }
@@ -444,27 +372,16 @@ impl MasterState {
                         Notice::Kill => MasterReply::KillRequested,
                         Notice::Replay => MasterReply::ReplayRequested,
                     };
-                    let sent = self
-                        .apps
-                        .get(&app_id)
-                        .and_then(|a| a.appmaster.as_ref())
-                        .is_some_and(|(c, out)| *c == conn && out.send(push).is_ok());
+                    let sent = self.peers.get(&conn).is_some_and(|(_, out)| out.send(push).is_ok());
                     // Its connection is gone: a kill ends the application at once.
                     if !sent && notice == Notice::Kill {
                         self.core.set_status(app_id, None, AppStatus::Terminated, None, Timestamp::now());
                     }
                 }
-                Effect::StatusChanged { app: app_id, status, error } => {
-                    match &error {
-                        Some(e) => tracing::warn!(%app_id, %status, error = %e, "Application status changed."),
-                        None => tracing::info!(%app_id, %status, "Application status changed."),
-                    }
-                    if status.is_terminal()
-                        && let Some(app) = self.apps.get_mut(&app_id)
-                    {
-                        app.appmaster = None;
-                    }
-                }
+                Effect::StatusChanged { app: app_id, status, error } => match &error {
+                    Some(e) => tracing::warn!(%app_id, %status, error = %e, "Application status changed."),
+                    None => tracing::info!(%app_id, %status, "Application status changed."),
+                },
             }
         }
     }
@@ -473,20 +390,6 @@ impl MasterState {
     /// means "not yet", not "no".
     fn rejoining(&self) -> bool {
         self.leading_since.is_some_and(|t| t.elapsed() < self.timing.worker_timeout)
-    }
-
-    fn worker_infos(&self) -> Vec<WorkerInfo> {
-        self.core
-            .workers()
-            .iter()
-            .map(|(id, w)| WorkerInfo {
-                id: *id,
-                host: self.workers.get(id).map(|r| r.host.clone()).unwrap_or_default(),
-                slots: w.slots,
-                used: w.used,
-                alive: w.alive,
-            })
-            .collect()
     }
 
     fn snapshot(&self) -> ClusterSnapshot {
@@ -499,6 +402,7 @@ impl MasterState {
                 ..self.summary.clone()
             },
             workers: self
+                .core
                 .worker_infos()
                 .into_iter()
                 .filter_map(|info| {
@@ -516,7 +420,7 @@ impl MasterState {
                 .core
                 .apps()
                 .values()
-                .map(|a| AppDetail { info: app_info(a), runtime: self.apps.get(&a.id).and_then(|r| r.runtime.clone()) })
+                .map(|a| AppDetail { info: a.info(), runtime: self.apps.get(&a.id).and_then(|r| r.runtime.clone()) })
                 .collect(),
         }
     }
@@ -538,7 +442,7 @@ impl MasterState {
     fn disconnected(&mut self, conn: u64) {
         self.store.abandon(conn);
         let now = Timestamp::now();
-        match self.peers.remove(&conn) {
+        match self.peers.remove(&conn).map(|(peer, _)| peer) {
             Some(Peer::Worker(id)) => self.core.worker_lost(id, "its connection closed", now),
             Some(Peer::AppMaster(app_id)) => self.core.appmaster_disconnected(app_id, conn, now),
             None => {}
@@ -565,7 +469,7 @@ impl MasterState {
             .map(|(id, a)| {
                 let record = self.apps.get(id);
                 // What belongs to this leader's connections is not replicated.
-                let app = App { appmaster_exits: 0, appmaster: None, ..a.clone() };
+                let app = App { appmaster_exits: 0, appmaster: None, address: None, ..a.clone() };
                 let meta = AppMeta {
                     app,
                     artifact: record.map(|r| r.artifact.clone()).unwrap_or_default(),
@@ -586,7 +490,7 @@ impl MasterState {
         for (id, meta) in &from.apps {
             let (app, mut record) = from_meta(meta.clone());
             if let Some(known) = self.apps.remove(id) {
-                (record.appmaster, record.runtime) = (known.appmaster, known.runtime);
+                record.runtime = known.runtime;
             }
             apps.push(app);
             records.insert(*id, record);
@@ -619,9 +523,6 @@ impl MasterState {
         self.core.forget_connections();
         self.leading_since = None;
         self.outbox.clear();
-        for app in self.apps.values_mut() {
-            app.appmaster = None;
-        }
         tracing::warn!("No longer leading the masters.");
     }
 

@@ -835,6 +835,7 @@ mod tests {
             appmaster_launches: 1,
             appmaster_exits: 0,
             appmaster: None,
+            address: None,
             start_clock: 0,
         };
         AppMeta { app, artifact: "abc".into(), args: vec![], executors: 0 }
