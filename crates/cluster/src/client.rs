@@ -5,9 +5,7 @@ use crate::master::{AppSummary, Board, ClusterConfig, KillError, Master, MasterC
 use gearpump_api::StreamApplication;
 use gearpump_core::AppId;
 use gearpump_metrics::{MetricPoint, ReadOption};
-use gearpump_protocol::{
-    AppDetail, ClusterSnapshot, MasterError, MasterReply, MasterRequest, MasterSummary, WorkerDetail,
-};
+use gearpump_protocol::{ClusterSnapshot, MasterError, MasterReply, MasterRequest};
 use gearpump_streaming::{AppStats, Runtime, TaskPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,8 +90,9 @@ impl ClusterClient {
         }
     }
 
-    /// Asks the master as a daemon master is asked; a refusal is the error.
-    fn ask(&self, req: MasterRequest) -> Result<MasterReply, MasterError> {
+    /// Asks this cluster's master what a daemon master is asked (the REST API does); a
+    /// refusal is the error.
+    pub fn ask(&self, req: MasterRequest) -> Result<MasterReply, MasterError> {
         let (reply, answer) = oneshot::channel();
         self.master.send(MasterCommand::Ask { req, reply }).map_err(|_| MasterError::ClusterStopped)?;
         match answer.blocking_recv().map_err(|_| MasterError::ClusterStopped)? {
@@ -108,39 +107,10 @@ impl ClusterClient {
     }
 
     /// The cluster as the REST API shows it.
-    pub fn snapshot(&self) -> ClusterSnapshot {
-        let pid = std::process::id();
-        let home = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
-        let started = self.board.started.0;
-        let runtimes = self.board.runtimes.lock().clone();
-        ClusterSnapshot {
-            master: MasterSummary {
-                address: format!("embedded@{pid}"),
-                members: vec![format!("embedded@{pid}")],
-                started,
-                jar_store: String::new(),
-                log_dir: String::new(),
-                home,
-                config: String::new(),
-                leader: Some(format!("embedded@{pid}")),
-                synced: true,
-            },
-            workers: self
-                .workers()
-                .into_iter()
-                .map(|info| WorkerDetail {
-                    info,
-                    registered: started,
-                    pid,
-                    config: String::new(),
-                    log_dir: String::new(),
-                })
-                .collect(),
-            apps: self
-                .list()
-                .into_iter()
-                .map(|info| AppDetail { runtime: runtimes.get(&info.id).cloned(), info })
-                .collect(),
+    pub fn snapshot(&self) -> Result<ClusterSnapshot, MasterError> {
+        match self.ask(MasterRequest::Snapshot)? {
+            MasterReply::Snapshot(s) => Ok(*s),
+            other => Err(MasterError::Invalid(format!("unexpected answer from the master: {other:?}"))),
         }
     }
 

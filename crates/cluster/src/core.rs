@@ -1007,7 +1007,7 @@ mod tests {
         let mut c = core(4, 1);
         let id = c.submit(sub("shell", 0), None, T).unwrap();
         let address: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let mut ask = |c: &mut MasterCore, req, conn| c.answer(req, conn, T);
+        let ask = |c: &mut MasterCore, req, conn| c.answer(req, conn, T);
         // The AppMaster registers with where it serves clients; clients resolve it there.
         let register = MasterRequest::RegisterAppMaster { app_id: id, attempt: 0, address: Some(address) };
         assert_eq!(ask(&mut c, register, 7), Ok(Some(MasterReply::Ok)));
@@ -1015,7 +1015,7 @@ mod tests {
         let kind = gearpump_protocol::STREAMING.to_string();
         assert_eq!(
             ask(&mut c, resolve.clone(), 1),
-            Ok(Some(MasterReply::AppMaster { kind: kind.clone(), address: Some(address) }))
+            Ok(Some(MasterReply::AppMaster { kind, address: Some(address) }))
         );
         let slots = MasterRequest::RequestResources { app_id: id, slots: 2, locality: Locality::Any };
         assert!(matches!(ask(&mut c, slots.clone(), 7), Ok(Some(MasterReply::Resources(_)))));

@@ -5,7 +5,8 @@ use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
 use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp};
 use gearpump_metrics::{MetricsStore, Retention};
-use gearpump_protocol::{AppInfo, AppRuntime, MasterReply, MasterRequest, ProcessGauges, WorkerInfo};
+use gearpump_protocol::{AppDetail, AppInfo, AppRuntime, ClusterSnapshot, MasterReply, MasterRequest};
+use gearpump_protocol::{MasterSummary, ProcessGauges, WorkerDetail, WorkerInfo};
 use gearpump_streaming::appmaster::{self, AppMasterSpec};
 use gearpump_streaming::{AppStats, DataPlane, MetricsConfig, Runtime};
 use gearpump_transport::flow::FlowConfig;
@@ -374,6 +375,39 @@ impl Master {
         self.board.changed.notify_all();
     }
 
+    /// The cluster as the REST API shows it.
+    fn snapshot(&self) -> ClusterSnapshot {
+        let pid = std::process::id();
+        let home = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let (started, me) = (self.board.started.0, format!("embedded@{pid}"));
+        let runtimes = self.board.runtimes.lock();
+        ClusterSnapshot {
+            master: MasterSummary {
+                address: me.clone(),
+                members: vec![me.clone()],
+                started,
+                jar_store: String::new(),
+                log_dir: String::new(),
+                home,
+                config: String::new(),
+                leader: Some(me),
+                synced: true,
+            },
+            workers: (self.core.worker_infos().into_iter())
+                .map(|info| WorkerDetail {
+                    info,
+                    registered: started,
+                    pid,
+                    config: String::new(),
+                    log_dir: String::new(),
+                })
+                .collect(),
+            apps: (self.core.apps().values())
+                .map(|a| AppDetail { info: a.info(), runtime: runtimes.get(&a.id).cloned() })
+                .collect(),
+        }
+    }
+
     /// A request of a client (`from` none) or of `from`'s AppMaster, in this process: the
     /// core answers most; executors run in this process, so none is launched through the
     /// master.
@@ -394,6 +428,10 @@ impl Master {
                 }
                 Err(e) => MasterReply::Refused(e),
             },
+            MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
+            MasterRequest::QueryMetrics { path, option } => {
+                MasterReply::Metrics(self.board.metrics.lock().query(&path, option))
+            }
             MasterRequest::AppReport { app_id, time, runtime, metrics } if from == Some(app_id) => {
                 self.board.runtimes.lock().insert(app_id, *runtime);
                 let mut store = self.board.metrics.lock();

@@ -82,18 +82,56 @@ impl Drop for Upload {
 
 pub use gearpump_protocol::{DagProcessor, DagRequest};
 
-/// What the REST API asks of a cluster.
+/// What the REST API asks of a cluster. Both kinds of cluster answer the master's requests
+/// ([`Backend::ask`]); the rest is built on that.
 pub trait Backend: Send + Sync + 'static {
+    /// Asks the (leading) master; its refusal is the error, by its kind ([`MasterError`]).
+    fn ask(&self, req: MasterRequest) -> BoxFuture<'_, Result<MasterReply, BackendError>>;
     /// The cluster's state.
-    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>>;
+    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::Snapshot).await? {
+                MasterReply::Snapshot(s) => Ok(*s),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Metric points under a path.
-    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>>;
+    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::QueryMetrics { path, option }).await? {
+                MasterReply::Metrics(points) => Ok(points),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Kills an application.
-    fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn kill(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::KillApp { app_id }).await? {
+                MasterReply::Ok => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Restarts a running application's tasks from its start clock.
-    fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn replay(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::ReplayApp { app_id }).await? {
+                MasterReply::Ok => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Kills (if running) and resubmits an application; the new id.
-    fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>>;
+    fn restart(&self, app_id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::RestartApp { app_id }).await? {
+                MasterReply::Submitted { app_id } => Ok(app_id),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Whether [`Backend::upload`] and [`Backend::submit_binary`] can succeed at all: when
     /// not, an upload is refused before its body is read.
     fn takes_binaries(&self) -> bool {
@@ -192,26 +230,8 @@ pub(crate) const EMBEDDED_ONLY: &str = "this embedded cluster runs only the appl
      cluster started with `gear local` or `gear master` and `gear services`";
 
 impl Backend for EmbeddedBackend {
-    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>> {
-        let snapshot = self.client.snapshot();
-        Box::pin(async move { Ok(snapshot) })
-    }
-
-    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>> {
-        let points = self.client.metrics(&path, option);
-        Box::pin(async move { Ok(points) })
-    }
-
-    fn kill(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        self.blocking(move |c| c.kill(id).map_err(|e| refused(&e)))
-    }
-
-    fn restart(&self, id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
-        self.blocking(move |c| c.restart(id).map_err(|e| refused(&e)))
-    }
-
-    fn replay(&self, id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        self.blocking(move |c| c.replay(id).map_err(|e| refused(&e)))
+    fn ask(&self, req: MasterRequest) -> BoxFuture<'_, Result<MasterReply, BackendError>> {
+        self.blocking(move |c| c.ask(req).map_err(|e| refused(&e)))
     }
 
     fn takes_binaries(&self) -> bool {
@@ -256,16 +276,6 @@ impl RemoteBackend {
     pub fn new(masters: Vec<HostPort>, secret: ClusterSecret, system_config: String) -> Self {
         RemoteBackend { masters, secret, system_config }
     }
-
-    async fn ask(&self, req: MasterRequest) -> Result<MasterReply, BackendError> {
-        let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
-        match gearpump_cluster::daemon::ask_leader(&self.masters, &self.secret, &req, Duration::from_secs(60)).await {
-            Ok(MasterReply::Error(e)) => Err(BackendError::BadRequest(e)),
-            Ok(MasterReply::Refused(e)) => Err(refused(&e)),
-            Ok(reply) => Ok(reply),
-            Err(e) => Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", ")))),
-        }
-    }
 }
 
 fn unexpected(reply: &MasterReply) -> BackendError {
@@ -273,47 +283,18 @@ fn unexpected(reply: &MasterReply) -> BackendError {
 }
 
 impl Backend for RemoteBackend {
-    fn snapshot(&self) -> BoxFuture<'_, Result<ClusterSnapshot, BackendError>> {
+    fn ask(&self, req: MasterRequest) -> BoxFuture<'_, Result<MasterReply, BackendError>> {
         Box::pin(async move {
-            match self.ask(MasterRequest::Snapshot).await? {
-                MasterReply::Snapshot(s) => Ok(*s),
-                other => Err(unexpected(&other)),
-            }
-        })
-    }
-
-    fn metrics(&self, path: String, option: ReadOption) -> BoxFuture<'_, Result<Vec<MetricPoint>, BackendError>> {
-        Box::pin(async move {
-            match self.ask(MasterRequest::QueryMetrics { path, option }).await? {
-                MasterReply::Metrics(points) => Ok(points),
-                other => Err(unexpected(&other)),
-            }
-        })
-    }
-
-    fn kill(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(async move {
-            match self.ask(MasterRequest::KillApp { app_id }).await? {
-                MasterReply::Ok => Ok(()),
-                other => Err(unexpected(&other)),
-            }
-        })
-    }
-
-    fn replay(&self, app_id: AppId) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(async move {
-            match self.ask(MasterRequest::ReplayApp { app_id }).await? {
-                MasterReply::Ok => Ok(()),
-                other => Err(unexpected(&other)),
-            }
-        })
-    }
-
-    fn restart(&self, app_id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
-        Box::pin(async move {
-            match self.ask(MasterRequest::RestartApp { app_id }).await? {
-                MasterReply::Submitted { app_id } => Ok(app_id),
-                other => Err(unexpected(&other)),
+            let list: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
+            let asked =
+                gearpump_cluster::daemon::ask_leader(&self.masters, &self.secret, &req, Duration::from_secs(60));
+            match asked.await {
+                Ok(MasterReply::Error(e)) => Err(BackendError::BadRequest(e)),
+                Ok(MasterReply::Refused(e)) => Err(refused(&e)),
+                Ok(reply) => Ok(reply),
+                Err(e) => {
+                    Err(BackendError::Unavailable(format!("no leading master answers at {}: {e}", list.join(", "))))
+                }
             }
         })
     }
