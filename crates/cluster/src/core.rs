@@ -1013,10 +1013,7 @@ mod tests {
         assert_eq!(ask(&mut c, register, 7), Ok(Some(MasterReply::Ok)));
         let resolve = MasterRequest::ResolveAppMaster { app_id: id };
         let kind = gearpump_protocol::STREAMING.to_string();
-        assert_eq!(
-            ask(&mut c, resolve.clone(), 1),
-            Ok(Some(MasterReply::AppMaster { kind, address: Some(address) }))
-        );
+        assert_eq!(ask(&mut c, resolve.clone(), 1), Ok(Some(MasterReply::AppMaster { kind, address: Some(address) })));
         let slots = MasterRequest::RequestResources { app_id: id, slots: 2, locality: Locality::Any };
         assert!(matches!(ask(&mut c, slots.clone(), 7), Ok(Some(MasterReply::Resources(_)))));
         // Another connection does not speak for the application.

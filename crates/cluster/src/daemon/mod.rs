@@ -189,9 +189,11 @@ pub async fn ask_leader(
     }
 }
 
-/// A client connection to a master: one request, one answer.
+/// A client connection to a master: one request, one answer. An answer that does not come in
+/// time leaves the connection unusable (a late one would be taken for the next request's).
 pub struct MasterClient {
-    stream: ControlStream,
+    /// `None` once an answer did not come in time.
+    stream: Option<ControlStream>,
     /// The master it is connected to.
     pub master: HostPort,
 }
@@ -201,21 +203,27 @@ impl MasterClient {
     /// node holds the cluster `secret`.
     pub async fn connect(masters: &[HostPort], secret: &ClusterSecret) -> Result<MasterClient, ProtocolError> {
         let (stream, master) = connect_leader(masters, secret).await?;
-        Ok(MasterClient { stream, master })
+        Ok(MasterClient { stream: Some(stream), master })
     }
 
     /// Connects to the master at `master`, leader or not (masters among themselves).
     pub async fn connect_direct(master: &HostPort, secret: &ClusterSecret) -> Result<MasterClient, ProtocolError> {
-        Ok(MasterClient { stream: connect_to(master, secret).await?, master: master.clone() })
+        Ok(MasterClient { stream: Some(connect_to(master, secret).await?), master: master.clone() })
     }
 
-    /// Sends a request and waits for the answer, at most `timeout`.
+    /// Sends a request and waits for the answer, at most `timeout`; past that the connection
+    /// is closed.
     pub async fn ask(&mut self, req: &MasterRequest, timeout: Duration) -> Result<MasterReply, ProtocolError> {
+        let stream = self.stream.as_mut().ok_or(ProtocolError::Closed)?;
         let exchange = async {
-            write_msg(&mut self.stream, req).await?;
-            read_msg(&mut self.stream).await
+            write_msg(stream, req).await?;
+            read_msg(stream).await
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| ProtocolError::Timeout(timeout))?
+        let answer = tokio::time::timeout(timeout, exchange).await;
+        answer.map_err(|_| {
+            self.stream = None;
+            ProtocolError::Timeout(timeout)
+        })?
     }
 
     /// Uploads a binary in chunks that `chunk(offset)` gives as (bytes, whether last);
@@ -264,12 +272,23 @@ impl MasterClient {
 const ARTIFACT_CHUNK_LIMIT: Duration = Duration::from_secs(120);
 
 /// A connection on which the master also pushes: answers come in request order on one
-/// channel, pushes ([`MasterReply::is_push`]) on another.
+/// channel, pushes ([`MasterReply::is_push`]) on another. An answer that does not come in
+/// time closes the connection (a late one would be taken for the next request's).
 pub struct DuplexClient {
     requests: mpsc::UnboundedSender<MasterRequest>,
     replies: mpsc::UnboundedReceiver<MasterReply>,
+    /// The tasks that write and read the connection.
+    tasks: [tokio::task::JoinHandle<()>; 2],
     /// The master it is connected to.
     pub master: HostPort,
+}
+
+impl Drop for DuplexClient {
+    fn drop(&mut self) {
+        // What was told still goes out (the writer ends once it has written it); nothing more
+        // is read.
+        self.tasks[1].abort();
+    }
 }
 
 impl DuplexClient {
@@ -281,10 +300,10 @@ impl DuplexClient {
     ) -> Result<(DuplexClient, mpsc::UnboundedReceiver<MasterReply>), ProtocolError> {
         let (stream, master) = connect_leader(masters, secret).await?;
         let (mut rd, wr) = tokio::io::split(stream);
-        let (requests, _) = gearpump_protocol::spawn_writer(wr);
+        let (requests, writer) = gearpump_protocol::spawn_writer(wr);
         let (reply_tx, replies) = mpsc::unbounded_channel();
         let (push_tx, pushes) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(msg) = read_msg::<_, MasterReply>(&mut rd).await {
                 let is_push = msg.is_push();
                 let sent = if is_push { push_tx.send(msg).is_ok() } else { reply_tx.send(msg).is_ok() };
@@ -293,7 +312,12 @@ impl DuplexClient {
                 }
             }
         });
-        Ok((DuplexClient { requests, replies, master }, pushes))
+        Ok((DuplexClient { requests, replies, tasks: [writer, reader], master }, pushes))
+    }
+
+    /// Closes the connection: asks fail from now on and the pushes end.
+    fn close(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     /// Sends a request that gets no answer.
@@ -301,13 +325,17 @@ impl DuplexClient {
         self.requests.send(req).map_err(|_| ProtocolError::Closed)
     }
 
-    /// Sends a request and waits for its answer, at most `timeout`.
+    /// Sends a request and waits for its answer, at most `timeout`; past that the connection
+    /// is closed.
     pub async fn ask(&mut self, req: MasterRequest, timeout: Duration) -> Result<MasterReply, ProtocolError> {
         self.tell(req)?;
-        tokio::time::timeout(timeout, self.replies.recv())
-            .await
-            .map_err(|_| ProtocolError::Timeout(timeout))?
-            .ok_or(ProtocolError::Closed)
+        match tokio::time::timeout(timeout, self.replies.recv()).await {
+            Ok(reply) => reply.ok_or(ProtocolError::Closed),
+            Err(_) => {
+                self.close();
+                Err(ProtocolError::Timeout(timeout))
+            }
+        }
     }
 
     /// The next unsolicited answer (a refusal of something told), or `None` when the
@@ -352,6 +380,51 @@ mod tests {
             MasterReply::Workers(w) => w,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_too_late_closes_the_connection_rather_than_answer_the_next_request() {
+        // A master that answers who leads at once, then everything else a while later.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let master = HostPort { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port() };
+        let me = master.to_string();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let hello = Duration::from_secs(5);
+                    let (mut rd, mut wr) =
+                        gearpump_protocol::accept_control(stream, &ClusterSecret::none(), hello).await.unwrap();
+                    while let Ok(req) = read_msg::<_, MasterRequest>(&mut rd).await {
+                        let reply = match req {
+                            MasterRequest::WhoLeads => MasterReply::Leader { leader: Some(me.clone()), me: me.clone() },
+                            _ => {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                MasterReply::Workers(Vec::new())
+                            }
+                        };
+                        if write_msg(&mut wr, &reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut one = MasterClient::connect(std::slice::from_ref(&master), &ClusterSecret::none()).await.unwrap();
+        let late = one.ask(&MasterRequest::ListWorkers, Duration::from_millis(50)).await;
+        assert!(matches!(late, Err(ProtocolError::Timeout(_))), "{late:?}");
+        let next = one.ask(&MasterRequest::ListApps, Duration::from_secs(2)).await;
+        assert!(matches!(next, Err(ProtocolError::Closed)), "{next:?}");
+        let (mut client, mut pushes) = DuplexClient::connect(&[master], &ClusterSecret::none()).await.unwrap();
+        let late = client.ask(MasterRequest::ListWorkers, Duration::from_millis(50)).await;
+        assert!(matches!(late, Err(ProtocolError::Timeout(_))), "{late:?}");
+        // The late answer reaches no one: the next request fails, and the pushes end, so the
+        // caller connects again.
+        let next = client.ask(MasterRequest::ListApps, Duration::from_secs(2)).await;
+        assert!(matches!(next, Err(ProtocolError::Closed)), "{next:?}");
+        let ended = tokio::time::timeout(Duration::from_secs(2), pushes.recv()).await;
+        assert!(matches!(ended, Ok(None)), "{ended:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
