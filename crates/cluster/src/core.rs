@@ -33,8 +33,8 @@ pub enum Effect {
         worker: WorkerId,
         /// Which launch (0: the first).
         attempt: u32,
-        /// Where its tasks start (ms of application time).
-        start_clock: i64,
+        /// Where its tasks start.
+        start_clock: Timestamp,
     },
     /// End every process of `app` on `worker`; those still running after `grace` are killed.
     EndProcesses {
@@ -139,7 +139,7 @@ pub struct App {
     #[serde(skip)]
     pub address: Option<std::net::SocketAddr>,
     /// Where a new AppMaster resumes: the start clock the current one last recorded.
-    pub start_clock: i64,
+    pub start_clock: Timestamp,
 }
 
 impl App {
@@ -487,11 +487,11 @@ impl MasterCore {
                 appmaster_exits: 0,
                 appmaster: None,
                 address: None,
-                start_clock: 0,
+                start_clock: Timestamp(0),
             },
         );
         self.take(id, &am);
-        self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt: 0, start_clock: 0 });
+        self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt: 0, start_clock: Timestamp(0) });
         Ok(id)
     }
 
@@ -642,7 +642,7 @@ impl MasterCore {
     }
 
     /// `id`'s AppMaster (on `conn`) recorded its start clock.
-    pub fn record_start_clock(&mut self, id: AppId, conn: u64, clock: i64) -> Result<(), MasterError> {
+    pub fn record_start_clock(&mut self, id: AppId, conn: u64, clock: Timestamp) -> Result<(), MasterError> {
         self.check_appmaster(id, conn)?;
         let app = self.apps.get_mut(&id).ok_or(MasterError::UnknownApp(id))?;
         app.start_clock = app.start_clock.max(clock);
@@ -744,7 +744,7 @@ impl MasterCore {
         app.status = AppStatus::Pending;
         app.appmaster_launches += 1;
         let (attempt, start_clock) = (app.appmaster_launches - 1, app.start_clock);
-        tracing::warn!(app_id = %id, %why, %worker, attempt, start_clock, "Launching a new AppMaster.");
+        tracing::warn!(app_id = %id, %why, %worker, attempt, %start_clock, "Launching a new AppMaster.");
         self.effects.push(Effect::LaunchAppMaster { app: id, worker, attempt, start_clock });
         self.serve_waiting();
     }
@@ -824,7 +824,7 @@ mod tests {
         assert_eq!(id, AppId(1));
         assert_eq!(
             c.take_effects(),
-            vec![Effect::LaunchAppMaster { app: id, worker: WorkerId(1), attempt: 0, start_clock: 0 }]
+            vec![Effect::LaunchAppMaster { app: id, worker: WorkerId(1), attempt: 0, start_clock: Timestamp(0) }]
         );
         assert_eq!(used(&c), vec![1, 0]);
         let app = c.app(id).unwrap();
@@ -1018,9 +1018,9 @@ mod tests {
         assert!(matches!(ask(&mut c, slots.clone(), 7), Ok(Some(MasterReply::Resources(_)))));
         // Another connection does not speak for the application.
         assert_eq!(ask(&mut c, slots, 8), Ok(Some(MasterReply::Refused(MasterError::ReplacedAppMaster(id)))));
-        let clock = MasterRequest::StartClock { app_id: id, clock: 42 };
+        let clock = MasterRequest::StartClock { app_id: id, clock: Timestamp(42) };
         assert_eq!(ask(&mut c, clock, 7), Ok(Some(MasterReply::Ok)));
-        assert_eq!(c.app(id).unwrap().start_clock, 42);
+        assert_eq!(c.app(id).unwrap().start_clock, Timestamp(42));
         let Ok(Some(MasterReply::Workers(workers))) = ask(&mut c, MasterRequest::ListWorkers, 1) else { panic!() };
         assert!(workers.iter().all(|w| w.host == H && w.alive && w.slots == 4));
         assert_eq!(workers.iter().map(|w| w.used).sum::<u32>(), 3, "the AppMaster's slot and its two");
@@ -1065,8 +1065,8 @@ mod tests {
     fn worker_dies_appmaster_relaunched_elsewhere_until_the_budget_is_spent() {
         let mut c = core(4, 1);
         let id = running(&mut c, "a", 2, 1);
-        c.record_start_clock(id, 1, 500).unwrap();
-        c.record_start_clock(id, 1, 400).unwrap();
+        c.record_start_clock(id, 1, Timestamp(500)).unwrap();
+        c.record_start_clock(id, 1, Timestamp(400)).unwrap();
         assert_eq!(c.app(id).unwrap().worker, WorkerId(1));
         // The AppMaster's worker dies: a new AppMaster on worker 2 resumes at the start clock;
         // the old one's processes end at once.
@@ -1076,7 +1076,7 @@ mod tests {
             effects,
             vec![
                 Effect::EndProcesses { app: id, worker: WorkerId(2), grace: Duration::ZERO },
-                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: 500 },
+                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: Timestamp(500) },
             ]
         );
         assert_eq!(used(&c), vec![2, 1], "worker 1's count is moot; worker 2 holds the new AppMaster");
@@ -1179,7 +1179,7 @@ mod tests {
             c.take_effects(),
             vec![
                 Effect::EndProcesses { app: id, worker: WorkerId(2), grace: Duration::ZERO },
-                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: 0 },
+                Effect::LaunchAppMaster { app: id, worker: WorkerId(2), attempt: 1, start_clock: Timestamp(0) },
             ]
         );
         // Its new AppMaster registers and reports active again.

@@ -507,7 +507,7 @@ struct Processes<'a> {
     /// The id of the first executor of the current incarnation, and the links to them all.
     first: i32,
     links: Vec<ExecutorLink>,
-    counters: HashMap<u64, TaskCounters>,
+    counters: HashMap<TaskId, TaskCounters>,
     /// Messages the sinks received in incarnations before a restart (the new tasks count from 0).
     earlier: u64,
     active_since: std::time::Instant,
@@ -562,7 +562,7 @@ impl Processes<'_> {
         }
         self.pending_start = None;
         self.start_recorded = std::time::Instant::now();
-        let req = MasterRequest::StartClock { app_id: self.app_id, clock: clock.0 };
+        let req = MasterRequest::StartClock { app_id: self.app_id, clock };
         let recorded = matches!(self.master.ask(req, Duration::from_secs(10)).await, Ok(MasterReply::Ok));
         if let Some(store) = self.checkpoints.as_ref().filter(|_| recorded) {
             gearpump_streaming::state::prune_checkpoints(store, self.app.dag(), clock);
@@ -675,7 +675,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
                 worker: l.worker,
                 pid: l.pid,
                 host: l.data_addr.map_or_else(|| self.hostname.to_string(), |a| a.ip().to_string()),
-                tasks: l.tasks.iter().map(|t| t.to_u64()).collect(),
+                tasks: l.tasks.clone(),
                 status: if l.alive { ExecutorStatus::Active } else { ExecutorStatus::Lost },
             })
             .collect();
@@ -1188,11 +1188,11 @@ async fn executor_main(
 }
 
 /// The counters of the sink processors' tasks (those without outgoing edges).
-fn sink_counters<'a>(app: &StreamApplication, counters: &'a HashMap<u64, TaskCounters>) -> Vec<&'a TaskCounters> {
+fn sink_counters<'a>(app: &StreamApplication, counters: &'a HashMap<TaskId, TaskCounters>) -> Vec<&'a TaskCounters> {
     let dag = app.dag();
     let sinks: Vec<ProcessorId> =
         dag.processors().iter().filter(|p| dag.outgoing(p.id).next().is_none()).map(|p| p.id).collect();
-    counters.values().filter(|c| sinks.contains(&TaskId::from_u64(c.task).processor)).collect()
+    counters.values().filter(|c| sinks.contains(&c.task.processor)).collect()
 }
 
 /// The summary line of a distributed run: messages received by the sink processors per second
@@ -1204,7 +1204,7 @@ fn summary(
     status: &str,
     elapsed: Duration,
     earlier: u64,
-    counters: &HashMap<u64, TaskCounters>,
+    counters: &HashMap<TaskId, TaskCounters>,
 ) -> String {
     let at_sinks = sink_counters(app, counters);
     let processed: u64 = earlier + at_sinks.iter().map(|c| c.received).sum::<u64>();

@@ -543,7 +543,7 @@ pub enum MasterRequest {
         /// The application.
         app_id: AppId,
         /// The start clock.
-        clock: i64,
+        clock: Timestamp,
     },
     /// Kill an application (if it runs) and submit its binary and arguments again.
     RestartApp {
@@ -843,8 +843,8 @@ pub enum ExecutorReport {
 /// One task's counters, as an executor reports them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskCounters {
-    /// The task (packed id).
-    pub task: u64,
+    /// The task.
+    pub task: TaskId,
     /// Messages received.
     pub received: u64,
     /// Messages sent.
@@ -860,7 +860,7 @@ pub struct TaskCounters {
     /// Time spent back-pressured, ns.
     pub blocked_ns: u64,
     /// Its min clock.
-    pub clock: i64,
+    pub clock: Timestamp,
     /// Recent receive latency, ms.
     pub receive_latency: HistogramSummary,
     /// Recent processing time per message, ms.
@@ -938,8 +938,8 @@ pub struct ExecutorInfo {
     pub pid: u32,
     /// Its host.
     pub host: String,
-    /// Its tasks (packed ids).
-    pub tasks: Vec<u64>,
+    /// Its tasks.
+    pub tasks: Vec<TaskId>,
     /// Whether it runs.
     pub status: ExecutorStatus,
 }
@@ -968,10 +968,10 @@ impl ExecutorStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRuntime {
     /// The application min clock.
-    pub clock: i64,
+    pub clock: Timestamp,
     /// The start clock: where the application restarts from after a failure.
     #[serde(default)]
-    pub start_clock: i64,
+    pub start_clock: Timestamp,
     /// How many times its tasks were restarted after failures.
     #[serde(default)]
     pub restarts: u32,
@@ -981,8 +981,8 @@ pub struct AppRuntime {
     pub edges: Vec<EdgeInfo>,
     /// The executors.
     pub executors: Vec<ExecutorInfo>,
-    /// Tasks holding the min clock back (packed ids).
-    pub stalling: Vec<u64>,
+    /// Tasks holding the min clock back.
+    pub stalling: Vec<TaskId>,
     /// The application's config.
     pub config: Vec<(String, String)>,
     /// The AppMaster's process id.

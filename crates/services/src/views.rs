@@ -118,8 +118,7 @@ fn executor_json(app: &AppDetail, e: &ExecutorInfo) -> Value {
     })
 }
 
-fn task_json(packed: u64) -> Value {
-    let t = TaskId::from_u64(packed);
+fn task_json(t: TaskId) -> Value {
     json!({"processorId": t.processor.0, "index": t.index})
 }
 
@@ -153,8 +152,8 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
         obj.insert("stallingTasks".into(), json!([]));
         return v;
     };
-    obj.insert("clock".into(), json!(r.clock.to_string()));
-    obj.insert("startClock".into(), json!(r.start_clock.to_string()));
+    obj.insert("clock".into(), json!(r.clock.0.to_string()));
+    obj.insert("startClock".into(), json!(r.start_clock.0.to_string()));
     obj.insert("restarts".into(), json!(r.restarts));
     obj.insert(
         "dag".into(),
@@ -169,7 +168,7 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
             .executors
             .iter()
             .filter_map(|e| {
-                let n = e.tasks.iter().filter(|t| TaskId::from_u64(**t).processor.0 == p.id).count();
+                let n = e.tasks.iter().filter(|t| t.processor.0 == p.id).count();
                 (n > 0).then(|| json!({"executorId": e.id, "taskCount": n}))
             })
             .collect();

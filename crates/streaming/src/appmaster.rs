@@ -187,15 +187,9 @@ impl Reporter {
         executors: Vec<gearpump_protocol::ExecutorInfo>,
     ) -> (i64, Box<gearpump_protocol::AppRuntime>, Vec<gearpump_metrics::Metric>) {
         let now = Timestamp::now().0;
-        let clocks: Vec<(TaskId, Timestamp)> =
-            tasks.iter().map(|c| (TaskId::from_u64(c.task), Timestamp(c.clock))).collect();
+        let clocks: Vec<(TaskId, Timestamp)> = tasks.iter().map(|c| (c.task, c.clock)).collect();
         let stalling = self.health.check(now, min_clock, &clocks);
-        let runtime = gearpump_protocol::AppRuntime {
-            clock: min_clock.0,
-            executors,
-            stalling: stalling.iter().map(|t| t.to_u64()).collect(),
-            ..self.base.clone()
-        };
+        let runtime = gearpump_protocol::AppRuntime { clock: min_clock, executors, stalling, ..self.base.clone() };
         let metrics = match &mut self.collector {
             Some(c) => c.collect(now, tasks, processes, min_clock),
             None => Vec::new(),
@@ -387,7 +381,7 @@ pub async fn supervise<X: Executors>(
                     last_report = Instant::now();
                     let min_clock = supervisor.clock().min_clock();
                     let (time, mut runtime, metrics) = reporter.report(&p.tasks, &p.processes, min_clock, p.executors);
-                    runtime.start_clock = supervisor.start_clock().0;
+                    runtime.start_clock = supervisor.start_clock();
                     runtime.restarts = supervisor.restarts();
                     x.send_report(time, runtime, metrics);
                 }
@@ -571,7 +565,7 @@ impl Executors for InProcess {
                 worker: e.worker,
                 pid: std::process::id(),
                 host: "127.0.0.1".into(),
-                tasks: e.tasks.iter().map(|t| t.to_u64()).collect(),
+                tasks: e.tasks.clone(),
                 status: gearpump_protocol::ExecutorStatus::Active,
             })
             .collect();

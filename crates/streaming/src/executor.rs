@@ -399,7 +399,7 @@ impl Deployment {
                 let c = cell.counters();
                 let h = *c.histograms.lock();
                 gearpump_protocol::TaskCounters {
-                    task: cell.id().to_u64(),
+                    task: cell.id(),
                     received: c.received.load(Relaxed),
                     sent: c.sent.load(Relaxed),
                     latency_samples: c.latency_samples.load(Relaxed),
@@ -407,7 +407,7 @@ impl Deployment {
                     latency_p99_us: c.latency_p99_us.load(Relaxed),
                     queued: c.queued.load(Relaxed),
                     blocked_ns: c.blocked_ns.load(Relaxed),
-                    clock: c.clock.load(Relaxed),
+                    clock: Timestamp(c.clock.load(Relaxed)),
                     receive_latency: h.receive_latency,
                     process_time: h.process_time,
                 }

@@ -2,7 +2,7 @@
 //! application described for the REST API.
 
 use gearpump_api::StreamApplication;
-use gearpump_core::{AppId, TaskId, Timestamp};
+use gearpump_core::{AppId, Timestamp};
 use gearpump_metrics::{HistogramSummary, Meter, Metric, MetricValue};
 use gearpump_protocol::{AppRuntime, EdgeInfo, ProcessGauges, ProcessorInfo, TaskCounters};
 use std::collections::{BTreeMap, HashMap};
@@ -68,11 +68,11 @@ impl MetricsCollector {
         let mut out = Vec::new();
         let mut by_processor: BTreeMap<u32, Vec<&TaskCounters>> = BTreeMap::new();
         for c in tasks {
-            by_processor.entry(TaskId::from_u64(c.task).processor.0).or_default().push(c);
+            by_processor.entry(c.task.processor.0).or_default().push(c);
         }
         for (p, tasks) in by_processor {
             for c in &tasks {
-                let scope = format!("app{app}.processor{p}.task{}", TaskId::from_u64(c.task).index);
+                let scope = format!("app{app}.processor{p}.task{}", c.task.index);
                 out.extend(self.group(&scope, std::slice::from_ref(c), now));
             }
             out.extend(self.group(&format!("app{app}.processor{p}"), &tasks, now));
@@ -122,8 +122,8 @@ impl MetricsCollector {
 pub fn describe(app: &StreamApplication) -> AppRuntime {
     let dag = app.dag();
     AppRuntime {
-        clock: 0,
-        start_clock: 0,
+        clock: Timestamp(0),
+        start_clock: Timestamp(0),
         restarts: 0,
         processors: dag
             .processors()
@@ -152,10 +152,11 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gearpump_core::TaskId;
 
     fn counters(task: TaskId, sent: u64) -> TaskCounters {
         TaskCounters {
-            task: task.to_u64(),
+            task,
             received: sent / 2,
             sent,
             latency_samples: 0,
@@ -163,7 +164,7 @@ mod tests {
             latency_p99_us: 0,
             queued: 3,
             blocked_ns: 2_000_000,
-            clock: 0,
+            clock: Timestamp(0),
             receive_latency: HistogramSummary::default(),
             process_time: HistogramSummary { count: 1, mean: 0.5, median: 0.5, ..HistogramSummary::default() },
         }

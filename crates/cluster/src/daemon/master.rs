@@ -351,8 +351,7 @@ impl MasterState {
                 Effect::LaunchAppMaster { app: app_id, worker, attempt, start_clock } => {
                     let (Some(app), Some(w)) = (self.apps.get(&app_id), self.workers.get(&worker)) else { continue };
                     let (artifact, args) = (app.artifact.clone(), app.args.clone());
-                    let env =
-                        ProcessEnv { start_clock: Timestamp(start_clock), attempt, ..self.app_env(app_id) }.vars();
+                    let env = ProcessEnv { start_clock, attempt, ..self.app_env(app_id) }.vars();
                     let cmd = WorkerCommand::Launch { app_id, executor: -1, artifact, args, env };
                     self.outbox.push((w.out.clone(), MasterReply::Worker(cmd)));
                     tracing::info!(%app_id, %worker, attempt, "Launching the AppMaster.");

@@ -836,7 +836,7 @@ mod tests {
             appmaster_exits: 0,
             appmaster: None,
             address: None,
-            start_clock: 0,
+            start_clock: gearpump_core::Timestamp(0),
         };
         AppMeta { app, artifact: "abc".into(), args: vec![], executors: 0 }
     }
@@ -846,7 +846,7 @@ mod tests {
         let mut before = Replicated { next_app: 2, next_worker: 3, ..Default::default() };
         before.apps.insert(AppId(1), app(1, "active"));
         let mut after = before.clone();
-        after.apps.get_mut(&AppId(1)).unwrap().app.start_clock = 500;
+        after.apps.get_mut(&AppId(1)).unwrap().app.start_clock = gearpump_core::Timestamp(500);
         after.apps.insert(AppId(2), app(2, "pending"));
         after.next_app = 3;
         after.artifacts.insert("abc".into());

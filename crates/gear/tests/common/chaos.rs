@@ -72,7 +72,7 @@ pub fn chaos(c: &mut Cluster, victims: &[Victim]) -> Vec<i64> {
                 c.snapshot()
                     .and_then(|s| s.apps.into_iter().next())
                     .and_then(|a| a.runtime)
-                    .is_some_and(|r| r.start_clock > 0)
+                    .is_some_and(|r| r.start_clock.0 > 0)
             });
         }
         std::thread::sleep(Duration::from_millis(rng.u64(300..1200)));
@@ -124,7 +124,7 @@ pub fn chaos(c: &mut Cluster, victims: &[Victim]) -> Vec<i64> {
         recoveries.push(killed.elapsed());
         wait_until("the application is active again", || c.app(1).is_some_and(|a| a.status.as_str() == "active"));
         let runtime = c.snapshot().unwrap().apps[0].runtime.clone().unwrap();
-        start_clocks.push(runtime.start_clock);
+        start_clocks.push(runtime.start_clock.0);
     }
     eprintln!("start clocks after each recovery: {start_clocks:?}");
     eprintln!("recoveries as the master saw them (its view updates once a second): {recoveries:?}");

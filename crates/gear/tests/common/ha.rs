@@ -178,7 +178,7 @@ impl Ha {
     pub fn clock(&self, id: u32) -> Option<i64> {
         let s = self.snapshot()?;
         let app = s.apps.into_iter().find(|a| a.info.id.0 == id && a.info.status.as_str() == "active")?;
-        Some(app.runtime?.clock)
+        Some(app.runtime?.clock.0)
     }
 
     pub fn gear(&self, args: &[&str]) -> std::process::Output {
