@@ -821,38 +821,20 @@ impl Reconcile<'_> {
         // Slots on dead workers went with them; so did their executors (their connections end).
         spare.retain(|w| alive(*w));
         for (index, placement) in self.placements.iter().enumerate() {
-            let mine = |w: WorkerId| launched.values().filter(|e| e.placement == index && e.worker == w).count();
-            let have = launched.values().filter(|e| e.placement == index && alive(e.worker)).count() as u32;
-            let wanted: Vec<(WorkerId, Locality, u32)> = match *placement {
-                Placement::EachWorker => workers
-                    .iter()
-                    .filter(|w| w.alive && mine(w.id) == 0)
-                    .map(|w| (w.id, Locality::Worker(w.id), 1))
-                    .collect(),
-                Placement::OnWorker(w) if alive(w) && mine(w) == 0 => vec![(w, Locality::Worker(w), 1)],
-                Placement::OnWorker(_) => Vec::new(),
-                Placement::Anywhere(n) if n > have => vec![(WorkerId(0), Locality::Any, n - have)],
-                Placement::Anywhere(_) => Vec::new(),
-            };
-            for (worker, locality, n) in wanted {
-                let mut slots = Vec::new();
-                for _ in 0..n {
-                    let reuse = spare.iter().position(|w| locality == Locality::Any || *w == worker);
-                    if let Some(i) = reuse {
-                        slots.push(spare.remove(i));
-                    }
-                }
-                let missing = n - slots.len() as u32;
+            let placed: Vec<WorkerId> = launched.values().filter(|e| e.placement == index).map(|e| e.worker).collect();
+            for (locality, n) in missing(*placement, &workers, &placed) {
+                let mut slots = take_spare(spare, locality, n);
+                let short = n - slots.len() as u32;
                 // A request that waits is granted by a push; asking again meanwhile would
                 // queue more.
-                if missing > 0 && !*queued {
-                    let req = MasterRequest::RequestResources { app_id, slots: missing, locality };
+                if short > 0 && !*queued {
+                    let req = MasterRequest::RequestResources { app_id, slots: short, locality };
                     match master.ask(req).await? {
                         MasterReply::Resources(granted) => {
                             slots.extend(granted.into_iter().flat_map(|(w, n)| std::iter::repeat_n(w, n as usize)))
                         }
                         MasterReply::Queued => {
-                            tracing::info!(%app_id, missing, "Too few free slots; waiting for them.");
+                            tracing::info!(%app_id, short, "Too few free slots; waiting for them.");
                             *queued = true;
                         }
                         MasterReply::Refused(e) => {
@@ -889,6 +871,36 @@ impl Reconcile<'_> {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// The executors `placement` still wants, as (where, how many), given the `workers` and the
+/// workers its executors were launched on (`placed`).
+fn missing(placement: Placement, workers: &[WorkerInfo], placed: &[WorkerId]) -> Vec<(Locality, u32)> {
+    let alive = |w: WorkerId| workers.iter().any(|i| i.id == w && i.alive);
+    let none_on = |w: WorkerId| !placed.contains(&w);
+    match placement {
+        Placement::EachWorker => {
+            workers.iter().filter(|w| w.alive && none_on(w.id)).map(|w| (Locality::Worker(w.id), 1)).collect()
+        }
+        Placement::OnWorker(w) if alive(w) && none_on(w) => vec![(Locality::Worker(w), 1)],
+        Placement::OnWorker(_) => Vec::new(),
+        Placement::Anywhere(n) => {
+            let have = placed.iter().filter(|w| alive(**w)).count() as u32;
+            if n > have { vec![(Locality::Any, n - have)] } else { Vec::new() }
+        }
+    }
+}
+
+/// Takes up to `n` of the application's spare slots that suit `locality`.
+fn take_spare(spare: &mut Vec<WorkerId>, locality: Locality, n: u32) -> Vec<WorkerId> {
+    let suits = |w: &WorkerId| !matches!(locality, Locality::Worker(x) if x != *w);
+    let mut slots = Vec::new();
+    while slots.len() < n as usize
+        && let Some(i) = spare.iter().position(suits)
+    {
+        slots.push(spare.remove(i));
+    }
+    slots
 }
 
 /// Accepts executors' and clients' connections to the AppMaster.
@@ -1108,4 +1120,58 @@ impl<M: AppMaster> AppClient<M> {
 /// cluster; returns its id.
 pub fn submit<M: AppMaster>(app: &Application<M>) -> Result<AppId, RoleError> {
     crate::remote::submit_this_binary(&app.name, 0, M::KIND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(alive: &[bool]) -> Vec<WorkerInfo> {
+        let info = |(i, a): (usize, &bool)| WorkerInfo {
+            id: WorkerId(i as u32 + 1),
+            host: "h".into(),
+            slots: 4,
+            used: 0,
+            alive: *a,
+        };
+        alive.iter().enumerate().map(info).collect()
+    }
+
+    #[test]
+    fn each_worker_wants_one_executor_on_every_live_worker_without_one() {
+        let ws = workers(&[true, false, true, true]);
+        let placed = [WorkerId(1), WorkerId(2)];
+        let wanted = missing(Placement::EachWorker, &ws, &placed);
+        assert_eq!(wanted, [(Locality::Worker(WorkerId(3)), 1), (Locality::Worker(WorkerId(4)), 1)]);
+        // A worker that joins is wanted too; one that has an executor is not.
+        let placed = [WorkerId(1), WorkerId(3), WorkerId(4)];
+        assert_eq!(missing(Placement::EachWorker, &ws, &placed), []);
+    }
+
+    #[test]
+    fn a_given_worker_is_wanted_only_while_alive_and_without_an_executor() {
+        let ws = workers(&[true, false]);
+        assert_eq!(missing(Placement::OnWorker(WorkerId(1)), &ws, &[]), [(Locality::Worker(WorkerId(1)), 1)]);
+        assert_eq!(missing(Placement::OnWorker(WorkerId(1)), &ws, &[WorkerId(1)]), []);
+        assert_eq!(missing(Placement::OnWorker(WorkerId(2)), &ws, &[]), [], "a dead worker");
+        assert_eq!(missing(Placement::OnWorker(WorkerId(9)), &ws, &[]), [], "an unknown worker");
+    }
+
+    #[test]
+    fn anywhere_counts_only_executors_on_live_workers() {
+        let ws = workers(&[true, false]);
+        let placed = [WorkerId(1), WorkerId(2)];
+        assert_eq!(missing(Placement::Anywhere(3), &ws, &placed), [(Locality::Any, 2)]);
+        assert_eq!(missing(Placement::Anywhere(1), &ws, &placed), []);
+    }
+
+    #[test]
+    fn spare_slots_are_reused_where_the_locality_allows() {
+        let mut spare = vec![WorkerId(1), WorkerId(2), WorkerId(2)];
+        assert_eq!(take_spare(&mut spare, Locality::Worker(WorkerId(2)), 3), [WorkerId(2), WorkerId(2)]);
+        assert_eq!(spare, [WorkerId(1)]);
+        assert_eq!(take_spare(&mut spare, Locality::Worker(WorkerId(3)), 1), []);
+        assert_eq!(take_spare(&mut spare, Locality::Any, 2), [WorkerId(1)]);
+        assert!(spare.is_empty());
+    }
 }
