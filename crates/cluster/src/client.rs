@@ -230,3 +230,28 @@ impl Drop for EmbeddedCluster {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_asks_what_a_daemon_master_is_asked_but_not_what_only_an_appmaster_says() {
+        let cluster = EmbeddedCluster::start(ClusterConfig { workers: 2, slots_per_worker: 3, ..Default::default() });
+        let c = cluster.client();
+        let Ok(MasterReply::Workers(workers)) = c.ask(MasterRequest::ListWorkers) else { panic!() };
+        assert_eq!(workers.iter().map(|w| (w.slots, w.alive)).collect::<Vec<_>>(), [(3, true), (3, true)]);
+        assert_eq!(c.kill(AppId(7)), Err(MasterError::UnknownApp(AppId(7))));
+        let snapshot = c.snapshot().unwrap();
+        assert_eq!((snapshot.workers.len(), snapshot.apps.len()), (2, 0));
+        // Registering as an AppMaster, or reporting a status, is an AppMaster's to do.
+        let register = MasterRequest::RegisterAppMaster { app_id: AppId(1), attempt: 0, address: None };
+        assert!(
+            matches!(c.ask(register), Err(MasterError::Invalid(why)) if why.contains("only an application's AppMaster"))
+        );
+        let status =
+            MasterRequest::AppStatus { app_id: AppId(1), status: gearpump_streaming::AppStatus::Failed, error: None };
+        assert!(matches!(c.ask(status), Err(MasterError::Invalid(_))));
+        cluster.shutdown();
+    }
+}

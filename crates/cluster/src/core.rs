@@ -276,7 +276,10 @@ impl MasterCore {
                 tracing::info!(%app_id, "Killing application.");
                 done(self.kill(app_id, now))
             }
-            MasterRequest::ReplayApp { app_id } => done(self.replay(app_id)),
+            MasterRequest::ReplayApp { app_id } => {
+                tracing::info!(%app_id, "Replay requested.");
+                done(self.replay(app_id))
+            }
             MasterRequest::RegisterAppMaster { app_id, attempt, address } => {
                 let registered = self.register_appmaster(app_id, attempt, conn);
                 if let (Ok(()), Some(app)) = (&registered, self.apps.get_mut(&app_id)) {

@@ -413,6 +413,18 @@ impl Master {
     /// master.
     fn on_request(&mut self, from: Option<AppId>, req: MasterRequest) -> MasterReply {
         let now = Timestamp::now();
+        let appmasters_only = matches!(
+            req,
+            MasterRequest::RegisterAppMaster { .. }
+                | MasterRequest::RequestResources { .. }
+                | MasterRequest::AppStatus { .. }
+                | MasterRequest::StartClock { .. }
+                | MasterRequest::AppReport { .. }
+        );
+        if from.is_none() && appmasters_only {
+            let why = format!("only an application's AppMaster sends {req:?}");
+            return MasterReply::Refused(MasterError::Invalid(why));
+        }
         // An AppMaster here speaks on a "connection" numbered by its application's id.
         let req = match self.core.answer(req, from.map_or(0, |id| u64::from(id.0)), now) {
             Ok(answer) => return answer.unwrap_or(MasterReply::Ok),
