@@ -833,7 +833,10 @@ pub async fn run_master(
         let mut report =
             reporter.as_ref().map(|(_, every)| tokio::time::interval_at(tokio::time::Instant::now() + *every, *every));
         loop {
+            // What came in first: after the actor waited on a slow commit, the heartbeats that
+            // arrived meanwhile count before a tick judges the workers' silence.
             let cmd = tokio::select! {
+                biased;
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => cmd,
                     None => break,
