@@ -247,11 +247,13 @@ mod tests {
         // Registering as an AppMaster, or reporting a status, is an AppMaster's to do.
         let register = MasterRequest::RegisterAppMaster { app_id: AppId(1), attempt: 0, address: None };
         assert!(
-            matches!(c.ask(register), Err(MasterError::Invalid(why)) if why.contains("only an application's AppMaster"))
+            matches!(c.ask(register), Err(MasterError::Invalid(why)) if why.contains("only an application's AppMaster or a worker"))
         );
         let status =
             MasterRequest::AppStatus { app_id: AppId(1), status: gearpump_streaming::AppStatus::Failed, error: None };
         assert!(matches!(c.ask(status), Err(MasterError::Invalid(_))));
+        let exited = MasterRequest::ProcessExited { app_id: AppId(1), executor: -1, code: None };
+        assert!(matches!(c.ask(exited), Err(MasterError::Invalid(_))));
         cluster.shutdown();
     }
 }

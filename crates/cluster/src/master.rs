@@ -413,16 +413,21 @@ impl Master {
     /// master.
     fn on_request(&mut self, from: Option<AppId>, req: MasterRequest) -> MasterReply {
         let now = Timestamp::now();
-        let appmasters_only = matches!(
+        // A client asks what a client of a daemon master may; the rest is an AppMaster's (or a
+        // worker's) to say, and would let a client speak for an application.
+        let a_clients = matches!(
             req,
-            MasterRequest::RegisterAppMaster { .. }
-                | MasterRequest::RequestResources { .. }
-                | MasterRequest::AppStatus { .. }
-                | MasterRequest::StartClock { .. }
-                | MasterRequest::AppReport { .. }
+            MasterRequest::ListApps
+                | MasterRequest::ListWorkers
+                | MasterRequest::KillApp { .. }
+                | MasterRequest::ReplayApp { .. }
+                | MasterRequest::RestartApp { .. }
+                | MasterRequest::ResolveAppMaster { .. }
+                | MasterRequest::Snapshot
+                | MasterRequest::QueryMetrics { .. }
         );
-        if from.is_none() && appmasters_only {
-            let why = format!("only an application's AppMaster sends {req:?}");
+        if from.is_none() && !a_clients {
+            let why = format!("a client does not send {req:?}: only an application's AppMaster or a worker does");
             return MasterReply::Refused(MasterError::Invalid(why));
         }
         // An AppMaster here speaks on a "connection" numbered by its application's id.
