@@ -93,13 +93,46 @@ pub enum AppError {
         /// Its parallelism.
         to_parallelism: u32,
     },
+    /// A dynamic DAG change names a processor the DAG has not, or one retired already.
+    #[error("the DAG has no live processor {id}")]
+    UnknownProcessor {
+        /// The id given.
+        id: ProcessorId,
+    },
+    /// An edge names a partitioner that is neither built in nor on an edge of the application.
+    #[error("unknown partitioner {name:?}; known ones are {known}")]
+    UnknownPartitioner {
+        /// The name given.
+        name: String,
+        /// The names known, comma separated.
+        known: String,
+    },
+    /// An edge of an attached sub-graph names neither a new processor nor a live one.
+    #[error("edge end {name:?} is neither a new processor of the change nor the id of a live processor")]
+    UnknownEdgeEnd {
+        /// The name given.
+        name: String,
+    },
+    /// Removing processors would leave one that had input without any.
+    #[error(
+        "removing them leaves processor {id} ({task_type:?}) without input; remove it too, or attach an input first"
+    )]
+    LeftWithoutInput {
+        /// The processor left without input.
+        id: ProcessorId,
+        /// Its task type.
+        task_type: String,
+    },
+    /// A dynamic DAG change that is malformed in itself.
+    #[error("invalid DAG change: {0}")]
+    InvalidChange(String),
 }
 
 /// Task types by stable name: how an application binary finds the code for a processor that is
 /// named rather than given (REST `submitdag`, dynamic DAG changes).
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
-    factories: BTreeMap<String, TaskFactory>,
+    pub(crate) factories: BTreeMap<String, TaskFactory>,
 }
 
 impl TaskRegistry {
@@ -145,9 +178,9 @@ pub struct DagEdge {
 /// tasks.
 #[derive(Clone)]
 pub struct Dag {
-    processors: Vec<ProcessorDescription>,
-    factories: Vec<TaskFactory>,
-    edges: Vec<DagEdge>,
+    pub(crate) processors: Vec<ProcessorDescription>,
+    pub(crate) factories: Vec<TaskFactory>,
+    pub(crate) edges: Vec<DagEdge>,
 }
 
 impl Dag {
@@ -181,25 +214,34 @@ impl Dag {
         self.edges.iter().filter(|e| e.to == id).map(|e| e.from).collect()
     }
 
-    /// The total number of tasks.
+    /// The processors that run tasks: all but those a dynamic DAG change retired.
+    pub fn live(&self) -> impl Iterator<Item = &ProcessorDescription> {
+        self.processors.iter().filter(|p| !p.retired)
+    }
+
+    /// How many tasks `id` runs: its parallelism, or 0 once retired.
+    pub fn tasks_of(&self, id: ProcessorId) -> u32 {
+        self.processors.get(id.0 as usize).filter(|p| !p.retired).map_or(0, |p| p.parallelism)
+    }
+
+    /// Every task the live processors run.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.live().flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
+    }
+
+    /// The total number of tasks (of live processors).
     pub fn task_count(&self) -> u32 {
-        self.processors.iter().map(|p| p.parallelism).sum()
+        self.live().map(|p| p.parallelism).sum()
     }
 
     /// The tasks of the transactional processors ([`crate::Processor::transactional`]).
     pub fn transactional_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.processors
-            .iter()
-            .filter(|p| p.transactional)
-            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
+        self.tasks().filter(|t| self.processors[t.processor.0 as usize].transactional)
     }
 
     /// The tasks of the stateful processors ([`crate::Processor::stateful`]).
     pub fn stateful_tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.processors
-            .iter()
-            .filter(|p| p.stateful)
-            .flat_map(|p| (0..p.parallelism).map(move |i| TaskId::new(p.id.0, i)))
+        self.tasks().filter(|t| self.processors[t.processor.0 as usize].stateful)
     }
 }
 
@@ -209,13 +251,38 @@ impl fmt::Debug for Dag {
     }
 }
 
-/// A streaming application: a name, a config and a validated [`Dag`].
-#[derive(Clone, Debug)]
+/// What an application binary can run by name: a task type's factory and whether its tasks
+/// keep state or commit on checkpoints.
+#[derive(Clone)]
+pub(crate) struct TaskKind {
+    pub(crate) factory: TaskFactory,
+    pub(crate) stateful: bool,
+    pub(crate) transactional: bool,
+}
+
+/// A streaming application: a name, a config and a validated [`Dag`], with the task types and
+/// partitioners its binary knows by name and the dynamic DAG changes applied to it.
+#[derive(Clone)]
 pub struct StreamApplication {
     name: String,
     config: UserConfig,
-    dag: Dag,
+    pub(crate) dag: Dag,
     codecs: Codecs,
+    pub(crate) kinds: BTreeMap<String, TaskKind>,
+    pub(crate) partitioners: BTreeMap<String, PartitionerSpec>,
+    pub(crate) changes: Vec<gearpump_core::AppliedChange>,
+}
+
+impl fmt::Debug for StreamApplication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamApplication")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("dag", &self.dag)
+            .field("task_types", &self.kinds.keys().collect::<Vec<_>>())
+            .field("version", &self.changes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamApplication {
@@ -249,6 +316,22 @@ impl StreamApplication {
     /// The value types its messages may carry between processes, with their codecs.
     pub fn codecs(&self) -> &Codecs {
         &self.codecs
+    }
+
+    /// The task types this binary can run by name (its processors' and those it registered),
+    /// sorted: what a dynamic DAG change or a submitted DAG may name.
+    pub fn task_types(&self) -> impl Iterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
+
+    /// The DAG version: how many dynamic DAG changes were applied (0: as built).
+    pub fn version(&self) -> u32 {
+        self.changes.len() as u32
+    }
+
+    /// The dynamic DAG changes applied, in order.
+    pub fn changes(&self) -> &[gearpump_core::AppliedChange] {
+        &self.changes
     }
 
     /// The same application with `other`'s codecs (an application built from a submitted DAG
@@ -394,24 +477,7 @@ impl StreamApplicationBuilder {
                     to: nodes[*to].task_type().to_string(),
                 });
             }
-            let (a, b) = (&nodes[*from], &nodes[*to]);
-            if spec.requires_equal_parallelism() && a.parallelism() != b.parallelism() {
-                return Err(AppError::ParallelismMismatch {
-                    partitioner: spec.name().to_string(),
-                    from: a.task_type().to_string(),
-                    from_parallelism: a.parallelism(),
-                    to: b.task_type().to_string(),
-                    to_parallelism: b.parallelism(),
-                });
-            }
-            if spec.is_dealt_by_arrival() && b.is_transactional() && b.parallelism() > 1 {
-                return Err(AppError::ReplayDependentPartitioner {
-                    partitioner: spec.name().to_string(),
-                    from: a.task_type().to_string(),
-                    to: b.task_type().to_string(),
-                    to_parallelism: b.parallelism(),
-                });
-            }
+            check_edge(&nodes[*from].describe(ProcessorId(0)), spec, &nodes[*to].describe(ProcessorId(0)))?;
         }
         let order = self.graph.topological_order().map_err(|e| AppError::Cycle {
             processors: e.nodes.iter().map(|&i| nodes[i].task_type().to_string()).collect(),
@@ -423,14 +489,20 @@ impl StreamApplicationBuilder {
         }
         let mut processors = Vec::with_capacity(nodes.len());
         let mut factories = Vec::with_capacity(nodes.len());
+        let mut kinds: BTreeMap<String, TaskKind> = (self.registry.factories.into_iter())
+            .map(|(name, factory)| (name, TaskKind { factory, stateful: false, transactional: false }))
+            .collect();
         for &node in &order {
             let p = &nodes[node];
             let factory = p
                 .factory()
-                .or_else(|| self.registry.get(p.task_type()))
+                .or_else(|| kinds.get(p.task_type()).map(|k| &k.factory))
                 .cloned()
                 .ok_or_else(|| AppError::UnknownTaskType { task_type: p.task_type().to_string() })?;
-            processors.push(p.describe(id_of[node]));
+            let d = p.describe(id_of[node]);
+            let kind = TaskKind { factory: factory.clone(), stateful: d.stateful, transactional: d.transactional };
+            kinds.entry(d.task_type.clone()).or_insert(kind);
+            processors.push(d);
             factories.push(factory);
         }
         let mut edges: Vec<DagEdge> = self
@@ -440,13 +512,46 @@ impl StreamApplicationBuilder {
             .map(|(f, spec, t)| DagEdge { from: id_of[*f], to: id_of[*t], partitioner: spec.clone() })
             .collect();
         edges.sort_by_key(|e| (e.from, e.to));
+        let partitioners = (PartitionerSpec::BUILT_IN.iter().filter_map(|n| PartitionerSpec::by_name(n)))
+            .chain(edges.iter().map(|e| e.partitioner.clone()))
+            .map(|p| (p.name().to_string(), p))
+            .collect();
         Ok(StreamApplication {
             name: self.name,
             config: self.config,
             dag: Dag { processors, factories, edges },
             codecs: self.codecs,
+            kinds,
+            partitioners,
+            changes: Vec::new(),
         })
     }
+}
+
+/// Checks what an edge `from ~ spec ~> to` requires of the processors it joins.
+pub(crate) fn check_edge(
+    a: &ProcessorDescription,
+    spec: &PartitionerSpec,
+    b: &ProcessorDescription,
+) -> Result<(), AppError> {
+    if spec.requires_equal_parallelism() && a.parallelism != b.parallelism {
+        return Err(AppError::ParallelismMismatch {
+            partitioner: spec.name().to_string(),
+            from: a.task_type.clone(),
+            from_parallelism: a.parallelism,
+            to: b.task_type.clone(),
+            to_parallelism: b.parallelism,
+        });
+    }
+    if spec.is_dealt_by_arrival() && b.transactional && b.parallelism > 1 {
+        return Err(AppError::ReplayDependentPartitioner {
+            partitioner: spec.name().to_string(),
+            from: a.task_type.clone(),
+            to: b.task_type.clone(),
+            to_parallelism: b.parallelism,
+        });
+    }
+    Ok(())
 }
 
 /// Checks an application name: letters, digits and underscore, not empty (the one rule every

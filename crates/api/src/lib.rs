@@ -14,6 +14,9 @@
 //! - A [`StreamApplication`] is a named DAG of processors joined by partitioners, built with
 //!   [`StreamApplication::builder`] and validated when built: a cycle, a duplicate edge, a
 //!   parallelism of 0, an unknown task type or a bad name is an [`AppError`].
+//! - A running application's DAG changes with [`StreamApplication::apply`]: a [`DagChange`]
+//!   replaces, rescales, attaches or removes processors by task type name, checked in full
+//!   before it counts (dynamic DAG).
 //! - [`DataSource`] and [`DataSink`] wrap external systems as source and sink processors.
 //!
 //! ```
@@ -47,6 +50,7 @@
 //! ```
 
 pub mod application;
+mod dynamic;
 pub mod partitioner;
 pub mod processor;
 pub mod source;
@@ -64,7 +68,10 @@ pub use task::{
     CreateTask, StartTime, Task, TaskContext, TaskError, TaskFactory, TaskInfo, TaskIo, TaskResult, TimerId,
 };
 
-pub use gearpump_core::{AppId, Message, ProcessorId, TaskId, TaskIndex, Timestamp, UserConfig, Value};
+pub use gearpump_core::{
+    AppId, AppliedChange, DagChange, DagProcessor, Message, ProcessorId, TaskId, TaskIndex, Timestamp, UserConfig,
+    Value,
+};
 
 /// Everything an application author usually needs, in one import.
 pub mod prelude {

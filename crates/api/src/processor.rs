@@ -164,6 +164,7 @@ impl Processor {
             life: self.life,
             stateful: self.stateful,
             transactional: self.transactional,
+            retired: false,
         }
     }
 }
@@ -199,4 +200,8 @@ pub struct ProcessorDescription {
     /// Whether its tasks commit on checkpoints ([`Processor::transactional`]).
     #[serde(default)]
     pub transactional: bool,
+    /// Whether a dynamic DAG change retired it (replaced or removed it): it runs no tasks and
+    /// has no edges; it stays in the DAG, its life ended at the change's transit time.
+    #[serde(default)]
+    pub retired: bool,
 }

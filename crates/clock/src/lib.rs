@@ -60,7 +60,8 @@ impl ClockService {
             .map(|(i, &n)| ProcessorClock {
                 tasks: vec![start; n as usize],
                 upstream: edges.iter().filter(|(_, to)| to.0 as usize == i).map(|(from, _)| *from).collect(),
-                clock: start,
+                // A processor without tasks (one a DAG change retired) holds nothing back.
+                clock: if n == 0 { Timestamp::MAX } else { start },
             })
             .collect();
         ClockService { processors, min_clock: start }
@@ -178,6 +179,15 @@ mod tests {
         assert_eq!(s.slowest_processors(), vec![P1]);
         assert_eq!(s.report(TaskId::new(1, 0), Timestamp::MAX), Some(Timestamp::MAX));
         assert!(s.is_finished());
+    }
+
+    #[test]
+    fn a_processor_without_tasks_holds_nothing_back() {
+        // source → sink, and a retired processor 2 with no tasks and no edges.
+        let mut clock = ClockService::new(&[1, 1, 0], &[(P0, P1)], Timestamp(0));
+        clock.report(TaskId::new(0, 0), Timestamp(10));
+        clock.report(TaskId::new(1, 0), Timestamp(7));
+        assert_eq!(clock.min_clock(), Timestamp(7));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a driver must do for the core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Start the AppMaster of `app` on `worker`: launch number `attempt` (0: the first),
     /// resuming from `start_clock`.
@@ -63,6 +63,14 @@ pub enum Effect {
         /// The slots, per worker.
         allocation: Vec<(WorkerId, u32)>,
     },
+    /// Answer the request connection `conn` made earlier (a DAG change, answered once the
+    /// application's AppMaster did).
+    Reply {
+        /// The connection that asked.
+        conn: u64,
+        /// The answer.
+        reply: MasterReply,
+    },
     /// `app`'s status changed (to log and publish).
     StatusChanged {
         /// The application.
@@ -75,12 +83,30 @@ pub enum Effect {
 }
 
 /// What an AppMaster is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// Stop every task and end as terminated.
     Kill,
     /// Restart every task from the start clock.
     Replay,
+    /// A client asks for this DAG change, to make DAG `version`.
+    ChangeDag {
+        /// The version it makes.
+        version: u32,
+        /// The change.
+        change: gearpump_core::DagChange,
+    },
+}
+
+impl Notice {
+    /// What the AppMaster is sent.
+    pub fn push(self) -> MasterReply {
+        match self {
+            Notice::Kill => MasterReply::KillRequested,
+            Notice::Replay => MasterReply::ReplayRequested,
+            Notice::ChangeDag { version, change } => MasterReply::ChangeDag { version, change },
+        }
+    }
 }
 
 /// A worker's slots.
@@ -140,6 +166,12 @@ pub struct App {
     pub address: Option<std::net::SocketAddr>,
     /// Where a new AppMaster resumes: the start clock the current one last recorded.
     pub start_clock: Timestamp,
+    /// The dynamic DAG changes made, oldest first: the DAG version is their number.
+    #[serde(default)]
+    pub dag_changes: Vec<gearpump_core::AppliedChange>,
+    /// The connection of the client waiting for the answer to a DAG change under way.
+    #[serde(skip)]
+    pub change_asked_by: Option<u64>,
 }
 
 impl App {
@@ -303,6 +335,13 @@ impl MasterCore {
                     Err(e) => MasterReply::Refused(e),
                 }
             }
+            MasterRequest::MoreResources { app_id, slots } => match self.more_resources(app_id, conn, slots) {
+                Ok(allocation) => {
+                    tracing::info!(%app_id, ?allocation, "More slots allocated.");
+                    MasterReply::Resources(allocation)
+                }
+                Err(e) => MasterReply::Refused(e),
+            },
             MasterRequest::AppStatus { app_id, status, error } => {
                 // An AppMaster the master has replaced already speaks for nothing.
                 if !self.set_status(app_id, Some(conn), status, error.clone(), now) {
@@ -311,6 +350,18 @@ impl MasterCore {
                 MasterReply::Ok
             }
             MasterRequest::StartClock { app_id, clock } => done(self.record_start_clock(app_id, conn, clock)),
+            MasterRequest::ChangeDag { app_id, change } => match self.change_dag(app_id, change, conn) {
+                // Answered once the AppMaster has ([`Effect::Reply`]).
+                Ok(()) => return Ok(None),
+                Err(e) => MasterReply::Refused(e),
+            },
+            MasterRequest::DagChanged { app_id, version, outcome } => {
+                done(self.dag_changed(app_id, conn, version, outcome))
+            }
+            MasterRequest::DagChanges { app_id } => match self.apps.get(&app_id) {
+                Some(a) => MasterReply::DagChanges(a.dag_changes.clone()),
+                None => MasterReply::Refused(MasterError::UnknownApp(app_id)),
+            },
             MasterRequest::ProcessExited { app_id, executor, code } => {
                 self.process_exited(app_id, executor, code, now);
                 return Ok(None);
@@ -357,6 +408,7 @@ impl MasterCore {
         self.workers.clear();
         for app in self.apps.values_mut() {
             app.appmaster = None;
+            app.change_asked_by = None;
         }
     }
 
@@ -491,6 +543,8 @@ impl MasterCore {
                 appmaster: None,
                 address: None,
                 start_clock: Timestamp(0),
+                dag_changes: Vec::new(),
+                change_asked_by: None,
             },
         );
         self.take(id, &am);
@@ -600,6 +654,21 @@ impl MasterCore {
         }
     }
 
+    /// `id`'s AppMaster (on `conn`) asks for `wanted` more slots, now or not at all (requests
+    /// waiting for slots keep theirs to come).
+    pub fn more_resources(&mut self, id: AppId, conn: u64, wanted: u32) -> Result<Vec<(WorkerId, u32)>, MasterError> {
+        self.check_appmaster(id, conn)?;
+        let free: u32 = self.free().iter().map(|(_, n)| n).sum();
+        let waiting: u32 = self.waiting.iter().map(|w| w.slots).sum();
+        let spare = free.saturating_sub(waiting);
+        if spare < wanted {
+            return Err(MasterError::NotEnoughSlots { needed: u64::from(wanted), free: u64::from(spare) });
+        }
+        let allocation = self.scheduler.place(&self.free(), wanted, Locality::Any)?;
+        self.take(id, &allocation);
+        Ok(allocation)
+    }
+
     /// The most slots a request with `locality` could ever get from the live workers.
     fn capacity(&self, locality: Locality) -> u32 {
         let live = self.workers.iter().filter(|(_, w)| w.alive);
@@ -652,6 +721,70 @@ impl MasterCore {
         Ok(())
     }
 
+    /// A client on `conn` asks for a change of `id`'s DAG: its AppMaster is told, and the
+    /// client answered once the AppMaster has ([`MasterCore::dag_changed`]). One at a time.
+    pub fn change_dag(&mut self, id: AppId, change: gearpump_core::DagChange, conn: u64) -> Result<(), MasterError> {
+        let app = self.running(id)?;
+        if app.kind != gearpump_protocol::STREAMING {
+            return Err(MasterError::Invalid(format!(
+                "application {id} is a {:?} application; only streaming applications have a DAG to change",
+                app.kind
+            )));
+        }
+        if app.change_asked_by.is_some() {
+            return Err(MasterError::DagChangePending(id));
+        }
+        let am = app.appmaster.filter(|_| app.status == AppStatus::Active).ok_or(MasterError::NoAppMaster(id))?;
+        let version = app.dag_changes.len() as u32 + 1;
+        tracing::info!(app_id = %id, version, %change, "DAG change asked for.");
+        self.apps.get_mut(&id).expect("running").change_asked_by = Some(conn);
+        self.effects.push(Effect::ToAppMaster { app: id, conn: am, notice: Notice::ChangeDag { version, change } });
+        Ok(())
+    }
+
+    /// `id`'s AppMaster (on `conn`) answered a DAG change: made as `outcome` says (recorded:
+    /// a new AppMaster resumes it), or refused with why. The client that asked is answered.
+    pub fn dag_changed(
+        &mut self,
+        id: AppId,
+        conn: u64,
+        version: u32,
+        outcome: Result<gearpump_core::AppliedChange, String>,
+    ) -> Result<(), MasterError> {
+        self.check_appmaster(id, conn)?;
+        let app = self.apps.get_mut(&id).ok_or(MasterError::UnknownApp(id))?;
+        let expected = app.dag_changes.len() as u32 + 1;
+        let reply = match outcome {
+            Ok(applied) if version == expected => {
+                tracing::info!(app_id = %id, version, change = %applied.change, transit = %applied.transit, "DAG changed.");
+                // Every message before the transit time was processed by the DAG before: a new
+                // AppMaster starts the new DAG no earlier.
+                app.start_clock = app.start_clock.max(applied.transit);
+                app.dag_changes.push(applied);
+                MasterReply::DagChanged { version }
+            }
+            Ok(_) => MasterReply::Refused(MasterError::DagChangeRefused(format!(
+                "the AppMaster made version {version}; the masters expected {expected}"
+            ))),
+            Err(why) => {
+                tracing::info!(app_id = %id, version, %why, "The AppMaster refused a DAG change.");
+                MasterReply::Refused(MasterError::DagChangeRefused(why))
+            }
+        };
+        if let Some(client) = app.change_asked_by.take() {
+            self.effects.push(Effect::Reply { conn: client, reply });
+        }
+        Ok(())
+    }
+
+    /// A DAG change under way for `id` will not be answered by its AppMaster: `why`.
+    fn abandon_change(&mut self, id: AppId, why: &str) {
+        if let Some(client) = self.apps.get_mut(&id).and_then(|a| a.change_asked_by.take()) {
+            let reply = MasterReply::Refused(MasterError::DagChangeRefused(why.to_string()));
+            self.effects.push(Effect::Reply { conn: client, reply });
+        }
+    }
+
     /// `id`'s status changed, as its AppMaster on `conn` says (`None`: the master itself).
     /// An AppMaster that was replaced speaks for nothing: then this returns `false`. An ended
     /// application's status is final; its slots are freed and its remaining processes end,
@@ -680,6 +813,9 @@ impl MasterCore {
                 app.appmaster = None;
             }
             _ => {}
+        }
+        if status.is_terminal() {
+            self.abandon_change(id, &format!("the application ended ({status})"));
         }
         self.effects.push(Effect::StatusChanged { app: id, status, error });
         if status.is_terminal() {
@@ -726,6 +862,8 @@ impl MasterCore {
             return;
         }
         app.appmaster = None;
+        self.abandon_change(id, &format!("the AppMaster was lost before it answered ({why})"));
+        let Some(app) = self.apps.get_mut(&id) else { return };
         if app.appmaster_launches > budget {
             let error = format!("{why}; its AppMaster was restarted {budget} times already");
             self.set_status(id, None, AppStatus::Failed, Some(error), now);
@@ -1003,6 +1141,61 @@ mod tests {
         assert_eq!(c.replay(pending), Err(MasterError::NoAppMaster(pending)));
         c.kill(pending, T).unwrap();
         assert_eq!(c.app(pending).unwrap().status, AppStatus::Terminated);
+    }
+
+    #[test]
+    fn a_dag_change_goes_to_the_appmaster_one_at_a_time_and_its_answer_to_the_client() {
+        use gearpump_core::{AppliedChange, DagChange, ProcessorId};
+        let mut c = core(4, 5);
+        let id = running(&mut c, "a", 1, 9);
+        c.take_effects();
+        let rescale = DagChange::Rescale { processor_id: ProcessorId(1), parallelism: 3 };
+        let ask = |c: &mut MasterCore, client: u64| {
+            c.answer(MasterRequest::ChangeDag { app_id: id, change: rescale.clone() }, client, T).unwrap()
+        };
+        // Client 100 asks: the AppMaster on 9 is told; the client is answered later.
+        assert_eq!(ask(&mut c, 100), None);
+        let notice = Notice::ChangeDag { version: 1, change: rescale.clone() };
+        assert_eq!(c.take_effects(), vec![Effect::ToAppMaster { app: id, conn: 9, notice }]);
+        // Another change meanwhile is refused in the guide's words.
+        let Some(MasterReply::Refused(e)) = ask(&mut c, 101) else { panic!("refused") };
+        assert_eq!(e.to_string(), "application 1 is in the process of handling previous dynamic dag change");
+        // Only the AppMaster speaks for the change; once it has, the masters keep it and
+        // the client has its answer.
+        let applied = AppliedChange { change: rescale.clone(), transit: Timestamp(700) };
+        assert_eq!(c.dag_changed(id, 55, 1, Ok(applied.clone())), Err(MasterError::ReplacedAppMaster(id)));
+        c.dag_changed(id, 9, 1, Ok(applied.clone())).unwrap();
+        assert_eq!(c.take_effects(), vec![Effect::Reply { conn: 100, reply: MasterReply::DagChanged { version: 1 } }]);
+        let app = c.app(id).unwrap();
+        assert_eq!((app.dag_changes.clone(), app.start_clock), (vec![applied.clone()], Timestamp(700)));
+        assert_eq!(
+            c.answer(MasterRequest::DagChanges { app_id: id }, 1, T),
+            Ok(Some(MasterReply::DagChanges(vec![applied])))
+        );
+        // A refusal reaches the client with the AppMaster's reason, and changes nothing.
+        assert_eq!(ask(&mut c, 102), None);
+        c.take_effects();
+        c.dag_changed(id, 9, 2, Err("unknown task type \"X\"".into())).unwrap();
+        let why = MasterError::DagChangeRefused("unknown task type \"X\"".into());
+        assert_eq!(c.take_effects(), vec![Effect::Reply { conn: 102, reply: MasterReply::Refused(why) }]);
+        assert_eq!(c.app(id).unwrap().dag_changes.len(), 1);
+        // The AppMaster lost before it answers: the client hears so, and may ask again.
+        assert_eq!(ask(&mut c, 103), None);
+        c.take_effects();
+        c.appmaster_disconnected(id, 9, T);
+        let effects = c.take_effects();
+        // (and the new AppMaster resumes no earlier than the change's transit time)
+        assert!(effects.iter().any(|e| matches!(e, Effect::LaunchAppMaster { start_clock: Timestamp(700), .. })));
+        assert!(
+            matches!(&effects[0], Effect::Reply { conn: 103, reply: MasterReply::Refused(MasterError::DagChangeRefused(w)) } if w.contains("AppMaster was lost")),
+            "{effects:?}"
+        );
+        // No AppMaster speaks for it now; a non-streaming application has no DAG.
+        assert!(matches!(ask(&mut c, 104), Some(MasterReply::Refused(MasterError::NoAppMaster(_)))));
+        let other = c.submit(Submission { kind: "shell".into(), ..sub("b", 1) }, None, T).unwrap();
+        let req = MasterRequest::ChangeDag { app_id: other, change: rescale.clone() };
+        let Ok(Some(MasterReply::Refused(e))) = c.answer(req, 105, T) else { panic!("refused") };
+        assert!(e.to_string().contains("only streaming applications have a DAG"), "{e}");
     }
 
     #[test]

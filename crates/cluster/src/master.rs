@@ -1,7 +1,7 @@
 //! The master actor.
 
 use crate::application::{Launch, Launching};
-use crate::core::{Effect, MasterCore, MasterError, Notice, Submission};
+use crate::core::{Effect, MasterCore, MasterError, Submission};
 use gearpump_api::StreamApplication;
 use gearpump_core::{AppId, Timestamp};
 use gearpump_metrics::{MetricsStore, Retention};
@@ -202,6 +202,10 @@ pub(crate) struct Master {
     board: Arc<Board>,
     /// Where the AppMasters send their requests.
     requests: mpsc::UnboundedSender<crate::application::EmbeddedRequest>,
+    /// Clients waiting for an answer the core gives later (a DAG change), by "connection":
+    /// each client request gets one of its own, above every application's.
+    waiting: std::collections::HashMap<u64, oneshot::Sender<MasterReply>>,
+    next_client: u64,
 }
 
 impl Master {
@@ -219,7 +223,8 @@ impl Master {
             tracing::info!(worker = %id, slots = config.slots_per_worker, "Worker registered.");
         }
         let (requests, from_others) = mpsc::unbounded_channel();
-        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, requests };
+        let (waiting, next_client) = (Default::default(), 1 << 32);
+        let master = Master { config, runtime, core, apps: BTreeMap::new(), board, requests, waiting, next_client };
         master.publish();
         tokio::spawn(master.run(commands, from_others));
         tx
@@ -242,14 +247,22 @@ impl Master {
                         let _ = reply.send(self.submit(name, kind, 0, launch, user));
                     }
                     Some(MasterCommand::Ask { req, reply }) => {
-                        let answer = self.on_request(None, req);
-                        self.act();
-                        let _ = reply.send(answer);
+                        self.next_client += 1;
+                        let conn = self.next_client;
+                        match self.on_request(None, req, conn) {
+                            Some(answer) => {
+                                self.act();
+                                let _ = reply.send(answer);
+                            }
+                            None => {
+                                self.waiting.insert(conn, reply);
+                            }
+                        }
                     }
                     None => break,
                 },
                 Some((app_id, req, reply)) = from_others.recv() => {
-                    let answer = self.on_request(Some(app_id), req);
+                    let answer = self.on_request(Some(app_id), req, u64::from(app_id.0)).unwrap_or(MasterReply::Ok);
                     self.act();
                     let _ = reply.send(answer);
                 }
@@ -332,11 +345,12 @@ impl Master {
                 }
                 Effect::ToAppMaster { app, notice, .. } => {
                     tracing::info!(app_id = %app, ?notice, "Telling the AppMaster.");
-                    let push = match notice {
-                        Notice::Kill => MasterReply::KillRequested,
-                        Notice::Replay => MasterReply::ReplayRequested,
-                    };
-                    self.push(app, push);
+                    self.push(app, notice.push());
+                }
+                Effect::Reply { conn, reply } => {
+                    if let Some(waiting) = self.waiting.remove(&conn) {
+                        let _ = waiting.send(reply);
+                    }
                 }
                 Effect::StatusChanged { app, status, error } => {
                     match &error {
@@ -408,10 +422,10 @@ impl Master {
         }
     }
 
-    /// A request of a client (`from` none) or of `from`'s AppMaster, in this process: the
-    /// core answers most; executors run in this process, so none is launched through the
-    /// master.
-    fn on_request(&mut self, from: Option<AppId>, req: MasterRequest) -> MasterReply {
+    /// A request of a client (`from` none) or of `from`'s AppMaster, in this process, on
+    /// "connection" `conn`: the core answers most (`None`: later, or no answer is due);
+    /// executors run in this process, so none is launched through the master.
+    fn on_request(&mut self, from: Option<AppId>, req: MasterRequest, conn: u64) -> Option<MasterReply> {
         let now = Timestamp::now();
         // A client asks what a client of a daemon master may; the rest is an AppMaster's (or a
         // worker's) to say, and would let a client speak for an application.
@@ -425,17 +439,19 @@ impl Master {
                 | MasterRequest::ResolveAppMaster { .. }
                 | MasterRequest::Snapshot
                 | MasterRequest::QueryMetrics { .. }
+                | MasterRequest::ChangeDag { .. }
+                | MasterRequest::DagChanges { .. }
         );
         if from.is_none() && !a_clients {
             let why = format!("a client does not send {req:?}: only an application's AppMaster or a worker does");
-            return MasterReply::Refused(MasterError::Invalid(why));
+            return Some(MasterReply::Refused(MasterError::Invalid(why)));
         }
         // An AppMaster here speaks on a "connection" numbered by its application's id.
-        let req = match self.core.answer(req, from.map_or(0, |id| u64::from(id.0)), now) {
-            Ok(answer) => return answer.unwrap_or(MasterReply::Ok),
+        let req = match self.core.answer(req, conn, now) {
+            Ok(answer) => return answer,
             Err(req) => *req,
         };
-        match req {
+        Some(match req {
             MasterRequest::RestartApp { app_id } => match self.core.restart(app_id, now) {
                 Ok(again) => {
                     if let Some(launch) = self.apps.get(&app_id).map(|r| r.launch.clone()) {
@@ -463,6 +479,6 @@ impl Master {
             other => MasterReply::Refused(MasterError::Invalid(format!(
                 "the embedded cluster's master does not take {other:?}"
             ))),
-        }
+        })
     }
 }

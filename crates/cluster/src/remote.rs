@@ -416,6 +416,15 @@ async fn appmaster_loop(
     master: &mut DuplexClient,
     pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
 ) -> Result<AppStatus, RoleError> {
+    // A new AppMaster resumes the DAG version the masters recorded.
+    let base = app;
+    let app = &match master.ask(MasterRequest::DagChanges { app_id }, Duration::from_secs(30)).await? {
+        MasterReply::DagChanges(changes) => base.with_changes(&changes).map_err(other)?,
+        other => return Err(unexpected(other)),
+    };
+    if app.version() > 0 {
+        tracing::info!(%app_id, version = app.version(), "Resuming the changed DAG.");
+    }
     let allocation = request_slots(master, pushes, app_id, app.dag().task_count()).await?;
     let wanted = process_env()?.executors;
     let allocation = crate::scheduler::split_into_executors(&allocation, wanted);
@@ -449,7 +458,7 @@ async fn appmaster_loop(
         tracing::warn!(%app_id, attempt, %start, "A new AppMaster: restarting every task from the start clock.");
     }
     let mut executors = Processes {
-        app,
+        app: app.clone(),
         app_id,
         hostname,
         master,
@@ -457,7 +466,8 @@ async fn appmaster_loop(
         link_events,
         // Executor ids are new for every AppMaster too (logs and reports never mix).
         launcher: Launcher {
-            app,
+            base,
+            app: app.clone(),
             app_id,
             settings,
             control,
@@ -497,7 +507,8 @@ type Reconnecting = tokio::task::JoinHandle<Result<(DuplexClient, mpsc::Unbounde
 /// found again after a failover. What the one AppMaster loop ([`gearpump_streaming::supervise`])
 /// drives on a real cluster.
 struct Processes<'a> {
-    app: &'a StreamApplication,
+    /// The application as it runs now (its DAG version).
+    app: StreamApplication,
     app_id: AppId,
     hostname: &'a str,
     master: &'a mut DuplexClient,
@@ -573,15 +584,40 @@ impl Processes<'_> {
 impl gearpump_streaming::Executors for Processes<'_> {
     type Error = RoleError;
 
-    async fn launch(&mut self, incarnation: u32, start: Timestamp) -> Result<(), RoleError> {
+    async fn launch(&mut self, incarnation: u32, start: Timestamp, app: &StreamApplication) -> Result<(), RoleError> {
         if incarnation > 0 {
             stop_all(&self.links, true);
-            self.earlier += sink_counters(self.app, &self.counters).iter().map(|c| c.received).sum::<u64>();
+            self.earlier += sink_counters(&self.app, &self.counters).iter().map(|c| c.received).sum::<u64>();
             self.counters.clear();
         }
+        self.app = app.clone();
+        self.launcher.app = app.clone();
         (self.first, self.links) =
             self.launcher.launch(incarnation, start, self.master, self.pushes, &mut self.link_events).await?;
         Ok(())
+    }
+
+    async fn make_room(&mut self, next: &StreamApplication) -> Result<(), String> {
+        let held: u32 = self.launcher.allocation.iter().map(|(_, n)| n).sum();
+        let wanted = next.dag().task_count().saturating_sub(held);
+        if wanted == 0 {
+            return Ok(());
+        }
+        let req = MasterRequest::MoreResources { app_id: self.app_id, slots: wanted };
+        match self.master.ask(req, Duration::from_secs(30)).await {
+            Ok(MasterReply::Resources(more)) => {
+                // An executor more for each worker's share.
+                self.launcher.allocation.extend(more);
+                Ok(())
+            }
+            Ok(other) => Err(format!("the new DAG needs {wanted} more slots: {}", unexpected(other))),
+            Err(e) => Err(format!("asking the master for {wanted} more slots: {e}")),
+        }
+    }
+
+    async fn answer_change(&mut self, version: u32, outcome: Result<gearpump_core::AppliedChange, String>) -> bool {
+        let req = MasterRequest::DagChanged { app_id: self.app_id, version, outcome };
+        matches!(self.master.ask(req, Duration::from_secs(30)).await, Ok(MasterReply::Ok))
     }
 
     async fn active(&mut self) -> Result<(), RoleError> {
@@ -615,6 +651,7 @@ impl gearpump_streaming::Executors for Processes<'_> {
                         return Ok(Some(Event::Kill));
                     }
                     Some(MasterReply::ReplayRequested) => return Ok(Some(Event::Replay)),
+                    Some(MasterReply::ChangeDag { version, change }) => return Ok(Some(Event::ChangeDag { version, change })),
                     Some(_) => {}
                     None => {
                         tracing::warn!(%app_id, "Lost the master; the application keeps running while looking for the leader.");
@@ -703,14 +740,17 @@ impl gearpump_streaming::Executors for Processes<'_> {
         }
         let status = ending.status().as_str();
         let elapsed = self.active_since.elapsed();
-        tracing::info!("{}", summary(self.app, self.app_id, status, elapsed, self.earlier, &self.counters));
+        tracing::info!("{}", summary(&self.app, self.app_id, status, elapsed, self.earlier, &self.counters));
     }
 }
 
 /// Starts one incarnation of an application's executors: each time the tasks restart, they
 /// run on new executor processes (new ids) on the slots the application holds.
 struct Launcher<'a> {
-    app: &'a StreamApplication,
+    /// The application as the binary builds it: what executors in this process start from.
+    base: &'a StreamApplication,
+    /// The application as it runs now.
+    app: StreamApplication,
     app_id: AppId,
     settings: &'a DataPlaneSettings,
     /// Where executors connect back to.
@@ -762,7 +802,7 @@ impl Launcher<'_> {
         pushes: &mut mpsc::UnboundedReceiver<MasterReply>,
         events: &mut mpsc::UnboundedReceiver<(i32, LinkEvent)>,
     ) -> Result<(i32, Vec<ExecutorLink>), RoleError> {
-        let (app, app_id, settings) = (self.app, self.app_id, self.settings);
+        let (base, app, app_id, settings) = (self.base, self.app.clone(), self.app_id, self.settings);
         // With GEARPUMP_SAME_PROCESS (gear local -sameprocess) the executors run here, on one
         // shared task pool, instead of as processes on the workers; they still hold their slots.
         let same_process = process_env()?.same_process;
@@ -781,11 +821,11 @@ impl Launcher<'_> {
             for (i, &(worker, _)) in self.allocation.iter().enumerate() {
                 let id = first + i as i32;
                 if let Some(rt) = &shared {
-                    let (app, settings, rt) = (app.clone(), settings.clone(), rt.clone());
+                    let (base, settings, rt) = (base.clone(), settings.clone(), rt.clone());
                     let target =
                         ExecutorTarget { me: id, appmaster: self.control, app_id, host: process_env()?.host() };
                     tokio::spawn(async move {
-                        if let Err(e) = executor_main(&app, target, &settings, Some(rt), &mut None).await {
+                        if let Err(e) = executor_main(&base, target, &settings, Some(rt), &mut None).await {
                             tracing::error!(executor = id, error = %e, "An in-process executor failed.");
                         }
                     });
@@ -816,7 +856,7 @@ impl Launcher<'_> {
                 Some(e) => return Err(RoleError::Other(format!("launching executors: {e}"))),
             }
         };
-        let executors: Vec<Executor> = place(app, &self.allocation);
+        let executors: Vec<Executor> = place(&app, &self.allocation);
         let n = executors.len();
         let mut links: Vec<ExecutorLink> = executors
             .iter()
@@ -897,6 +937,7 @@ impl Launcher<'_> {
                 max_pending: settings.flow.max_pending,
                 first_executor: first,
                 checkpoints: self.checkpoint_dir.clone(),
+                changes: app.changes().to_vec(),
             });
         }
         wait_all(
@@ -1079,7 +1120,25 @@ async fn executor_main(
                     max_pending,
                     first_executor,
                     checkpoints,
+                    changes,
                 } => {
+                    // The tasks of the DAG version the AppMaster runs.
+                    let changed;
+                    let app = if changes.is_empty() {
+                        app
+                    } else {
+                        match app.with_changes(&changes) {
+                            Ok(a) => {
+                                changed = a;
+                                &changed
+                            }
+                            Err(e) => {
+                                let why = format!("applying the DAG changes: {e}");
+                                let _ = out_tx.send(ExecutorReport::LaunchFailed(why));
+                                continue;
+                            }
+                        }
+                    };
                     let Some(index) = usize::try_from(me - first_executor).ok().filter(|i| *i < placement.len()) else {
                         let why = format!("executor {me} is not in a placement starting at {first_executor}");
                         let _ = out_tx.send(ExecutorReport::LaunchFailed(why));

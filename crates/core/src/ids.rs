@@ -7,7 +7,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AppId(pub u32);
 
-/// A processor id. Processor ids follow the topological order of the DAG, from 0.
+/// A processor id. The processors of a built DAG are numbered in topological order from 0;
+/// those a dynamic DAG change adds get the next ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProcessorId(pub u32);
 

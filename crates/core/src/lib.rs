@@ -14,6 +14,8 @@
 //!   their codecs (serde by default, custom per type).
 //! - [`config`]: [`UserConfig`], the typed key/value configuration handed to applications and
 //!   tasks.
+//! - [`change`]: [`DagChange`], a change to a running application's DAG (dynamic DAG), as it
+//!   travels and as the masters keep it.
 //! - [`graph`]: [`Graph`], a small directed graph with a stable topological order, used for the
 //!   processor DAG.
 //! - [`auth`]: the cluster secret and the challenge–response proofs with which every
@@ -31,6 +33,7 @@
 //! ```
 
 pub mod auth;
+pub mod change;
 pub mod codec;
 pub mod config;
 pub mod graph;
@@ -41,6 +44,7 @@ pub mod status;
 pub mod time;
 pub mod tls;
 
+pub use change::{AppliedChange, DagChange, DagProcessor};
 pub use codec::{Codec, Codecs, type_hash};
 pub use config::{ConfigError, UserConfig};
 pub use graph::{CycleError, Graph, NodeIndex};

@@ -289,20 +289,7 @@ impl ConnectionGate {
 }
 
 /// A processor of a DAG submitted as JSON (`POST master/submitdag`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DagProcessor {
-    /// Its task type, registered in the application binary.
-    pub task_class: String,
-    /// Its tasks.
-    pub parallelism: u32,
-    /// A description.
-    #[serde(default)]
-    pub description: String,
-    /// Its task config.
-    #[serde(default)]
-    pub task_conf: std::collections::BTreeMap<String, String>,
-}
+pub use gearpump_core::DagProcessor;
 
 /// A DAG submitted as JSON (`POST master/submitdag`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -506,6 +493,14 @@ pub enum MasterRequest {
         /// Where they may be.
         locality: Locality,
     },
+    /// An AppMaster asks for more slots now, on any workers (for a DAG change that adds
+    /// tasks): granted at once ([`MasterReply::Resources`]) or refused, never queued.
+    MoreResources {
+        /// The application.
+        app_id: AppId,
+        /// Slots wanted.
+        slots: u32,
+    },
     /// An AppMaster asks for an executor process on a worker.
     LaunchExecutor {
         /// The application.
@@ -544,6 +539,32 @@ pub enum MasterRequest {
         app_id: AppId,
         /// The start clock.
         clock: Timestamp,
+    },
+    /// Change the DAG of a running streaming application (a client asks): answered with
+    /// [`MasterReply::DagChanged`] once its AppMaster has checked the change and the masters
+    /// recorded it, or refused with why (only one change at a time).
+    ChangeDag {
+        /// The application.
+        app_id: AppId,
+        /// The change.
+        change: gearpump_core::DagChange,
+    },
+    /// An AppMaster's answer to [`MasterReply::ChangeDag`]: the change as applied (the
+    /// masters record it, and the AppMaster restarts its tasks as the new DAG once they
+    /// have), or why it was refused.
+    DagChanged {
+        /// The application.
+        app_id: AppId,
+        /// The version the change makes.
+        version: u32,
+        /// The change with its transit time, or why not.
+        outcome: Result<gearpump_core::AppliedChange, String>,
+    },
+    /// The DAG changes recorded for an application, oldest first (a new AppMaster resumes
+    /// the latest version): answered with [`MasterReply::DagChanges`].
+    DagChanges {
+        /// The application.
+        app_id: AppId,
     },
     /// Kill an application (if it runs) and submit its binary and arguments again.
     RestartApp {
@@ -655,6 +676,21 @@ pub enum MasterReply {
     KillRequested,
     /// Pushed to an AppMaster: restart the tasks from the start clock.
     ReplayRequested,
+    /// Pushed to an AppMaster: a client asks for this DAG change, to make DAG `version`.
+    /// Answered with [`MasterRequest::DagChanged`].
+    ChangeDag {
+        /// The version it makes.
+        version: u32,
+        /// The change.
+        change: gearpump_core::DagChange,
+    },
+    /// A DAG change is recorded and under way: the DAG version it made.
+    DagChanged {
+        /// The new version.
+        version: u32,
+    },
+    /// The DAG changes recorded for an application, oldest first.
+    DagChanges(Vec<gearpump_core::AppliedChange>),
     /// The cluster as the REST API shows it.
     Snapshot(Box<ClusterSnapshot>),
     /// Metric points.
@@ -691,6 +727,7 @@ impl MasterReply {
             MasterReply::Worker(_)
                 | MasterReply::KillRequested
                 | MasterReply::ReplayRequested
+                | MasterReply::ChangeDag { .. }
                 | MasterReply::Granted(_)
         )
     }
@@ -914,6 +951,9 @@ pub struct ProcessorInfo {
     pub birth: i64,
     /// Its life: the timestamp from which it no longer runs.
     pub death: i64,
+    /// Whether a dynamic DAG change retired it (it runs no tasks).
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// An edge as the REST API shows it.
@@ -987,6 +1027,12 @@ pub struct AppRuntime {
     pub config: Vec<(String, String)>,
     /// The AppMaster's process id.
     pub appmaster_pid: u32,
+    /// The DAG version: how many dynamic DAG changes were made.
+    #[serde(default)]
+    pub version: u32,
+    /// The task types the application binary can run by name (what a DAG change may name).
+    #[serde(default)]
+    pub task_types: Vec<String>,
 }
 
 /// The master as the REST API shows it.
@@ -1069,6 +1115,9 @@ pub enum ExecutorCommand {
         /// Where persistent tasks keep checkpoints (an absolute directory), if the application
         /// has any.
         checkpoints: Option<String>,
+        /// The dynamic DAG changes to apply to the binary's application: the DAG the tasks
+        /// belong to.
+        changes: Vec<gearpump_core::AppliedChange>,
     },
     /// Start every task from this clock.
     Start {

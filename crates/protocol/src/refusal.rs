@@ -85,6 +85,13 @@ pub enum MasterError {
     /// The master is gone.
     #[error("the cluster has shut down")]
     ClusterStopped,
+    /// A DAG change is asked for while another is under way (the guide's words).
+    #[error("application {0} is in the process of handling previous dynamic dag change")]
+    DagChangePending(AppId),
+    /// The AppMaster refused a DAG change, or was lost before it answered: why. The DAG runs
+    /// on as it was.
+    #[error("the DAG change was not made: {0}")]
+    DagChangeRefused(String),
 }
 
 impl MasterError {

@@ -27,6 +27,9 @@ pub enum BackendError {
     /// The cluster cannot be reached (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The request conflicts with one under way (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// An uploaded file, written to a temporary directory as it arrived (never held in memory);
@@ -123,6 +126,15 @@ pub trait Backend: Send + Sync + 'static {
             }
         })
     }
+    /// Changes a running application's DAG; the version the change made.
+    fn change_dag(&self, app_id: AppId, change: gearpump_core::DagChange) -> BoxFuture<'_, Result<u32, BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::ChangeDag { app_id, change }).await? {
+                MasterReply::DagChanged { version } => Ok(version),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Kills (if running) and resubmits an application; the new id.
     fn restart(&self, app_id: AppId) -> BoxFuture<'_, Result<AppId, BackendError>> {
         Box::pin(async move {
@@ -158,6 +170,8 @@ pub trait Backend: Send + Sync + 'static {
 fn refused(e: &MasterError) -> BackendError {
     if e.is_not_found() {
         BackendError::NotFound(e.to_string())
+    } else if matches!(e, MasterError::DagChangePending(_)) {
+        BackendError::Conflict(e.to_string())
     } else if e.is_transient() {
         BackendError::Unavailable(e.to_string())
     } else {

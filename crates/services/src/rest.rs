@@ -38,6 +38,7 @@ impl From<BackendError> for ApiError {
             BackendError::NotFound(_) => StatusCode::NOT_FOUND,
             BackendError::BadRequest(_) => StatusCode::BAD_REQUEST,
             BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BackendError::Conflict(_) => StatusCode::CONFLICT,
         };
         ApiError(status, e.to_string())
     }
@@ -152,6 +153,7 @@ pub fn router_secured(backend: Arc<dyn Backend>, limits: RestLimits, auth: Arc<R
         .route("/appmaster/{id}/errors", get(errors))
         .route("/appmaster/{id}/restart", post(restart))
         .route("/appmaster/{id}/replay", post(replay))
+        .route("/appmaster/{id}/dynamicdag", post(dynamic_dag))
         .route("/appmaster/{id}/executor/{eid}", get(executor))
         .route("/appmaster/{id}/executor/{eid}/config", get(executor_config))
         .route("/appmaster/{id}/config", get(app_config))
@@ -511,6 +513,24 @@ async fn replay(State(b): Shared, Path(id): Path<String>) -> Api {
     let id: u32 = parse_id("the application id", &id)?;
     b.replay(AppId(id)).await?;
     Ok(axum::Json(json!({"success": true, "appId": id})))
+}
+
+/// `POST appmaster/<id>/dynamicdag` with a [`gearpump_core::DagChange`] as JSON: answered once
+/// the application's AppMaster checked it and the masters recorded it.
+async fn dynamic_dag(
+    State(b): Shared,
+    Path(id): Path<String>,
+    body: Result<axum::Json<gearpump_core::DagChange>, axum::extract::rejection::JsonRejection>,
+) -> Api {
+    let id: u32 = parse_id("the application id", &id)?;
+    let axum::Json(change) = body.map_err(|e| {
+        bad(format!(
+            "dynamicdag takes a JSON DAG change ({{\"replace\": …}}, {{\"rescale\": …}}, {{\"attach\": …}} or {{\"remove\": …}}): {}",
+            e.body_text()
+        ))
+    })?;
+    let version = b.change_dag(AppId(id), change).await?;
+    Ok(axum::Json(json!({"success": true, "appId": id, "version": version})))
 }
 
 async fn stalling(State(b): Shared, Path(id): Path<String>) -> Api {

@@ -155,10 +155,12 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
     obj.insert("clock".into(), json!(r.clock.0.to_string()));
     obj.insert("startClock".into(), json!(r.start_clock.0.to_string()));
     obj.insert("restarts".into(), json!(r.restarts));
+    obj.insert("dagVersion".into(), json!(r.version));
+    obj.insert("taskTypes".into(), json!(r.task_types));
     obj.insert(
         "dag".into(),
         json!({
-            "vertexList": r.processors.iter().map(|p| p.id).collect::<Vec<_>>(),
+            "vertexList": r.processors.iter().filter(|p| !p.retired).map(|p| p.id).collect::<Vec<_>>(),
             "edgeList": r.edges.iter().map(|e| json!([e.from, e.partitioner, e.to])).collect::<Vec<_>>(),
         }),
     );
@@ -186,8 +188,9 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
                 "description": p.description,
                 "life": {"birth": p.birth.to_string(), "death": p.death.to_string()},
                 "executors": per_executor,
-                "taskCount": p.parallelism,
+                "taskCount": if p.retired { 0 } else { p.parallelism },
                 "kind": kind,
+                "retired": p.retired,
             }),
         );
     }

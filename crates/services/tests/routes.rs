@@ -672,3 +672,106 @@ fn the_services_port_limits_connections_and_closes_idle_ones() {
     drop(rt);
     cluster.shutdown();
 }
+
+/// Messages the replacement sink received, over every test of this file.
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A sink that counts what it receives in [`COUNTED`].
+struct Counted;
+impl Task for Counted {
+    fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        COUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[test]
+fn dynamic_dag_replaces_rescales_attaches_and_removes_and_refuses_what_cannot_run() {
+    let h = Harness::start();
+    let (source, pass, sink) = (
+        Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0))),
+        Processor::from_fn("Pass", 2, |_| Ok(Pass)),
+        Processor::from_fn("Sink", 1, |_| Ok(Sink)),
+    );
+    let counted: gearpump_api::TaskFactory = Arc::new(|_| Ok(Box::new(Counted) as Box<dyn Task>));
+    let app = StreamApplication::builder("changing")
+        .path([&source, &pass, &sink])
+        .register("Counted", counted)
+        .build()
+        .unwrap();
+    let id = h.client().submit(app).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    let change = |body: &str| h.raw("POST", &format!("/api/v1.0/appmaster/{id}/dynamicdag"), body, &[]);
+    let detail = || h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"));
+    wait_until("the detail shows the task types", || {
+        detail()["taskTypes"] == json!(["Counted", "Numbers", "Pass", "Sink"])
+    });
+
+    // Replace the sink: the new processor (id 3) takes its edge and receives messages.
+    let (status, _, v) =
+        change(r#"{"replace": {"processorId": 2, "newProcessor": {"taskClass": "Counted", "parallelism": 2}}}"#);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], 1, "{v}");
+    wait_until("the new sink receives messages", || COUNTED.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    wait_until("the detail shows version 1", || detail()["dagVersion"] == 1);
+    let d = detail();
+    assert_eq!(d["dag"]["vertexList"], json!([0, 1, 3]), "{d}");
+    assert_eq!(d["dag"]["edgeList"], json!([[0, "hash", 1], [1, "hash", 3]]), "{d}");
+    assert_eq!(d["processors"]["2"]["retired"], true, "{d}");
+    assert_eq!(d["processors"]["2"]["life"]["death"], d["processors"]["3"]["life"]["birth"], "{d}");
+    assert_eq!(d["processors"]["3"]["taskClass"], "Counted", "{d}");
+
+    // What cannot run is refused with the reason, and the DAG runs on as it was.
+    for (body, code, says) in [
+        (
+            r#"{"replace": {"processorId": 3, "newProcessor": {"taskClass": "Nope", "parallelism": 1}}}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown task type \"Nope\"",
+        ),
+        (r#"{"rescale": {"processorId": 2, "parallelism": 2}}"#, StatusCode::BAD_REQUEST, "no live processor 2"),
+        (r#"{"rescale": {"processorId": 1, "parallelism": 0}}"#, StatusCode::BAD_REQUEST, "parallelism 0"),
+        (r#"{"remove": {"processorIds": [1]}}"#, StatusCode::BAD_REQUEST, "without input"),
+        (r#"{"rescale": {"processorId": 1, "parallelism": 100000}}"#, StatusCode::BAD_REQUEST, "more slots"),
+        (r#"{"teleport": {}}"#, StatusCode::BAD_REQUEST, "dynamicdag takes a JSON DAG change"),
+        ("not json", StatusCode::BAD_REQUEST, "dynamicdag takes a JSON DAG change"),
+    ] {
+        let (status, _, v) = change(body);
+        assert_eq!(status, code, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    let (status, _, v) =
+        h.raw("POST", "/api/v1.0/appmaster/99/dynamicdag", r#"{"remove": {"processorIds": [1]}}"#, &[]);
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(detail()["dagVersion"], 1);
+
+    // Rescale the middle processor up and back down while it runs.
+    let (status, _, v) = change(r#"{"rescale": {"processorId": 1, "parallelism": 4}}"#);
+    assert_eq!((status, v["version"].clone()), (StatusCode::OK, json!(2)), "{v}");
+    wait_until("four tasks of processor 4", || detail()["processors"]["4"]["taskCount"] == 4);
+    let (status, _, v) = change(r#"{"rescale": {"processorId": 4, "parallelism": 2}}"#);
+    assert_eq!((status, v["version"].clone()), (StatusCode::OK, json!(3)), "{v}");
+
+    // Attach a sub-graph below the source, then remove it again.
+    let (status, _, v) = change(
+        r#"{"attach": {"processors": {"audit": {"taskClass": "Sink", "parallelism": 1}}, "edges": [["0", "shuffle", "audit"]]}}"#,
+    );
+    assert_eq!((status, v["version"].clone()), (StatusCode::OK, json!(4)), "{v}");
+    wait_until("the attached processor", || detail()["dag"]["vertexList"] == json!([0, 3, 5, 6]));
+    let (status, _, v) = change(r#"{"remove": {"processorIds": [6]}}"#);
+    assert_eq!((status, v["version"].clone()), (StatusCode::OK, json!(5)), "{v}");
+    wait_until("the removed processor is gone", || detail()["dag"]["vertexList"] == json!([0, 3, 5]));
+    // The clock still moves, and messages still arrive.
+    let (seen, clock) = (COUNTED.load(std::sync::atomic::Ordering::Relaxed), detail()["clock"].clone());
+    wait_until("the clock moves", || detail()["clock"] != clock);
+    wait_until("more messages arrive", || COUNTED.load(std::sync::atomic::Ordering::Relaxed) > seen);
+    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}"))["status"], "active");
+}
+
+/// Passes every message on.
+struct Pass;
+impl Task for Pass {
+    fn on_next(&mut self, ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+        ctx.output(msg);
+        Ok(())
+    }
+}

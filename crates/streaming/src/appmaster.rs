@@ -207,7 +207,7 @@ pub fn place(app: &StreamApplication, allocation: &[(WorkerId, u32)]) -> Vec<Exe
         .collect();
     let mut next = 0;
     let n = executors.len();
-    for p in app.dag().processors() {
+    for p in app.dag().live() {
         for index in 0..p.parallelism {
             // Total slots equal total tasks, so a free executor always exists.
             while executors[next % n].1 == 0 {
@@ -283,6 +283,13 @@ pub enum Event {
     Kill,
     /// Restart every task from the start clock.
     Replay,
+    /// A client asks for a DAG change, to make DAG `version`.
+    ChangeDag {
+        /// The version it makes.
+        version: u32,
+        /// The change.
+        change: gearpump_core::DagChange,
+    },
     /// The AppMaster cannot go on (its master has been unreachable too long).
     GiveUp(String),
 }
@@ -304,9 +311,26 @@ pub struct Progress {
 pub trait Executors: Send {
     /// Why the AppMaster cannot go on.
     type Error: std::fmt::Display + Send;
-    /// Runs incarnation `incarnation` of every task from `start`: the first (0), or a restart,
-    /// which replaces the tasks of the incarnation before (all stopped or lost by then).
-    fn launch(&mut self, incarnation: u32, start: Timestamp) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Runs incarnation `incarnation` of every task of `app` from `start`: the first (0), or a
+    /// restart, which replaces the tasks of the incarnation before (all stopped or lost by
+    /// then), perhaps of another DAG version.
+    fn launch(
+        &mut self,
+        incarnation: u32,
+        start: Timestamp,
+        app: &StreamApplication,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Makes sure the slots held can run `next`'s tasks (a DAG change that adds tasks): asks
+    /// the master for the missing ones, now or not at all (then: why not). Slots a change
+    /// leaves idle stay held, for a later change, until the application ends.
+    fn make_room(&mut self, next: &StreamApplication) -> impl Future<Output = Result<(), String>> + Send;
+    /// Answers the master's [`Event::ChangeDag`]: the change as applied, or why not. Returns
+    /// whether the master recorded the change (only then is it made).
+    fn answer_change(
+        &mut self,
+        version: u32,
+        outcome: Result<gearpump_core::AppliedChange, String>,
+    ) -> impl Future<Output = bool> + Send;
     /// Tells the master the application is active (after the first launch).
     fn active(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// The next event; `None` when no more will come. Raced against a timer, so it must be
@@ -363,44 +387,67 @@ pub async fn supervise<X: Executors>(
 ) -> Result<Ending, X::Error> {
     let mut start = how.start;
     let mut supervisor = Supervisor::new(app.dag(), start, how.total_retries).with_stop_timeout(how.stop_timeout);
-    x.launch(0, start).await?;
+    let mut app = app.clone();
+    x.launch(0, start, &app).await?;
     x.active().await?;
-    tracing::info!(%app_id, tasks = app.dag().task_count(), "Application active.");
-    let mut reporter = Reporter::new(app_id, app, how.metrics);
+    tracing::info!(%app_id, tasks = app.dag().task_count(), version = app.version(), "Application active.");
+    let mut reporter = Reporter::new(app_id, &app, how.metrics);
+    // A DAG change the master recorded, made at the next restart; and when it was asked for.
+    let mut changed: Option<(StreamApplication, Instant)> = None;
     let mut tick = tokio::time::interval(how.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_report = Instant::now() - REPORT_EVERY;
     let mut incarnation = 0;
     // When the running tasks failed, and (after the restart) since when the clock is awaited.
     let (mut failed_at, mut clock_wait) = (None, None);
+    // A DAG change asked for while the tasks restarted.
+    let mut held: Option<(u32, gearpump_core::DagChange)> = None;
     loop {
-        let actions = tokio::select! {
-            _ = tick.tick() => {
-                x.tick(supervisor.clock().min_clock(), supervisor.ending().is_some()).await;
-                if last_report.elapsed() >= REPORT_EVERY && let Some(p) = x.progress() {
-                    last_report = Instant::now();
-                    let min_clock = supervisor.clock().min_clock();
-                    let (time, mut runtime, metrics) = reporter.report(&p.tasks, &p.processes, min_clock, p.executors);
-                    runtime.start_clock = supervisor.start_clock();
-                    runtime.restarts = supervisor.restarts();
-                    x.send_report(time, runtime, metrics);
+        let ready = if supervisor.may_change().is_ok() { held.take() } else { None };
+        let actions = if let Some((version, change)) = ready {
+            let (actions, next) = change_dag(x, &mut supervisor, &app, app_id, version, change).await;
+            changed = next.or(changed);
+            actions
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {
+                    x.tick(supervisor.clock().min_clock(), supervisor.ending().is_some()).await;
+                    if last_report.elapsed() >= REPORT_EVERY && let Some(p) = x.progress() {
+                        last_report = Instant::now();
+                        let min_clock = supervisor.clock().min_clock();
+                        let (time, mut runtime, metrics) = reporter.report(&p.tasks, &p.processes, min_clock, p.executors);
+                        runtime.start_clock = supervisor.start_clock();
+                        runtime.restarts = supervisor.restarts();
+                        x.send_report(time, runtime, metrics);
+                    }
+                    supervisor.on_tick(Instant::now())
                 }
-                supervisor.on_tick(Instant::now())
+                event = x.next() => match event? {
+                    Some(Event::Task(TaskEvent::Clock { task, clock })) => supervisor.on_clock(task, clock),
+                    Some(Event::Task(TaskEvent::Failed { task, error })) => supervisor.on_task_failed(task, &error),
+                    Some(Event::Task(TaskEvent::Stopped { task })) => supervisor.on_task_stopped(task),
+                    Some(Event::Task(TaskEvent::Checkpointed { task, time })) => supervisor.on_checkpoint(task, time),
+                    Some(Event::Lost { tasks, why }) => supervisor.on_tasks_lost(&tasks, why),
+                    Some(Event::Kill) => supervisor.on_kill(),
+                    Some(Event::Replay) => {
+                        tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
+                        supervisor.on_replay()
+                    }
+                    // Asked for while the tasks restart (after a failure, or an earlier change): made
+                    // once they run again.
+                    Some(Event::ChangeDag { version, change }) if supervisor.may_change().is_err() && supervisor.ending().is_none() => {
+                        held = Some((version, change));
+                        Vec::new()
+                    }
+                    Some(Event::ChangeDag { version, change }) => {
+                        let (actions, next) = change_dag(x, &mut supervisor, &app, app_id, version, change).await;
+                        changed = next.or(changed);
+                        actions
+                    }
+                    Some(Event::GiveUp(why)) => supervisor.on_give_up(why),
+                    None => break,
+                },
             }
-            event = x.next() => match event? {
-                Some(Event::Task(TaskEvent::Clock { task, clock })) => supervisor.on_clock(task, clock),
-                Some(Event::Task(TaskEvent::Failed { task, error })) => supervisor.on_task_failed(task, &error),
-                Some(Event::Task(TaskEvent::Stopped { task })) => supervisor.on_task_stopped(task),
-                Some(Event::Task(TaskEvent::Checkpointed { task, time })) => supervisor.on_checkpoint(task, time),
-                Some(Event::Lost { tasks, why }) => supervisor.on_tasks_lost(&tasks, why),
-                Some(Event::Kill) => supervisor.on_kill(),
-                Some(Event::Replay) => {
-                    tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
-                    supervisor.on_replay()
-                }
-                Some(Event::GiveUp(why)) => supervisor.on_give_up(why),
-                None => break,
-            },
         };
         let mut done = false;
         for action in actions {
@@ -418,9 +465,20 @@ pub async fn supervise<X: Executors>(
                         "Restarting every task from the start clock.");
                     start = from;
                     incarnation += 1;
-                    x.launch(incarnation, start).await?;
+                    let change = changed.take();
+                    if let Some((next, _)) = &change {
+                        app = next.clone();
+                        reporter = Reporter::new(app_id, &app, how.metrics);
+                    }
+                    x.launch(incarnation, start, &app).await?;
                     tracing::info!(%app_id, start = %from, took = ?began.elapsed(), "Tasks restarted.");
-                    clock_wait = failed_at.take();
+                    match change {
+                        Some((_, asked)) => {
+                            tracing::info!(%app_id, version = app.version(), since_asked = ?asked.elapsed(), "The new DAG runs.");
+                            failed_at = None;
+                        }
+                        None => clock_wait = failed_at.take(),
+                    }
                 }
                 Action::CheckpointComplete(time) => x.checkpoint_complete(time),
                 Action::StartClock(clock) => x.start_clock(clock).await,
@@ -443,6 +501,44 @@ pub async fn supervise<X: Executors>(
     let ending = supervisor.into_ending();
     x.finish(&ending, min_clock).await;
     Ok(ending)
+}
+
+/// Checks a DAG change asked for (to make `version`), makes room for its tasks, and answers
+/// the master; once recorded, the supervisor restarts the tasks as the new DAG (returned with
+/// when it was asked for), its transit time the start clock.
+async fn change_dag<X: Executors>(
+    x: &mut X,
+    supervisor: &mut Supervisor,
+    app: &StreamApplication,
+    app_id: AppId,
+    version: u32,
+    change: gearpump_core::DagChange,
+) -> (Vec<Action>, Option<(StreamApplication, Instant)>) {
+    let asked = Instant::now();
+    let transit = supervisor.start_clock();
+    let next = match supervisor.may_change() {
+        Err(why) => Err(why.to_string()),
+        Ok(()) if version != app.version() + 1 => {
+            Err(format!("the DAG runs at version {}; version {version} does not follow it", app.version()))
+        }
+        Ok(()) => app.apply(&change, transit).map_err(|e| e.to_string()),
+    };
+    let next = match next {
+        Ok(next) => x.make_room(&next).await.map(|()| next),
+        Err(why) => Err(why),
+    };
+    let outcome = next.as_ref().map(|n| n.changes().last().cloned().expect("applied")).map_err(Clone::clone);
+    if let Err(why) = &outcome {
+        tracing::warn!(%app_id, version, %change, %why, "Refused a DAG change; the DAG runs on as it was.");
+    }
+    let recorded = x.answer_change(version, outcome).await;
+    match next {
+        Ok(next) if recorded => {
+            tracing::info!(%app_id, version, %change, %transit, "Changing the DAG: restarting the tasks as the new version.");
+            (supervisor.on_change(next.dag().clone()), Some((next, asked)))
+        }
+        _ => (Vec::new(), None),
+    }
 }
 
 /// The executors of the embedded cluster: every task in this process, on the in-memory data
@@ -470,10 +566,11 @@ struct InProcess {
 impl Executors for InProcess {
     type Error = String;
 
-    async fn launch(&mut self, incarnation: u32, start: Timestamp) -> Result<(), String> {
+    async fn launch(&mut self, incarnation: u32, start: Timestamp, app: &StreamApplication) -> Result<(), String> {
         if let Some(old) = self.deployment.take() {
             old.clear();
         }
+        self.app = app.clone();
         let spec = LaunchSpec {
             runtime: &self.runtime,
             app_id: self.app_id,
@@ -495,6 +592,29 @@ impl Executors for InProcess {
         Ok(())
     }
 
+    async fn make_room(&mut self, next: &StreamApplication) -> Result<(), String> {
+        let held: u32 = self.allocation.iter().map(|(_, n)| n).sum();
+        let wanted = next.dag().task_count().saturating_sub(held);
+        if wanted == 0 {
+            return Ok(());
+        }
+        match ask(&self.requests, self.app_id, MasterRequest::MoreResources { app_id: self.app_id, slots: wanted })
+            .await
+        {
+            Some(MasterReply::Resources(more)) => {
+                self.allocation.extend(more);
+                Ok(())
+            }
+            Some(MasterReply::Refused(e)) => Err(format!("the new DAG needs {wanted} more slots: {e}")),
+            other => Err(format!("the master did not grant {wanted} more slots: {other:?}")),
+        }
+    }
+
+    async fn answer_change(&mut self, version: u32, outcome: Result<gearpump_core::AppliedChange, String>) -> bool {
+        let req = MasterRequest::DagChanged { app_id: self.app_id, version, outcome };
+        matches!(ask(&self.requests, self.app_id, req).await, Some(MasterReply::Ok))
+    }
+
     async fn active(&mut self) -> Result<(), String> {
         let req = MasterRequest::AppStatus { app_id: self.app_id, status: AppStatus::Active, error: None };
         match ask(&self.requests, self.app_id, req).await {
@@ -511,6 +631,7 @@ impl Executors for InProcess {
                 push = self.pushes.recv(), if !self.master_gone => match push {
                     Some(MasterReply::ReplayRequested) => return Ok(Some(Event::Replay)),
                     Some(MasterReply::KillRequested) => return Ok(Some(Event::Kill)),
+                    Some(MasterReply::ChangeDag { version, change }) => return Ok(Some(Event::ChangeDag { version, change })),
                     Some(_) => {}
                     None => {
                         self.master_gone = true;

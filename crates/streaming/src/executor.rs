@@ -305,7 +305,8 @@ impl Deployment {
                     };
                     targets.push((t, dest));
                 }
-                edges.push(OutEdge::new(edge.partitioner.instantiate(), targets, spec.flow));
+                let life = dag.processor(edge.to).life;
+                edges.push(OutEdge::new(edge.partitioner.instantiate(), targets, spec.flow, life));
             }
             let is_source = dag.upstream(id.processor).is_empty();
             let slot = if tcp.is_some() { self.local.iter().position(|&e| e == mine).unwrap_or(0) } else { 0 };

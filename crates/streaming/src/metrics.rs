@@ -135,6 +135,7 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
                 description: p.description.clone(),
                 birth: p.life.birth.0,
                 death: p.life.death.0,
+                retired: p.retired,
             })
             .collect(),
         edges: dag
@@ -146,6 +147,8 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
         stalling: Vec::new(),
         config: app.config().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         appmaster_pid: std::process::id(),
+        version: app.version(),
+        task_types: app.task_types().map(str::to_string).collect(),
     }
 }
 

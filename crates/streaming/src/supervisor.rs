@@ -12,6 +12,11 @@
 //! all have stopped (or were lost) the AppMaster restarts them all from the start clock. Past
 //! the budget the failure ends the application. A kill or giving up end it too. The first
 //! ending wins; then every task is stopped, and once all have stopped the application is done.
+//!
+//! A dynamic DAG change ([`Supervisor::on_change`]) restarts the tasks the same way, without
+//! spending the budget, as the tasks of the new DAG: its transit time is the start clock, so
+//! every message older than it was processed by the DAG before, and every later one is by the
+//! new DAG (replayed by the sources from there), with the state of the checkpoints at it.
 
 use crate::appmaster::AppStatus;
 use gearpump_api::Dag;
@@ -93,6 +98,8 @@ pub struct Supervisor {
     stop_timeout: Duration,
     /// Since when the tasks are being stopped, as first seen by [`Supervisor::on_tick`].
     stopping_since: Option<Instant>,
+    /// The DAG the tasks restart as, after a dynamic DAG change.
+    changed: Option<Dag>,
 }
 
 /// How long tasks may take to stop unless configured (`gearpump.application.stop-timeout-ms`).
@@ -102,15 +109,12 @@ impl Supervisor {
     /// A supervisor for `dag`'s tasks, all starting at `start`, that restarts them up to
     /// `retries` times after failures.
     pub fn new(dag: &Dag, start: Timestamp, retries: u32) -> Self {
-        let parallelism: Vec<u32> = dag.processors().iter().map(|p| p.parallelism).collect();
-        let edges: Vec<(ProcessorId, ProcessorId)> = dag.edges().iter().map(|e| (e.from, e.to)).collect();
-        let stateful = dag.stateful_tasks();
-        Supervisor {
-            clock: ClockService::new(&parallelism, &edges, start),
-            parallelism,
-            edges,
-            recovery: RecoveryPoint::new(stateful, start).with_committers(dag.transactional_tasks()),
-            tasks: dag.task_count(),
+        let mut supervisor = Supervisor {
+            clock: ClockService::new(&[], &[], start),
+            parallelism: Vec::new(),
+            edges: Vec::new(),
+            recovery: RecoveryPoint::new(std::iter::empty(), start),
+            tasks: 0,
             stopped: std::collections::BTreeSet::new(),
             ending: None,
             recovering: None,
@@ -118,7 +122,19 @@ impl Supervisor {
             restarts: 0,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             stopping_since: None,
-        }
+            changed: None,
+        };
+        supervisor.shape(dag, start);
+        supervisor
+    }
+
+    /// Takes `dag`'s tasks (those of its live processors), all starting at `start`.
+    fn shape(&mut self, dag: &Dag, start: Timestamp) {
+        self.parallelism = dag.processors().iter().map(|p| dag.tasks_of(p.id)).collect();
+        self.edges = dag.edges().iter().map(|e| (e.from, e.to)).collect();
+        self.clock = ClockService::new(&self.parallelism, &self.edges, start);
+        self.recovery = RecoveryPoint::new(dag.stateful_tasks(), start).with_committers(dag.transactional_tasks());
+        self.tasks = dag.task_count();
     }
 
     /// The same, giving the tasks `timeout` to stop (run `on_stop`, close sinks) once told to;
@@ -220,6 +236,28 @@ impl Supervisor {
         vec![Action::StopAll]
     }
 
+    /// Whether a dynamic DAG change may start now: not while the tasks recover or end (nor
+    /// while an earlier change is applied).
+    pub fn may_change(&self) -> Result<(), &'static str> {
+        match (&self.ending, &self.recovering) {
+            (Some(_), _) => Err("the application is ending"),
+            (None, Some(_)) => Err("the application is restarting its tasks"),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// A dynamic DAG change to `dag`, whose transit time is [`Supervisor::start_clock`] (see
+    /// [`Supervisor::may_change`]): every task stops, and once all have, they restart from
+    /// the start clock as `dag`'s tasks, without spending the restart budget.
+    pub fn on_change(&mut self, dag: Dag) -> Vec<Action> {
+        if self.may_change().is_err() {
+            return Vec::new();
+        }
+        self.changed = Some(dag);
+        self.recovering = Some("a dynamic DAG change".into());
+        vec![Action::StopAll]
+    }
+
     /// Recovers from `why` while the budget lasts, else ends the application with it.
     fn fail(&mut self, why: String) -> Vec<Action> {
         if self.recovering.is_some() {
@@ -295,10 +333,15 @@ impl Supervisor {
         }
         let Some(why) = self.recovering.take() else { return Vec::new() };
         let start = self.recovery.start_clock();
-        self.clock = ClockService::new(&self.parallelism, &self.edges, start);
+        match self.changed.take() {
+            Some(dag) => self.shape(&dag, start),
+            None => {
+                self.clock = ClockService::new(&self.parallelism, &self.edges, start);
+                self.restarts += 1;
+            }
+        }
         self.stopped.clear();
         self.stopping_since = None;
-        self.restarts += 1;
         vec![Action::Restart { start, why }]
     }
 
@@ -362,6 +405,43 @@ mod tests {
         assert_eq!(s.on_task_stopped(SINK0), vec![]);
         assert_eq!(s.on_task_stopped(SINK0), vec![], "a task counts once");
         assert_eq!(s.on_task_stopped(SINK1), vec![Action::Done]);
+    }
+
+    #[test]
+    fn a_dag_change_restarts_the_tasks_as_the_new_dag_without_spending_the_budget() {
+        let source = Processor::from_fn("Source", 1, |_| Ok(Nop));
+        let sink = Processor::from_fn("Sink", 2, |_| Ok(Nop));
+        let app = StreamApplication::builder("s").path([&source, &sink]).build().unwrap();
+        let mut s = Supervisor::new(app.dag(), Timestamp(0), 0);
+        s.on_clock(SRC, Timestamp(9));
+        s.on_clock(SINK0, Timestamp(8));
+        s.on_clock(SINK1, Timestamp(8));
+        let start = s.start_clock();
+        assert_eq!(start, Timestamp(8), "without state, the start clock follows the min clock");
+        // The sink rescaled to 3 tasks (processor 2) from the start clock.
+        let change = gearpump_core::DagChange::Rescale { processor_id: ProcessorId(1), parallelism: 3 };
+        let next = app.apply(&change, start).unwrap();
+        assert_eq!(s.may_change(), Ok(()));
+        assert_eq!(s.on_change(next.dag().clone()), vec![Action::StopAll]);
+        assert_eq!(s.may_change(), Err("the application is restarting its tasks"));
+        assert_eq!(s.on_change(next.dag().clone()), vec![], "one change at a time");
+        assert_eq!(s.on_task_stopped(SRC), vec![]);
+        assert_eq!(s.on_task_stopped(SINK0), vec![]);
+        let restart = s.on_task_stopped(SINK1);
+        assert_eq!(restart, vec![Action::Restart { start, why: "a dynamic DAG change".into() }]);
+        assert_eq!(s.restarts(), 0, "a change is not a failure");
+        // The new DAG's tasks report; the retired processor's do not hold the clock.
+        let new = |i| TaskId::new(2, i);
+        s.on_clock(SRC, Timestamp(20));
+        assert_eq!(s.on_clock(new(0), Timestamp(15)), vec![Action::UpstreamClock(new(0), Timestamp(20))]);
+        s.on_clock(new(1), Timestamp(15));
+        assert_eq!(s.clock().min_clock(), Timestamp(8), "task 2 of the new processor has not reported");
+        s.on_clock(new(2), Timestamp(16));
+        assert_eq!(s.clock().min_clock(), Timestamp(15));
+        // The budget (0) is untouched: a failure now ends the application.
+        assert_eq!(s.on_task_failed(new(1), "boom"), vec![Action::StopAll]);
+        assert!(matches!(s.ending(), Some(Ending::Failed(_))));
+        assert_eq!(s.may_change(), Err("the application is ending"));
     }
 
     #[test]

@@ -346,12 +346,20 @@ struct Target {
 pub(crate) struct OutEdge {
     pub(crate) partitioner: PartitionerInstance,
     targets: Vec<Target>,
+    /// The downstream processor's life: messages outside it are not sent.
+    life: gearpump_api::LifeTime,
 }
 
 impl OutEdge {
-    pub(crate) fn new(partitioner: PartitionerInstance, targets: Vec<(TaskId, Destination)>, flow: FlowConfig) -> Self {
+    pub(crate) fn new(
+        partitioner: PartitionerInstance,
+        targets: Vec<(TaskId, Destination)>,
+        flow: FlowConfig,
+        life: gearpump_api::LifeTime,
+    ) -> Self {
         OutEdge {
             partitioner,
+            life,
             targets: targets
                 .into_iter()
                 .map(|(id, dest)| Target {
@@ -480,6 +488,9 @@ impl TaskIo for RunnerIo {
         let edges = self.edges.len();
         for e in 0..edges {
             let last_edge = e + 1 == edges;
+            if !self.edges[e].life.contains(msg.timestamp()) {
+                continue;
+            }
             let n = self.edges[e].targets.len() as u32;
             match &mut self.edges[e].partitioner {
                 PartitionerInstance::Unicast(p) => {

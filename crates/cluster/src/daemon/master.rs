@@ -161,6 +161,8 @@ struct MasterState {
     apps: BTreeMap<AppId, AppRecord>,
     /// Who is on each connection, and where pushes to it go.
     peers: BTreeMap<u64, (Peer, Out)>,
+    /// Clients waiting for an answer the core gives later (a DAG change), by connection.
+    askers: BTreeMap<u64, Out>,
     summary: MasterSummary,
     metrics: MetricsStore,
     /// The newest point time the reporter has sent: each report sends only newer points.
@@ -205,7 +207,13 @@ impl MasterState {
             MasterRequest::RegisterAppMaster { app_id, .. } => Some(*app_id),
             _ => None,
         };
+        let asks_change = matches!(req, MasterRequest::ChangeDag { .. });
         let req = match self.core.answer(req, conn, now) {
+            // Answered once the AppMaster has ([`Effect::Reply`]).
+            Ok(None) if asks_change => {
+                self.askers.insert(conn, out.clone());
+                return None;
+            }
             Ok(reply) => {
                 if let (Some(app_id), Some(MasterReply::Ok)) = (registering, &reply) {
                     self.peers.insert(conn, (Peer::AppMaster(app_id), out.clone()));
@@ -367,14 +375,16 @@ impl MasterState {
                     }
                 }
                 Effect::ToAppMaster { app: app_id, conn, notice } => {
-                    let push = match notice {
-                        Notice::Kill => MasterReply::KillRequested,
-                        Notice::Replay => MasterReply::ReplayRequested,
-                    };
-                    let sent = self.peers.get(&conn).is_some_and(|(_, out)| out.send(push).is_ok());
+                    let kill = notice == Notice::Kill;
+                    let sent = self.peers.get(&conn).is_some_and(|(_, out)| out.send(notice.push()).is_ok());
                     // Its connection is gone: a kill ends the application at once.
-                    if !sent && notice == Notice::Kill {
+                    if !sent && kill {
                         self.core.set_status(app_id, None, AppStatus::Terminated, None, Timestamp::now());
+                    }
+                }
+                Effect::Reply { conn, reply } => {
+                    if let Some(out) = self.askers.remove(&conn) {
+                        self.outbox.push((out, reply));
                     }
                 }
                 Effect::StatusChanged { app: app_id, status, error } => match &error {
@@ -440,6 +450,7 @@ impl MasterState {
 
     fn disconnected(&mut self, conn: u64) {
         self.store.abandon(conn);
+        self.askers.remove(&conn);
         let now = Timestamp::now();
         match self.peers.remove(&conn).map(|(peer, _)| peer) {
             Some(Peer::Worker(id)) => self.core.worker_lost(id, "its connection closed", now),
@@ -468,7 +479,8 @@ impl MasterState {
             .map(|(id, a)| {
                 let record = self.apps.get(id);
                 // What belongs to this leader's connections is not replicated.
-                let app = App { appmaster_exits: 0, appmaster: None, address: None, ..a.clone() };
+                let app =
+                    App { appmaster_exits: 0, appmaster: None, address: None, change_asked_by: None, ..a.clone() };
                 let meta = AppMeta {
                     app,
                     artifact: record.map(|r| r.artifact.clone()).unwrap_or_default(),
@@ -519,6 +531,7 @@ impl MasterState {
     fn stop_leading(&mut self) {
         self.workers.clear();
         self.peers.clear();
+        self.askers.clear();
         self.core.forget_connections();
         self.leading_since = None;
         self.outbox.clear();
@@ -806,6 +819,7 @@ pub async fn run_master(
         workers: BTreeMap::new(),
         apps: BTreeMap::new(),
         peers: BTreeMap::new(),
+        askers: BTreeMap::new(),
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,

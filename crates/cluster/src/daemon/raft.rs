@@ -837,6 +837,8 @@ mod tests {
             appmaster: None,
             address: None,
             start_clock: gearpump_core::Timestamp(0),
+            dag_changes: Vec::new(),
+            change_asked_by: None,
         };
         AppMeta { app, artifact: "abc".into(), args: vec![], executors: 0 }
     }
