@@ -58,6 +58,21 @@ impl PersistentTask for Count {
         self.stop_delay = std::time::Duration::from_millis(delay.unwrap_or(0));
         self.last = state.get();
         tracing::info!(task = %ctx.task_id(), count = self.last.0, "Count restored its state.");
+        // After a dynamic DAG change to fewer count tasks, the files of the tasks that are no
+        // more would add to the total: the count is in this processor's tasks now.
+        if let (Some(dir), 0) = (&self.output, ctx.task_id().index) {
+            let mine = ctx.info().parallelism;
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let index = name
+                    .strip_prefix("count-")
+                    .and_then(|n| n.strip_suffix(".txt"))
+                    .and_then(|n| n.parse::<u32>().ok());
+                if index.is_some_and(|i| i >= mine) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(())
     }
 

@@ -311,3 +311,114 @@ impl Task for ParseNumber {
         Ok(())
     }
 }
+
+/// Counts the words it sees per word, exactly once: a map state, split by word when the
+/// processor is rescaled. Records its state when it stops.
+struct WordCount {
+    results: Arc<Mutex<BTreeMap<TaskId, BTreeMap<String, u64>>>>,
+    fail_at: Arc<Mutex<BTreeSet<String>>>,
+    last: BTreeMap<String, u64>,
+    seen: u64,
+}
+
+impl PersistentTask for WordCount {
+    type State = BTreeMap<String, u64>;
+
+    fn process(
+        &mut self,
+        ctx: &mut TaskContext<'_>,
+        msg: Message,
+        state: &mut PersistentState<Self::State>,
+    ) -> TaskResult {
+        let word: &String = msg.get().ok_or("expected a word")?;
+        self.seen += 1;
+        // Fails once at the 20,000th word a task sees, if asked.
+        if self.seen == 20_000 && self.fail_at.lock().remove(&ctx.task_id().to_string()) {
+            return Err("injected failure".into());
+        }
+        state.update(msg.timestamp(), BTreeMap::from([(word.clone(), 1)]));
+        self.last = state.get();
+        Ok(())
+    }
+
+    fn on_stop(&mut self, ctx: &mut TaskContext<'_>) {
+        self.results.lock().insert(ctx.task_id(), std::mem::take(&mut self.last));
+    }
+}
+
+/// Turns a number into one of 50 words.
+struct ToWord;
+impl Task for ToWord {
+    fn on_next(&mut self, ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+        let n: &u64 = msg.get().ok_or("expected a number")?;
+        ctx.output(Message::new(format!("w{}", n % 50), msg.timestamp()));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_keyed_count_stays_exact_across_a_rescale_a_replace_and_failures_while_it_runs() {
+    const N: u64 = 1_000_000;
+    let results = Arc::new(Mutex::new(BTreeMap::new()));
+    let r = results.clone();
+    let fail_at = Arc::new(Mutex::new(BTreeSet::new()));
+    let f = fail_at.clone();
+    let source = Processor::source("Numbers", 1, move |_| Ok(NumberSource::new(N, 100).paced(120_000)));
+    let words = Processor::from_fn("ToWord", 2, |_| Ok(ToWord));
+    let make = move |_: &gearpump::TaskInfo| {
+        Ok(WordCount { results: r.clone(), fail_at: f.clone(), last: BTreeMap::new(), seen: 0 })
+    };
+    let count = Processor::persistent("WordCount", 2, make);
+    let root = checkpoint_root("dynamic");
+    let config = UserConfig::empty()
+        .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 500)
+        .with("state.checkpoint.store.rootpath", root);
+    let app = StreamApplication::builder("changing").path([&source, &words, &count]).config(config).build().unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig { slots_per_worker: 8, ..ClusterConfig::default() });
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let start_clock = || {
+        let s = client.snapshot().unwrap();
+        s.apps.iter().find(|a| a.info.id == id).and_then(|a| a.runtime.as_ref().map(|r| r.start_clock.0)).unwrap_or(0)
+    };
+    let wait_checkpoint_after = |t: i64| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while start_clock() <= t {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint after {t}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start_clock()
+    };
+    // Rescale the count (processor 2) to 4 tasks once it has a checkpoint; then replace that
+    // (processor 3) by 3 tasks of the same type; a task of the last fails once.
+    let t = wait_checkpoint_after(0);
+    let rescale = gearpump::DagChange::Rescale { processor_id: gearpump::ProcessorId(2), parallelism: 4 };
+    assert_eq!(client.change_dag(id, rescale), Ok(1));
+    fail_at.lock().insert(TaskId::new(4, 1).to_string());
+    wait_checkpoint_after(t);
+    let replace = gearpump::DagChange::Replace {
+        processor_id: gearpump::ProcessorId(3),
+        new_processor: gearpump::DagProcessor {
+            task_class: "WordCount".into(),
+            parallelism: 3,
+            description: String::new(),
+            task_conf: Default::default(),
+        },
+        inherit_conf: true,
+    };
+    assert_eq!(client.change_dag(id, replace), Ok(2));
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{summary:?}");
+    assert!(fail_at.lock().is_empty(), "the injected failure happened");
+    let results = results.lock();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for (task, counts) in results.iter().filter(|(t, _)| t.processor.0 == 4) {
+        for (word, n) in counts {
+            assert!(!total.contains_key(word), "{word} is counted by two tasks (and {task})");
+            total.insert(word.clone(), *n);
+        }
+    }
+    let expected: BTreeMap<String, u64> = (0..50).map(|k| (format!("w{k}"), N / 50)).collect();
+    assert_eq!(total, expected, "each word counted exactly once, by one task");
+    cluster.shutdown();
+}

@@ -9,7 +9,7 @@
 //! application gives the same DAG in every process.
 
 use crate::application::{AppError, DagEdge, MAX_TASKS, StreamApplication, check_edge};
-use crate::processor::{LifeTime, ProcessorDescription};
+use crate::processor::{LifeTime, Predecessor, ProcessorDescription};
 use crate::{PartitionerSpec, TaskFactory};
 use gearpump_core::{AppliedChange, DagChange, DagProcessor, Graph, ProcessorId, Timestamp, UserConfig};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +42,10 @@ impl StreamApplication {
                 if *inherit_conf {
                     conf = old.config.clone().merge(&conf);
                 }
+                let predecessor = successor_state(old, transit);
                 let new = self.add(new_processor, conf, transit)?;
+                let p = &mut self.dag.processors[new.0 as usize];
+                p.predecessor = predecessor.filter(|_| p.stateful);
                 self.retire(*processor_id, transit);
                 for e in &mut self.dag.edges {
                     if e.from == *processor_id {
@@ -68,8 +71,9 @@ impl StreamApplication {
                 // The same code as the processor rescaled, whatever its task type is registered as.
                 let new = self.dag.processors.len() - 1;
                 self.dag.factories[new] = factory;
-                self.dag.processors[new].stateful = old.stateful;
-                self.dag.processors[new].transactional = old.transactional;
+                let p = &mut self.dag.processors[new];
+                (p.stateful, p.transactional) = (old.stateful, old.transactional);
+                p.predecessor = successor_state(&old, transit);
             }
             DagChange::Attach { processors, edges } => {
                 if processors.is_empty() && edges.is_empty() {
@@ -139,6 +143,7 @@ impl StreamApplication {
             stateful: kind.stateful,
             transactional: kind.transactional,
             retired: false,
+            predecessor: None,
         });
         let factory: TaskFactory = kind.factory;
         self.dag.factories.push(factory);
@@ -194,6 +199,17 @@ impl StreamApplication {
             processors: e.nodes.iter().map(|&i| dag.processors[i].task_type.clone()).collect(),
         })?;
         Ok(())
+    }
+}
+
+/// Where the state of a processor taking over from `old` at `transit` is: `old`'s checkpoints
+/// there, or, if `old` was born at that time too (no checkpoint of its own yet), wherever it
+/// took its state from. None when `old` kept no state.
+fn successor_state(old: &ProcessorDescription, transit: Timestamp) -> Option<Predecessor> {
+    match old.predecessor {
+        _ if !old.stateful => None,
+        inherited if old.life.birth == transit => inherited.filter(|p| p.transit == transit),
+        _ => Some(Predecessor { processor: old.id, parallelism: old.parallelism, transit }),
     }
 }
 
@@ -275,6 +291,54 @@ mod tests {
             app.apply(&DagChange::Rescale { processor_id: ProcessorId(3), parallelism: 2 }, Timestamp(9)).unwrap();
         assert_eq!(back.dag().task_count(), 4);
         assert_eq!(back.version(), 2);
+    }
+
+    #[test]
+    fn a_persistent_processor_taken_over_takes_its_state_from_the_last_one_with_a_checkpoint() {
+        let source = p("Source", 1);
+        let count = Processor::persistent("Count", 2, |_| Ok(Counter));
+        let app = StreamApplication::builder("c").path([&source, &count]).build().unwrap();
+        let rescale = |app: &StreamApplication, id: u32, n: u32, t: i64| {
+            app.apply(&DagChange::Rescale { processor_id: ProcessorId(id), parallelism: n }, Timestamp(t)).unwrap()
+        };
+        let app = rescale(&app, 1, 4, 100);
+        let two = app.dag().processor(ProcessorId(2));
+        assert!(two.stateful);
+        assert_eq!(
+            two.predecessor,
+            Some(Predecessor { processor: ProcessorId(1), parallelism: 2, transit: Timestamp(100) })
+        );
+        // Changed again before its first checkpoint (the same transit time): the state is
+        // still processor 1's; later, processor 2's own.
+        let again = rescale(&app, 2, 3, 100);
+        assert_eq!(again.dag().processor(ProcessorId(3)).predecessor, two.predecessor);
+        let later = rescale(&app, 2, 3, 2000);
+        let from_two = Predecessor { processor: ProcessorId(2), parallelism: 4, transit: Timestamp(2000) };
+        assert_eq!(later.dag().processor(ProcessorId(3)).predecessor, Some(from_two));
+        // A stateless processor takes nothing.
+        let replaced = app.apply(
+            &DagChange::Replace {
+                processor_id: ProcessorId(0),
+                new_processor: named("Source", 1),
+                inherit_conf: false,
+            },
+            Timestamp(5),
+        );
+        assert_eq!(replaced.unwrap().dag().processor(ProcessorId(3)).predecessor, None);
+    }
+
+    struct Counter;
+    impl crate::PersistentTask for Counter {
+        type State = u64;
+        fn process(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            msg: Message,
+            state: &mut crate::PersistentState<u64>,
+        ) -> TaskResult {
+            state.update(msg.timestamp(), 1);
+            Ok(())
+        }
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub use application::{
     AppError, Dag, DagEdge, MAX_TASKS, StreamApplication, StreamApplicationBuilder, TaskRegistry, validate_app_name,
 };
 pub use partitioner::{MulticastPartitioner, Partitioner, PartitionerInstance, PartitionerSpec};
-pub use processor::{LifeTime, Processor, ProcessorDescription};
+pub use processor::{LifeTime, Predecessor, Processor, ProcessorDescription};
 pub use source::{DataSink, DataSource, NumberSource, SinkTask, SourceTask, TimeStampFilter};
 pub use state::{Monoid, Persistent, PersistentState, PersistentTask, StateStore};
 pub use task::{

@@ -27,6 +27,19 @@ impl LifeTime {
     }
 }
 
+/// The processor a persistent processor took over from in a dynamic DAG change (replaced or
+/// rescaled): started at the change's transit time, its tasks take the predecessor's state
+/// there, split anew over them ([`crate::Monoid::split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Predecessor {
+    /// The processor whose checkpoints hold the state.
+    pub processor: ProcessorId,
+    /// Its number of tasks.
+    pub parallelism: u32,
+    /// The transit time: where the checkpoints are.
+    pub transit: Timestamp,
+}
+
 impl Default for LifeTime {
     fn default() -> Self {
         LifeTime::IMMORTAL
@@ -165,6 +178,7 @@ impl Processor {
             stateful: self.stateful,
             transactional: self.transactional,
             retired: false,
+            predecessor: None,
         }
     }
 }
@@ -204,4 +218,7 @@ pub struct ProcessorDescription {
     /// has no edges; it stays in the DAG, its life ended at the change's transit time.
     #[serde(default)]
     pub retired: bool,
+    /// Whose state its tasks take when they start at its birth (a dynamic DAG change).
+    #[serde(default)]
+    pub predecessor: Option<Predecessor>,
 }

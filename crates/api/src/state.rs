@@ -44,6 +44,22 @@ pub const CHECKPOINT_INTERVAL_KEY: &str = "state.checkpoint.interval.ms";
 pub trait Monoid: Default + Clone + Serialize + DeserializeOwned + Send + 'static {
     /// Adds `other` into `self`.
     fn combine(&mut self, other: Self);
+
+    /// The part of this state that task `index` of `parts` holds once its processor is
+    /// rescaled or replaced by a dynamic DAG change: each old task's state is split this way,
+    /// and a new task's state is its parts combined. The default puts everything in task 0
+    /// (right for a total: a count, a sum); maps keep the keys the hash partitioner deals to
+    /// task `index` (a message whose value is the key goes there). Override it when messages
+    /// are routed by something else.
+    fn split(&self, index: u32, parts: u32) -> Self {
+        let _ = parts;
+        if index == 0 { self.clone() } else { Self::default() }
+    }
+}
+
+/// Whether `key` belongs to task `index` of `parts`, as the hash partitioner deals it.
+fn dealt_to<K: Serialize>(key: &K, index: u32, parts: u32) -> bool {
+    gearpump_core::serde_hash(key) % u64::from(parts.max(1)) == u64::from(index)
 }
 
 macro_rules! sum_monoid {
@@ -63,6 +79,10 @@ impl<K: Ord + Clone + Serialize + DeserializeOwned + Send + 'static, V: Monoid> 
             self.entry(k).or_default().combine(v);
         }
     }
+
+    fn split(&self, index: u32, parts: u32) -> Self {
+        self.iter().filter(|(k, _)| dealt_to(*k, index, parts)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
 }
 
 impl<K, V> Monoid for HashMap<K, V>
@@ -75,12 +95,20 @@ where
             self.entry(k).or_default().combine(v);
         }
     }
+
+    fn split(&self, index: u32, parts: u32) -> Self {
+        self.iter().filter(|(k, _)| dealt_to(*k, index, parts)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
 }
 
 impl<A: Monoid, B: Monoid> Monoid for (A, B) {
     fn combine(&mut self, other: Self) {
         self.0.combine(other.0);
         self.1.combine(other.1);
+    }
+
+    fn split(&self, index: u32, parts: u32) -> Self {
+        (self.0.split(index, parts), self.1.split(index, parts))
     }
 }
 
@@ -232,11 +260,32 @@ impl<T: PersistentTask> Task for Persistent<T> {
             return Err(TaskError::msg(format!("{CHECKPOINT_INTERVAL_KEY} must be positive, not {interval}")));
         }
         let id = ctx.task_id();
-        let initial = match Self::store(ctx)?.load(id, start.0)? {
-            None => T::State::default(),
-            Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| {
-                TaskError::msg(format!("the checkpoint of task {id} at {} does not decode as its state: {e}", start.0))
-            })?,
+        let decode = |task: TaskId, bytes: Vec<u8>| -> Result<T::State, TaskError> {
+            postcard::from_bytes(&bytes).map_err(|e| {
+                TaskError::msg(format!(
+                    "the checkpoint of task {task} at {} does not decode as its state: {e}",
+                    start.0
+                ))
+            })
+        };
+        let store = Self::store(ctx)?;
+        // Born at this start by a dynamic DAG change: the state is the predecessor's there,
+        // split anew over this processor's tasks.
+        let initial = match ctx.info().predecessor.filter(|p| p.transit == start.0) {
+            Some(p) => {
+                let mut state = T::State::default();
+                for index in 0..p.parallelism {
+                    let old = TaskId { processor: p.processor, index };
+                    if let Some(bytes) = store.load(old, start.0)? {
+                        state.combine(decode(old, bytes)?.split(id.index, ctx.info().parallelism));
+                    }
+                }
+                state
+            }
+            None => match store.load(id, start.0)? {
+                None => T::State::default(),
+                Some(bytes) => decode(id, bytes)?,
+            },
         };
         let schedule = CheckpointSchedule::new(interval, start.0);
         self.state = PersistentState::new(initial, schedule.checkpoint_time());
@@ -287,5 +336,35 @@ impl crate::Processor {
         F: Fn(&TaskInfo) -> Result<T, TaskError> + Send + Sync + 'static,
     {
         crate::Processor::from_fn(task_type, parallelism, move |info| Ok(Persistent::new(make(info)?))).stateful()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_split_over_new_tasks_keeps_every_part_once() {
+        // A total goes whole to task 0.
+        assert_eq!((0..3).map(|i| 7u64.split(i, 3)).collect::<Vec<_>>(), vec![7, 0, 0]);
+        // A map's keys go where the hash partitioner sends a message carrying the key.
+        let counts: BTreeMap<String, u64> = (0..100).map(|i| (format!("w{i}"), i)).collect();
+        let parts: Vec<BTreeMap<String, u64>> = (0..4).map(|i| counts.split(i, 4)).collect();
+        for (i, part) in parts.iter().enumerate() {
+            for k in part.keys() {
+                let sent_to = gearpump_core::Value::hash_code(k) % 4;
+                assert_eq!(sent_to, i as u64, "{k}");
+            }
+        }
+        let mut whole = BTreeMap::new();
+        for part in parts {
+            whole.combine(part);
+        }
+        assert_eq!(whole, counts);
+        // Pairs split each half.
+        let pair = (5u64, counts.clone());
+        assert_eq!(pair.split(0, 2).0, 5);
+        assert_eq!(pair.split(1, 2).0, 0);
+        assert_eq!(pair.split(0, 2).1.len() + pair.split(1, 2).1.len(), 100);
     }
 }

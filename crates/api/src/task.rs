@@ -129,6 +129,9 @@ pub struct TaskInfo {
     pub description: String,
     /// The application config with the processor's task config layered on top.
     pub config: Arc<UserConfig>,
+    /// Whose state the tasks take when they start at the processor's birth (see
+    /// [`crate::Predecessor`]).
+    pub predecessor: Option<crate::Predecessor>,
 }
 
 /// What the runtime provides behind a [`TaskContext`]. Implemented by the executor; tests of

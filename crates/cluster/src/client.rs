@@ -82,6 +82,26 @@ impl ClusterClient {
         self.ask(MasterRequest::ReplayApp { app_id: id }).map(drop)
     }
 
+    /// Changes running application `id`'s DAG (dynamic DAG); returns the DAG version the
+    /// change made. Answered once the application's AppMaster has checked the change (a task
+    /// type the binary does not know, a parallelism of 0, a processor left without input:
+    /// refused with why, and the DAG runs on as it was); its tasks then restart as the new DAG
+    /// from the start clock, persistent state split anew over rescaled processors.
+    ///
+    /// ```no_run
+    /// # use gearpump_cluster::{ClusterConfig, EmbeddedCluster};
+    /// # use gearpump_core::{AppId, DagChange, ProcessorId};
+    /// # let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    /// let version = cluster.client().change_dag(AppId(1), DagChange::Rescale { processor_id: ProcessorId(1), parallelism: 4 })?;
+    /// # Ok::<(), gearpump_protocol::MasterError>(())
+    /// ```
+    pub fn change_dag(&self, id: AppId, change: gearpump_core::DagChange) -> Result<u32, MasterError> {
+        match self.ask(MasterRequest::ChangeDag { app_id: id, change })? {
+            MasterReply::DagChanged { version } => Ok(version),
+            other => Err(MasterError::Invalid(format!("unexpected answer from the master: {other:?}"))),
+        }
+    }
+
     /// Kills the application if it runs and submits it again; returns the new id.
     pub fn restart(&self, id: AppId) -> Result<AppId, SubmitError> {
         match self.ask(MasterRequest::RestartApp { app_id: id })? {

@@ -606,8 +606,14 @@ impl gearpump_streaming::Executors for Processes<'_> {
         let req = MasterRequest::MoreResources { app_id: self.app_id, slots: wanted };
         match self.master.ask(req, Duration::from_secs(30)).await {
             Ok(MasterReply::Resources(more)) => {
-                // An executor more for each worker's share.
-                self.launcher.allocation.extend(more);
+                // On a worker the application has an executor on, that executor runs more
+                // tasks; elsewhere a new executor runs them.
+                for (worker, n) in more {
+                    match self.launcher.allocation.iter_mut().find(|(w, _)| *w == worker) {
+                        Some((_, slots)) => *slots += n,
+                        None => self.launcher.allocation.push((worker, n)),
+                    }
+                }
                 Ok(())
             }
             Ok(other) => Err(format!("the new DAG needs {wanted} more slots: {}", unexpected(other))),

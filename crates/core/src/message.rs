@@ -17,6 +17,16 @@ use std::fmt;
 use std::hash::Hasher;
 use std::sync::Arc;
 
+/// A hash of `value`'s serde (postcard) encoding, stable across processes and builds: what
+/// [`Value::hash_code`] gives, so a key hashed here lands where the hash partitioner sends a
+/// message carrying it.
+pub fn serde_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
+    let hasher = HashFlavor(rustc_hash::FxHasher::default());
+    // Serialising into a hasher cannot fail for the types serde derives; a custom
+    // `Serialize` that errors still hashes what it wrote before failing.
+    postcard::serialize_with_flavor::<T, HashFlavor, u64>(value, hasher).unwrap_or_default()
+}
+
 /// A value that can travel in a [`Message`].
 ///
 /// Blanket-implemented: any `T: Send + Sync + Debug + Serialize + DeserializeOwned + 'static`
@@ -39,10 +49,7 @@ where
     }
 
     fn hash_code(&self) -> u64 {
-        let hasher = HashFlavor(rustc_hash::FxHasher::default());
-        // Serialising into a hasher cannot fail for the types serde derives; a custom
-        // `Serialize` that errors still hashes what it wrote before failing.
-        postcard::serialize_with_flavor::<T, HashFlavor, u64>(self, hasher).unwrap_or_default()
+        serde_hash(self)
     }
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {

@@ -109,6 +109,37 @@ enum Command {
         #[arg(long)]
         appid: u32,
     },
+    /// Changes the DAG of a running streaming application (dynamic DAG): replaces, rescales
+    /// or removes processors, or makes any change given as JSON (the body of REST
+    /// `POST appmaster/<id>/dynamicdag`). Answers once the change is recorded; the tasks then
+    /// restart as the new DAG from the start clock.
+    #[command(name = "dynamicdag")]
+    DynamicDag {
+        /// The application's id.
+        #[arg(long)]
+        appid: u32,
+        /// Replaces this processor by a new one of `-taskClass`.
+        #[arg(long, conflicts_with_all = ["rescale", "remove", "change"], requires = "task_class")]
+        replace: Option<u32>,
+        /// The replacement's task type (one the application binary registered).
+        #[arg(long = "taskClass")]
+        task_class: Option<String>,
+        /// Runs this processor with `-parallelism` tasks.
+        #[arg(long, conflicts_with_all = ["remove", "change"], requires = "parallelism")]
+        rescale: Option<u32>,
+        /// The new number of tasks (for a replacement: default 1).
+        #[arg(long)]
+        parallelism: Option<u32>,
+        /// The replacement starts from the replaced processor's task config.
+        #[arg(long = "inheritConf")]
+        inherit_conf: bool,
+        /// Removes these processors (comma separated ids) and their edges.
+        #[arg(long, value_delimiter = ',', conflicts_with = "change")]
+        remove: Vec<u32>,
+        /// Any change, as JSON: `{"attach": {"processors": {...}, "edges": [...]}}` and the like.
+        #[arg(long)]
+        change: Option<String>,
+    },
     /// Reads a password (the first line of standard input) and prints its argon2 hash, for a
     /// user entry of gearpump.ui-security.admins, users or guests.
     Passwd,
@@ -317,6 +348,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             other => bail!("unexpected answer from the master: {other:?}"),
         },
         Command::Passwd => passwd(),
+        Command::DynamicDag { appid, replace, task_class, rescale, parallelism, inherit_conf, remove, change } => {
+            use gearpump_core::{DagChange, DagProcessor, ProcessorId};
+            let change = match (replace, rescale, remove.is_empty(), change) {
+                (Some(old), None, true, None) => DagChange::Replace {
+                    processor_id: ProcessorId(old),
+                    new_processor: DagProcessor {
+                        task_class: task_class.unwrap_or_default(),
+                        parallelism: parallelism.unwrap_or(1),
+                        description: String::new(),
+                        task_conf: Default::default(),
+                    },
+                    inherit_conf,
+                },
+                (None, Some(p), true, None) => {
+                    DagChange::Rescale { processor_id: ProcessorId(p), parallelism: parallelism.unwrap_or(1) }
+                }
+                (None, None, false, None) => {
+                    DagChange::Remove { processor_ids: remove.into_iter().map(ProcessorId).collect() }
+                }
+                (None, None, true, Some(json)) => serde_json::from_str(&json).with_context(|| {
+                    format!(
+                        "-change takes a DAG change as JSON ({{\"attach\": …}}, {{\"replace\": …}}, …), not {json:?}"
+                    )
+                })?,
+                _ => bail!(
+                    "say what to change: -replace ID -taskClass T, -rescale ID -parallelism N, -remove IDS or -change JSON"
+                ),
+            };
+            match ask(&masters, &secret, &MasterRequest::ChangeDag { app_id: AppId(appid), change: change.clone() })? {
+                MasterReply::DagChanged { version } => {
+                    println!("Application {appid}: {change}; the DAG is at version {version}.");
+                    Ok(())
+                }
+                MasterReply::Error(e) => bail!("{e}"),
+                MasterReply::Refused(e) => bail!("{e}"),
+                other => bail!("unexpected answer from the master: {other:?}"),
+            }
+        }
         Command::Replay { appid } => {
             match ask(&masters, &secret, &MasterRequest::ReplayApp { app_id: AppId(appid) })? {
                 MasterReply::Ok => {

@@ -64,7 +64,7 @@ pub use gearpump_cluster::{
     AppStats, AppStatus, AppSummary, ClusterClient, ClusterConfig, DataPlane, EmbeddedCluster, KillError, SubmitError,
     WaitError,
 };
-pub use gearpump_core::{AppId, CodecError, ProcessorId, TaskId, redact};
+pub use gearpump_core::{AppId, AppliedChange, CodecError, DagChange, DagProcessor, ProcessorId, TaskId, redact};
 pub use gearpump_streaming::MetricsConfig;
 pub use gearpump_transport::FlowConfig;
 pub use gearpump_transport::tcp::{ClusterSecret, RetryPolicy};

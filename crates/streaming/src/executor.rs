@@ -285,6 +285,7 @@ impl Deployment {
                 app_name: app.name().to_string(),
                 description: processor.description.clone(),
                 config: Arc::new(app.config().clone().merge(&processor.config)),
+                predecessor: processor.predecessor,
             };
             let task = (dag.factory(id.processor))(&info)
                 .map_err(|e| TaskError::msg(format!("creating task {id} of {:?}: {e}", processor.task_type)))?;

@@ -47,10 +47,14 @@ pub fn checkpoint_store(app_id: AppId, app: &StreamApplication) -> Result<Option
 }
 
 /// Deletes the checkpoints of `dag`'s stateful tasks older than the start clock `start` (they
-/// can no longer be restored); a failure is logged, never fatal.
+/// can no longer be restored), and every checkpoint of a processor a DAG change retired before
+/// `start` (its successor has its own by then); a failure is logged, never fatal.
 pub fn prune_checkpoints(store: &CheckpointStore, dag: &gearpump_api::Dag, start: Timestamp) {
-    for task in dag.stateful_tasks() {
-        if let Err(e) = store.prune(task, start) {
+    let retired = (dag.processors().iter())
+        .filter(|p| p.stateful && p.retired && p.life.death < start)
+        .flat_map(|p| (0..p.parallelism).map(move |i| (TaskId::new(p.id.0, i), Timestamp::MAX)));
+    for (task, before) in dag.stateful_tasks().map(|t| (t, start)).chain(retired) {
+        if let Err(e) = store.prune(task, before) {
             tracing::warn!(%task, error = %e, "Deleting old checkpoints failed.");
         }
     }
