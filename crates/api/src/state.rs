@@ -362,7 +362,7 @@ mod tests {
         }
         assert_eq!(whole, counts);
         // Pairs split each half.
-        let pair = (5u64, counts.clone());
+        let pair = (5u64, counts);
         assert_eq!(pair.split(0, 2).0, 5);
         assert_eq!(pair.split(1, 2).0, 0);
         assert_eq!(pair.split(0, 2).1.len() + pair.split(1, 2).1.len(), 100);
