@@ -227,6 +227,48 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
     // The admin may.
     browser.js("document.getElementById('logout').click(); return null");
     log_in(&browser, "boss", "the boss's password");
+    // The DAG view's processor menu: it offers the binary's task types to replace Sum by, and
+    // changes Sum's parallelism; a parallelism of 0 is refused on the page with the reason.
+    browser.go(&format!("{base}#/app/1"));
+    wait_until("Sum's menu", || browser.js("return document.querySelectorAll('.node .menu').length") == json!(2));
+    browser.js("document.querySelector('.node[data-processor=\"1\"] .menu').dispatchEvent(new MouseEvent('click', {bubbles: true})); return null");
+    wait_until("the editor", || browser.js("return document.getElementById('editor').hidden") == json!(false));
+    let types =
+        browser.js("return [...document.querySelectorAll('#replace-form option')].map((o) => o.value).join(' ')");
+    assert_eq!(
+        types,
+        json!("gearpump_examples::wordcount::Split gearpump_examples::wordcount::Sum"),
+        "the replace menu offers the binary's task types"
+    );
+    browser.js("const f = document.getElementById('rescale-form'); f.parallelism.min = '0'; f.parallelism.value = '0'; f.requestSubmit(); return null");
+    wait_until("the refusal", || {
+        browser
+            .js("return document.getElementById('editor-result').textContent")
+            .as_str()
+            .is_some_and(|t| t.contains("parallelism 0"))
+    });
+    browser.js(
+        "const f = document.getElementById('rescale-form'); f.parallelism.value = '3'; f.requestSubmit(); return null",
+    );
+    wait_until("the change is made", || {
+        browser
+            .js("return document.getElementById('editor-result').textContent")
+            .as_str()
+            .is_some_and(|t| t.contains("version 1"))
+    });
+    wait_until("the DAG shows Sum with three tasks", || {
+        browser
+            .js("return [...document.querySelectorAll('.dag g.node text')].map((t) => t.textContent).join(' ')")
+            .as_str()
+            .is_some_and(|t| t.contains("Sum ×3"))
+    });
+    browser.js("document.getElementById('editor-close').click(); return null");
+    wait_until("the processors table shows the old Sum retired with its death time", || {
+        browser.js("const r = document.querySelector('#processors tr[data-processor=\"1\"]'); return r ? r.className + ' ' + r.cells[5].textContent : ''")
+            .as_str()
+            .is_some_and(|t| t.starts_with("retired") && !t.contains('—'))
+    });
+    browser.screenshot("dag-changed");
     browser.go(&format!("{base}#/apps"));
     wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
     browser.js("document.querySelector('button.kill').click(); return null");

@@ -9,6 +9,9 @@ const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '
 const fmt = (n, d = 1) => (n === undefined || n === null || isNaN(n)) ? '-' : Number(n).toLocaleString(undefined, { maximumFractionDigits: d });
 const dur = (ms) => { ms = Number(ms) || 0; const s = Math.floor(ms / 1000); return `${Math.floor(s / 3600)}h ${Math.floor(s / 60) % 60}m ${s % 60}s`; };
 const time = (ms) => Number(ms) > 0 ? new Date(Number(ms)).toLocaleString() : '-';
+// Application time (ms): the start and end of time are "—"; wall-clock times as dates.
+const MIN_TIME = '-9223372036854775808', MAX_TIME = '9223372036854775807';
+const appTime = (t) => (t === MIN_TIME || t === MAX_TIME || t === undefined) ? '—' : (Number(t) > 1e11 ? `${time(t)} (${esc(t)})` : `${esc(t)} ms`);
 
 // The server wants a login (authentication is on and there is no session).
 class LoginNeeded extends Error {}
@@ -22,7 +25,8 @@ async function get(path) {
 }
 
 async function send(method, path, body) {
-  const r = await fetch(API + path, { method, body });
+  const headers = typeof body === 'string' ? { 'content-type': 'application/json' } : {};
+  const r = await fetch(API + path, { method, body, headers });
   if (r.status === 401) throw new LoginNeeded();
   const json = await r.json();
   if (!r.ok) throw new Error(json.error || r.statusText);
@@ -183,11 +187,49 @@ async function appPage(id) {
   <section><div class="charts">${chart('send-throughput', 'Send throughput', 'msg/s')}${chart('receive-throughput', 'Receive throughput (sinks)', 'msg/s')}
     ${chart('process-time', 'Processing time (mean)', 'ms')}${chart('receive-latency', 'Receive latency (mean)', 'ms')}</div></section>
   <section class="dag"><h3>DAG</h3>${dag(a, pts, stalling)}</section>
-  <section><h3>Processors</h3><table id="processors"><tr><th>Id</th><th>Task</th><th>Kind</th><th>Parallelism</th><th>Received/s</th><th>Sent/s</th></tr>
-    ${procs.map((p) => `<tr><td><a href="#/app/${id}/processor/${p.id}">${p.id}</a></td><td>${esc(p.taskClass)}</td><td>${p.kind}</td><td>${p.parallelism}</td>
-    <td>${fmt((metricValue(pts, `app${id}.processor${p.id}:receiveThroughput`) || {}).m1)}</td><td>${fmt((metricValue(pts, `app${id}.processor${p.id}:sendThroughput`) || {}).m1)}</td></tr>`).join('')}</table></section>
+  <section><h3>Processors <small>(DAG version ${esc(a.dagVersion ?? 0)})</small></h3><table id="processors"><tr><th>Id</th><th>Task</th><th>Kind</th><th>Parallelism</th><th>Birth</th><th>Death</th><th>Received/s</th><th>Sent/s</th><th></th></tr>
+    ${procs.map((p) => `<tr data-processor="${p.id}" class="${p.retired ? 'retired' : ''}"><td><a href="#/app/${id}/processor/${p.id}">${p.id}</a></td><td>${esc(p.taskClass)}</td><td>${p.retired ? 'retired' : p.kind}</td><td>${p.parallelism}</td>
+    <td>${appTime(p.life.birth)}</td><td>${appTime(p.life.death)}</td>
+    <td>${fmt((metricValue(pts, `app${id}.processor${p.id}:receiveThroughput`) || {}).m1)}</td><td>${fmt((metricValue(pts, `app${id}.processor${p.id}:sendThroughput`) || {}).m1)}</td>
+    <td>${p.retired || a.status !== 'active' ? '' : `<button class="change" data-processor="${p.id}">Change…</button>`}</td></tr>`).join('')}</table></section>
   <section><h3>Executors</h3><table id="executors"><tr><th>Id</th><th>Worker</th><th>Status</th><th>Process</th><th>Tasks</th></tr>
     ${a.executors.map((e) => `<tr><td><a href="#/app/${id}/executor/${e.executorId}">${e.executorId}</a></td><td><a href="#/worker/${e.workerId}">${e.workerId}</a></td><td>${esc(e.status)}</td><td>${esc(e.executor)}</td><td>${e.taskCount}</td></tr>`).join('')}</table></section>`;
+  page.querySelectorAll('button.change, .node .menu').forEach((b) => b.onclick = (ev) => { ev.preventDefault(); openEditor(a, Number(b.dataset.processor)); });
+}
+
+// A processor's menu: change its parallelism, or replace it by a task type the application
+// binary registered (REST POST appmaster/<id>/dynamicdag). Outside the page, so that the
+// live redraws leave what is typed alone.
+function openEditor(a, p) {
+  const proc = a.processors[p];
+  const box = document.getElementById('editor');
+  const types = (a.taskTypes || []).map((t) => `<option${t === proc.taskClass ? ' selected' : ''}>${esc(t)}</option>`).join('');
+  box.innerHTML = `<h3>Processor ${p}: ${esc(proc.taskClass.split('::').pop())} ×${proc.parallelism}</h3>
+    <form id="rescale-form">Parallelism <input name="parallelism" type="number" min="1" value="${proc.parallelism}" size="4"> <button type="submit">Change parallelism</button></form>
+    <form id="replace-form">Replace by <select name="taskClass">${types}</select><br>×<input name="parallelism" type="number" min="1" value="${proc.parallelism}" size="4">
+      <label><input name="inheritConf" type="checkbox" checked> keep its config</label> <button type="submit">Replace</button></form>
+    <div id="editor-result"></div><button id="editor-close">Close</button>`;
+  box.hidden = false;
+  const out = document.getElementById('editor-result');
+  const change = async (body) => {
+    out.textContent = 'Changing…';
+    try {
+      const r = await send('POST', `/appmaster/${a.appId}/dynamicdag`, JSON.stringify(body));
+      out.textContent = `Done: the DAG is at version ${r.version}.`;
+    } catch (e) { out.textContent = e.message; out.className = 'error'; return; }
+    out.className = '';
+    refresh();
+  };
+  document.getElementById('rescale-form').onsubmit = (ev) => {
+    ev.preventDefault();
+    change({ rescale: { processorId: p, parallelism: Number(ev.target.parallelism.value) } });
+  };
+  document.getElementById('replace-form').onsubmit = (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    change({ replace: { processorId: p, newProcessor: { taskClass: f.taskClass.value, parallelism: Number(f.parallelism.value) }, inheritConf: f.inheritConf.checked } });
+  };
+  document.getElementById('editor-close').onclick = () => { box.hidden = true; };
 }
 
 // The DAG in layers (processorLevels), node size by throughput, edge width by rate.
@@ -210,8 +252,9 @@ function dag(a, pts, stalling) {
     const [x, y] = pos[p];
     const r = 10 + 14 * (Math.max(rate(p, 'receiveThroughput'), rate(p, 'sendThroughput')) / maxRate);
     const name = proc.taskClass.split('::').pop();
+    const menu = a.status === 'active' ? `<text class="menu" data-processor="${p}" x="${x - 6}" y="${y - r - 6}"><title>change parallelism or replace</title>⋯</text>` : '';
     return `<g class="node${stalling.has(p) ? ' stalling' : ''}" data-processor="${p}"><a href="#/app/${id}/processor/${p}"><circle cx="${x}" cy="${y}" r="${r.toFixed(1)}"></circle>
-      <text x="${x + r + 4}" y="${y + 4}">${esc(name)} ×${proc.parallelism}${stalling.has(p) ? ' (stalling)' : ''}</text></a></g>`;
+      <text x="${x + r + 4}" y="${y + 4}">${esc(name)} ×${proc.parallelism}${stalling.has(p) ? ' (stalling)' : ''}</text></a>${menu}</g>`;
   }).join('');
   return `<svg viewBox="0 0 800 320">${edges}${nodes}</svg>`;
 }
@@ -230,7 +273,8 @@ async function processorPage(id, p) {
   const tasks = [...Array(proc.parallelism).keys()];
   page.innerHTML = `<h2>Processor ${p} of <a href="#/app/${id}">${esc(a.appName)}</a></h2>
   <section><div class="kv"><b>Task class</b><span>${esc(proc.taskClass)}</span><b>Kind</b><span>${proc.kind}</span><b>Parallelism</b><span>${proc.parallelism}</span>
-    <b>Description</b><span>${esc(proc.description)}</span><b>Birth</b><span>${esc(proc.life.birth)}</span><b>Death</b><span>${esc(proc.life.death)}</span></div></section>
+    <b>Description</b><span>${esc(proc.description)}</span><b>Birth</b><span>${appTime(proc.life.birth)}</span><b>Death</b><span>${appTime(proc.life.death)}</span>
+    ${proc.retired ? '<b>Retired</b><span>by a DAG change</span>' : ''}</div></section>
   <section><h3>Tasks</h3><table id="tasks"><tr><th>Task</th><th>Received/s</th><th>Sent/s</th><th>Process mean ms</th><th>Process p99 ms</th><th>Latency median ms</th><th>p95</th><th>p99</th><th>p999</th><th>Queued</th><th>Blocked ms</th></tr>
   ${tasks.map((i) => `<tr><td>${i}</td>${row(`app${id}.processor${p}.task${i}`)}</tr>`).join('')}
   <tr><th>All</th>${row(`app${id}.processor${p}`)}</tr></table></section>`;
