@@ -398,7 +398,8 @@ pub async fn supervise<X: Executors>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_report = Instant::now() - REPORT_EVERY;
     let mut incarnation = 0;
-    // When the running tasks failed, and (after the restart) since when the clock is awaited.
+    // When the running tasks failed (or a DAG change was asked for), and (after the restart)
+    // since when the clock is awaited.
     let (mut failed_at, mut clock_wait) = (None, None);
     // A DAG change asked for while the tasks restarted.
     let mut held: Option<(u32, gearpump_core::DagChange)> = None;
@@ -475,7 +476,9 @@ pub async fn supervise<X: Executors>(
                     match change {
                         Some((_, asked)) => {
                             tracing::info!(%app_id, version = app.version(), since_asked = ?asked.elapsed(), "The new DAG runs.");
+                            // Its messages flow once the clock moves: timed from the request.
                             failed_at = None;
+                            clock_wait = Some(asked);
                         }
                         None => clock_wait = failed_at.take(),
                     }
@@ -491,7 +494,7 @@ pub async fn supervise<X: Executors>(
             && min_clock > start
         {
             clock_wait = None;
-            tracing::info!(%app_id, %min_clock, since_failure = ?since.elapsed(), "The clock moves again.");
+            tracing::info!(%app_id, %min_clock, since = ?since.elapsed(), "The clock moves again.");
         }
         if done {
             break;
