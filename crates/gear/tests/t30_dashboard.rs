@@ -262,13 +262,16 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
             .as_str()
             .is_some_and(|t| t.contains("Sum ×3"))
     });
+    browser.js("document.querySelector('.dag').scrollIntoView(); return null");
+    browser.screenshot("dag-changed");
     browser.js("document.getElementById('editor-close').click(); return null");
     wait_until("the processors table shows the old Sum retired with its death time", || {
         browser.js("const r = document.querySelector('#processors tr[data-processor=\"1\"]'); return r ? r.className + ' ' + r.cells[5].textContent : ''")
             .as_str()
             .is_some_and(|t| t.starts_with("retired") && !t.contains('—'))
     });
-    browser.screenshot("dag-changed");
+    browser.js("document.getElementById('processors').scrollIntoView(); return null");
+    browser.screenshot("processors");
     browser.go(&format!("{base}#/apps"));
     wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
     browser.js("document.querySelector('button.kill').click(); return null");

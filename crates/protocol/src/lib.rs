@@ -1033,6 +1033,23 @@ pub struct AppRuntime {
     /// The task types the application binary can run by name (what a DAG change may name).
     #[serde(default)]
     pub task_types: Vec<String>,
+    /// Each live processor's clock (the min over its tasks), by processor id.
+    #[serde(default)]
+    pub processor_clocks: Vec<(u32, Timestamp)>,
+    /// The latest failures the AppMaster recovered from (or ended with), oldest first.
+    #[serde(default)]
+    pub errors: Vec<AppErrorInfo>,
+}
+
+/// A failure an AppMaster saw: when, which task (none: an executor or process was lost), what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppErrorInfo {
+    /// When, ms since the epoch.
+    pub time: i64,
+    /// The task that failed, if one did.
+    pub task: Option<TaskId>,
+    /// What happened.
+    pub error: String,
 }
 
 /// The master as the REST API shows it.

@@ -9,6 +9,9 @@ const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '
 const fmt = (n, d = 1) => (n === undefined || n === null || isNaN(n)) ? '-' : Number(n).toLocaleString(undefined, { maximumFractionDigits: d });
 const dur = (ms) => { ms = Number(ms) || 0; const s = Math.floor(ms / 1000); return `${Math.floor(s / 3600)}h ${Math.floor(s / 60) % 60}m ${s % 60}s`; };
 const time = (ms) => Number(ms) > 0 ? new Date(Number(ms)).toLocaleString() : '-';
+// How far a processor's clock is behind the wall clock (for applications whose time is
+// wall-clock time; "—" otherwise).
+const lag = (t) => (t === undefined || t === null || t === MAX_TIME || Number(t) < 1e11) ? '—' : `${fmt((Date.now() - Number(t)) / 1000, 1)} s`;
 // Application time (ms): the start and end of time are "—"; wall-clock times as dates.
 const MIN_TIME = '-9223372036854775808', MAX_TIME = '9223372036854775807';
 const appTime = (t) => (t === MIN_TIME || t === MAX_TIME || t === undefined) ? '—' : (Number(t) > 1e11 ? `${time(t)} (${esc(t)})` : `${esc(t)} ms`);
@@ -63,17 +66,27 @@ function loginPage(message) {
   };
 }
 
+// A line chart of a series: time along the bottom (clock times at both ends), the value up
+// the left in its unit (0 and the maximum shown).
 function chart(name, title, unit) {
   const pts = series[name] || [];
   const last = pts.length ? pts[pts.length - 1][1] : undefined;
-  let poly = '';
+  const [left, top, w, h] = [52, 6, 240, 92];
+  let poly = '', axes = '';
   if (pts.length > 1) {
     const t0 = pts[0][0], t1 = pts[pts.length - 1][0] || t0 + 1;
     const max = Math.max(...pts.map((p) => p[1]), 1e-9);
-    poly = pts.map((p) => `${((p[0] - t0) / Math.max(t1 - t0, 1)) * 300},${110 - (p[1] / max) * 100}`).join(' ');
+    poly = pts.map((p) => `${(left + ((p[0] - t0) / Math.max(t1 - t0, 1)) * w).toFixed(1)},${(top + h - (p[1] / max) * h).toFixed(1)}`).join(' ');
+    const clock = (t) => new Date(t).toLocaleTimeString();
+    axes = `<text class="axis" x="${left - 4}" y="${top + 8}" text-anchor="end">${esc(fmt(max, 1))}</text>
+      <text class="axis" x="${left - 4}" y="${top + h}" text-anchor="end">0</text>
+      <text class="axis" x="${left - 4}" y="${top + h / 2 + 4}" text-anchor="end">${esc(unit)}</text>
+      <text class="axis" x="${left}" y="${top + h + 16}">${esc(clock(t0))}</text>
+      <text class="axis" x="${left + w}" y="${top + h + 16}" text-anchor="end">${esc(clock(t1))}</text>`;
   }
   return `<div class="chart" id="chart-${name}"><div>${esc(title)}: <span class="value" id="${name}">${fmt(last, 2)}</span> ${esc(unit)}</div>
-    <svg viewBox="0 0 300 120" preserveAspectRatio="none"><polyline points="${poly}" fill="none" stroke="#3d7bd9" stroke-width="2"/></svg></div>`;
+    <svg viewBox="0 0 300 120"><line class="axis-line" x1="${left}" y1="${top}" x2="${left}" y2="${top + h}"/><line class="axis-line" x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}"/>
+    ${axes}<polyline points="${poly}" fill="none" stroke="#3d7bd9" stroke-width="2"/></svg></div>`;
 }
 
 function record(name, value) {
@@ -187,11 +200,13 @@ async function appPage(id) {
   <section><div class="charts">${chart('send-throughput', 'Send throughput', 'msg/s')}${chart('receive-throughput', 'Receive throughput (sinks)', 'msg/s')}
     ${chart('process-time', 'Processing time (mean)', 'ms')}${chart('receive-latency', 'Receive latency (mean)', 'ms')}</div></section>
   <section class="dag"><h3>DAG</h3>${dag(a, pts, stalling)}</section>
-  <section><h3>Processors <small>(DAG version ${esc(a.dagVersion ?? 0)})</small></h3><table id="processors"><tr><th>Id</th><th>Task</th><th>Kind</th><th>Parallelism</th><th>Birth</th><th>Death</th><th>Received/s</th><th>Sent/s</th><th></th></tr>
+  <section><h3>Processors <small>(DAG version ${esc(a.dagVersion ?? 0)})</small></h3><table id="processors"><tr><th>Id</th><th>Task</th><th>Kind</th><th>Parallelism</th><th>Birth</th><th>Death</th><th>Clock</th><th>Lag</th><th>Received/s</th><th>Sent/s</th><th></th></tr>
     ${procs.map((p) => `<tr data-processor="${p.id}" class="${p.retired ? 'retired' : ''}"><td><a href="#/app/${id}/processor/${p.id}">${p.id}</a></td><td>${esc(p.taskClass)}</td><td>${p.retired ? 'retired' : p.kind}</td><td>${p.parallelism}</td>
-    <td>${appTime(p.life.birth)}</td><td>${appTime(p.life.death)}</td>
+    <td>${appTime(p.life.birth)}</td><td>${appTime(p.life.death)}</td><td class="clock">${p.clock === undefined || p.clock === null ? '—' : appTime(p.clock)}</td><td class="lag">${lag(p.clock)}</td>
     <td>${fmt((metricValue(pts, `app${id}.processor${p.id}:receiveThroughput`) || {}).m1)}</td><td>${fmt((metricValue(pts, `app${id}.processor${p.id}:sendThroughput`) || {}).m1)}</td>
     <td>${p.retired || a.status !== 'active' ? '' : `<button class="change" data-processor="${p.id}">Change…</button>`}</td></tr>`).join('')}</table></section>
+  <section><h3>Last errors</h3>${(errors.recent || []).length === 0 ? '<p>None.</p>' : `<table id="recent-errors"><tr><th>Time</th><th>Task</th><th>Error</th></tr>
+    ${errors.recent.map((e) => `<tr><td>${time(e.time)}</td><td>${e.task ? `${e.task.processorId}.${e.task.index}` : 'an executor'}</td><td>${esc(e.error)}</td></tr>`).join('')}</table>`}</section>
   <section><h3>Executors</h3><table id="executors"><tr><th>Id</th><th>Worker</th><th>Status</th><th>Process</th><th>Tasks</th></tr>
     ${a.executors.map((e) => `<tr><td><a href="#/app/${id}/executor/${e.executorId}">${e.executorId}</a></td><td><a href="#/worker/${e.workerId}">${e.workerId}</a></td><td>${esc(e.status)}</td><td>${esc(e.executor)}</td><td>${e.taskCount}</td></tr>`).join('')}</table></section>`;
   page.querySelectorAll('button.change, .node .menu').forEach((b) => b.onclick = (ev) => { ev.preventDefault(); openEditor(a, Number(b.dataset.processor)); });

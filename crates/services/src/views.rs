@@ -189,6 +189,7 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
                 "life": {"birth": p.birth.to_string(), "death": p.death.to_string()},
                 "executors": per_executor,
                 "taskCount": if p.retired { 0 } else { p.parallelism },
+                "clock": r.processor_clocks.iter().find(|(id, _)| *id == p.id).map(|(_, c)| c.0.to_string()),
                 "kind": kind,
                 "retired": p.retired,
             }),
@@ -209,10 +210,15 @@ pub fn stalling(a: &AppDetail) -> Value {
 
 /// `GET appmaster/<id>/errors`: the last failure, or an empty object.
 pub fn errors(a: &AppDetail) -> Value {
-    match &a.info.error {
+    let recent: Vec<Value> = (a.runtime.iter().flat_map(|r| r.errors.iter()).rev())
+        .map(|e| json!({"time": e.time.to_string(), "task": e.task.map(task_json), "error": e.error}))
+        .collect();
+    let mut v = match &a.info.error {
         Some(e) => json!({"time": a.info.finish_time.map_or(0, |t| t.0).to_string(), "error": e}),
         None => json!({}),
-    }
+    };
+    v.as_object_mut().expect("an object").insert("recent".into(), Value::Array(recent));
+    v
 }
 
 /// `GET appmaster/<id>/executor/<eid>`, or `None` if it has no such executor.

@@ -221,7 +221,7 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
     let eid = executors[0]["executorId"].as_i64().unwrap();
     assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}"))["executorId"], eid);
     assert!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}/config")).is_object());
-    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/errors")), json!({}));
+    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/errors")), json!({"recent": []}), "no failure yet: no last error, and none recent");
 
     // Metrics: meters rise; latest, recent and history read; process gauges; Prometheus parses.
     let path = format!("/api/v1.0/master/metrics/app{id}.processor*");
@@ -774,4 +774,41 @@ impl Task for Pass {
         ctx.output(msg);
         Ok(())
     }
+}
+
+/// Fails the first time it sees a message (in this process).
+struct FailsOnce;
+static FAILED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+impl Task for FailsOnce {
+    fn on_next(&mut self, _: &mut TaskContext<'_>, _: Message) -> TaskResult {
+        if !FAILED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Err("the first message is refused, password=hunter2".into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_detail_shows_each_processors_clock_and_the_errors_list_the_latest_failures_by_task() {
+    let h = Harness::start();
+    let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+    let fails = Processor::from_fn("FailsOnce", 1, |_| Ok(FailsOnce));
+    let id = h.client().submit(StreamApplication::builder("failing").path([&source, &fails]).build().unwrap()).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    wait_until("the failure is listed", || {
+        h.ok(&format!("/api/v1.0/appmaster/{id}/errors"))["recent"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    let errors = h.ok(&format!("/api/v1.0/appmaster/{id}/errors"));
+    let e = &errors["recent"][0];
+    assert_eq!(e["task"], json!({"processorId": 1, "index": 0}), "{errors}");
+    let text = e["error"].as_str().unwrap();
+    assert!(text.contains("the first message is refused") && !text.contains("hunter2"), "{errors}");
+    assert!(e["time"].as_str().unwrap().parse::<i64>().unwrap() > 0, "{errors}");
+    // After the recovery, each processor's clock moves with the wall clock.
+    wait_until("the processors' clocks", || {
+        let d = h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"));
+        ["0", "1"].iter().all(|p| {
+            d["processors"][p]["clock"].as_str().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c > 1_000_000_000_000)
+        })
+    });
 }

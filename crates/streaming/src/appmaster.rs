@@ -403,6 +403,8 @@ pub async fn supervise<X: Executors>(
     let (mut failed_at, mut clock_wait) = (None, None);
     // A DAG change asked for while the tasks restarted.
     let mut held: Option<(u32, gearpump_core::DagChange)> = None;
+    // The latest failures, for the report.
+    let mut errors = std::collections::VecDeque::new();
     loop {
         let ready = if supervisor.may_change().is_ok() { held.take() } else { None };
         let actions = if let Some((version, change)) = ready {
@@ -419,16 +421,27 @@ pub async fn supervise<X: Executors>(
                         let (time, mut runtime, metrics) = reporter.report(&p.tasks, &p.processes, min_clock, p.executors);
                         runtime.start_clock = supervisor.start_clock();
                         runtime.restarts = supervisor.restarts();
+                        let clocks = supervisor.clock();
+                        runtime.processor_clocks = (app.dag().live())
+                            .filter_map(|p| clocks.processor_clock(p.id).map(|c| (p.id.0, c)))
+                            .collect();
+                        runtime.errors = errors.iter().cloned().collect();
                         x.send_report(time, runtime, metrics);
                     }
                     supervisor.on_tick(Instant::now())
                 }
                 event = x.next() => match event? {
                     Some(Event::Task(TaskEvent::Clock { task, clock })) => supervisor.on_clock(task, clock),
-                    Some(Event::Task(TaskEvent::Failed { task, error })) => supervisor.on_task_failed(task, &error),
+                    Some(Event::Task(TaskEvent::Failed { task, error })) => {
+                        remember(&mut errors, Some(task), &error);
+                        supervisor.on_task_failed(task, &error)
+                    }
                     Some(Event::Task(TaskEvent::Stopped { task })) => supervisor.on_task_stopped(task),
                     Some(Event::Task(TaskEvent::Checkpointed { task, time })) => supervisor.on_checkpoint(task, time),
-                    Some(Event::Lost { tasks, why }) => supervisor.on_tasks_lost(&tasks, why),
+                    Some(Event::Lost { tasks, why }) => {
+                        remember(&mut errors, None, &why);
+                        supervisor.on_tasks_lost(&tasks, why)
+                    }
                     Some(Event::Kill) => supervisor.on_kill(),
                     Some(Event::Replay) => {
                         tracing::info!(%app_id, start = %supervisor.start_clock(), "Replay requested.");
@@ -504,6 +517,18 @@ pub async fn supervise<X: Executors>(
     let ending = supervisor.into_ending();
     x.finish(&ending, min_clock).await;
     Ok(ending)
+}
+
+/// How many failures the report keeps.
+const ERRORS_KEPT: usize = 20;
+
+/// Keeps a failure for the report (the latest [`ERRORS_KEPT`]).
+fn remember(errors: &mut std::collections::VecDeque<gearpump_protocol::AppErrorInfo>, task: Option<TaskId>, error: &str) {
+    if errors.len() == ERRORS_KEPT {
+        errors.pop_front();
+    }
+    let time = Timestamp::now().0;
+    errors.push_back(gearpump_protocol::AppErrorInfo { time, task, error: gearpump_core::redact(error).into_owned() });
 }
 
 /// Checks a DAG change asked for (to make `version`), makes room for its tasks, and answers

@@ -149,6 +149,8 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
         appmaster_pid: std::process::id(),
         version: app.version(),
         task_types: app.task_types().map(str::to_string).collect(),
+        processor_clocks: Vec::new(),
+        errors: Vec::new(),
     }
 }
 

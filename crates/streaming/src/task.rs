@@ -381,6 +381,9 @@ struct RunnerIo {
     session: SessionId,
     index: u32,
     edges: Vec<OutEdge>,
+    /// Whether some downstream processor has a bounded life (messages outside it are not
+    /// sent): checked per edge only then.
+    mortal: bool,
     /// Downstream task → (edge, target) for routing acks.
     target_of: HashMap<TaskId, (usize, usize)>,
     blocked_targets: usize,
@@ -488,7 +491,7 @@ impl TaskIo for RunnerIo {
         let edges = self.edges.len();
         for e in 0..edges {
             let last_edge = e + 1 == edges;
-            if !self.edges[e].life.contains(msg.timestamp()) {
+            if self.mortal && !self.edges[e].life.contains(msg.timestamp()) {
                 continue;
             }
             let n = self.edges[e].targets.len() as u32;
@@ -600,6 +603,7 @@ impl TaskRunner {
                 target_of.insert(target.id, (e, t));
             }
         }
+        let mortal = edges.iter().any(|e| e.life != gearpump_api::LifeTime::IMMORTAL);
         TaskRunner {
             task,
             io: RunnerIo {
@@ -608,6 +612,7 @@ impl TaskRunner {
                 session,
                 index: info.task_id.index,
                 edges,
+                mortal,
                 target_of,
                 blocked_targets: 0,
                 self_queue: Vec::new(),
