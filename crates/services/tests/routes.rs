@@ -221,7 +221,11 @@ fn every_route_answers_with_the_guides_shapes_and_names_bad_input() {
     let eid = executors[0]["executorId"].as_i64().unwrap();
     assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}"))["executorId"], eid);
     assert!(h.ok(&format!("/api/v1.0/appmaster/{id}/executor/{eid}/config")).is_object());
-    assert_eq!(h.ok(&format!("/api/v1.0/appmaster/{id}/errors")), json!({"recent": []}), "no failure yet: no last error, and none recent");
+    assert_eq!(
+        h.ok(&format!("/api/v1.0/appmaster/{id}/errors")),
+        json!({"recent": []}),
+        "no failure yet: no last error, and none recent"
+    );
 
     // Metrics: meters rise; latest, recent and history read; process gauges; Prometheus parses.
     let path = format!("/api/v1.0/master/metrics/app{id}.processor*");
@@ -808,7 +812,10 @@ fn the_detail_shows_each_processors_clock_and_the_errors_list_the_latest_failure
     wait_until("the processors' clocks", || {
         let d = h.ok(&format!("/api/v1.0/appmaster/{id}?detail=true"));
         ["0", "1"].iter().all(|p| {
-            d["processors"][p]["clock"].as_str().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c > 1_000_000_000_000)
+            d["processors"][p]["clock"]
+                .as_str()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|c| c > 1_000_000_000_000)
         })
     });
 }

@@ -523,7 +523,11 @@ pub async fn supervise<X: Executors>(
 const ERRORS_KEPT: usize = 20;
 
 /// Keeps a failure for the report (the latest [`ERRORS_KEPT`]).
-fn remember(errors: &mut std::collections::VecDeque<gearpump_protocol::AppErrorInfo>, task: Option<TaskId>, error: &str) {
+fn remember(
+    errors: &mut std::collections::VecDeque<gearpump_protocol::AppErrorInfo>,
+    task: Option<TaskId>,
+    error: &str,
+) {
     if errors.len() == ERRORS_KEPT {
         errors.pop_front();
     }
