@@ -382,10 +382,11 @@ impl MasterCore {
         self.apps = apps
             .into_iter()
             .map(|mut app| {
-                // What only this master knew (its AppMaster's connection, the exits it saw)
-                // stays.
+                // What only this master knew (its AppMaster's connection, the exits it saw, a
+                // client waiting for a DAG change) stays.
                 if let Some(k) = known.get(&app.id) {
                     (app.appmaster, app.appmaster_exits, app.address) = (k.appmaster, k.appmaster_exits, k.address);
+                    app.change_asked_by = k.change_asked_by;
                 }
                 (app.id, app)
             })

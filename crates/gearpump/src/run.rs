@@ -239,7 +239,7 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
             play_role(role, app.name(), roles)
         }
     }
-    let sinks: Vec<_> =
+    let mut sinks: Vec<_> =
         app.dag().processors().iter().filter(|p| app.dag().outgoing(p.id).next().is_none()).map(|p| p.id).collect();
     tracing::info!("No cluster configured: running {} on an embedded cluster.", app.name());
     let cluster = EmbeddedCluster::start(options.cluster);
@@ -279,6 +279,15 @@ pub fn run(app: StreamApplication, options: RunOptions) -> Result<RunReport, Run
     };
     let elapsed = started.elapsed();
     let stats = client.stats(app_id).unwrap_or_default();
+    // The sinks of the DAG that ran last (dynamic DAG changes may have replaced them).
+    let runtime = client.snapshot().ok().and_then(|s| s.apps.into_iter().find(|a| a.info.id == app_id)?.runtime);
+    if let Some(r) = runtime.filter(|r| r.version > 0) {
+        let live = r.processors.iter().filter(|p| !p.retired);
+        sinks = live
+            .filter(|p| !r.edges.iter().any(|e| e.from == p.id))
+            .map(|p| gearpump_core::ProcessorId(p.id))
+            .collect();
+    }
     drop(services);
     cluster.shutdown();
     Ok(RunReport { app_id, summary, elapsed, stats, sinks })

@@ -594,6 +594,12 @@ async fn commit(state: &mut MasterState, raft: &Raft, reply: Option<(Out, Master
         };
         if let Some(why) = failure {
             tracing::warn!(error = %why, "A change of the replicated state was refused.");
+            // A client told its DAG change was made hears that it was not.
+            for (out, msg) in &state.outbox {
+                if matches!(msg, MasterReply::DagChanged { .. }) {
+                    let _ = out.send(MasterReply::Error(format!("the masters could not record the DAG change: {why}")));
+                }
+            }
             let committed = state.committed.clone();
             state.rebuild(committed);
             if let Some((out, _)) = reply {
