@@ -874,7 +874,25 @@ pub enum ExecutorReport {
         task: TaskId,
         /// The checkpoint time.
         time: Timestamp,
+        /// How big the state was, in bytes.
+        bytes: u64,
+        /// How long writing it took, in microseconds.
+        took_us: u64,
     },
+}
+
+/// A complete checkpoint as the REST API shows it: its time, when its first task saved and
+/// when it became complete, and what each task saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The checkpoint (application) time.
+    pub time: Timestamp,
+    /// When the first task saved its state, ms since the epoch.
+    pub started: i64,
+    /// When the checkpoint became complete, ms since the epoch.
+    pub completed: i64,
+    /// What each task saved: the task, bytes, and microseconds writing took.
+    pub tasks: Vec<(TaskId, u64, u64)>,
 }
 
 /// One task's counters, as an executor reports them.
@@ -1039,6 +1057,9 @@ pub struct AppRuntime {
     /// The latest failures the AppMaster recovered from (or ended with), oldest first.
     #[serde(default)]
     pub errors: Vec<AppErrorInfo>,
+    /// The latest complete checkpoints, oldest first.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointInfo>,
 }
 
 /// A failure an AppMaster saw: when, which task (none: an executor or process was lost), what.

@@ -178,7 +178,7 @@ function metricValue(points, name) {
 
 // A streaming application: header, overview, charts, DAG.
 async function appPage(id) {
-  const [a, errors, metrics] = await Promise.all([get(`/appmaster/${id}?detail=true`), get(`/appmaster/${id}/errors`), get(`/metrics/app/${id}/app${id}?readOption=readLatest`)]);
+  const [a, errors, metrics, cps] = await Promise.all([get(`/appmaster/${id}?detail=true`), get(`/appmaster/${id}/errors`), get(`/metrics/app/${id}/app${id}?readOption=readLatest`), get(`/appmaster/${id}/checkpoints`)]);
   const pts = metrics.metrics;
   const procs = Object.values(a.processors);
   const sum = (field, key) => procs.reduce((t, p) => t + Number((metricValue(pts, `app${id}.processor${p.id}:${field}`) || {})[key] || 0), 0);
@@ -205,6 +205,9 @@ async function appPage(id) {
     <td>${appTime(p.life.birth)}</td><td>${appTime(p.life.death)}</td><td class="clock">${p.clock === undefined || p.clock === null ? '—' : appTime(p.clock)}</td><td class="lag">${lag(p.clock)}</td>
     <td>${fmt((metricValue(pts, `app${id}.processor${p.id}:receiveThroughput`) || {}).m1)}</td><td>${fmt((metricValue(pts, `app${id}.processor${p.id}:sendThroughput`) || {}).m1)}</td>
     <td>${p.retired || a.status !== 'active' ? '' : `<button class="change" data-processor="${p.id}">Change…</button>`}</td></tr>`).join('')}</table></section>
+  ${cps.checkpoints.length === 0 ? '' : `<section><h3>Checkpoints</h3><table id="checkpoints"><tr><th>Time</th><th>Completed</th><th>Duration</th><th>Size</th><th>Per task (bytes, write time)</th></tr>
+    ${cps.checkpoints.map((c) => `<tr><td>${appTime(c.time)}</td><td>${time(c.completed)}</td><td>${fmt(c.durationMs, 0)} ms</td><td>${fmt(c.bytes / 1024, 1)} KiB</td>
+      <td>${c.tasks.map((t) => `${t.task.processorId}.${t.task.index}: ${fmt(t.bytes, 0)} B, ${fmt(t.tookUs / 1000, 2)} ms`).join('; ')}</td></tr>`).join('')}</table></section>`}
   <section><h3>Last errors</h3>${(errors.recent || []).length === 0 ? '<p>None.</p>' : `<table id="recent-errors"><tr><th>Time</th><th>Task</th><th>Error</th></tr>
     ${errors.recent.map((e) => `<tr><td>${time(e.time)}</td><td>${e.task ? `${e.task.processorId}.${e.task.index}` : 'an executor'}</td><td>${esc(e.error)}</td></tr>`).join('')}</table>`}</section>
   <section><h3>Executors</h3><table id="executors"><tr><th>Id</th><th>Worker</th><th>Status</th><th>Process</th><th>Tasks</th></tr>

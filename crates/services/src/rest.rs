@@ -151,6 +151,7 @@ pub fn router_secured(backend: Arc<dyn Backend>, limits: RestLimits, auth: Arc<R
         .route("/appmaster/{id}", get(app).delete(kill))
         .route("/appmaster/{id}/stallingtasks", get(stalling))
         .route("/appmaster/{id}/errors", get(errors))
+        .route("/appmaster/{id}/checkpoints", get(checkpoints))
         .route("/appmaster/{id}/restart", post(restart))
         .route("/appmaster/{id}/replay", post(replay))
         .route("/appmaster/{id}/dynamicdag", post(dynamic_dag))
@@ -541,6 +542,11 @@ async fn stalling(State(b): Shared, Path(id): Path<String>) -> Api {
 async fn errors(State(b): Shared, Path(id): Path<String>) -> Api {
     let s = b.snapshot().await?;
     Ok(axum::Json(views::errors(&find_app(&s, &id)?)))
+}
+
+async fn checkpoints(State(b): Shared, Path(id): Path<String>) -> Api {
+    let s = b.snapshot().await?;
+    Ok(axum::Json(views::checkpoints(&find_app(&s, &id)?)))
 }
 
 async fn executor(State(b): Shared, Path((id, eid)): Path<(String, String)>) -> Api {

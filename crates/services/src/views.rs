@@ -221,6 +221,26 @@ pub fn errors(a: &AppDetail) -> Value {
     v
 }
 
+/// `GET appmaster/<id>/checkpoints`: the latest complete checkpoints, newest first.
+pub fn checkpoints(a: &AppDetail) -> Value {
+    let list: Vec<Value> = (a.runtime.iter().flat_map(|r| r.checkpoints.iter()).rev())
+        .map(|c| {
+            let tasks: Vec<Value> = (c.tasks.iter())
+                .map(|(t, bytes, took)| json!({"task": task_json(*t), "bytes": bytes, "tookUs": took}))
+                .collect();
+            json!({
+                "time": c.time.0.to_string(),
+                "started": c.started.to_string(),
+                "completed": c.completed.to_string(),
+                "durationMs": c.completed - c.started,
+                "bytes": c.tasks.iter().map(|(_, b, _)| b).sum::<u64>(),
+                "tasks": tasks,
+            })
+        })
+        .collect();
+    json!({"appId": a.info.id.0, "checkpoints": list})
+}
+
 /// `GET appmaster/<id>/executor/<eid>`, or `None` if it has no such executor.
 pub fn executor(a: &AppDetail, id: i32) -> Option<Value> {
     let r = a.runtime.as_ref()?;

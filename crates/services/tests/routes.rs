@@ -819,3 +819,49 @@ fn the_detail_shows_each_processors_clock_and_the_errors_list_the_latest_failure
         })
     });
 }
+
+/// Counts messages, exactly once.
+struct Count;
+impl gearpump_api::PersistentTask for Count {
+    type State = u64;
+    fn process(
+        &mut self,
+        _: &mut TaskContext<'_>,
+        msg: Message,
+        state: &mut gearpump_api::PersistentState<u64>,
+    ) -> TaskResult {
+        state.update(msg.timestamp(), 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn complete_checkpoints_are_listed_newest_first_with_what_each_task_saved() {
+    let h = Harness::start();
+    let root = std::env::temp_dir().join(format!("gearpump-routes-checkpoints-{}", std::process::id()));
+    let source = Processor::from_fn("Numbers", 1, |_| Ok(Numbers(0)));
+    let count = Processor::persistent("Count", 2, |_| Ok(Count));
+    let config = gearpump_api::UserConfig::empty()
+        .with("state.checkpoint.interval.ms", 200)
+        .with("state.checkpoint.store.rootpath", root.to_string_lossy());
+    let app = StreamApplication::builder("checkpointed").path([&source, &count]).config(config).build().unwrap();
+    let id = h.client().submit(app).unwrap();
+    h.client().wait_active(id, Duration::from_secs(60)).unwrap();
+    let uri = format!("/api/v1.0/appmaster/{id}/checkpoints");
+    wait_until("two complete checkpoints", || h.ok(&uri)["checkpoints"].as_array().is_some_and(|c| c.len() >= 2));
+    let v = h.ok(&uri);
+    let list = v["checkpoints"].as_array().unwrap();
+    let time = |c: &Value| c["time"].as_str().unwrap().parse::<i64>().unwrap();
+    assert!(time(&list[0]) > time(&list[1]), "newest first: {v}");
+    let c = &list[0];
+    let tasks = c["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "both count tasks saved: {v}");
+    assert_eq!(tasks[0]["task"], json!({"processorId": 1, "index": 0}), "{v}");
+    // A u64 count in postcard: 1 to 10 bytes.
+    assert!(tasks.iter().all(|t| (1..=10).contains(&t["bytes"].as_u64().unwrap())), "{v}");
+    assert_eq!(c["bytes"].as_u64().unwrap(), tasks.iter().map(|t| t["bytes"].as_u64().unwrap()).sum::<u64>());
+    assert!(c["durationMs"].as_i64().unwrap() >= 0, "{v}");
+    let (status, _) = h.get("/api/v1.0/appmaster/99/checkpoints");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -403,8 +403,9 @@ pub async fn supervise<X: Executors>(
     let (mut failed_at, mut clock_wait) = (None, None);
     // A DAG change asked for while the tasks restarted.
     let mut held: Option<(u32, gearpump_core::DagChange)> = None;
-    // The latest failures, for the report.
+    // The latest failures and complete checkpoints, for the report.
     let mut errors = std::collections::VecDeque::new();
+    let mut history = crate::history::CheckpointHistory::default();
     loop {
         let ready = if supervisor.may_change().is_ok() { held.take() } else { None };
         let actions = if let Some((version, change)) = ready {
@@ -426,6 +427,7 @@ pub async fn supervise<X: Executors>(
                             .filter_map(|p| clocks.processor_clock(p.id).map(|c| (p.id.0, c)))
                             .collect();
                         runtime.errors = errors.iter().cloned().collect();
+                        runtime.checkpoints = history.recent();
                         x.send_report(time, runtime, metrics);
                     }
                     supervisor.on_tick(Instant::now())
@@ -437,7 +439,10 @@ pub async fn supervise<X: Executors>(
                         supervisor.on_task_failed(task, &error)
                     }
                     Some(Event::Task(TaskEvent::Stopped { task })) => supervisor.on_task_stopped(task),
-                    Some(Event::Task(TaskEvent::Checkpointed { task, time })) => supervisor.on_checkpoint(task, time),
+                    Some(Event::Task(TaskEvent::Checkpointed { task, time, bytes, took_us })) => {
+                        history.on_saved(task, time, bytes, took_us, Timestamp::now().0);
+                        supervisor.on_checkpoint(task, time)
+                    }
                     Some(Event::Lost { tasks, why }) => {
                         remember(&mut errors, None, &why);
                         supervisor.on_tasks_lost(&tasks, why)
@@ -496,7 +501,10 @@ pub async fn supervise<X: Executors>(
                         None => clock_wait = failed_at.take(),
                     }
                 }
-                Action::CheckpointComplete(time) => x.checkpoint_complete(time),
+                Action::CheckpointComplete(time) => {
+                    history.on_complete(time, Timestamp::now().0);
+                    x.checkpoint_complete(time)
+                }
                 Action::StartClock(clock) => x.start_clock(clock).await,
                 Action::Done => done = true,
             }

@@ -24,10 +24,12 @@
 //! - [`appmaster`]: the AppMaster: resources, placement, clock service, outcome.
 //!   [`appmaster::supervise`] is its one loop, over an [`appmaster::Executors`]
 //!   implementation: tasks in this process, or (in `gearpump-cluster`) executor processes.
+//! - [`history::CheckpointHistory`]: the latest complete checkpoints, for the report.
 
 pub mod appmaster;
 pub mod executor;
 mod handoff;
+pub mod history;
 pub mod metrics;
 pub mod pool;
 pub mod state;

@@ -151,6 +151,7 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
         task_types: app.task_types().map(str::to_string).collect(),
         processor_clocks: Vec::new(),
         errors: Vec::new(),
+        checkpoints: Vec::new(),
     }
 }
 

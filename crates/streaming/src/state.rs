@@ -86,8 +86,10 @@ impl StateStore for TaskStates {
     }
 
     fn save(&self, task: TaskId, time: Timestamp, state: &[u8]) -> Result<(), TaskError> {
+        let began = std::time::Instant::now();
         self.store.put(task, time, state).map_err(TaskError::msg)?;
-        let _ = self.events.send(TaskEvent::Checkpointed { task, time });
+        let (bytes, took_us) = (state.len() as u64, began.elapsed().as_micros() as u64);
+        let _ = self.events.send(TaskEvent::Checkpointed { task, time, bytes, took_us });
         Ok(())
     }
 

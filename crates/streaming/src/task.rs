@@ -57,6 +57,10 @@ pub enum TaskEvent {
         task: TaskId,
         /// The checkpoint time.
         time: Timestamp,
+        /// How big the state was, in bytes.
+        bytes: u64,
+        /// How long writing it took, in microseconds.
+        took_us: u64,
     },
 }
 
@@ -66,7 +70,9 @@ impl From<TaskEvent> for ExecutorReport {
             TaskEvent::Clock { task, clock } => ExecutorReport::Clock { task, clock },
             TaskEvent::Failed { task, error } => ExecutorReport::TaskFailed { task, error },
             TaskEvent::Stopped { task } => ExecutorReport::TaskStopped { task },
-            TaskEvent::Checkpointed { task, time } => ExecutorReport::Checkpointed { task, time },
+            TaskEvent::Checkpointed { task, time, bytes, took_us } => {
+                ExecutorReport::Checkpointed { task, time, bytes, took_us }
+            }
         }
     }
 }
@@ -79,7 +85,9 @@ impl TaskEvent {
             ExecutorReport::Clock { task, clock } => TaskEvent::Clock { task, clock },
             ExecutorReport::TaskFailed { task, error } => TaskEvent::Failed { task, error },
             ExecutorReport::TaskStopped { task } => TaskEvent::Stopped { task },
-            ExecutorReport::Checkpointed { task, time } => TaskEvent::Checkpointed { task, time },
+            ExecutorReport::Checkpointed { task, time, bytes, took_us } => {
+                TaskEvent::Checkpointed { task, time, bytes, took_us }
+            }
             other => return Err(other),
         })
     }
