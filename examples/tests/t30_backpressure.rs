@@ -98,6 +98,19 @@ fn check_backpressure(data_plane: gearpump::DataPlane) {
     }
     assert!(samples > 5);
     assert!(last_received > 0, "the sink made progress");
+    // The report shows where the back-pressure is: on the edge into the slow sink, most of
+    // the time.
+    let edge = |from: u32, to: u32| {
+        let s = client.snapshot().unwrap();
+        let r = s.apps.into_iter().find(|a| a.info.id == id).and_then(|a| a.runtime);
+        r.and_then(|r| r.edges.into_iter().find(|e| (e.from, e.to) == (from, to)))
+            .map_or(0, |e| e.back_pressure_permille)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while edge(1, 2) < 500 {
+        assert!(Instant::now() < deadline, "the edge into the slow sink shows {} ‰ back-pressure", edge(1, 2));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     client.kill(id).unwrap();
     assert_eq!(client.wait(id, Duration::from_secs(30)).unwrap().status, AppStatus::Terminated);
     cluster.shutdown();

@@ -914,6 +914,9 @@ pub struct TaskCounters {
     pub queued: u64,
     /// Time spent back-pressured, ns.
     pub blocked_ns: u64,
+    /// The same per outgoing edge, by downstream processor id.
+    #[serde(default)]
+    pub edges_blocked_ns: Vec<(u32, u64)>,
     /// Its min clock.
     pub clock: Timestamp,
     /// Recent receive latency, ms.
@@ -983,6 +986,11 @@ pub struct EdgeInfo {
     pub to: u32,
     /// The partitioner's name.
     pub partitioner: String,
+    /// Back-pressure on the edge over the last report: the share of the upstream tasks' time
+    /// during which a downstream task of the edge held too many of their messages un-acked,
+    /// in thousandths.
+    #[serde(default)]
+    pub back_pressure_permille: u32,
 }
 
 /// An executor as the REST API shows it.

@@ -260,10 +260,17 @@ function dag(a, pts, stalling) {
   levels.forEach((l, i) => byLevel[l].forEach((p, j) => (pos[p] = [80 + i * (600 / Math.max(levels.length - 1, 1)), 40 + (j + 1) * (260 / (byLevel[l].length + 1))])));
   const rate = (p, f) => Number((metricValue(pts, `app${id}.processor${p}:${f}`) || {}).m1 || 0);
   const maxRate = Math.max(1, ...Object.keys(pos).map((p) => Math.max(rate(p, 'receiveThroughput'), rate(p, 'sendThroughput'))));
+  // Edge width by rate; colour and label by back-pressure (the share of the upstream tasks'
+  // time a downstream task held too many of their messages).
+  const pressure = {};
+  (a.dag.edges || []).forEach((e) => (pressure[`${e.from}-${e.to}`] = e.backPressure));
   const edges = a.dag.edgeList.map(([from, part, to]) => {
     const [x1, y1] = pos[from], [x2, y2] = pos[to];
     const w = 1 + 7 * (rate(from, 'sendThroughput') / maxRate);
-    return `<line class="edge" x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" stroke-width="${w.toFixed(1)}"><title>${esc(part)}</title></line>`;
+    const bp = pressure[`${from}-${to}`] || 0;
+    const colour = bp >= 0.5 ? '#d9534f' : bp >= 0.1 ? '#e0a030' : '#8aa';
+    const label = bp > 0 ? `<text class="edge-label" x="${(x1 + x2) / 2}" y="${(y1 + y2) / 2 - 6}">${fmt(bp * 100, 0)}% back-pressure</text>` : '';
+    return `<g class="edge-group" data-edge="${from}-${to}"><line class="edge" x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" style="stroke:${colour}" stroke-width="${w.toFixed(1)}"><title>${esc(part)}, back-pressure ${fmt(bp * 100, 0)}%</title></line>${label}</g>`;
   }).join('');
   const nodes = a.dag.vertexList.map((p) => {
     const proc = a.processors[p];

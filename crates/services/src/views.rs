@@ -162,6 +162,10 @@ pub fn app_detail(s: &ClusterSnapshot, a: &AppDetail) -> Value {
         json!({
             "vertexList": r.processors.iter().filter(|p| !p.retired).map(|p| p.id).collect::<Vec<_>>(),
             "edgeList": r.edges.iter().map(|e| json!([e.from, e.partitioner, e.to])).collect::<Vec<_>>(),
+            "edges": (r.edges.iter())
+                .map(|e| json!({"from": e.from, "to": e.to, "partitioner": e.partitioner,
+                    "backPressure": f64::from(e.back_pressure_permille) / 1000.0}))
+                .collect::<Vec<_>>(),
         }),
     );
     let mut processors = Map::new();

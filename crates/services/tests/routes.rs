@@ -721,6 +721,7 @@ fn dynamic_dag_replaces_rescales_attaches_and_removes_and_refuses_what_cannot_ru
     let d = detail();
     assert_eq!(d["dag"]["vertexList"], json!([0, 1, 3]), "{d}");
     assert_eq!(d["dag"]["edgeList"], json!([[0, "hash", 1], [1, "hash", 3]]), "{d}");
+    assert!(d["dag"]["edges"][1]["backPressure"].is_number(), "each edge's back-pressure share: {d}");
     assert_eq!(d["processors"]["2"]["retired"], true, "{d}");
     assert_eq!(d["processors"]["2"]["life"]["death"], d["processors"]["3"]["life"]["birth"], "{d}");
     assert_eq!(d["processors"]["3"]["taskClass"], "Counted", "{d}");

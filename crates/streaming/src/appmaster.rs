@@ -15,6 +15,7 @@ use gearpump_core::{AppId, ExecutorId, ProcessorId, TaskId, Timestamp, WorkerId}
 use gearpump_protocol::{Locality, MasterReply, MasterRequest};
 use gearpump_transport::flow::FlowConfig;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -166,6 +167,8 @@ pub struct Reporter {
     base: gearpump_protocol::AppRuntime,
     collector: Option<crate::MetricsCollector>,
     health: gearpump_clock::HealthCheck,
+    /// Each edge's back-pressure (ns, all upstream tasks) at the last report, and its time.
+    blocked: (i64, HashMap<(u32, u32), u64>),
 }
 
 impl Reporter {
@@ -175,7 +178,39 @@ impl Reporter {
             base: crate::metrics::describe(app),
             collector: metrics.then(|| crate::MetricsCollector::new(app_id)),
             health: gearpump_clock::HealthCheck::default(),
+            blocked: (0, HashMap::new()),
         }
+    }
+
+    /// Each edge's share of time back-pressured since the last report, in thousandths.
+    fn back_pressure(
+        &mut self,
+        now: i64,
+        tasks: &[gearpump_protocol::TaskCounters],
+    ) -> Vec<gearpump_protocol::EdgeInfo> {
+        let mut totals: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut upstream_tasks: HashMap<u32, u64> = HashMap::new();
+        for c in tasks {
+            *upstream_tasks.entry(c.task.processor.0).or_default() += 1;
+            for (to, ns) in &c.edges_blocked_ns {
+                *totals.entry((c.task.processor.0, *to)).or_default() += ns;
+            }
+        }
+        let (then, before) = std::mem::replace(&mut self.blocked, (now, totals));
+        let elapsed_ns = (now - then).max(1) as u64 * 1_000_000;
+        let mut edges = self.base.edges.clone();
+        for e in &mut edges {
+            let grew = self
+                .blocked
+                .1
+                .get(&(e.from, e.to))
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(*before.get(&(e.from, e.to)).unwrap_or(&0));
+            let over = elapsed_ns * upstream_tasks.get(&e.from).copied().unwrap_or(1).max(1);
+            e.back_pressure_permille = if then == 0 { 0 } else { (grew.saturating_mul(1000) / over).min(1000) as u32 };
+        }
+        edges
     }
 
     /// The report now.
@@ -189,7 +224,9 @@ impl Reporter {
         let now = Timestamp::now().0;
         let clocks: Vec<(TaskId, Timestamp)> = tasks.iter().map(|c| (c.task, c.clock)).collect();
         let stalling = self.health.check(now, min_clock, &clocks);
-        let runtime = gearpump_protocol::AppRuntime { clock: min_clock, executors, stalling, ..self.base.clone() };
+        let edges = self.back_pressure(now, tasks);
+        let runtime =
+            gearpump_protocol::AppRuntime { clock: min_clock, executors, stalling, edges, ..self.base.clone() };
         let metrics = match &mut self.collector {
             Some(c) => c.collect(now, tasks, processes, min_clock),
             None => Vec::new(),

@@ -409,6 +409,7 @@ impl Deployment {
                     latency_p99_us: c.latency_p99_us.load(Relaxed),
                     queued: c.queued.load(Relaxed),
                     blocked_ns: c.blocked_ns.load(Relaxed),
+                    edges_blocked_ns: c.edges_blocked_ns.lock().clone(),
                     clock: Timestamp(c.clock.load(Relaxed)),
                     receive_latency: h.receive_latency,
                     process_time: h.process_time,

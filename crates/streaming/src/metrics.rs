@@ -141,7 +141,12 @@ pub fn describe(app: &StreamApplication) -> AppRuntime {
         edges: dag
             .edges()
             .iter()
-            .map(|e| EdgeInfo { from: e.from.0, to: e.to.0, partitioner: e.partitioner.name().to_string() })
+            .map(|e| EdgeInfo {
+                from: e.from.0,
+                to: e.to.0,
+                partitioner: e.partitioner.name().to_string(),
+                back_pressure_permille: 0,
+            })
             .collect(),
         executors: Vec::new(),
         stalling: Vec::new(),
@@ -170,6 +175,7 @@ mod tests {
             latency_p99_us: 0,
             queued: 3,
             blocked_ns: 2_000_000,
+            edges_blocked_ns: Vec::new(),
             clock: Timestamp(0),
             receive_latency: HistogramSummary::default(),
             process_time: HistogramSummary { count: 1, mean: 0.5, median: 0.5, ..HistogramSummary::default() },

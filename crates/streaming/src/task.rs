@@ -155,6 +155,9 @@ pub struct TaskCounters {
     /// Nanoseconds spent unable to take input because a downstream task had too many
     /// un-acked messages (back-pressure).
     pub blocked_ns: AtomicU64,
+    /// The same per outgoing edge, by downstream processor: nanoseconds during which some
+    /// task of that edge had too many un-acked messages. Published on each clock tick.
+    pub edges_blocked_ns: Mutex<Vec<(u32, u64)>>,
     /// Receive latency and processing time of the last 10–20 s, published on each clock tick.
     pub histograms: Mutex<TaskHistograms>,
 }
@@ -356,6 +359,41 @@ pub(crate) struct OutEdge {
     targets: Vec<Target>,
     /// The downstream processor's life: messages outside it are not sent.
     life: gearpump_api::LifeTime,
+    /// Its targets that have too many un-acked messages, since when one has, and the
+    /// nanoseconds one had before (this edge's back-pressure).
+    blocked: u32,
+    blocked_since: Option<std::time::Instant>,
+    blocked_ns: u64,
+}
+
+impl OutEdge {
+    /// One more of its targets is blocked.
+    fn block(&mut self) {
+        self.blocked += 1;
+        if self.blocked == 1 {
+            self.blocked_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// One of its targets is not blocked any more.
+    fn unblock(&mut self) {
+        self.blocked -= 1;
+        if self.blocked == 0
+            && let Some(since) = self.blocked_since.take()
+        {
+            self.blocked_ns += since.elapsed().as_nanos() as u64;
+        }
+    }
+
+    /// Its back-pressure so far, counting a blocked spell under way up to now.
+    fn blocked_ns_now(&mut self) -> u64 {
+        if let Some(since) = self.blocked_since.as_mut() {
+            let now = std::time::Instant::now();
+            self.blocked_ns += now.duration_since(*since).as_nanos() as u64;
+            *since = now;
+        }
+        self.blocked_ns
+    }
 }
 
 impl OutEdge {
@@ -368,6 +406,9 @@ impl OutEdge {
         OutEdge {
             partitioner,
             life,
+            blocked: 0,
+            blocked_since: None,
+            blocked_ns: 0,
             targets: targets
                 .into_iter()
                 .map(|(id, dest)| Target {
@@ -424,6 +465,7 @@ impl RunnerIo {
         if !t.blocked && !t.flow.allows_more() {
             t.blocked = true;
             self.blocked_targets += 1;
+            self.edges[edge].block();
         }
     }
 
@@ -871,6 +913,7 @@ impl TaskRunner {
                 }
                 if target.blocked && target.flow.allows_more() {
                     target.blocked = false;
+                    self.io.edges[e].unblock();
                     self.io.blocked_targets -= 1;
                     if self.io.blocked_targets == 0 {
                         self.account_blocked(cell, None);
@@ -902,6 +945,12 @@ impl TaskRunner {
                 };
                 if self.blocked_since.is_some() {
                     self.account_blocked(cell, Some(std::time::Instant::now()));
+                }
+                if !self.io.edges.is_empty() {
+                    let edges = (self.io.edges.iter_mut())
+                        .map(|e| (e.targets.first().map_or(0, |t| t.id.processor.0), e.blocked_ns_now()))
+                        .collect();
+                    *c.edges_blocked_ns.lock() = edges;
                 }
                 let _ = cell.events.send(TaskEvent::Clock { task: cell.id, clock });
             }
