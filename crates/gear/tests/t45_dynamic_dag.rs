@@ -107,7 +107,7 @@ fn message_count_is_exact_across_a_rescale_a_replacement_and_killed_processes() 
         "-messages",
         &n,
         "-pace",
-        "50000",
+        "25000",
         "-countTask",
         "2",
         "-output",
