@@ -441,6 +441,7 @@ impl Master {
                 | MasterRequest::QueryMetrics { .. }
                 | MasterRequest::ChangeDag { .. }
                 | MasterRequest::DagChanges { .. }
+                | MasterRequest::ReadLog { .. }
         );
         if from.is_none() && !a_clients {
             let why = format!("a client does not send {req:?}: only an application's AppMaster or a worker does");
@@ -461,6 +462,11 @@ impl Master {
                 }
                 Err(e) => MasterReply::Refused(e),
             },
+            MasterRequest::ReadLog { .. } => MasterReply::Refused(MasterError::Invalid(
+                "the embedded cluster keeps no log per process: its AppMasters and executors log to this \
+                 process's own output"
+                    .into(),
+            )),
             MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
             MasterRequest::QueryMetrics { path, option } => {
                 MasterReply::Metrics(self.board.metrics.lock().query(&path, option))

@@ -272,6 +272,23 @@ fn the_dashboard_shows_wordcount_live_and_kills_it() {
     });
     browser.js("document.getElementById('processors').scrollIntoView(); return null");
     browser.screenshot("processors");
+    // The AppMaster's log, read on its worker, from the link on the application's page.
+    browser.js("window.scrollTo(0, 0); document.getElementById('appmaster-log').click(); return null");
+    wait_until("the AppMaster's log", || {
+        browser
+            .js("const l = document.getElementById('log'); return l ? l.textContent : ''")
+            .as_str()
+            .is_some_and(|t| t.contains("Application active") && t.contains("Changing the DAG"))
+    });
+    browser.screenshot("appmaster-log");
+    let (status, body) = http_as(http_port, "GET", "/api/v1.0/appmaster/1/logs/99", None, Some(&basic)).unwrap();
+    assert!(status == 400 && body.contains("has no executor 99"), "{status} {body}");
+    let (_, detail) = http_as(http_port, "GET", "/api/v1.0/appmaster/1?detail=true", None, Some(&basic)).unwrap();
+    let executor = serde_json::from_str::<Value>(&detail).unwrap()["executors"][0]["executorId"].clone();
+    let uri = format!("/api/v1.0/appmaster/1/logs/{executor}?bytes=100");
+    let (status, body) = http_as(http_port, "GET", &uri, None, Some(&basic)).unwrap();
+    let text = serde_json::from_str::<Value>(&body).unwrap()["text"].as_str().unwrap().len();
+    assert!(status == 200 && text <= 100, "{status} {body}");
     browser.go(&format!("{base}#/apps"));
     wait_until("the kill button", || browser.js("return document.querySelectorAll('button.kill').length") == json!(1));
     browser.js("document.querySelector('button.kill').click(); return null");

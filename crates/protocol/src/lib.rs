@@ -566,6 +566,25 @@ pub enum MasterRequest {
         /// The application.
         app_id: AppId,
     },
+    /// The end of a process's log (a client asks): the AppMaster's (`executor` -1) or an
+    /// executor's, read on the worker that ran it; answered with [`MasterReply::Log`].
+    ReadLog {
+        /// The application.
+        app_id: AppId,
+        /// The executor (-1: the AppMaster).
+        executor: i32,
+        /// At most this many bytes, from the end.
+        bytes: u32,
+    },
+    /// A worker's answer to [`WorkerCommand::ReadLog`].
+    LogRead {
+        /// The request it answers.
+        request: u64,
+        /// The log file.
+        path: String,
+        /// The text, or why it could not be read.
+        result: Result<String, String>,
+    },
     /// Kill an application (if it runs) and submit its binary and arguments again.
     RestartApp {
         /// The application.
@@ -611,6 +630,17 @@ pub enum WorkerCommand {
         args: Vec<String>,
         /// Extra environment, as `(name, value)`.
         env: Vec<(String, String)>,
+    },
+    /// Read the end of a process's log and answer with [`MasterRequest::LogRead`].
+    ReadLog {
+        /// The request, to answer.
+        request: u64,
+        /// The application.
+        app_id: AppId,
+        /// The executor (-1: the AppMaster).
+        executor: i32,
+        /// At most this many bytes, from the end.
+        bytes: u32,
     },
     /// End every process of an application: each one still running after `grace_ms` (time
     /// to finish exiting by itself) is killed; 0 kills at once.
@@ -691,6 +721,13 @@ pub enum MasterReply {
     },
     /// The DAG changes recorded for an application, oldest first.
     DagChanges(Vec<gearpump_core::AppliedChange>),
+    /// The end of a process's log.
+    Log {
+        /// The log file, on its worker.
+        path: String,
+        /// Its last bytes, from the start of a line.
+        text: String,
+    },
     /// The cluster as the REST API shows it.
     Snapshot(Box<ClusterSnapshot>),
     /// Metric points.

@@ -194,7 +194,8 @@ async function appPage(id) {
   <section id="app-header"><div class="kv"><b>Status</b><span class="status status-${esc(a.status)}" id="app-status">${esc(a.status)}</span>
     <b>Clock</b><span id="app-clock">${time(a.clock)} (${esc(a.clock)})</span><b>Uptime</b><span>${dur(a.uptime)}</span>
     <b>Start clock</b><span id="app-start-clock">${a.startClock === undefined ? '-' : `${time(a.startClock)} (${esc(a.startClock)})`}</span><b>Restarts</b><span id="app-restarts">${esc(a.restarts ?? 0)}</span>
-    <b>User</b><span>${esc(a.user)}</span><b>Submitted</b><span>${time(a.submissionTime)}</span></div>
+    <b>User</b><span>${esc(a.user)}</span><b>Submitted</b><span>${time(a.submissionTime)}</span>
+    <b>Logs</b><span><a id="appmaster-log" href="#/app/${id}/log/appmaster">AppMaster</a>${a.executors.map((e) => ` · <a href="#/app/${id}/log/${e.executorId}">executor ${e.executorId}</a>`).join('')}</span></div>
     ${errors.error ? `<p class="alert">Last error (${time(errors.time)}): ${esc(errors.error)}</p>` : ''}
     ${pts.length === 0 ? '<p>No metrics: gearpump.metrics.enabled is off.</p>' : ''}</section>
   <section><div class="charts">${chart('send-throughput', 'Send throughput', 'msg/s')}${chart('receive-throughput', 'Receive throughput (sinks)', 'msg/s')}
@@ -311,8 +312,17 @@ async function executorPage(id, e) {
   page.innerHTML = `<h2>Executor ${x.executorId} of <a href="#/app/${id}">application ${id}</a></h2>
   <section><div class="kv"><b>Worker</b><span><a href="#/worker/${x.workerId}">${x.workerId}</a></span><b>Status</b><span>${esc(x.status)}</span>
   <b>Process</b><span>${esc(x.executor)}</span><b>Memory</b><span>${fmt((g('memory.rss') || 0) / 1048576)} MiB</span><b>Threads</b><span>${fmt(g('thread.count'), 0)}</span>
-  <b>Config</b><span><a href="${API}/appmaster/${id}/executor/${e}/config">config</a></span></div></section>
+  <b>Config</b><span><a href="${API}/appmaster/${id}/executor/${e}/config">config</a></span><b>Log</b><span><a href="#/app/${id}/log/${e}">the end of its log</a></span></div></section>
   <section><h3>Tasks</h3><table><tr><th>Processor</th><th>Index</th></tr>${x.tasks.map((t) => `<tr><td><a href="#/app/${id}/processor/${t.processorId}">${t.processorId}</a></td><td>${t.index}</td></tr>`).join('')}</table></section>`;
+}
+
+// The end of a process's log (the AppMaster's, or an executor's), read on its worker.
+async function logPage(id, process) {
+  const l = await get(`/appmaster/${id}/logs/${process}`);
+  const follow = !document.getElementById('log') || window.innerHeight + window.scrollY >= document.body.scrollHeight - 20;
+  page.innerHTML = `<h2>${process === 'appmaster' ? 'AppMaster' : `Executor ${esc(process)}`} log of <a href="#/app/${id}">application ${id}</a></h2>
+    <section><div class="kv"><b>File</b><span>${esc(l.path)}</span></div><pre id="log">${esc(l.text)}</pre></section>`;
+  if (follow) window.scrollTo(0, document.body.scrollHeight);
 }
 
 function route() {
@@ -324,6 +334,7 @@ function route() {
     [/^app\/\d+$/, () => appPage(parts[1])],
     [/^app\/\d+\/processor\/\d+$/, () => processorPage(parts[1], parts[3])],
     [/^app\/\d+\/executor\/-?\d+$/, () => executorPage(parts[1], parts[3])],
+    [/^app\/\d+\/log\/(appmaster|\d+)$/, () => logPage(parts[1], parts[3])],
   ];
   const path = parts.join('/');
   const match = routes.find(([re]) => re.test(path));

@@ -126,6 +126,15 @@ pub trait Backend: Send + Sync + 'static {
             }
         })
     }
+    /// The end of a process's log (`executor` -1: the AppMaster's): its path and text.
+    fn log(&self, app_id: AppId, executor: i32, bytes: u32) -> BoxFuture<'_, Result<(String, String), BackendError>> {
+        Box::pin(async move {
+            match self.ask(MasterRequest::ReadLog { app_id, executor, bytes }).await? {
+                MasterReply::Log { path, text } => Ok((path, text)),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
     /// Changes a running application's DAG; the version the change made.
     fn change_dag(&self, app_id: AppId, change: gearpump_core::DagChange) -> BoxFuture<'_, Result<u32, BackendError>> {
         Box::pin(async move {

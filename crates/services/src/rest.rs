@@ -152,6 +152,7 @@ pub fn router_secured(backend: Arc<dyn Backend>, limits: RestLimits, auth: Arc<R
         .route("/appmaster/{id}/stallingtasks", get(stalling))
         .route("/appmaster/{id}/errors", get(errors))
         .route("/appmaster/{id}/checkpoints", get(checkpoints))
+        .route("/appmaster/{id}/logs/{process}", get(logs))
         .route("/appmaster/{id}/restart", post(restart))
         .route("/appmaster/{id}/replay", post(replay))
         .route("/appmaster/{id}/dynamicdag", post(dynamic_dag))
@@ -542,6 +543,36 @@ async fn stalling(State(b): Shared, Path(id): Path<String>) -> Api {
 async fn errors(State(b): Shared, Path(id): Path<String>) -> Api {
     let s = b.snapshot().await?;
     Ok(axum::Json(views::errors(&find_app(&s, &id)?)))
+}
+
+/// How much of a log `appmaster/<id>/logs/<process>` answers with unless asked (64 KiB), and
+/// at most (1 MiB).
+const LOG_BYTES: (u32, u32) = (64 << 10, 1 << 20);
+
+/// `GET appmaster/<id>/logs/<appmaster|executor id>[?bytes=N]`: the end of that process's log,
+/// read on the worker that ran it.
+async fn logs(
+    State(b): Shared,
+    Path((id, process)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Api {
+    let id: u32 = parse_id("the application id", &id)?;
+    let executor: i32 = match process.as_str() {
+        "appmaster" => -1,
+        other => other.parse().ok().filter(|e: &i32| *e >= 0).ok_or_else(|| {
+            bad(format!("a log is the AppMaster's (appmaster) or an executor's (its id), not {other:?}"))
+        })?,
+    };
+    let bytes = match q.get("bytes") {
+        None => LOG_BYTES.0,
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=LOG_BYTES.1).contains(n))
+            .ok_or_else(|| bad(format!("bytes must be a number from 1 to {}, not {n:?}", LOG_BYTES.1)))?,
+    };
+    let (path, text) = b.log(AppId(id), executor, bytes).await?;
+    Ok(axum::Json(json!({"appId": id, "process": process, "path": path, "text": text})))
 }
 
 async fn checkpoints(State(b): Shared, Path(id): Path<String>) -> Api {

@@ -864,5 +864,15 @@ fn complete_checkpoints_are_listed_newest_first_with_what_each_task_saved() {
     assert!(c["durationMs"].as_i64().unwrap() >= 0, "{v}");
     let (status, _) = h.get("/api/v1.0/appmaster/99/checkpoints");
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Logs: an embedded cluster keeps none per process, and says so; bad requests are named.
+    for (uri, says) in [
+        (format!("/api/v1.0/appmaster/{id}/logs/appmaster"), "keeps no log per process"),
+        (format!("/api/v1.0/appmaster/{id}/logs/nope"), "a log is the AppMaster's"),
+        (format!("/api/v1.0/appmaster/{id}/logs/appmaster?bytes=0"), "bytes must be a number"),
+    ] {
+        let (status, v) = h.get(&uri);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{uri}: {v}");
+    }
     let _ = std::fs::remove_dir_all(root);
 }

@@ -163,6 +163,10 @@ struct MasterState {
     peers: BTreeMap<u64, (Peer, Out)>,
     /// Clients waiting for an answer the core gives later (a DAG change), by connection.
     askers: BTreeMap<u64, Out>,
+    /// Clients waiting for a log a worker reads: by request, their connection and where the
+    /// answer goes; and the number of the next request.
+    log_reads: BTreeMap<u64, (u64, Out)>,
+    next_log_read: u64,
     summary: MasterSummary,
     metrics: MetricsStore,
     /// The newest point time the reporter has sent: each report sends only newer points.
@@ -334,6 +338,40 @@ impl MasterState {
             }
             MasterRequest::Snapshot => MasterReply::Snapshot(Box::new(self.snapshot())),
             MasterRequest::QueryMetrics { path, option } => MasterReply::Metrics(self.metrics.query(&path, option)),
+            MasterRequest::ReadLog { app_id, executor, bytes } => {
+                let Some(app) = self.core.app(app_id) else { return Some(refused(&MasterError::UnknownApp(app_id))) };
+                let worker = if executor < 0 {
+                    Some(app.worker)
+                } else {
+                    let runtime = self.apps.get(&app_id).and_then(|r| r.runtime.as_ref());
+                    runtime.and_then(|r| r.executors.iter().find(|e| e.id == executor)).map(|e| e.worker)
+                };
+                let Some(worker) = worker else {
+                    let why = format!("application {app_id} has no executor {executor}");
+                    return Some(refused(&MasterError::Invalid(why)));
+                };
+                let Some(w) =
+                    self.workers.get(&worker).filter(|_| self.core.workers().get(&worker).is_some_and(|w| w.alive))
+                else {
+                    return Some(refused(&MasterError::WorkerNotAlive(worker)));
+                };
+                self.next_log_read += 1;
+                let request = self.next_log_read;
+                self.log_reads.insert(request, (conn, out.clone()));
+                let read = WorkerCommand::ReadLog { request, app_id, executor, bytes };
+                let _ = w.out.send(MasterReply::Worker(read));
+                // Answered when the worker has read it.
+                return None;
+            }
+            MasterRequest::LogRead { request, path, result } => {
+                if let Some((_, out)) = self.log_reads.remove(&request) {
+                    let _ = out.send(match result {
+                        Ok(text) => MasterReply::Log { path, text },
+                        Err(e) => MasterReply::Error(e),
+                    });
+                }
+                return None;
+            }
             MasterRequest::RestartApp { app_id } => match self.core.restart(app_id, now) {
                 Ok(again) => {
                     tracing::info!(%app_id, new = %again, "Restarting application.");
@@ -451,6 +489,7 @@ impl MasterState {
     fn disconnected(&mut self, conn: u64) {
         self.store.abandon(conn);
         self.askers.remove(&conn);
+        self.log_reads.retain(|_, (asker, _)| *asker != conn);
         let now = Timestamp::now();
         match self.peers.remove(&conn).map(|(peer, _)| peer) {
             Some(Peer::Worker(id)) => self.core.worker_lost(id, "its connection closed", now),
@@ -532,6 +571,7 @@ impl MasterState {
         self.workers.clear();
         self.peers.clear();
         self.askers.clear();
+        self.log_reads.clear();
         self.core.forget_connections();
         self.leading_since = None;
         self.outbox.clear();
@@ -576,6 +616,8 @@ fn may_change(req: &MasterRequest) -> bool {
             | MasterRequest::QueryMetrics { .. }
             | MasterRequest::FetchArtifact { .. }
             | MasterRequest::HasArtifact { .. }
+            | MasterRequest::ReadLog { .. }
+            | MasterRequest::LogRead { .. }
     )
 }
 
@@ -826,6 +868,8 @@ pub async fn run_master(
         apps: BTreeMap::new(),
         peers: BTreeMap::new(),
         askers: BTreeMap::new(),
+        log_reads: BTreeMap::new(),
+        next_log_read: 0,
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,

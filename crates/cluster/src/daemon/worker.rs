@@ -198,6 +198,16 @@ fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &
                 let _ = exits.send(MasterRequest::ProcessExited { app_id, executor, code });
             });
         }
+        WorkerCommand::ReadLog { request, app_id, executor, bytes } => {
+            let name = if executor < 0 { "appmaster".to_string() } else { format!("executor{executor}") };
+            let path = settings.app_log_dir.join(format!("app{}", app_id.0)).join(format!("{name}.log"));
+            let exits = exits.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = tail(&path, bytes);
+                let path = path.display().to_string();
+                let _ = exits.send(MasterRequest::LogRead { request, path, result });
+            });
+        }
         WorkerCommand::KillApp { app_id, grace_ms } => {
             if let Some(senders) = kills.lock().expect("kills lock").remove(&app_id) {
                 let grace = Duration::from_millis(grace_ms);
@@ -208,6 +218,34 @@ fn handle(cmd: WorkerCommand, settings: &WorkerSettings, kills: &Kills, exits: &
             }
         }
     }
+}
+
+/// The last `bytes` of the log at `path`, from the start of a line, without terminal colours.
+fn tail(path: &Path, bytes: u32) -> Result<String, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let failed = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    let from = file.metadata().map_err(failed)?.len().saturating_sub(u64::from(bytes));
+    file.seek(SeekFrom::Start(from)).map_err(failed)?;
+    let mut raw = Vec::new();
+    file.take(u64::from(bytes)).read_to_end(&mut raw).map_err(failed)?;
+    let text = String::from_utf8_lossy(&raw);
+    let text = if from > 0 { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
+    // `ESC [ … m` colour codes, as the terminal-minded log format writes them.
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    Ok(plain)
 }
 
 /// Fetches the binary (once), runs it, waits for it; returns its exit code.
