@@ -438,6 +438,16 @@ mod tests {
         assert_eq!(s.clock().min_clock(), Timestamp(8), "task 2 of the new processor has not reported");
         s.on_clock(new(2), Timestamp(16));
         assert_eq!(s.clock().min_clock(), Timestamp(15));
+        // A failure while the tasks stop for a change is part of the same restart.
+        let mut t = Supervisor::new(app.dag(), Timestamp(0), 1);
+        assert_eq!(t.on_change(next.dag().clone()), vec![Action::StopAll]);
+        assert_eq!(t.on_task_failed(SINK0, "boom"), vec![]);
+        assert_eq!(t.on_tasks_lost(&[SRC, SINK1], "executor lost".into()), vec![]);
+        assert_eq!(
+            t.on_task_stopped(SINK0),
+            vec![Action::Restart { start: Timestamp(0), why: "a dynamic DAG change".into() }]
+        );
+        assert_eq!(t.may_change(), Ok(()));
         // The budget (0) is untouched: a failure now ends the application.
         assert_eq!(s.on_task_failed(new(1), "boom"), vec![Action::StopAll]);
         assert!(matches!(s.ending(), Some(Ending::Failed(_))));

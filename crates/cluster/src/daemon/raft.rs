@@ -859,6 +859,17 @@ mod tests {
         applied.apply(&change);
         assert_eq!(applied, after);
         assert!(after.diff(&after).is_empty());
+        // A DAG change is part of the application the masters replicate, and survives the
+        // log's encoding: a new leader resumes the latest DAG version.
+        let mut changed = after.clone();
+        let rescale = gearpump_core::DagChange::Rescale { processor_id: gearpump_core::ProcessorId(1), parallelism: 4 };
+        let applied_change = gearpump_core::AppliedChange { change: rescale, transit: gearpump_core::Timestamp(700) };
+        changed.apps.get_mut(&AppId(1)).unwrap().app.dag_changes.push(applied_change);
+        let change = after.diff(&changed);
+        let decoded: Change = postcard::from_bytes(&postcard::to_stdvec(&change).unwrap()).unwrap();
+        let mut follower = after.clone();
+        follower.apply(&decoded);
+        assert_eq!(follower, changed);
     }
 
     fn entry(term: u64, index: u64, n: u32) -> Entry<TypeConfig> {
