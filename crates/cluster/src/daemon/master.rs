@@ -869,7 +869,9 @@ pub async fn run_master(
         peers: BTreeMap::new(),
         askers: BTreeMap::new(),
         log_reads: BTreeMap::new(),
-        next_log_read: 0,
+        // Numbered from this master's start time, so that no answer meant for another master
+        // (a worker's, sent as it re-registered) matches a request of this one.
+        next_log_read: (Timestamp::now().0 as u64) << 16,
         summary: MasterSummary { started: Timestamp::now().0, ..summary },
         metrics: MetricsStore::new(retention),
         reported_up_to: i64::MIN,

@@ -128,7 +128,11 @@ async fn serve(settings: WorkerSettings, kills: Kills) -> Result<(), ProtocolErr
                         }
                         Some(exit) = exits.recv() => {
                             if client.tell(exit.clone()).is_err() {
-                                let _ = exits_tx.send(exit);
+                                // An exit is news for whichever master leads next; a log read
+                                // answers only the master that asked.
+                                if !matches!(exit, MasterRequest::LogRead { .. }) {
+                                    let _ = exits_tx.send(exit);
+                                }
                                 break;
                             }
                         }
