@@ -122,6 +122,12 @@ fn message_count_is_exact_across_a_rescale_a_replacement_and_killed_processes() 
     let t = start_clock(&c);
     wait_until("a checkpoint of the rescaled count", || start_clock(&c) > t);
     change(&c, &["-replace", "2", "-taskClass", COUNT, "-parallelism", "3", "-inheritConf"]);
+    // The kills are for the processes of the new DAG, not those it is replacing.
+    wait_until("the replacement count runs", || {
+        runtime(&c).is_some_and(|r| {
+            r.version == 2 && r.executors.iter().flat_map(|e| &e.tasks).filter(|t| t.processor.0 == 3).count() == 3
+        })
+    });
     let start_clocks = chaos(&mut c, &[Victim::Executor, Victim::AppMaster]);
     assert_eq!(start_clocks.len(), 2, "both kills happened while the application ran");
     // The new AppMaster runs the changed DAG.
