@@ -1,6 +1,7 @@
 //! Blob stores beyond the local disk, through OpenDAL: S3 and S3-compatible object stores
-//! (`s3://bucket/prefix`), HDFS through its WebHDFS gateway (`webhdfs://host:port/path`), and
-//! memory (`memory://`, for tests). Options a backend needs go in the URL's query:
+//! (`s3://bucket/prefix`), HDFS through its native RPC protocol (`hdfs://namenode:port/path`,
+//! OpenDAL's `hdfs-native` service: no JVM and no libhdfs) or its WebHDFS gateway
+//! (`webhdfs://host:port/path`), and memory (`memory://`, for tests). Options a backend needs go in the URL's query:
 //! `s3://ckpt/gearpump?endpoint=http://10.0.0.5:9000&region=us-east-1`; S3 credentials come
 //! from the query or from the usual `AWS_*` environment variables.
 //!
@@ -20,23 +21,29 @@ use std::time::Duration;
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// The schemes this build can open through OpenDAL.
-pub const SCHEMES: [&str; 3] = ["s3", "webhdfs", "memory"];
+pub const SCHEMES: [&str; 4] = ["s3", "hdfs", "webhdfs", "memory"];
 
 /// Blobs in an OpenDAL-backed store.
 pub struct OpenDalStore {
-    op: Operator,
-    /// The root URL with any credentials in the query left out, for messages.
-    shown: String,
-    runtime: Option<tokio::runtime::Runtime>,
+    driver: Driver,
 }
 
 impl std::fmt::Debug for OpenDalStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenDalStore").field("root", &self.shown).finish()
+        f.debug_struct("OpenDalStore").field("root", &self.driver.shown).finish()
     }
 }
 
-impl Drop for OpenDalStore {
+/// An OpenDAL operator and the runtime that drives it, called from plain threads: each call
+/// runs on the runtime and is waited for on a channel, within [`CALL_LIMIT`].
+pub(crate) struct Driver {
+    pub(crate) op: Operator,
+    /// The root URL with any credentials in the query left out, for messages.
+    pub(crate) shown: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Driver {
     fn drop(&mut self) {
         // A store may be dropped on an async task; a runtime must not block there.
         if let Some(rt) = self.runtime.take() {
@@ -46,14 +53,15 @@ impl Drop for OpenDalStore {
 }
 
 /// `root` without its query and without a password in its user info, which may hold secrets.
-fn shown(root: &str) -> String {
+pub(crate) fn shown(root: &str) -> String {
     gearpump_core::redact(root.split_once('?').map_or(root, |(base, _)| base)).into_owned()
 }
 
-impl OpenDalStore {
-    /// Opens the store at URL `root` with scheme `scheme` (one of [`SCHEMES`]).
-    pub fn open(root: &str, scheme: &str) -> Result<Self, StorageError> {
-        if !SCHEMES.contains(&scheme) {
+impl Driver {
+    /// An operator for URL `root` (scheme `scheme`, one of [`SCHEMES`], or `fs` for a local
+    /// directory given as `fs:///abs/path`).
+    pub(crate) fn open(root: &str, scheme: &str) -> Result<Self, StorageError> {
+        if !SCHEMES.contains(&scheme) && scheme != "fs" {
             return Err(StorageError::UnsupportedScheme { root: shown(root), scheme: scheme.into() });
         }
         opendal::init_default_registry();
@@ -63,26 +71,29 @@ impl OpenDalStore {
         // The facade installs its HTTP client only with the aws-lc build; install it here.
         opendal_http_transport_reqwest::install_default();
         let bad = |why: String| StorageError::BadRoot { root: shown(root), why };
-        let op = Operator::from_uri(root)
-            .map_err(|e| bad(e.to_string()))?
-            .layer(opendal::layers::RetryLayer::new().with_max_times(3));
+        let op = match root.strip_prefix("hdfs://") {
+            Some(rest) => hdfs(rest).map_err(|e| bad(e.to_string()))?,
+            None => Operator::from_uri(root).map_err(|e| bad(e.to_string()))?,
+        }
+        .layer(opendal::layers::RetryLayer::new().with_max_times(3));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("gearpump-storage")
             .enable_all()
             .build()
             .map_err(|e| StorageError::Io { path: PathBuf::from(shown(root)), source: e })?;
-        Ok(OpenDalStore { op, shown: shown(root), runtime: Some(runtime) })
+        Ok(Driver { op, shown: shown(root), runtime: Some(runtime) })
     }
 
-    /// Runs `call` on the store's runtime and waits for it, within [`CALL_LIMIT`].
-    fn run<T: Send + 'static>(
+    /// Runs `call` on the runtime and waits for it, within [`CALL_LIMIT`]; `what` names the
+    /// path concerned in errors.
+    pub(crate) fn run<T: Send + 'static>(
         &self,
         what: &str,
         call: impl Future<Output = opendal::Result<T>> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let runtime = self.runtime.as_ref().expect("a store has its runtime until dropped");
+        let runtime = self.runtime.as_ref().expect("a driver has its runtime until dropped");
         runtime.spawn(async move {
             let _ = tx.send(tokio::time::timeout(CALL_LIMIT, call).await);
         });
@@ -103,22 +114,59 @@ impl OpenDalStore {
     }
 }
 
+/// An operator for `hdfs://<rest>`: OpenDAL's native HDFS client, with the URL's `dfs.*`
+/// query options passed to it as Hadoop client settings (`dfs.client.failover.max.attempts`,
+/// `dfs.client.socket-timeout`, …).
+fn hdfs(rest: &str) -> opendal::Result<Operator> {
+    let (base, query) = rest.split_once('?').map_or((rest, ""), |(b, q)| (b, q));
+    let (authority, path) = base.split_once('/').map_or((base, ""), |(a, p)| (a, p));
+    let options: std::collections::HashMap<String, String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.starts_with("dfs.") || k.starts_with("ipc.") || k.starts_with("hadoop."))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let builder = opendal::services::HdfsNative::default()
+        .name_node(&format!("hdfs://{authority}"))
+        .root(&format!("/{path}"))
+        .options(options);
+    Operator::new(builder)
+}
+
+impl OpenDalStore {
+    /// Opens the store at URL `root` with scheme `scheme` (one of [`SCHEMES`]).
+    pub fn open(root: &str, scheme: &str) -> Result<Self, StorageError> {
+        if !SCHEMES.contains(&scheme) {
+            return Err(StorageError::UnsupportedScheme { root: shown(root), scheme: scheme.into() });
+        }
+        Ok(OpenDalStore { driver: Driver::open(root, scheme)? })
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl Future<Output = opendal::Result<T>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.driver.run(what, call)
+    }
+}
+
 impl BlobStore for OpenDalStore {
     fn put(&self, name: &str, from: &mut dyn Read) -> Result<u64, StorageError> {
         valid_name(name)?;
         let mut bytes = Vec::new();
         from.read_to_end(&mut bytes)
-            .map_err(|source| StorageError::Io { path: PathBuf::from(format!("{}/{name}", self.shown)), source })?;
+            .map_err(|source| StorageError::Io { path: PathBuf::from(format!("{}/{name}", self.driver.shown)), source })?;
         let len = bytes.len() as u64;
         // One PUT: an object store shows either the old object or the whole new one.
-        let (op, path) = (self.op.clone(), name.to_string());
+        let (op, path) = (self.driver.op.clone(), name.to_string());
         self.run(name, async move { op.write(&path, bytes).await })?;
         Ok(len)
     }
 
     fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError> {
         valid_name(name)?;
-        let (op, path) = (self.op.clone(), name.to_string());
+        let (op, path) = (self.driver.op.clone(), name.to_string());
         self.run(name, async move {
             let len = op.stat(&path).await?.content_length();
             let start = offset.min(len);
@@ -132,12 +180,12 @@ impl BlobStore for OpenDalStore {
         if valid_name(name).is_err() {
             return false;
         }
-        let (op, path) = (self.op.clone(), name.to_string());
+        let (op, path) = (self.driver.op.clone(), name.to_string());
         self.run(name, async move { op.exists(&path).await }).unwrap_or(false)
     }
 
     fn list(&self) -> Result<Vec<String>, StorageError> {
-        let op = self.op.clone();
+        let op = self.driver.op.clone();
         let entries = self.run("", async move { op.list("").await })?;
         let mut names: Vec<String> = entries
             .into_iter()
@@ -151,7 +199,7 @@ impl BlobStore for OpenDalStore {
 
     fn delete(&self, name: &str) -> Result<(), StorageError> {
         valid_name(name)?;
-        let (op, path) = (self.op.clone(), name.to_string());
+        let (op, path) = (self.driver.op.clone(), name.to_string());
         match self.run(name, async move { op.delete(&path).await }) {
             Err(StorageError::NotFound(_)) => Ok(()),
             other => other,
@@ -159,6 +207,6 @@ impl BlobStore for OpenDalStore {
     }
 
     fn describe(&self) -> String {
-        self.shown.clone()
+        self.driver.shown.clone()
     }
 }
