@@ -24,6 +24,7 @@
 pub mod complexdag;
 pub mod distributedshell;
 pub mod distributeservice;
+pub mod fsio;
 pub mod kafka;
 pub mod message_count;
 pub mod numbers_to_files;

@@ -93,6 +93,7 @@ impl Default for Codecs {
         c.register::<(u32, u64)>();
         c.register::<(u64, u64)>();
         c.register::<(String, String)>();
+        c.register::<(i64, String)>();
         c
     }
 }

@@ -52,8 +52,8 @@ fn resolve(root: &str) -> Result<(String, String), StorageError> {
     match root.split_once("://") {
         None | Some(("file", _)) => {
             let path = root.strip_prefix("file://").unwrap_or(root);
-            let abs = std::path::absolute(path)
-                .map_err(|source| StorageError::Io { path: PathBuf::from(path), source })?;
+            let abs =
+                std::path::absolute(path).map_err(|source| StorageError::Io { path: PathBuf::from(path), source })?;
             std::fs::create_dir_all(&abs).map_err(|source| StorageError::Io { path: abs.clone(), source })?;
             Ok(("fs".into(), format!("fs://{}", abs.display())))
         }
@@ -214,7 +214,10 @@ pub struct FileWriter {
 
 impl std::fmt::Debug for FileWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileWriter").field("url", &self.files.url_of(&self.path)).field("written", &self.written).finish()
+        f.debug_struct("FileWriter")
+            .field("url", &self.files.url_of(&self.path))
+            .field("written", &self.written)
+            .finish()
     }
 }
 

@@ -155,8 +155,10 @@ impl BlobStore for OpenDalStore {
     fn put(&self, name: &str, from: &mut dyn Read) -> Result<u64, StorageError> {
         valid_name(name)?;
         let mut bytes = Vec::new();
-        from.read_to_end(&mut bytes)
-            .map_err(|source| StorageError::Io { path: PathBuf::from(format!("{}/{name}", self.driver.shown)), source })?;
+        from.read_to_end(&mut bytes).map_err(|source| StorageError::Io {
+            path: PathBuf::from(format!("{}/{name}", self.driver.shown)),
+            source,
+        })?;
         let len = bytes.len() as u64;
         // One PUT: an object store shows either the old object or the whole new one.
         let (op, path) = (self.driver.op.clone(), name.to_string());
