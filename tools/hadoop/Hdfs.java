@@ -7,7 +7,8 @@
 //   Hdfs text URI...                  prints every record of the SequenceFiles at URI (files or
 //                                     directories, hidden _/. names skipped) as key<TAB>value,
 //                                     read by Hadoop's SequenceFile.Reader
-//   Hdfs write URI N COMPRESSION      writes N records (LongWritable i, Text "record i") with
+//   Hdfs write URI N COMPRESSION [START]  writes N records (LongWritable i, Text "record i"),
+//                                     i from START (default 0), with
 //                                     Hadoop's SequenceFile.Writer; COMPRESSION: NONE, RECORD or
 //                                     BLOCK (DefaultCodec), or RECORD:<codec class>
 import java.io.File;
@@ -32,7 +33,7 @@ public class Hdfs {
     switch (args[0]) {
       case "cluster": cluster(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3])); break;
       case "text": for (int i = 1; i < args.length; i++) text(args[i]); break;
-      case "write": write(args[1], Long.parseLong(args[2]), args[3]); break;
+      case "write": write(args[1], Long.parseLong(args[2]), args[3], args.length > 4 ? Long.parseLong(args[4]) : 0); break;
       default: throw new IllegalArgumentException("unknown command " + args[0]);
     }
   }
@@ -97,7 +98,7 @@ public class Hdfs {
     System.out.flush();
   }
 
-  static void write(String uri, long n, String compression) throws Exception {
+  static void write(String uri, long n, String compression, long start) throws Exception {
     Configuration conf = new Configuration();
     String[] parts = compression.split(":", 2);
     SequenceFile.CompressionType type = SequenceFile.CompressionType.valueOf(parts[0]);
@@ -112,7 +113,7 @@ public class Hdfs {
         SequenceFile.Writer.compression(type, codec))) {
       LongWritable key = new LongWritable();
       Text value = new Text();
-      for (long i = 0; i < n; i++) {
+      for (long i = start; i < start + n; i++) {
         key.set(i);
         value.set("record " + i);
         writer.append(key, value);

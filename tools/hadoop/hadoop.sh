@@ -14,7 +14,9 @@
 #   tools/hadoop/hadoop.sh text URI...                print SequenceFiles (a file or a directory's
 #                                                     visible files) as key<TAB>value, read by
 #                                                     Hadoop's SequenceFile.Reader
-#   tools/hadoop/hadoop.sh write URI N COMPRESSION    write N records with Hadoop's writer (NONE,
+#   tools/hadoop/hadoop.sh write URI N COMPRESSION [START]
+#                                                     write N records (i, "record i"), i from
+#                                                     START, with Hadoop's writer (NONE,
 #                                                     RECORD, BLOCK; DefaultCodec, or
 #                                                     RECORD:<codec class>)
 #
@@ -99,5 +101,5 @@ case "${1:-}" in
   stop) shift; stop "$@" ;;
   text) shift; fetch; java_run text "$@" ;;
   write) shift; fetch; java_run write "$@" ;;
-  *) sed -n '2,23p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

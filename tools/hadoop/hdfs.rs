@@ -90,6 +90,12 @@ pub fn hadoop_text(uri: &str) -> String {
 /// Writes `n` records `(LongWritable i, Text "record i")` to `uri` with Hadoop's own writer;
 /// `compression`: `NONE`, `RECORD`, `BLOCK` or `RECORD:<codec class>`.
 pub fn hadoop_write(uri: &str, n: u64, compression: &str) {
-    let out = run(&["write", uri, &n.to_string(), compression]);
+    hadoop_write_from(uri, 0, n, compression);
+}
+
+/// Writes records `(i, "record i")` for `i` in `start..start + n` to `uri` with Hadoop's own
+/// writer.
+pub fn hadoop_write_from(uri: &str, start: u64, n: u64, compression: &str) {
+    let out = run(&["write", uri, &n.to_string(), compression, &start.to_string()]);
     assert!(out.status.success(), "Hadoop could not write {uri}: {}", String::from_utf8_lossy(&out.stderr));
 }

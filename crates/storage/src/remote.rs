@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// How long one storage call may take before it fails.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
+/// How long a storage call may take before the log says so.
+const SLOW_CALL: Duration = Duration::from_secs(5);
 
 /// The schemes this build can open through OpenDAL.
 pub const SCHEMES: [&str; 4] = ["s3", "hdfs", "webhdfs", "memory"];
@@ -71,17 +73,23 @@ impl Driver {
         // The facade installs its HTTP client only with the aws-lc build; install it here.
         opendal_http_transport_reqwest::install_default();
         let bad = |why: String| StorageError::BadRoot { root: shown(root), why };
-        let op = match root.strip_prefix("hdfs://") {
-            Some(rest) => hdfs(rest).map_err(|e| bad(e.to_string()))?,
-            None => Operator::from_uri(root).map_err(|e| bad(e.to_string()))?,
-        }
-        .layer(opendal::layers::RetryLayer::new().with_max_times(3));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("gearpump-storage")
             .enable_all()
             .build()
             .map_err(|e| StorageError::Io { path: PathBuf::from(shown(root)), source: e })?;
+        // Built inside the store's own runtime: a client that keeps background tasks (HDFS's
+        // RPC connections) spawns them there, not on the caller's runtime, whose thread blocks
+        // while it waits for a call (which would starve them: a deadlock until the time limit).
+        let op = {
+            let _inside = runtime.enter();
+            match root.strip_prefix("hdfs://") {
+                Some(rest) => hdfs(rest).map_err(|e| bad(e.to_string()))?,
+                None => Operator::from_uri(root).map_err(|e| bad(e.to_string()))?,
+            }
+            .layer(opendal::layers::RetryLayer::new().with_max_times(3))
+        };
         Ok(Driver { op, shown: shown(root), runtime: Some(runtime) })
     }
 
@@ -98,7 +106,16 @@ impl Driver {
             let _ = tx.send(tokio::time::timeout(CALL_LIMIT, call).await);
         });
         let path = PathBuf::from(format!("{}/{what}", self.shown));
-        match rx.recv() {
+        // A slow store is named in the log while the call still waits, not only when it fails.
+        let answer = match rx.recv_timeout(SLOW_CALL) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(path = %path.display(), waited_s = SLOW_CALL.as_secs(), "A storage call is slow.");
+                rx.recv()
+            }
+            Ok(answer) => Ok(answer),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(std::sync::mpsc::RecvError),
+        };
+        match answer {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(e))) if e.kind() == ErrorKind::NotFound => Err(StorageError::NotFound(what.into())),
             Ok(Ok(Err(e))) => Err(StorageError::Io { path, source: std::io::Error::other(e.to_string()) }),
