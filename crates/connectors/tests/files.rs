@@ -250,3 +250,75 @@ fn files_hadoop_wrote_read_whole_and_other_codecs_are_named() {
     assert!(text.contains("4321\trecord 4321\n"), "{}", &text[..200.min(text.len())]);
     let _ = <i64 as Writable>::CLASS;
 }
+
+/// A record with its Parquet schema.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    id: i64,
+    sensor: String,
+    value: f64,
+}
+
+impl gearpump_connectors::files::ParquetRecord for Reading {
+    const SCHEMA: &'static str =
+        "message reading { required int64 id; required binary sensor (STRING); required double value; }";
+    fn to_fields(&self) -> Vec<Field> {
+        vec![Field::Long(self.id), Field::Str(self.sensor.clone()), Field::Double(self.value)]
+    }
+    fn from_row(row: &Row) -> Result<Self, String> {
+        Ok(Reading {
+            id: row.get_long(0).map_err(|e| e.to_string())?,
+            sensor: row.get_string(1).map_err(|e| e.to_string())?.clone(),
+            value: row.get_double(2).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// The same columns under other names.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Other(i64);
+
+impl gearpump_connectors::files::ParquetRecord for Other {
+    const SCHEMA: &'static str = "message other { required int64 other; }";
+    fn to_fields(&self) -> Vec<Field> {
+        vec![Field::Long(self.0)]
+    }
+    fn from_row(row: &Row) -> Result<Self, String> {
+        row.get_long(0).map(Other).map_err(|e| e.to_string())
+    }
+}
+
+use gearpump_connectors::files::parquet_types::{Field, Row, RowAccessor};
+
+#[test]
+fn parquet_records_round_trip_through_the_exactly_once_sink_and_the_source() {
+    let dir = tmp("parquet");
+    let url = dir.to_str().unwrap().to_string();
+    let info = info(1, 0, 1, 1000);
+    let mut io = Io { store: Arc::new(Memory::default()), upstream: Timestamp(0) };
+    let mut sink = FileSink::parquet(url.clone(), |m: &Message| {
+        let id = m.timestamp().0;
+        Ok(Reading { id, sensor: format!("s{}", id % 7), value: id as f64 / 2.0 })
+    });
+    sink.open(&mut TaskContext::new(&info, &mut io)).unwrap();
+    for t in 0..150_000 {
+        sink.write(Message::new((), Timestamp(t))).unwrap();
+    }
+    sink.on_checkpoint_complete(&mut TaskContext::new(&info, &mut io), Timestamp(100_000)).unwrap();
+    sink.on_watermark_progress(&mut TaskContext::new(&info, &mut io), Timestamp::MAX).unwrap();
+    sink.close();
+    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.ends_with(".parquet")), "{names:?}");
+    let mut io = Io { store: Arc::new(Memory::default()), upstream: Timestamp::MIN };
+    let mut source = FileSource::parquet::<Reading>(url.clone());
+    source.open(&mut TaskContext::new(&self::info(0, 0, 1, 1000), &mut io), Timestamp::MIN).unwrap();
+    let mut got: Vec<Reading> = drain(&mut source, usize::MAX).iter().map(|m| m.get::<Reading>().unwrap().clone()).collect();
+    got.sort_by_key(|r| r.id);
+    assert_eq!(got.len(), 150_000);
+    assert_eq!(got[1234], Reading { id: 1234, sensor: "s2".into(), value: 617.0 });
+    // Another schema: the error names the file's columns and the record's.
+    let mut wrong = FileSource::parquet::<Other>(url);
+    wrong.open(&mut TaskContext::new(&self::info(0, 0, 1, 1000), &mut io), Timestamp::MIN).unwrap();
+    let err = wrong.read().unwrap_err().to_string();
+    assert!(err.contains("sensor") && err.contains("other") && err.contains(".parquet"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! Files: sources and sinks over any store [`gearpump_storage::Files`] serves (local disks,
-//! HDFS, WebHDFS, S3), in text lines and Hadoop SequenceFiles.
+//! HDFS, WebHDFS, S3), in text lines, Hadoop SequenceFiles and Parquet.
 //!
 //! - [`FileSource`] reads a directory, a glob or a file, spread over its tasks, replayable
 //!   from any time, and picks up new files while it runs if asked to;
@@ -9,13 +9,20 @@
 //! - [`LineSource`] and [`LineSink`] are the simple local-file line source and at-least-once
 //!   line sink.
 //!
-//! [`seqfile`] is the SequenceFile format itself.
+//! [`seqfile`] is the SequenceFile format itself; Parquet goes through [`ParquetRecord`].
+
+/// The `parquet` crate's row types, for [`ParquetRecord`] implementations.
+pub mod parquet_types {
+    pub use ::parquet::record::{Field, Row, RowAccessor};
+}
 
 mod lines;
+mod parquet;
 pub mod seqfile;
 mod sink;
 mod source;
 
+pub use parquet::{ParquetFiles, ParquetFormat, ParquetPart, ParquetReader, ParquetRecord};
 pub use lines::{LineFormat, LineSink, LineSource, LineTime};
 pub use sink::{FileSink, SequenceFileFormat, SinkFormat, TextFormat};
 pub use source::{ByteReader, FileSource, RecordTime, SequenceFiles, SourceFormat, TextLines, TextReader};

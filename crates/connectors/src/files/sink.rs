@@ -177,6 +177,14 @@ impl<K: Writable, V: Writable> FileSink<SequenceFileFormat<K, V>> {
     }
 }
 
+impl<R: super::ParquetRecord> FileSink<super::ParquetFormat<R>> {
+    /// A sink of Parquet files (Snappy-compressed row groups), each message as the record
+    /// `encode` makes of it (see [`super::ParquetRecord`]).
+    pub fn parquet(url: impl Into<String>, encode: fn(&Message) -> Result<R, TaskError>) -> Self {
+        FileSink::new(url, super::ParquetFormat::new(encode))
+    }
+}
+
 impl<F: SinkFormat> FileSink<F> {
     /// A sink writing under directory `url` in `format`.
     pub fn new(url: impl Into<String>, format: F) -> Self {

@@ -319,6 +319,13 @@ impl FileSource<TextLines> {
     {
         FileSource::new(url, SequenceFiles::default())
     }
+
+    /// Every row of the Parquet files at `url`, as `R` records (see
+    /// [`super::ParquetRecord`]): `FileSource::parquet::<WordCount>(url)`. A file is fetched
+    /// whole before it is read (Parquet is read from its footer).
+    pub fn parquet<R: super::ParquetRecord + Value>(url: impl Into<String>) -> FileSource<super::ParquetFiles<R>> {
+        FileSource::new(url, super::ParquetFiles::default())
+    }
 }
 
 impl<F: SourceFormat> FileSource<F> {
