@@ -28,6 +28,7 @@ pub mod fsio;
 pub mod kafka;
 pub mod message_count;
 pub mod numbers_to_files;
+pub mod numbers_to_parquet;
 pub mod sol;
 pub mod window_average;
 pub mod wordcount;

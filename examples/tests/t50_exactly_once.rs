@@ -422,3 +422,85 @@ fn a_keyed_count_stays_exact_across_a_rescale_a_replace_and_failures_while_it_ru
     assert_eq!(total, expected, "each word counted exactly once, by one task");
     cluster.shutdown();
 }
+
+/// Passes numbers on; fails (once each) when it meets a number in `fail_at`.
+struct FailAt(Arc<Mutex<BTreeSet<u64>>>);
+
+impl Task for FailAt {
+    fn on_next(&mut self, ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+        let n = *msg.get::<u64>().ok_or("expected a number")?;
+        if self.0.lock().remove(&n) {
+            return Err(format!("injected failure at {n}").into());
+        }
+        ctx.output(msg);
+        Ok(())
+    }
+}
+
+#[test]
+fn numbers_into_parquet_on_s3_are_each_committed_once_across_failures() {
+    use gearpump_connectors::files::{FileSink, FileSource};
+    use gearpump_examples::numbers_to_parquet::{Number, row};
+    let s3 = S3Server::start("parquet");
+    let output = s3.root("parquet", "numbers");
+    let n = 300_000;
+    let fail_at = Arc::new(Mutex::new(BTreeSet::from([40_000, 150_000, 260_000])));
+    let source = Processor::source("Numbers", 1, move |_| Ok(NumberSource::new(n, 100).paced(200_000)));
+    let f = fail_at.clone();
+    let fail = Processor::from_fn("FailAt", 1, move |_| Ok(FailAt(f.clone())));
+    let out = output.clone();
+    let sink = Processor::sink("Parquet", 2, move |_| Ok(FileSink::parquet(out.clone(), row)));
+    let config = UserConfig::empty()
+        .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 200)
+        .with("state.checkpoint.store.rootpath", checkpoint_root("parquet"));
+    let app = StreamApplication::builder("numbersToParquet")
+        .edge(&source, PartitionerSpec::hash(), &fail)
+        .edge(&fail, PartitionerSpec::hash(), &sink)
+        .config(config)
+        .build()
+        .unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{summary:?}");
+    assert!(fail_at.lock().is_empty(), "every injected failure happened: {:?}", fail_at.lock());
+    cluster.shutdown();
+    // Read back every committed file from the bucket: each number exactly once.
+    let info = gearpump::api::TaskInfo {
+        task_id: TaskId::new(0, 0),
+        parallelism: 1,
+        app_id: gearpump::AppId(1),
+        app_name: "read".into(),
+        description: String::new(),
+        config: Arc::new(UserConfig::empty()),
+        predecessor: None,
+    };
+    struct NoIo;
+    impl gearpump::api::TaskIo for NoIo {
+        fn output(&mut self, _: Message) {}
+        fn send_self(&mut self, _: Message) {}
+        fn schedule(&mut self, _: Duration, _: Option<Duration>) -> gearpump::api::TimerId {
+            gearpump::api::TimerId(0)
+        }
+        fn cancel(&mut self, _: gearpump::api::TimerId) {}
+        fn upstream_min_clock(&self) -> Timestamp {
+            Timestamp::MIN
+        }
+        fn is_backpressured(&self) -> bool {
+            false
+        }
+    }
+    use gearpump::api::DataSource;
+    let mut io = NoIo;
+    let mut source = FileSource::parquet::<Number>(output);
+    source.open(&mut TaskContext::new(&info, &mut io), Timestamp::MIN).unwrap();
+    let mut seen = vec![0u8; n as usize + 1];
+    while let Some(m) = source.read().unwrap() {
+        let r = m.get::<Number>().unwrap();
+        assert_eq!(r, &Number::of(r.n));
+        seen[r.n as usize] += 1;
+    }
+    let wrong: Vec<(usize, u8)> = (1..=n as usize).filter(|i| seen[*i] != 1).map(|i| (i, seen[i])).take(10).collect();
+    assert!(wrong.is_empty(), "numbers not committed exactly once (the first ten, with counts): {wrong:?}");
+}

@@ -307,12 +307,14 @@ fn parquet_records_round_trip_through_the_exactly_once_sink_and_the_source() {
     sink.on_checkpoint_complete(&mut TaskContext::new(&info, &mut io), Timestamp(100_000)).unwrap();
     sink.on_watermark_progress(&mut TaskContext::new(&info, &mut io), Timestamp::MAX).unwrap();
     sink.close();
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().any(|n| n.ends_with(".parquet")), "{names:?}");
     let mut io = Io { store: Arc::new(Memory::default()), upstream: Timestamp::MIN };
     let mut source = FileSource::parquet::<Reading>(url.clone());
     source.open(&mut TaskContext::new(&self::info(0, 0, 1, 1000), &mut io), Timestamp::MIN).unwrap();
-    let mut got: Vec<Reading> = drain(&mut source, usize::MAX).iter().map(|m| m.get::<Reading>().unwrap().clone()).collect();
+    let mut got: Vec<Reading> =
+        drain(&mut source, usize::MAX).iter().map(|m| m.get::<Reading>().unwrap().clone()).collect();
     got.sort_by_key(|r| r.id);
     assert_eq!(got.len(), 150_000);
     assert_eq!(got[1234], Reading { id: 1234, sensor: "s2".into(), value: 617.0 });

@@ -132,6 +132,12 @@ pub fn open(root: &str) -> Result<Arc<dyn BlobStore>, StorageError> {
     }
 }
 
+/// `url` as messages show it: without its query (where options and credentials go) and
+/// without a password in its user info.
+pub fn shown_url(url: &str) -> String {
+    remote::shown(url)
+}
+
 /// The sub-path `child` of store root `root`, keeping a URL's query (its options) at the end:
 /// `join("s3://b/ckpt?region=x", "app1")` is `s3://b/ckpt/app1?region=x`.
 pub fn join(root: &str, child: &str) -> String {

@@ -13,6 +13,7 @@
 
 /// The `parquet` crate's row types, for [`ParquetRecord`] implementations.
 pub mod parquet_types {
+    pub use ::parquet::errors::ParquetError;
     pub use ::parquet::record::{Field, Row, RowAccessor};
 }
 
@@ -22,7 +23,7 @@ pub mod seqfile;
 mod sink;
 mod source;
 
-pub use parquet::{ParquetFiles, ParquetFormat, ParquetPart, ParquetReader, ParquetRecord};
 pub use lines::{LineFormat, LineSink, LineSource, LineTime};
+pub use parquet::{ParquetFiles, ParquetFormat, ParquetPart, ParquetReader, ParquetRecord};
 pub use sink::{FileSink, SequenceFileFormat, SinkFormat, TextFormat};
 pub use source::{ByteReader, FileSource, RecordTime, SequenceFiles, SourceFormat, TextLines, TextReader};

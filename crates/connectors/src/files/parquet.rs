@@ -68,7 +68,12 @@ fn schema<R: ParquetRecord>() -> Result<Arc<Type>, String> {
         }
         if !matches!(
             c.physical_type(),
-            Physical::BOOLEAN | Physical::INT32 | Physical::INT64 | Physical::FLOAT | Physical::DOUBLE | Physical::BYTE_ARRAY
+            Physical::BOOLEAN
+                | Physical::INT32
+                | Physical::INT64
+                | Physical::FLOAT
+                | Physical::DOUBLE
+                | Physical::BYTE_ARRAY
         ) {
             return Err(format!("column {}: type {} is not supported", c.path(), c.physical_type()));
         }
@@ -134,7 +139,12 @@ impl ParquetPart {
             let bad = |f: Option<&Field>| column_error(c, format!("a field of the wrong type for the schema: {f:?}"));
             let written = match column.untyped() {
                 parquet::column::writer::ColumnWriter::BoolColumnWriter(_) => {
-                    let v: Vec<bool> = values.map(|f| match f { Some(Field::Bool(b)) => Ok(*b), f => Err(bad(f)) }).collect::<Result<_, _>>()?;
+                    let v: Vec<bool> = values
+                        .map(|f| match f {
+                            Some(Field::Bool(b)) => Ok(*b),
+                            f => Err(bad(f)),
+                        })
+                        .collect::<Result<_, _>>()?;
                     column.typed::<BoolType>().write_batch(&v, None, None)
                 }
                 parquet::column::writer::ColumnWriter::Int32ColumnWriter(_) => {
@@ -156,11 +166,21 @@ impl ParquetPart {
                     column.typed::<Int64Type>().write_batch(&v, None, None)
                 }
                 parquet::column::writer::ColumnWriter::FloatColumnWriter(_) => {
-                    let v: Vec<f32> = values.map(|f| match f { Some(Field::Float(x)) => Ok(*x), f => Err(bad(f)) }).collect::<Result<_, _>>()?;
+                    let v: Vec<f32> = values
+                        .map(|f| match f {
+                            Some(Field::Float(x)) => Ok(*x),
+                            f => Err(bad(f)),
+                        })
+                        .collect::<Result<_, _>>()?;
                     column.typed::<FloatType>().write_batch(&v, None, None)
                 }
                 parquet::column::writer::ColumnWriter::DoubleColumnWriter(_) => {
-                    let v: Vec<f64> = values.map(|f| match f { Some(Field::Double(x)) => Ok(*x), f => Err(bad(f)) }).collect::<Result<_, _>>()?;
+                    let v: Vec<f64> = values
+                        .map(|f| match f {
+                            Some(Field::Double(x)) => Ok(*x),
+                            f => Err(bad(f)),
+                        })
+                        .collect::<Result<_, _>>()?;
                     column.typed::<DoubleType>().write_batch(&v, None, None)
                 }
                 parquet::column::writer::ColumnWriter::ByteArrayColumnWriter(_) => {
@@ -206,7 +226,10 @@ impl<R: ParquetRecord> SinkFormat for ParquetFormat<R> {
         let fields = (self.encode)(msg)?.to_fields();
         let columns = part.schema.get_fields().len();
         if fields.len() != columns {
-            return Err(TaskError::msg(format!("a record of {} fields for a schema of {columns} columns", fields.len())));
+            return Err(TaskError::msg(format!(
+                "a record of {} fields for a schema of {columns} columns",
+                fields.len()
+            )));
         }
         part.rows.push(fields);
         if part.rows.len() >= ROW_GROUP_ROWS {
@@ -245,7 +268,12 @@ impl<R: ParquetRecord + Value> SourceFormat for ParquetFiles<R> {
     type Item = R;
     type Reader = ParquetReader;
 
-    fn open(&self, _: ByteReader, header: &mut dyn FnMut() -> ByteReader, at: SeqPosition) -> Result<ParquetReader, String> {
+    fn open(
+        &self,
+        _: ByteReader,
+        header: &mut dyn FnMut() -> ByteReader,
+        at: SeqPosition,
+    ) -> Result<ParquetReader, String> {
         // A Parquet file is read from its footer: fetch it whole.
         let mut bytes = Vec::new();
         header().read_to_end(&mut bytes).map_err(|e| e.to_string())?;
@@ -253,7 +281,9 @@ impl<R: ParquetRecord + Value> SourceFormat for ParquetFiles<R> {
             .map_err(|e| format!("not a Parquet file, or a damaged one: {e}"))?;
         let want = schema::<R>()?;
         let have = reader.metadata().file_metadata().schema_descr();
-        let names = |d: &SchemaDescriptor| d.columns().iter().map(|c| (c.path().string(), c.physical_type())).collect::<Vec<_>>();
+        let names = |d: &SchemaDescriptor| {
+            d.columns().iter().map(|c| (c.path().string(), c.physical_type())).collect::<Vec<_>>()
+        };
         let expected = names(&SchemaDescriptor::new(want));
         if names(have) != expected {
             return Err(format!("a Parquet file of columns {:?}, read as {expected:?}", names(have)));

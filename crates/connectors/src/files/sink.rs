@@ -222,7 +222,7 @@ impl<F: SinkFormat> FileSink<F> {
     }
 
     fn err(&self, path: &str, why: impl std::fmt::Display) -> TaskError {
-        let url = self.files.as_ref().map_or_else(|| self.url.clone(), |f| f.url_of(path));
+        let url = self.files.as_ref().map_or_else(|| gearpump_storage::shown_url(&self.url), |f| f.url_of(path));
         TaskError::msg(format!("file sink, {url}: {why}"))
     }
 

@@ -370,7 +370,7 @@ impl<F: SourceFormat> FileSource<F> {
     }
 
     fn err(&self, path: &str, why: impl std::fmt::Display) -> TaskError {
-        let url = self.files.as_ref().map_or_else(|| self.url.clone(), |f| f.url_of(path));
+        let url = self.files.as_ref().map_or_else(|| gearpump_storage::shown_url(&self.url), |f| f.url_of(path));
         TaskError::msg(format!("file source, {url}: {why}"))
     }
 
@@ -393,6 +393,8 @@ impl<F: SourceFormat> FileSource<F> {
             let parent_files = Files::open(&with_query(parent)).map_err(|e| self.err("", e))?;
             match parent_files.stat(last).map_err(|e| self.err("", e))? {
                 Some(info) => !info.dir,
+                // An object store has no directories, only names with a common prefix.
+                None if !parent_files.list(last).map_err(|e| self.err("", e))?.is_empty() => false,
                 None => return Err(self.err("", "no such file or directory")),
             }
         };
