@@ -324,3 +324,24 @@ fn parquet_records_round_trip_through_the_exactly_once_sink_and_the_source() {
     let err = wrong.read().unwrap_err().to_string();
     assert!(err.contains("sensor") && err.contains("other") && err.contains(".parquet"), "{err}");
 }
+
+#[test]
+fn a_monitored_directory_yields_files_that_appear_later_and_never_ends() {
+    let dir = tmp("monitor");
+    std::fs::write(dir.join("1.txt"), "a\nb\n").unwrap();
+    let info = info(0, 0, 1, 1000);
+    let mut io = Io { store: Arc::new(Memory::default()), upstream: Timestamp::MIN };
+    let mut source = FileSource::text(dir.to_str().unwrap()).monitor(Duration::from_millis(10));
+    source.open(&mut TaskContext::new(&info, &mut io), Timestamp::MIN).unwrap();
+    assert_eq!(drain(&mut source, 100).len(), 2);
+    assert_eq!(source.watermark(), None, "a monitored source does not end");
+    // A file written under a hidden name and renamed into place, as the file sink does.
+    std::fs::write(dir.join(".2.txt.inprogress"), "c\nd\ne\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(drain(&mut source, 100).is_empty(), "hidden files are not read");
+    std::fs::rename(dir.join(".2.txt.inprogress"), dir.join("2.txt")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let later: Vec<String> = drain(&mut source, 100).iter().map(|m| m.get::<String>().unwrap().clone()).collect();
+    assert_eq!(later, ["c", "d", "e"]);
+    assert_eq!(drain(&mut source, 100).len(), 0);
+}
