@@ -114,9 +114,15 @@ fn run() -> anyhow::Result<()> {
         })
     };
     let count = Processor::from_fn("Count", a.sources, move |_| Ok(Count(c.clone())));
-    let app = StreamApplication::builder("filesRead").edge(&read, PartitionerSpec::hash(), &count).config(config).build()?;
+    let app =
+        StreamApplication::builder("filesRead").edge(&read, PartitionerSpec::hash(), &count).config(config).build()?;
     let secs = run_app(app)?;
-    anyhow::ensure!(counted.load(Ordering::Relaxed) == a.records, "read {} of {}", counted.load(Ordering::Relaxed), a.records);
+    anyhow::ensure!(
+        counted.load(Ordering::Relaxed) == a.records,
+        "read {} of {}",
+        counted.load(Ordering::Relaxed),
+        a.records
+    );
     report("read", secs, bytes);
     cluster.shutdown();
     let _ = std::fs::remove_dir_all(&ckpt);

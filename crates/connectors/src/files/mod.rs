@@ -19,7 +19,7 @@ pub mod parquet_types {
 
 mod lines;
 mod parquet;
-pub mod seqfile;
+pub use gearpump_formats::seqfile;
 mod sink;
 mod source;
 
