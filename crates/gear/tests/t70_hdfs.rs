@@ -129,3 +129,56 @@ fn a_checkpointed_count_with_its_checkpoints_and_jars_on_hdfs_is_exact_after_an_
     let ckpt = Files::open(&checkpoints).unwrap().list("").unwrap();
     assert!(ckpt.iter().any(|f| f.path.starts_with("app1")), "{ckpt:?}");
 }
+
+#[test]
+fn fsio_survives_a_namenode_restart_mid_run_with_each_record_once() {
+    // An HDFS of its own: the restart must not disturb the other tests' HDFS.
+    let dir = std::env::temp_dir().join(format!("gearpump-hdfs-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let h = hdfs::start(&dir);
+    let n = 400_000u64;
+    let input = h.url("in");
+    hdfs::hadoop_write_from(&format!("{input}/a.seq"), 0, n, "NONE");
+    let output = h.url("out");
+    let c = Cluster::start_with("hdfs-restart", "gearpump.worker.slots = 8\n");
+    let bin = example("fsio");
+    let args = [
+        "app",
+        "-executors",
+        "2",
+        "-jar",
+        bin.to_str().unwrap(),
+        "-input",
+        &input,
+        "-output",
+        &output,
+        "-sink",
+        "2",
+        "-pace",
+        "40000",
+        "-rollTime",
+        "20000",
+        "-checkpointDir",
+        &h.url("checkpoints"),
+    ];
+    let submitted = c.run(&args);
+    assert!(submitted.status.success(), "gear app: {}", String::from_utf8_lossy(&submitted.stderr));
+    c.wait_status(1, "active");
+    // Some parts are committed, then the NameNode goes away and comes back.
+    common::wait_until("a first part file is committed", || {
+        Files::open(&output).and_then(|f| f.list("")).is_ok_and(|l| l.iter().any(|f| f.path.starts_with("part-")))
+    });
+    h.restart_namenode();
+    let info = c.wait_status(1, "succeeded");
+    assert!(info.error.is_none(), "{info:?}");
+    let text = hdfs::hadoop_text(&output);
+    let mut seen = vec![0u8; n as usize];
+    for line in text.lines() {
+        let k: usize = line.split_once('\t').unwrap().0.parse().unwrap();
+        seen[k] += 1;
+    }
+    let wrong: Vec<(usize, u8)> =
+        seen.iter().enumerate().filter(|(_, c)| **c != 1).map(|(k, c)| (k, *c)).take(10).collect();
+    assert!(wrong.is_empty(), "records not seen exactly once after the NameNode restart: {wrong:?}");
+    let _ = std::process::Command::new("kill").arg(h.pid.to_string()).status();
+}

@@ -105,12 +105,15 @@ impl Files {
 
     /// What is at `path` (`""`: the root), or `None` if nothing is.
     pub fn stat(&self, path: &str) -> Result<Option<FileInfo>, StorageError> {
-        let (op, p) = (self.driver.op.clone(), path.to_string());
-        let found = self.driver.run(path, async move {
-            match op.stat(&p).await {
-                Ok(meta) => Ok(Some((meta.content_length(), meta.mode() == EntryMode::DIR))),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
+        let p = path.to_string();
+        let found = self.driver.call(path, move |op| {
+            let p = p.clone();
+            async move {
+                match op.stat(&p).await {
+                    Ok(meta) => Ok(Some((meta.content_length(), meta.mode() == EntryMode::DIR))),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
             }
         })?;
         Ok(found.map(|(size, dir)| FileInfo { path: path.to_string(), size, dir }))
@@ -120,12 +123,15 @@ impl Files {
     /// directory has none.
     pub fn list(&self, dir: &str) -> Result<Vec<FileInfo>, StorageError> {
         let prefix = if dir.is_empty() || dir.ends_with('/') { dir.to_string() } else { format!("{dir}/") };
-        let (op, p) = (self.driver.op.clone(), prefix.clone());
-        let entries = self.driver.run(dir, async move {
-            match op.list(&p).await {
-                Ok(entries) => Ok(entries),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(e),
+        let p = prefix.clone();
+        let entries = self.driver.call(dir, move |op| {
+            let p = p.clone();
+            async move {
+                match op.list(&p).await {
+                    Ok(entries) => Ok(entries),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
             }
         })?;
         let mut files: Vec<FileInfo> = entries
@@ -147,22 +153,33 @@ impl Files {
         if start >= end {
             return Ok(Vec::new());
         }
-        let (op, p) = (self.driver.op.clone(), path.to_string());
+        let p = path.to_string();
         self.driver
-            .run(path, async move { Ok(op.read_with(&p).range(start..end).await?.to_vec()) })
+            .call(path, move |op| {
+                let p = p.clone();
+                async move { Ok(op.read_with(&p).range(start..end).await?.to_vec()) }
+            })
             .map_err(|e| self.io(path, e))
     }
 
     /// The whole of `path`.
     pub fn read_all(&self, path: &str) -> Result<Vec<u8>, StorageError> {
-        let (op, p) = (self.driver.op.clone(), path.to_string());
-        self.driver.run(path, async move { Ok(op.read(&p).await?.to_vec()) }).map_err(|e| self.io(path, e))
+        let p = path.to_string();
+        self.driver
+            .call(path, move |op| {
+                let p = p.clone();
+                async move { Ok(op.read(&p).await?.to_vec()) }
+            })
+            .map_err(|e| self.io(path, e))
     }
 
     /// Writes `bytes` as the whole of `path`, replacing it.
     pub fn write_all(&self, path: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let (op, p) = (self.driver.op.clone(), path.to_string());
-        self.driver.run(path, async move { op.write(&p, bytes).await.map(|_| ()) })
+        let (p, bytes) = (path.to_string(), opendal::Buffer::from(bytes));
+        self.driver.call(path, move |op| {
+            let (p, bytes) = (p.clone(), bytes.clone());
+            async move { op.write(&p, bytes).await.map(|_| ()) }
+        })
     }
 
     /// A new file `path` (replacing one of that name), written in pieces with
@@ -170,34 +187,48 @@ impl Files {
     /// [`FileWriter::close`]; on HDFS and local disks the file is there, growing, as it is
     /// written.
     pub fn create(&self, path: &str) -> Result<FileWriter, StorageError> {
-        let (op, p) = (self.driver.op.clone(), path.to_string());
+        let p = path.to_string();
         let parent = path.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).filter(|_| self.make_dirs);
-        let writer = self.driver.run(path, async move {
-            if let Some(dir) = parent {
-                op.create_dir(&dir).await?;
+        let writer = self.driver.call(path, move |op| {
+            let (p, parent) = (p.clone(), parent.clone());
+            async move {
+                if let Some(dir) = parent {
+                    op.create_dir(&dir).await?;
+                }
+                op.writer(&p).await
             }
-            op.writer(&p).await
         })?;
         Ok(FileWriter { files: self.clone(), path: path.to_string(), writer: Some(writer), written: 0 })
     }
 
     /// Renames `from` to `to`, replacing `to` (see [`Files::can_rename`]).
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        let (op, f, t) = (self.driver.op.clone(), from.to_string(), to.to_string());
+        let (f, t) = (from.to_string(), to.to_string());
         self.driver
-            .run(from, async move {
-                if op.exists(&t).await? {
-                    op.delete(&t).await?;
+            .call(from, move |op| {
+                let (f, t) = (f.clone(), t.clone());
+                async move {
+                    if op.exists(&t).await? {
+                        // A rename cut short by a turned-away call may have happened already.
+                        if !op.exists(&f).await? {
+                            return Ok(());
+                        }
+                        op.delete(&t).await?;
+                    }
+                    op.rename(&f, &t).await
                 }
-                op.rename(&f, &t).await
             })
             .map_err(|e| self.io(from, e))
     }
 
     /// Deletes file `path`; deleting a missing file is not an error.
     pub fn delete(&self, path: &str) -> Result<(), StorageError> {
-        let (op, p) = (self.driver.op.clone(), path.to_string());
-        match self.driver.run(path, async move { op.delete(&p).await }) {
+        let p = path.to_string();
+        let deleted = self.driver.call(path, move |op| {
+            let p = p.clone();
+            async move { op.delete(&p).await }
+        });
+        match deleted {
             Err(StorageError::NotFound(_)) => Ok(()),
             other => other,
         }

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// How long one storage call may take before it fails.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
+/// How long a call the store turns away for now is retried.
+const TRANSIENT_LIMIT: Duration = Duration::from_secs(45);
 /// How long a storage call may take before the log says so.
 const SLOW_CALL: Duration = Duration::from_secs(5);
 
@@ -131,6 +133,51 @@ impl Driver {
     }
 }
 
+/// Whether `e` says the store turned the call away for now, without doing it: HDFS in safe
+/// mode (a NameNode that restarted waits for its DataNodes' block reports), a NameNode still
+/// starting, or a standby one. Such calls are retried.
+fn transient(e: &opendal::Error) -> bool {
+    let text = e.to_string();
+    ["SafeModeException", "RetriableException", "StandbyException", "NameNode still not started"]
+        .iter()
+        .any(|t| text.contains(t))
+}
+
+impl Driver {
+    /// Runs the call `make` builds from the operator, as [`Driver::run`] does; a call the
+    /// store turns away for now ([`transient`]) is made again, with a growing pause, for up to
+    /// [`TRANSIENT_LIMIT`]. Only for calls that may be made twice (everything but the pieces of
+    /// a file being written).
+    pub(crate) fn call<T, F, Fut>(&self, what: &str, make: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: Fn(Operator) -> Fut + Send + 'static,
+        Fut: Future<Output = opendal::Result<T>> + Send + 'static,
+    {
+        let op = self.op.clone();
+        let shown = format!("{}/{what}", self.shown);
+        self.run(what, async move {
+            let began = std::time::Instant::now();
+            let mut pause = Duration::from_millis(100);
+            let mut warned = false;
+            loop {
+                match make(op.clone()).await {
+                    Err(e) if transient(&e) && began.elapsed() + pause < TRANSIENT_LIMIT => {
+                        if !warned {
+                            tracing::warn!(path = %shown, error = %e.to_string().lines().next().unwrap_or_default(),
+                                "The store is not ready (HDFS in safe mode or starting); retrying.");
+                            warned = true;
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    other => return other,
+                }
+            }
+        })
+    }
+}
+
 /// An operator for `hdfs://<rest>`: OpenDAL's native HDFS client, with the URL's `dfs.*`
 /// query options passed to it as Hadoop client settings (`dfs.client.failover.max.attempts`,
 /// `dfs.client.socket-timeout`, …).
@@ -158,14 +205,6 @@ impl OpenDalStore {
         }
         Ok(OpenDalStore { driver: Driver::open(root, scheme)? })
     }
-
-    fn run<T: Send + 'static>(
-        &self,
-        what: &str,
-        call: impl Future<Output = opendal::Result<T>> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        self.driver.run(what, call)
-    }
 }
 
 impl BlobStore for OpenDalStore {
@@ -178,20 +217,27 @@ impl BlobStore for OpenDalStore {
         })?;
         let len = bytes.len() as u64;
         // One PUT: an object store shows either the old object or the whole new one.
-        let (op, path) = (self.driver.op.clone(), name.to_string());
-        self.run(name, async move { op.write(&path, bytes).await })?;
+        let (path, bytes) = (name.to_string(), opendal::Buffer::from(bytes));
+        self.driver.call(name, move |op| {
+            let (path, bytes) = (path.clone(), bytes.clone());
+            async move { op.write(&path, bytes).await }
+        })?;
         Ok(len)
     }
 
     fn read_at(&self, name: &str, offset: u64, max: usize) -> Result<(Vec<u8>, bool), StorageError> {
         valid_name(name)?;
-        let (op, path) = (self.driver.op.clone(), name.to_string());
-        self.run(name, async move {
-            let len = op.stat(&path).await?.content_length();
-            let start = offset.min(len);
-            let end = start.saturating_add(max as u64).min(len);
-            let bytes = if start == end { Vec::new() } else { op.read_with(&path).range(start..end).await?.to_vec() };
-            Ok((bytes, end >= len))
+        let path = name.to_string();
+        self.driver.call(name, move |op| {
+            let path = path.clone();
+            async move {
+                let len = op.stat(&path).await?.content_length();
+                let start = offset.min(len);
+                let end = start.saturating_add(max as u64).min(len);
+                let bytes =
+                    if start == end { Vec::new() } else { op.read_with(&path).range(start..end).await?.to_vec() };
+                Ok((bytes, end >= len))
+            }
         })
     }
 
@@ -199,13 +245,17 @@ impl BlobStore for OpenDalStore {
         if valid_name(name).is_err() {
             return false;
         }
-        let (op, path) = (self.driver.op.clone(), name.to_string());
-        self.run(name, async move { op.exists(&path).await }).unwrap_or(false)
+        let path = name.to_string();
+        self.driver
+            .call(name, move |op| {
+                let path = path.clone();
+                async move { op.exists(&path).await }
+            })
+            .unwrap_or(false)
     }
 
     fn list(&self) -> Result<Vec<String>, StorageError> {
-        let op = self.driver.op.clone();
-        let entries = self.run("", async move { op.list("").await })?;
+        let entries = self.driver.call("", |op| async move { op.list("").await })?;
         let mut names: Vec<String> = entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
@@ -218,8 +268,12 @@ impl BlobStore for OpenDalStore {
 
     fn delete(&self, name: &str) -> Result<(), StorageError> {
         valid_name(name)?;
-        let (op, path) = (self.driver.op.clone(), name.to_string());
-        match self.run(name, async move { op.delete(&path).await }) {
+        let path = name.to_string();
+        let deleted = self.driver.call(name, move |op| {
+            let path = path.clone();
+            async move { op.delete(&path).await }
+        });
+        match deleted {
             Err(StorageError::NotFound(_)) => Ok(()),
             other => other,
         }
