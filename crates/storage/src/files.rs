@@ -39,6 +39,9 @@ pub struct Files {
     /// Whether a file's directory must be made before the file (WebHDFS renames a finished
     /// file into place, which fails, silently, into a missing directory).
     make_dirs: bool,
+    /// The smallest piece handed to the store (WebHDFS writes each piece as a file of its own,
+    /// concatenated on close: a few large ones, not many small ones).
+    piece: usize,
 }
 
 impl std::fmt::Debug for Files {
@@ -77,7 +80,8 @@ impl Files {
         driver.shown = shown(root);
         let capability = driver.op.info().capability();
         let make_dirs = scheme == "webhdfs";
-        Ok(Files { driver: Arc::new(driver), rename: capability.rename, make_dirs })
+        let piece = if make_dirs { 32 << 20 } else { 0 };
+        Ok(Files { driver: Arc::new(driver), rename: capability.rename, make_dirs, piece })
     }
 
     /// The root, without credentials.
@@ -198,7 +202,7 @@ impl Files {
                 op.writer(&p).await
             }
         })?;
-        Ok(FileWriter { files: self.clone(), path: path.to_string(), writer: Some(writer), written: 0 })
+        Ok(FileWriter { files: self.clone(), path: path.to_string(), writer: Some(writer), written: 0, pending: Vec::new() })
     }
 
     /// Renames `from` to `to`, replacing `to` (see [`Files::can_rename`]).
@@ -241,6 +245,8 @@ pub struct FileWriter {
     path: String,
     writer: Option<opendal::Writer>,
     written: u64,
+    /// Bytes not yet handed to the store (see `Files::piece`).
+    pending: Vec<u8>,
 }
 
 impl std::fmt::Debug for FileWriter {
@@ -255,14 +261,27 @@ impl std::fmt::Debug for FileWriter {
 impl FileWriter {
     /// Appends `bytes`.
     pub fn write(&mut self, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let mut writer = self.writer.take().ok_or_else(|| self.closed())?;
         let len = bytes.len() as u64;
+        if self.files.piece == 0 {
+            self.send(bytes)?;
+        } else {
+            self.pending.extend_from_slice(&bytes);
+            if self.pending.len() >= self.files.piece {
+                let piece = std::mem::take(&mut self.pending);
+                self.send(piece)?;
+            }
+        }
+        self.written += len;
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let mut writer = self.writer.take().ok_or_else(|| self.closed())?;
         let writer = self.files.driver.run(&self.path, async move {
             writer.write(bytes).await?;
             Ok(writer)
         })?;
         self.writer = Some(writer);
-        self.written += len;
         Ok(())
     }
 
@@ -285,6 +304,10 @@ impl FileWriter {
 
     /// Finishes the file: everything written is durable (and, on an object store, visible).
     pub fn close(mut self) -> Result<u64, StorageError> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.send(rest)?;
+        }
         let mut writer = self.writer.take().ok_or_else(|| self.closed())?;
         self.files.driver.run(&self.path, async move { writer.close().await.map(|_| ()) })?;
         Ok(self.written)
