@@ -2,10 +2,13 @@
 //!
 //! Sources and sinks that move data between applications and the outside world.
 //!
-//! - [`files`]: [`files::LineSource`] reads a text file line by line and replays from any
-//!   time, seeking through an offset↔timestamp store; [`files::LineSink`] appends one line per
-//!   message to a file per task, durable before the application's clock passes it
-//!   (at-least-once across failures).
+//! - [`files`]: on every store `gearpump_storage::Files` serves (local disks, `hdfs://`,
+//!   `webhdfs://`, S3), [`files::FileSource`] reads directories, globs or files of text lines,
+//!   Hadoop SequenceFiles or Parquet, spread over its tasks and replayable from any time
+//!   (positions stored with the checkpoints); [`files::FileSink`] writes rolling part files
+//!   exactly once, committed when the checkpoint covering them completes. The simpler
+//!   [`files::LineSource`] and [`files::LineSink`] read and append local line files
+//!   (replayable, at-least-once).
 //!
 //! - [`kafka`]: [`kafka::KafkaSource`] reads topics, spread over its tasks, and replays from
 //!   any time (offsets stored with the checkpoints, or the broker's offsets-for-times);

@@ -202,7 +202,13 @@ impl Files {
                 op.writer(&p).await
             }
         })?;
-        Ok(FileWriter { files: self.clone(), path: path.to_string(), writer: Some(writer), written: 0, pending: Vec::new() })
+        Ok(FileWriter {
+            files: self.clone(),
+            path: path.to_string(),
+            writer: Some(writer),
+            written: 0,
+            pending: Vec::new(),
+        })
     }
 
     /// Renames `from` to `to`, replacing `to` (see [`Files::can_rename`]).
