@@ -20,3 +20,4 @@
 
 pub mod files;
 pub mod kafka;
+mod positions;

@@ -21,6 +21,21 @@ fn cluster(name: &str, h: &hdfs::Hdfs) -> Cluster {
     Cluster::start_with(name, &conf)
 }
 
+/// Hadoop's reading of fsio's output (`key<TAB>value` lines) holds each record `(k, "record
+/// k")`, `k` in `0..n`, exactly once.
+fn assert_each_record_once(text: &str, n: u64) {
+    let mut seen = vec![0u8; n as usize];
+    for line in text.lines() {
+        let (key, value) = line.split_once('\t').unwrap_or_else(|| panic!("a bad line {line:?}"));
+        let k: usize = key.parse().unwrap();
+        assert_eq!(value, format!("record {k}"));
+        seen[k] += 1;
+    }
+    let wrong: Vec<(usize, u8)> =
+        seen.iter().enumerate().filter(|(_, c)| **c != 1).map(|(k, c)| (k, *c)).take(10).collect();
+    assert!(wrong.is_empty(), "records not seen exactly once (the first ten, with their counts): {wrong:?}");
+}
+
 #[test]
 fn fsio_writes_each_record_exactly_once_into_hdfs_across_three_executor_kills() {
     let h = hdfs::shared();
@@ -63,19 +78,8 @@ fn fsio_writes_each_record_exactly_once_into_hdfs_across_three_executor_kills() 
     assert!(info.error.is_none(), "{info:?}");
     // Hadoop's reader over the visible files: each record exactly once.
     let text = hdfs::hadoop_text(&output);
-    let mut seen = vec![0u8; N as usize];
-    let mut lines = 0;
-    for line in text.lines() {
-        let (key, value) = line.split_once('\t').unwrap_or_else(|| panic!("a bad line {line:?}"));
-        let k: usize = key.parse().unwrap();
-        assert_eq!(value, format!("record {k}"));
-        seen[k] += 1;
-        lines += 1;
-    }
-    let wrong: Vec<(usize, u8)> =
-        seen.iter().enumerate().filter(|(_, n)| **n != 1).map(|(k, n)| (k, *n)).take(10).collect();
-    assert!(wrong.is_empty(), "records not seen exactly once (the first ten, with their counts): {wrong:?}");
-    assert_eq!(lines, N);
+    assert_each_record_once(&text, N);
+    assert_eq!(text.lines().count() as u64, N);
     // Committed files are all part files; nothing is left in progress.
     let files = Files::open(&output).unwrap();
     let names: Vec<String> = files.list("").unwrap().into_iter().map(|f| f.path).collect();
@@ -171,14 +175,6 @@ fn fsio_survives_a_namenode_restart_mid_run_with_each_record_once() {
     h.restart_namenode();
     let info = c.wait_status(1, "succeeded");
     assert!(info.error.is_none(), "{info:?}");
-    let text = hdfs::hadoop_text(&output);
-    let mut seen = vec![0u8; n as usize];
-    for line in text.lines() {
-        let k: usize = line.split_once('\t').unwrap().0.parse().unwrap();
-        seen[k] += 1;
-    }
-    let wrong: Vec<(usize, u8)> =
-        seen.iter().enumerate().filter(|(_, c)| **c != 1).map(|(k, c)| (k, *c)).take(10).collect();
-    assert!(wrong.is_empty(), "records not seen exactly once after the NameNode restart: {wrong:?}");
+    assert_each_record_once(&hdfs::hadoop_text(&output), n);
     let _ = std::process::Command::new("kill").arg(h.pid.to_string()).status();
 }

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 /// Bytes fetched from the store per read.
 const CHUNK: u64 = 4 << 20;
-/// How many stored positions a source keeps (older ones are deleted).
-const KEEP_POSITIONS: usize = 16;
 
 /// The bytes of one file from an offset on, fetched from the store in large ranges.
 pub struct ByteReader {
@@ -268,7 +266,7 @@ pub struct FileSource<F: SourceFormat> {
     boundaries: VecDeque<(Timestamp, Position)>,
     max_ts: Option<Timestamp>,
     grid: i64,
-    stored: VecDeque<Timestamp>,
+    stored: crate::positions::StoredPositions,
 }
 
 /// Which names in the directory are read.
@@ -350,7 +348,7 @@ impl<F: SourceFormat> FileSource<F> {
             boundaries: VecDeque::new(),
             max_ts: None,
             grid: 1000,
-            stored: VecDeque::new(),
+            stored: Default::default(),
         }
     }
 
@@ -585,22 +583,11 @@ impl<F: SourceFormat> DataSource for FileSource<F> {
     fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
         // Checkpoints are taken on the interval grid: only positions there can be restored.
         let time = Timestamp(time.0.div_euclid(self.grid).saturating_mul(self.grid));
-        if self.stored.back().is_some_and(|t| *t >= time) {
+        if self.stored.last().is_some_and(|t| t >= time) || ctx.state_store().is_none() {
             return Ok(());
         }
-        let Some(store) = ctx.state_store() else { return Ok(()) };
         let Some(position) = self.position_for(time) else { return Ok(()) };
-        let bytes = postcard::to_allocvec(&position).map_err(TaskError::msg)?;
-        store.save(ctx.task_id(), time, &bytes)?;
-        self.stored.push_back(time);
-        if self.stored.len() > KEEP_POSITIONS
-            && let Some(oldest_kept) = self.stored.get(self.stored.len() - KEEP_POSITIONS).copied()
-        {
-            store.prune(ctx.task_id(), oldest_kept)?;
-            while self.stored.front().is_some_and(|t| *t < oldest_kept) {
-                self.stored.pop_front();
-            }
-        }
+        self.stored.save(ctx, time, &position)?;
         while self.boundaries.len() > 1 && self.boundaries[1].0 <= time {
             self.boundaries.pop_front();
         }

@@ -39,8 +39,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The watermark is updated when no record is there, and at least every this many records.
 const UPDATE_EVERY: u32 = 1024;
-/// How many stored positions a source keeps (older ones are deleted).
-const KEEP_POSITIONS: usize = 16;
 
 /// What one assigned partition has read.
 #[derive(Clone, Debug)]
@@ -142,7 +140,7 @@ pub struct KafkaSource {
     grid: i64,
     watermark: Timestamp,
     /// Times of the positions this task stored, oldest first.
-    stored: VecDeque<Timestamp>,
+    stored: crate::positions::StoredPositions,
     last_probe: Instant,
     /// When the quiet partitions were last checked for unread records.
     last_check: Option<Instant>,
@@ -169,7 +167,7 @@ impl KafkaSource {
             idle: Duration::from_secs(5),
             grid: 1000,
             watermark: Timestamp::MIN,
-            stored: VecDeque::new(),
+            stored: Default::default(),
             last_probe: Instant::now(),
             last_check: None,
             timeout: Duration::from_secs(10),
@@ -492,20 +490,12 @@ impl DataSource for KafkaSource {
 
     fn on_checkpoint_complete(&mut self, ctx: &mut TaskContext<'_>, time: Timestamp) -> TaskResult {
         // Checkpoints are taken on the interval grid: only positions there can be restored.
-        let Some(store) = ctx.state_store().filter(|_| time.0.rem_euclid(self.grid) == 0) else { return Ok(()) };
+        if time.0.rem_euclid(self.grid) != 0 || ctx.state_store().is_none() {
+            return Ok(());
+        }
         let positions: Vec<(String, i32, i64)> =
             self.parts.iter().map(|p| (p.topic.clone(), p.partition, p.position_for(time))).collect();
-        let bytes = postcard::to_allocvec(&positions).map_err(TaskError::msg)?;
-        store.save(ctx.task_id(), time, &bytes)?;
-        self.stored.push_back(time);
-        if self.stored.len() > KEEP_POSITIONS
-            && let Some(oldest_kept) = self.stored.get(self.stored.len() - KEEP_POSITIONS).copied()
-        {
-            store.prune(ctx.task_id(), oldest_kept)?;
-            while self.stored.front().is_some_and(|t| *t < oldest_kept) {
-                self.stored.pop_front();
-            }
-        }
+        self.stored.save(ctx, time, &positions)?;
         // Boundaries before the one that applies at `time` are no longer needed.
         for p in &mut self.parts {
             while p.boundaries.len() > 1 && p.boundaries[1].0 <= time {
