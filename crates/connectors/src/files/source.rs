@@ -538,8 +538,9 @@ impl<F: SourceFormat> DataSource for FileSource<F> {
                 let reader = self.reader(&info, None)?;
                 self.current = Some((info, reader));
             }
-            let before = self.position().expect("reading a file");
             let (info, reader) = self.current.as_mut().expect("a current file");
+            // Where this record starts (the file's name is copied only for a boundary).
+            let (at, ordinal) = (self.format.position(reader), self.ordinal);
             let item = match self.format.next(reader) {
                 Ok(Some(item)) => item,
                 Ok(None) => {
@@ -556,19 +557,20 @@ impl<F: SourceFormat> DataSource for FileSource<F> {
                 Some(f) => f(&item, self.ordinal),
                 None => Timestamp(self.ordinal as i64),
             };
-            match self.max_ts {
-                Some(max) if t <= max => {}
-                Some(max) => {
-                    let line = Timestamp(max.0.div_euclid(self.grid).saturating_add(1).saturating_mul(self.grid));
-                    if line <= t {
-                        self.boundaries.push_back((line, before));
-                    }
-                    self.max_ts = Some(t);
-                }
-                None => {
-                    self.boundaries.push_back((Timestamp::MIN, before));
-                    self.max_ts = Some(t);
-                }
+            let boundary = match self.max_ts {
+                Some(max) if t <= max => None,
+                // The first grid line past the old maximum: from it up to `t`, this record is
+                // the first stamped at or after.
+                Some(max) => Some(Timestamp(max.0.div_euclid(self.grid).saturating_add(1).saturating_mul(self.grid)))
+                    .filter(|line| *line <= t),
+                None => Some(Timestamp::MIN),
+            };
+            if t > self.max_ts.unwrap_or(Timestamp::MIN) || self.max_ts.is_none() {
+                self.max_ts = Some(t);
+            }
+            if let Some(line) = boundary {
+                let file = self.current.as_ref().expect("a current file").0.path.clone();
+                self.boundaries.push_back((line, Position { file, at, ordinal }));
             }
             if let Some(msg) = self.filter.filter(Message::new(item, t)) {
                 return Ok(Some(msg));
