@@ -65,6 +65,9 @@ pub use gearpump_cluster::{
     WaitError,
 };
 pub use gearpump_core::{AppId, AppliedChange, CodecError, DagChange, DagProcessor, ProcessorId, TaskId, redact};
+/// The typed stream DSL: [`Pipeline`], [`Stream`], [`KeyedStream`].
+pub use gearpump_dsl as dsl;
+pub use gearpump_dsl::{Data, DslError, Key, KeyedStream, Pipeline, Stream};
 pub use gearpump_streaming::MetricsConfig;
 pub use gearpump_transport::FlowConfig;
 pub use gearpump_transport::tcp::{ClusterSecret, RetryPolicy};

@@ -1,0 +1,250 @@
+//! The typed DSL on the embedded cluster: exact results, chaining, keyed operators, union,
+//! dropping down to a Task, build-time errors, and exactly-once keyed state across failures.
+
+use gearpump::prelude::*;
+use gearpump::{AppStatus, ClusterConfig, DslError, EmbeddedCluster, Pipeline};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(300);
+
+/// Line `i` of task `t`: ten words of a small vocabulary, deterministic.
+fn line(t: u32, i: u64) -> String {
+    let mut x = (u64::from(t) << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("w{}", x % 37)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A pipeline whose checkpoints go to a directory of its own under the system's temporary one.
+fn pipeline(name: &str) -> Pipeline {
+    let root = std::env::temp_dir().join(format!("gearpump-dsl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let p = Pipeline::new(name);
+    p.config(UserConfig::empty().with("state.checkpoint.store.rootpath", root.to_string_lossy()));
+    p
+}
+
+fn run(cluster: &EmbeddedCluster, app: StreamApplication) {
+    let client = cluster.client();
+    let name = app.name().to_string();
+    let id = client.submit(app).unwrap();
+    let summary = client.wait(id, WAIT).unwrap();
+    assert_eq!(summary.status, AppStatus::Succeeded, "{name}: {summary:?}");
+}
+
+type Counts = Arc<Mutex<HashMap<String, u64>>>;
+
+fn wordcount(lines_per_task: u64, sources: u32, split: u32, count: u32, out: Counts) -> StreamApplication {
+    let p = pipeline("dslWordCount");
+    p.generate("lines", sources, move |info| {
+        let t = info.task_id.index;
+        (0..lines_per_task).map(move |i| (Timestamp(i as i64), line(t, i)))
+    })
+    .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    .name("split")
+    .parallelism(split)
+    .key_by_value()
+    .count()
+    .parallelism(count)
+    .for_each(move |(word, n), _| {
+        let mut out = out.lock().unwrap();
+        let e = out.entry(word).or_insert(0);
+        *e = (*e).max(n);
+    });
+    p.build().unwrap()
+}
+
+#[test]
+fn word_counts_are_exact_for_every_parallelism() {
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let lines = 500;
+    for (sources, split, count) in [(1, 1, 1), (2, 2, 3), (1, 3, 2), (3, 1, 1)] {
+        let mut expected: HashMap<String, u64> = HashMap::new();
+        for t in 0..sources {
+            for i in 0..lines {
+                for w in line(t, i).split_whitespace() {
+                    *expected.entry(w.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let counts = Counts::default();
+        run(&cluster, wordcount(lines, sources, split, count, counts.clone()));
+        assert_eq!(*counts.lock().unwrap(), expected, "sources {sources}, split {split}, count {count}");
+    }
+    cluster.shutdown();
+}
+
+#[test]
+fn operators_without_repartitioning_are_chained_into_one_processor() {
+    let app = wordcount(1, 2, 2, 2, Counts::default());
+    let described: Vec<(&str, u32)> =
+        app.dag().processors().iter().map(|p| (p.description.as_str(), p.parallelism)).collect();
+    assert_eq!(described, vec![("lines → split", 2), ("count → for_each", 2)]);
+    // Parallelism differs: the split gets a processor of its own, fed by hash.
+    let app = wordcount(1, 1, 2, 2, Counts::default());
+    let described: Vec<&str> = app.dag().processors().iter().map(|p| p.description.as_str()).collect();
+    assert_eq!(described, vec!["lines", "split", "count → for_each"]);
+    let edges: Vec<&str> = app.dag().edges().iter().map(|e| e.partitioner.name()).collect();
+    assert_eq!(edges[0], "hash");
+    // The keyed count is stateful: its processor checkpoints.
+    assert!(app.dag().processors()[2].stateful);
+    assert!(!app.dag().processors()[0].stateful);
+}
+
+#[test]
+fn keyed_operators_agree_with_an_in_memory_computation() {
+    let n = 20_000u64;
+    let numbers = move || (1..=n).map(|i| (Timestamp(i as i64 / 10), i));
+    type Last<V> = Arc<Mutex<BTreeMap<u64, V>>>;
+    fn last<V: Send + 'static>(into: &Last<V>) -> impl Fn((u64, V), Timestamp) + Send + Sync + 'static {
+        let into = into.clone();
+        move |(k, v), _| {
+            into.lock().unwrap().insert(k, v);
+        }
+    }
+    let (sums, mins, maxs, folds, counts): (Last<u64>, Last<u64>, Last<u64>, Last<Vec<u64>>, Last<u64>) =
+        Default::default();
+    let reduced: Last<u64> = Last::default();
+    let p = pipeline("keyed");
+    let s = p.generate("numbers", 2, move |info| {
+        let (t, tasks) = (u64::from(info.task_id.index), u64::from(info.parallelism));
+        numbers().filter(move |(_, i)| i % tasks == t)
+    });
+    s.clone().key_by(|i: &u64| i % 7).sum(|i| *i).parallelism(3).for_each(last(&sums));
+    s.clone().key_by(|i: &u64| i % 7).min(|i| i * 3 % 1001).for_each(last(&mins));
+    s.clone().key_by(|i: &u64| i % 7).max(|i| i * 3 % 1001).for_each(last(&maxs));
+    s.clone().key_by(|i: &u64| i % 7).count().for_each(last(&counts));
+    s.clone()
+        .filter(|i| i % 1000 == 0)
+        .key_by(|i: &u64| i % 7)
+        .fold(Vec::new(), |v: &mut Vec<u64>, i| v.push(i))
+        .map(|(k, mut v)| {
+            v.sort_unstable();
+            (k, v)
+        })
+        .for_each(last(&folds));
+    s.map(|i| (i % 7, i))
+        .key_by(|(k, _): &(u64, u64)| *k)
+        .reduce(|(k, a), (_, b)| (k, a + b))
+        .parallelism(1)
+        .for_each(last(&reduced));
+    let app = p.build().unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, app);
+    cluster.shutdown();
+    for k in 0..7u64 {
+        let of_k: Vec<u64> = (1..=n).filter(|i| i % 7 == k).collect();
+        assert_eq!(sums.lock().unwrap()[&k], of_k.iter().sum::<u64>(), "sum of {k}");
+        assert_eq!(reduced.lock().unwrap()[&k], of_k.iter().sum::<u64>(), "reduce of {k}");
+        assert_eq!(counts.lock().unwrap()[&k], of_k.len() as u64, "count of {k}");
+        assert_eq!(mins.lock().unwrap()[&k], of_k.iter().map(|i| i * 3 % 1001).min().unwrap(), "min of {k}");
+        assert_eq!(maxs.lock().unwrap()[&k], of_k.iter().map(|i| i * 3 % 1001).max().unwrap(), "max of {k}");
+        let thousands: Vec<u64> = of_k.iter().copied().filter(|i| i % 1000 == 0).collect();
+        if !thousands.is_empty() {
+            assert_eq!(folds.lock().unwrap()[&k], thousands, "fold of {k}");
+        }
+    }
+}
+
+#[test]
+fn reduce_union_and_a_task_in_the_middle() {
+    /// A Task-API task between DSL operators: doubles u64 values.
+    struct Double;
+    impl Task for Double {
+        fn on_next(&mut self, ctx: &mut TaskContext<'_>, msg: Message) -> TaskResult {
+            let v = *msg.get::<u64>().ok_or("expected a u64")?;
+            ctx.output(Message::new(v * 2, msg.timestamp()));
+            Ok(())
+        }
+    }
+    let totals: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let p = pipeline("unionAndProcess");
+    let odd = p.collection("odd", (1..=99u64).step_by(2));
+    let even = p.collection("even", (2..=100u64).step_by(2));
+    let t = totals.clone();
+    odd.union(even)
+        .process::<u64, _>("double", 2, |_| Ok(Double))
+        .key_by(|_: &u64| ())
+        .reduce(|a, b| a + b)
+        .for_each(move |total, _| t.lock().unwrap().push(total));
+    let app = p.build().unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, app);
+    cluster.shutdown();
+    let totals = totals.lock().unwrap();
+    assert_eq!(totals.len(), 100, "one running total per value");
+    assert_eq!(totals.iter().max(), Some(&(2 * 5050)));
+}
+
+#[test]
+fn a_zero_parallelism_is_an_error_naming_the_operator() {
+    let p = Pipeline::new("bad");
+    p.collection("numbers", [1u64, 2, 3]).map(|i| i + 1).name("increment").parallelism(0).for_each(|_, _| {});
+    assert_eq!(p.build().unwrap_err(), DslError::ZeroParallelism { operator: "increment".into() });
+    let p = Pipeline::new("bad name!");
+    p.collection("numbers", [1u64]).for_each(|_, _| {});
+    let e = p.build().unwrap_err();
+    assert!(e.to_string().contains("bad name!"), "{e}");
+}
+
+#[test]
+fn keyed_state_is_exact_across_failures() {
+    let n = 1_000_000u64;
+    let root = std::env::temp_dir().join(format!("gearpump-dsl-exactly-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut rng = fastrand::Rng::new();
+    let fail_at: BTreeSet<u64> = (0..3).map(|_| rng.u64(1..=n)).collect();
+    eprintln!("failing at {fail_at:?}");
+    let fail_at = Arc::new(Mutex::new(fail_at));
+    let sums: Arc<Mutex<BTreeMap<u64, (u64, u64)>>> = Arc::default();
+    let p = Pipeline::new("dslExactlyOnce");
+    p.config(
+        UserConfig::empty()
+            .with(gearpump::api::state::CHECKPOINT_INTERVAL_KEY, 500)
+            .with("state.checkpoint.store.rootpath", root.to_string_lossy()),
+    );
+    let f = fail_at.clone();
+    let s = sums.clone();
+    // Paced at about 250,000 numbers a second, so that checkpoints complete between failures.
+    p.generate("numbers", 1, move |_| {
+        (1..=n).map(|i| {
+            if i % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(4));
+            }
+            (Timestamp(i as i64 / 100), i)
+        })
+    })
+    .inspect(move |i| {
+        if f.lock().unwrap().remove(i) {
+            panic!("injected failure at {i}");
+        }
+    })
+    .key_by(|i: &u64| i % 10)
+    .fold((0u64, 0u64), |(count, sum), i| {
+        *count += 1;
+        *sum += i;
+    })
+    .parallelism(2)
+    .for_each(move |(k, v), _| {
+        s.lock().unwrap().insert(k, v);
+    });
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    assert!(fail_at.lock().unwrap().is_empty(), "every injected failure happened");
+    let sums = sums.lock().unwrap();
+    for k in 0..10 {
+        let count = (1..=n).filter(|i| i % 10 == k).count() as u64;
+        let sum: u64 = (1..=n).filter(|i| i % 10 == k).sum();
+        assert_eq!(sums[&k], (count, sum), "key {k}: each number once");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
