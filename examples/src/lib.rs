@@ -32,6 +32,7 @@ pub mod numbers_to_parquet;
 pub mod sol;
 pub mod window_average;
 pub mod wordcount;
+pub mod words;
 
 use std::time::Duration;
 

@@ -1,0 +1,58 @@
+//! The word count of `gearpump_examples::words`, with the Task API or the DSL, on the embedded
+//! cluster: `wordcount_bench -api dsl -words 50000000 -parallelism 2`. Prints the wall time and
+//! the words per second, and checks that every word was counted.
+
+use clap::Parser;
+use gearpump::{AppStatus, ClusterConfig, EmbeddedCluster};
+use gearpump_examples::words;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs one word count to its end and reports its throughput.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Which API the job is written with: task or dsl.
+    #[arg(long, default_value = "dsl", value_parser = ["task", "dsl"])]
+    api: String,
+    /// How many words in all.
+    #[arg(long, default_value_t = 50_000_000)]
+    words: u64,
+    /// Tasks per processor (sources, splits, counts).
+    #[arg(long, default_value_t = 2)]
+    parallelism: u32,
+}
+
+fn main() -> std::process::ExitCode {
+    gearpump_examples::main_with(run)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
+    let app = match args.api.as_str() {
+        "task" => words::task_api(args.words, args.parallelism)?,
+        _ => words::dsl(args.words, args.parallelism)?,
+    };
+    let expected =
+        words::lines_per_task(args.words, args.parallelism) * u64::from(args.parallelism) * words::WORDS_PER_LINE;
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let started = Instant::now();
+    let id = client.submit(app)?;
+    let summary = client.wait(id, Duration::from_secs(3600))?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(summary.status == AppStatus::Succeeded, "the word count ended {:?}", summary.status);
+    let stats = client.stats(id).ok_or_else(|| anyhow::anyhow!("no statistics for application {id}"))?;
+    let counted = stats.processors.last().map_or(0, |p| p.received);
+    cluster.shutdown();
+    anyhow::ensure!(counted == expected, "{counted} words counted of {expected}");
+    println!(
+        "api={} words={expected} parallelism={} wall={secs:.2}s throughput={:.2}M words/s",
+        args.api,
+        args.parallelism,
+        expected as f64 / secs / 1e6
+    );
+    Ok(())
+}
