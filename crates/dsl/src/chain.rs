@@ -11,13 +11,14 @@
 //! as [`Control`], each operator handling it before passing it on, so a window fires before the
 //! sink after it sees the watermark.
 
+use crate::Watermarks;
 use gearpump_api::state::CHECKPOINT_INTERVAL_KEY;
 use gearpump_api::{DataSource, StartTime, Task, TaskContext, TaskError, TaskInfo, TaskResult, TimerId};
 use gearpump_clock::CheckpointSchedule;
 use gearpump_core::{Message, TaskId, Timestamp, Value};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What an operator sees of its task while it handles a value or an event.
 pub struct Cx<'a, 'b> {
@@ -60,7 +61,7 @@ impl Restore {
 /// A lifecycle event passed down a chain.
 pub(crate) enum Control<'s> {
     /// The task starts (after state is restored).
-    Start,
+    Start(StartTime),
     /// Stateful operators take their restored state, in chain order.
     Restore(&'s mut Restore),
     /// The upstream min clock moved: every value older has arrived.
@@ -216,7 +217,7 @@ impl<T> Chain<T> {
             self.control(ctx, Control::Restore(&mut restore))?;
             self.schedule = Some(CheckpointSchedule::new(interval, start.0));
         }
-        self.control(ctx, Control::Start)
+        self.control(ctx, Control::Start(start))
     }
 
     /// Passes one value stamped `time` into the chain.
@@ -496,13 +497,44 @@ pub(crate) struct SourceTask<H, T> {
     batch: usize,
     ended: bool,
     poll: Option<TimerId>,
+    /// The source's watermark (monotone).
     watermark: Timestamp,
     held: Option<Timestamp>,
+    strategy: Watermarks,
+    last_record: Instant,
 }
 
 impl<T, H: Head<T>> SourceTask<H, T> {
-    pub(crate) fn new(head: H, chain: Chain<T>) -> Self {
-        SourceTask { head, chain, batch: 1000, ended: false, poll: None, watermark: Timestamp::MIN, held: None }
+    pub(crate) fn new(head: H, chain: Chain<T>, strategy: Watermarks) -> Self {
+        SourceTask {
+            head,
+            chain,
+            batch: 1000,
+            ended: false,
+            poll: None,
+            watermark: Timestamp::MIN,
+            held: None,
+            strategy,
+            last_record: Instant::now(),
+        }
+    }
+
+    /// Moves the watermark as the strategy says, from the head's.
+    fn update_watermark(&mut self) {
+        let head = self.head.watermark();
+        if head == Timestamp::MAX {
+            self.watermark = Timestamp::MAX;
+            self.ended = true;
+            return;
+        }
+        let mut w = Timestamp(head.0.saturating_sub(self.strategy.out_of_orderness));
+        if let Some(idle) = self.strategy.idle
+            && self.last_record.elapsed() >= idle
+        {
+            let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+            w = w.max(Timestamp(Timestamp::now().0.saturating_sub(idle_ms)));
+        }
+        self.watermark = self.watermark.max(w);
     }
 
     fn read_some(&mut self, ctx: &mut TaskContext<'_>) -> TaskResult {
@@ -516,13 +548,16 @@ impl<T, H: Head<T>> SourceTask<H, T> {
                 None => break,
             }
         }
-        self.watermark = self.head.watermark();
-        if self.watermark == Timestamp::MAX {
-            self.ended = true;
-        } else if read == 0 {
-            self.poll = Some(ctx.schedule_once(self.head.poll_interval()));
-        } else {
-            ctx.send_self(Message::new(ReadMore, Timestamp::MIN));
+        if read > 0 {
+            self.last_record = Instant::now();
+        }
+        self.update_watermark();
+        if !self.ended {
+            if read == 0 {
+                self.poll = Some(ctx.schedule_once(self.head.poll_interval()));
+            } else {
+                ctx.send_self(Message::new(ReadMore, Timestamp::MIN));
+            }
         }
         Ok(())
     }
@@ -537,7 +572,9 @@ impl<T: Send + 'static, H: Head<T>> Task for SourceTask<H, T> {
     fn on_start(&mut self, ctx: &mut TaskContext<'_>, start: StartTime) -> TaskResult {
         self.batch = ctx.config().get_or(READ_BATCH_KEY, self.batch)?.max(1);
         self.head.open(ctx, start.0)?;
-        self.watermark = self.head.watermark();
+        self.watermark = start.0;
+        self.last_record = Instant::now();
+        self.update_watermark();
         self.chain.start(ctx, start)?;
         ctx.send_self(Message::new(ReadMore, Timestamp::MIN));
         self.refresh(ctx)

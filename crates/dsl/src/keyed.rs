@@ -142,3 +142,47 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Link;
+    use crate::testing::{Record, with_cx};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    proptest! {
+        /// The checkpoint at `tc` holds exactly the values stamped before `tc`, whatever order
+        /// they arrived in.
+        #[test]
+        fn a_checkpoint_holds_the_values_before_its_time(
+            values in prop::collection::vec((0u8..5, 0i64..100, 1u64..1000), 0..200),
+            tc in 0i64..100,
+        ) {
+            let seen: Arc<Mutex<Vec<((u8, u64), Timestamp)>>> = Arc::default();
+            let op = KeyedFold::new(
+                Arc::new(|v: (u8, u64)| (v.0, v.1)),
+                Arc::new(|| 0u64),
+                Arc::new(|s: &mut u64, v: u64| *s += v),
+                Arc::new(|k: &u8, s: &u64| (*k, *s)),
+            );
+            let mut link: Link<(u8, u64), _> = Link::new(op, Box::new(Record(seen)));
+            let mut parts = Vec::new();
+            with_cx(Timestamp(tc), |cx| {
+                for &(k, t, v) in &values {
+                    link.collect(cx, (k, v), Timestamp(t)).unwrap();
+                }
+                link.control(cx, &mut Control::Snapshot(&mut parts)).unwrap();
+            });
+            let saved: BTreeMap<u8, u64> = postcard::from_bytes::<Vec<(u8, u64)>>(&parts[0]).unwrap().into_iter().collect();
+            let mut expected = BTreeMap::new();
+            for &(k, t, v) in &values {
+                if t < tc {
+                    *expected.entry(k).or_insert(0) += v;
+                }
+            }
+            prop_assert_eq!(saved, expected);
+        }
+    }
+}

@@ -43,10 +43,16 @@ mod keyed;
 mod ops;
 mod pipeline;
 mod stream;
+#[cfg(test)]
+mod testing;
+mod watermarks;
+mod window;
 
 pub use chain::READ_BATCH_KEY;
 pub use pipeline::Pipeline;
-pub use stream::{KeyedStream, Stream, Terminal};
+pub use stream::{Either, KeyedStream, Stream, Terminal, WindowedStream};
+pub use watermarks::Watermarks;
+pub use window::{Aggregator, TimeWindow, Window, WindowOut, Windowed};
 
 use gearpump_api::AppError;
 #[allow(unused_imports)]
@@ -74,6 +80,15 @@ pub enum DslError {
     ZeroParallelism {
         /// The operator's name.
         operator: String,
+    },
+    /// An operator is not valid as configured (a window of size 0, a slide longer than the
+    /// window, watermarks set on an operator that is not a source).
+    #[error("operator {operator:?} is invalid: {reason}")]
+    Invalid {
+        /// The operator's name.
+        operator: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The compiled application was refused (for example an invalid application name).
     #[error(transparent)]

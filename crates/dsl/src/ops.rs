@@ -118,7 +118,7 @@ impl<S: DataSink, T: Value> Operator<T> for Sink<S, T> {
 
     fn control(&mut self, cx: &mut Cx<'_, '_>, event: &mut Control<'_>, _out: &mut dyn Collector<()>) -> TaskResult {
         match event {
-            Control::Start => {
+            Control::Start(_) => {
                 let every: u64 = cx.ctx().config().get_or(SinkTask::<S>::FLUSH_INTERVAL_KEY, 100)?;
                 self.sink.open(cx.ctx())?;
                 let every = Duration::from_millis(every.max(1));

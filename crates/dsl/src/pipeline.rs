@@ -4,7 +4,7 @@ use crate::chain::{
     Chain, Collector, CollectorFactory, Discard, EdgeTask, Emit, Head, IterHead, Link, Operator, SourceHead, SourceTask,
 };
 use crate::stream::Stream;
-use crate::{Data, DslError};
+use crate::{Data, DslError, Watermarks};
 use gearpump_api::{
     DataSource, PartitionerSpec, Processor, StreamApplication, StreamApplicationBuilder, Task, TaskError, TaskFactory,
     TaskInfo, UserConfig,
@@ -33,8 +33,9 @@ pub(crate) enum Route {
 
 /// What a node is, with the typed glue made when it was added.
 pub(crate) enum Kind {
-    /// A source: makes the task of a chain given the factory of the chain after it.
-    Source(Box<dyn Fn(AnyFactory, bool) -> TaskFactory>),
+    /// A source: makes the task of a chain given the factory of the chain after it, whether
+    /// the chain is stateful, and the source's watermark strategy.
+    Source(Box<dyn Fn(AnyFactory, bool, Watermarks) -> TaskFactory>),
     /// An operator: `link` puts it before the chain after it; `head` makes the task of a chain
     /// that starts with it (fed by edges).
     Op { link: Box<dyn Fn(AnyFactory) -> AnyFactory>, head: Box<dyn Fn(AnyFactory, bool) -> TaskFactory> },
@@ -75,6 +76,31 @@ pub(crate) struct Node {
     pub(crate) stateful: bool,
     pub(crate) transactional: bool,
     pub(crate) out: OutType,
+    /// Why the node cannot be built, found when it was added (an invalid window).
+    pub(crate) invalid: Option<String>,
+    /// The node whose name and parallelism this one's `name` and `parallelism` set (a
+    /// window's result extraction stands for the window).
+    pub(crate) alias: Option<usize>,
+    /// A source's watermark strategy.
+    pub(crate) watermarks: Option<Watermarks>,
+}
+
+impl Node {
+    pub(crate) fn new(name: &str, inputs: Vec<(usize, Route)>, kind: Kind, out: OutType) -> Self {
+        Node {
+            name: name.to_string(),
+            parallelism: None,
+            inputs,
+            consumers: Vec::new(),
+            kind,
+            stateful: false,
+            transactional: false,
+            out,
+            invalid: None,
+            alias: None,
+            watermarks: None,
+        }
+    }
 }
 
 /// The graph a [`Pipeline`] and its streams add to.
@@ -124,11 +150,12 @@ pub(crate) fn source_kind<T: Data, H: Head<T>>(
     make: impl Fn(&TaskInfo) -> Result<H, TaskError> + Send + Sync + 'static,
 ) -> Kind {
     let make = Arc::new(make);
-    Kind::Source(Box::new(move |first: AnyFactory, stateful: bool| -> TaskFactory {
+    Kind::Source(Box::new(move |first: AnyFactory, stateful: bool, watermarks: Watermarks| -> TaskFactory {
         let first = downcast::<T>(first);
         let make = make.clone();
         Arc::new(move |info: &TaskInfo| {
-            Ok(Box::new(SourceTask::new(make(info)?, Chain::new(first(info)?, stateful))) as Box<dyn Task>)
+            let chain = Chain::new(first(info)?, stateful);
+            Ok(Box::new(SourceTask::new(make(info)?, chain, watermarks)) as Box<dyn Task>)
         })
     }))
 }
@@ -189,16 +216,8 @@ impl Pipeline {
     }
 
     fn add_source<T: Data>(&self, name: &str, parallelism: Option<u32>, kind: Kind) -> Stream<T> {
-        let node = Node {
-            name: name.to_string(),
-            parallelism,
-            inputs: Vec::new(),
-            consumers: Vec::new(),
-            kind,
-            stateful: false,
-            transactional: false,
-            out: OutType::of::<T>(),
-        };
+        let mut node = Node::new(name, Vec::new(), kind, OutType::of::<T>());
+        node.parallelism = parallelism;
         let id = self.graph.borrow_mut().add(node);
         Stream::new(self.graph.clone(), id)
     }
@@ -302,6 +321,9 @@ fn compile(graph: Graph) -> Result<StreamApplication, DslError> {
         if p == 0 {
             return Err(DslError::ZeroParallelism { operator: n.name.clone() });
         }
+        if let Some(reason) = &n.invalid {
+            return Err(DslError::Invalid { operator: n.name.clone(), reason: reason.clone() });
+        }
         parallelism[i] = p;
     }
     // Chaining: which nodes run in their input's task, and each chain's head.
@@ -363,7 +385,7 @@ fn compile(graph: Graph) -> Result<StreamApplication, DslError> {
         }
         let stateful = members.iter().any(|&m| nodes[m].stateful && !nodes[m].transactional);
         let task: TaskFactory = match &nodes[h].kind {
-            Kind::Source(make) => make(factory, stateful),
+            Kind::Source(make) => make(factory, stateful, nodes[h].watermarks.unwrap_or_default()),
             Kind::Op { link, head } => head(link(factory), stateful),
             Kind::Task(f) => f.clone(),
         };

@@ -4,13 +4,16 @@ use crate::chain::Operator;
 use crate::keyed::KeyedFold;
 use crate::ops::{Filter, FlatMap, ForEach, Identity, Inspect, Map, Sink};
 use crate::pipeline::{Graph, Kind, Node, OutType, Route, op_kind};
-use crate::{Data, Key};
+use crate::window::{Aggregator, FnAggregator, TimeWindow, Window, WindowOp, WindowOut, Windowed, late, results};
+use crate::{Data, Key, Watermarks};
 use gearpump_api::{DataSink, Partitioner, PartitionerSpec, Task, TaskError, TaskFactory, TaskInfo};
 use gearpump_core::{Message, TaskIndex, Timestamp};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A stream of values of type `T`, each with a timestamp (milliseconds of application time).
 ///
@@ -46,18 +49,16 @@ impl<T: Data> Stream<T> {
     }
 
     fn add<U: Data>(&self, name: &str, route: Route, kind: Kind, stateful: bool, transactional: bool) -> Stream<U> {
-        let node = Node {
-            name: name.to_string(),
-            parallelism: None,
-            inputs: vec![(self.node, route)],
-            consumers: Vec::new(),
-            kind,
-            stateful,
-            transactional,
-            out: OutType::of::<U>(),
-        };
+        let mut node = Node::new(name, vec![(self.node, route)], kind, OutType::of::<U>());
+        node.stateful = stateful;
+        node.transactional = transactional;
         let id = self.graph.borrow_mut().add(node);
         Stream::new(self.graph.clone(), id)
+    }
+
+    /// The node that `name` and `parallelism` set for this stream.
+    fn target(&self) -> usize {
+        self.graph.borrow().nodes[self.node].alias.unwrap_or(self.node)
     }
 
     fn then<U: Data, O: Operator<T, Out = U>>(
@@ -72,7 +73,8 @@ impl<T: Data> Stream<T> {
     /// type, and in errors).
     #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.graph.borrow_mut().nodes[self.node].name = name.into();
+        let target = self.target();
+        self.graph.borrow_mut().nodes[target].name = name.into();
         self
     }
 
@@ -81,7 +83,26 @@ impl<T: Data> Stream<T> {
     /// operator.
     #[must_use]
     pub fn parallelism(self, parallelism: u32) -> Self {
-        self.graph.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        let target = self.target();
+        self.graph.borrow_mut().nodes[target].parallelism = Some(parallelism);
+        self
+    }
+
+    /// Sets how this source's watermark follows its timestamps (default: the largest read; see
+    /// [`Watermarks`]). Only a source's stream has watermarks: on another operator, building
+    /// the pipeline fails naming it.
+    #[must_use]
+    pub fn watermarks(self, watermarks: Watermarks) -> Self {
+        {
+            let mut g = self.graph.borrow_mut();
+            let node = &mut g.nodes[self.node];
+            if matches!(node.kind, Kind::Source(_)) {
+                node.watermarks = Some(watermarks);
+            } else {
+                node.invalid =
+                    Some("watermarks are set on a source's stream, and this operator is not a source".into());
+            }
+        }
         self
     }
 
@@ -114,16 +135,12 @@ impl<T: Data> Stream<T> {
     // Taken by value, as `Iterator::chain` takes its argument: the stream is used up here.
     #[allow(clippy::needless_pass_by_value)]
     pub fn union(self, other: Stream<T>) -> Stream<T> {
-        let node = Node {
-            name: "union".to_string(),
-            parallelism: None,
-            inputs: vec![(self.node, Route::Forward), (other.node, Route::Forward)],
-            consumers: Vec::new(),
-            kind: op_kind::<T, Identity>(|_| Ok(Identity)),
-            stateful: false,
-            transactional: false,
-            out: OutType::of::<T>(),
-        };
+        let node = Node::new(
+            "union",
+            vec![(self.node, Route::Forward), (other.node, Route::Forward)],
+            op_kind::<T, Identity>(|_| Ok(Identity)),
+            OutType::of::<T>(),
+        );
         let id = self.graph.borrow_mut().add(node);
         Stream::new(self.graph, id)
     }
@@ -363,5 +380,199 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// `(key, accumulator)` for each value.
     pub fn fold<A: Data>(self, init: A, f: impl Fn(&mut A, T) + Send + Sync + 'static) -> Stream<(K, A)> {
         self.fold_with("fold", |k, v| (k.of(&v), v), move || init.clone(), f, |k, a| (k.clone(), a.clone()))
+    }
+}
+
+impl<K: Key, T: Data> KeyedStream<K, T> {
+    /// Groups each key's values into windows ([`Window`]): the next operator (`count`, `sum`,
+    /// `reduce`, `aggregate`, `apply`) emits one result per window and key when the window
+    /// closes.
+    pub fn window(self, window: Window) -> WindowedStream<K, T> {
+        WindowedStream { keyed: self, window, lateness: 0, late: None }
+    }
+}
+
+/// A keyed stream in windows ([`KeyedStream::window`]).
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    window: Window,
+    lateness: i64,
+    late: Option<Box<dyn FnOnce(Stream<T>)>>,
+}
+
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    /// Keeps each window's state until the watermark is `lateness` past its end (default 0):
+    /// a record arriving late for it in the meantime updates it and fires it again at once.
+    #[must_use]
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Hands the stream of records that came too late for any of their windows (the side
+    /// output) to `f`, which may consume it like any stream. Without it they are dropped.
+    #[must_use]
+    pub fn late_records(mut self, f: impl FnOnce(Stream<T>) + 'static) -> Self {
+        self.late = Some(Box::new(f));
+        self
+    }
+
+    /// Folds each window with `agg` and emits its result per key.
+    pub fn aggregate<G: Aggregator<T>>(self, agg: G) -> Stream<Windowed<K, G::Out>> {
+        self.aggregate_named("window", agg)
+    }
+
+    fn aggregate_named<G: Aggregator<T>>(self, name: &str, agg: G) -> Stream<Windowed<K, G::Out>> {
+        let WindowedStream { keyed, window, lateness, late: on_late } = self;
+        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = match keyed.key.clone() {
+            KeyOf::Fn(f) => f,
+            KeyOf::Value(_, of) => Arc::new(of),
+        };
+        let agg = Arc::new(agg);
+        let kind = op_kind::<T, _>(move |_| Ok(WindowOp::new(window, lateness, key.clone(), agg.clone())));
+        let shape = match (window.shape, window.processing_time) {
+            (crate::window::Shape::Tumbling { .. }, false) => "tumbling",
+            (crate::window::Shape::Sliding { .. }, false) => "sliding",
+            (crate::window::Shape::Session { .. }, false) => "session",
+            (crate::window::Shape::Tumbling { .. }, true) => "tumbling_processing_time",
+            (crate::window::Shape::Sliding { .. }, true) => "sliding_processing_time",
+            (crate::window::Shape::Session { .. }, true) => "session_processing_time",
+        };
+        let windows: Stream<WindowOut<Windowed<K, G::Out>, T>> =
+            keyed.stream.add(&format!("{shape}_{name}"), keyed.route.clone(), kind, true, false);
+        if let Some(problem) = window.problem() {
+            windows.graph.borrow_mut().nodes[windows.node].invalid = Some(problem);
+        }
+        if let Some(f) = on_late {
+            f(windows.clone().flat_map(late).name("late_records"));
+        }
+        let out = windows.clone().flat_map(results).name("results");
+        out.graph.borrow_mut().nodes[out.node].alias = Some(windows.node);
+        out
+    }
+
+    /// The number of values per window and key.
+    pub fn count(self) -> Stream<Windowed<K, u64>> {
+        let agg = FnAggregator {
+            create: || 0u64,
+            add: |n: &mut u64, _: T| *n += 1,
+            merge: |n: &mut u64, m: u64| *n += m,
+            result: |n: &u64| *n,
+        };
+        self.aggregate_named("count", agg)
+    }
+
+    /// The sum of `f(value)` per window and key.
+    pub fn sum<N>(self, f: impl Fn(&T) -> N + Send + Sync + 'static) -> Stream<Windowed<K, N>>
+    where
+        N: Data + Default + std::ops::AddAssign,
+    {
+        let agg = FnAggregator {
+            create: N::default,
+            add: move |s: &mut N, v: T| *s += f(&v),
+            merge: |s: &mut N, o: N| *s += o,
+            result: |s: &N| s.clone(),
+        };
+        self.aggregate_named("sum", agg)
+    }
+
+    /// Combines the values of each window and key with `f` (associative).
+    pub fn reduce(self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> Stream<Windowed<K, T>> {
+        let f = Arc::new(f);
+        let g = f.clone();
+        let agg = FnAggregator {
+            create: || None::<T>,
+            add: move |acc: &mut Option<T>, v: T| {
+                *acc = Some(match acc.take() {
+                    Some(a) => f(a, v),
+                    None => v,
+                });
+            },
+            merge: move |acc: &mut Option<T>, other: Option<T>| {
+                if let Some(o) = other {
+                    *acc = Some(match acc.take() {
+                        Some(a) => g(a, o),
+                        None => o,
+                    });
+                }
+            },
+            result: |acc: &Option<T>| acc.clone().expect("a window has a value once it exists"),
+        };
+        self.aggregate_named("reduce", agg)
+    }
+
+    /// Calls `f` with each window's key, bounds and values (in arrival order) when it fires;
+    /// its result is the window's. The values are kept until then: prefer `aggregate` where an
+    /// accumulator will do.
+    pub fn apply<O: Data>(
+        self,
+        f: impl Fn(&K, TimeWindow, &[T]) -> O + Send + Sync + 'static,
+    ) -> Stream<Windowed<K, O>> {
+        let agg = FnAggregator {
+            create: Vec::new,
+            add: |all: &mut Vec<T>, v: T| all.push(v),
+            merge: |all: &mut Vec<T>, mut more: Vec<T>| all.append(&mut more),
+            result: |all: &Vec<T>| all.clone(),
+        };
+        let collected = self.aggregate_named("apply", agg);
+        let alias = collected.graph.borrow().nodes[collected.node].alias;
+        let out = collected.map(move |w: Windowed<K, Vec<T>>| {
+            let value = f(&w.key, w.window, &w.value);
+            Windowed { key: w.key, window: w.window, value }
+        });
+        out.graph.borrow_mut().nodes[out.node].alias = alias;
+        out
+    }
+}
+
+/// One of two values: what a join's two inputs become in one stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Either<A, B> {
+    /// A value of the first stream.
+    Left(A),
+    /// A value of the second stream.
+    Right(B),
+}
+
+impl<A: Data> Stream<A> {
+    /// Joins this stream with `other` over windows: every pair of a value of this stream and a
+    /// value of `other` with equal keys (`key_a`, `key_b`) in the same window, emitted when
+    /// the window fires. (Flink's window join: `a.join(b).where(ka).equalTo(kb).window(w)`.)
+    pub fn join<B: Data, K: Key>(
+        self,
+        other: Stream<B>,
+        key_a: impl Fn(&A) -> K + Send + Sync + 'static,
+        key_b: impl Fn(&B) -> K + Send + Sync + 'static,
+        window: Window,
+    ) -> Stream<Windowed<K, (A, B)>> {
+        let left = self.map(Either::<A, B>::Left).name("join_left");
+        let right = other.map(Either::<A, B>::Right).name("join_right");
+        let pairs = left
+            .union(right)
+            .name("join_inputs")
+            .key_by(move |e: &Either<A, B>| match e {
+                Either::Left(a) => key_a(a),
+                Either::Right(b) => key_b(b),
+            })
+            .window(window)
+            .apply(|_, _, values| {
+                let lefts: Vec<&A> =
+                    values.iter().filter_map(|e| if let Either::Left(a) = e { Some(a) } else { None }).collect();
+                let mut pairs = Vec::new();
+                for b in values.iter().filter_map(|e| if let Either::Right(b) = e { Some(b) } else { None }) {
+                    for a in &lefts {
+                        pairs.push(((*a).clone(), b.clone()));
+                    }
+                }
+                pairs
+            })
+            .name("join");
+        let alias = pairs.graph.borrow().nodes[pairs.node].alias;
+        let out = pairs.flat_map(|w: Windowed<K, Vec<(A, B)>>| {
+            let (key, window) = (w.key, w.window);
+            w.value.into_iter().map(move |value| Windowed { key: key.clone(), window, value })
+        });
+        out.graph.borrow_mut().nodes[out.node].alias = alias;
+        out
     }
 }

@@ -248,3 +248,211 @@ fn keyed_state_is_exact_across_failures() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Number `i` of task `t` (of 2): key `i % 5`, stamped `i / 4` ms plus a jitter of up to 49 ms.
+fn jittered(t: u32, n: u64) -> impl Iterator<Item = (Timestamp, u64)> {
+    (0..n).filter(move |i| i % 2 == u64::from(t)).map(|i| (Timestamp((i / 4 + i * 7919 % 50) as i64), i))
+}
+
+#[test]
+fn event_time_windows_fire_once_with_exact_results() {
+    use gearpump::dsl::{Watermarks, Window, Windowed};
+    let n = 40_000u64;
+    type Results = Arc<Mutex<Vec<Windowed<u64, u64>>>>;
+    let (counts, sums, sliding): (Results, Results, Results) = Default::default();
+    let collect = |into: &Results| {
+        let into = into.clone();
+        move |w: Windowed<u64, u64>, _| into.lock().unwrap().push(w)
+    };
+    let p = pipeline("eventTimeWindows");
+    let numbers = p
+        .generate("numbers", 2, move |info| jittered(info.task_id.index, n))
+        .watermarks(Watermarks::bounded(Duration::from_millis(50)));
+    let by_key = |s: gearpump::Stream<u64>| s.key_by(|i: &u64| i % 5);
+    by_key(numbers.clone()).window(Window::tumbling(Duration::from_millis(100))).count().for_each(collect(&counts));
+    by_key(numbers.clone())
+        .window(Window::tumbling(Duration::from_millis(100)))
+        .sum(|i| *i)
+        .parallelism(3)
+        .for_each(collect(&sums));
+    by_key(numbers)
+        .window(Window::sliding(Duration::from_millis(100), Duration::from_millis(50)))
+        .reduce(|a, b| a + b)
+        .for_each(collect(&sliding));
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    // The same windows in memory.
+    let all: Vec<(i64, u64)> = (0..2).flat_map(|t| jittered(t, n)).map(|(t, i)| (t.0, i)).collect();
+    let mut count: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    let mut sum: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    let mut slide: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for &(t, i) in &all {
+        *count.entry((i % 5, t - t % 100)).or_default() += 1;
+        *sum.entry((i % 5, t - t % 100)).or_default() += i;
+        for start in [t - t % 50, t - t % 50 - 50] {
+            if start >= 0 || t < 50 {
+                *slide.entry((i % 5, start)).or_default() += i;
+            }
+        }
+    }
+    slide.retain(|(_, start), _| *start > -100);
+    let got = |r: &Results, size: i64| -> BTreeMap<(u64, i64), u64> {
+        let r = r.lock().unwrap();
+        let mut m = BTreeMap::new();
+        for w in r.iter() {
+            assert_eq!(w.window.end.0 - w.window.start.0, size, "{w:?}");
+            let previous = m.insert((w.key, w.window.start.0), w.value);
+            assert_eq!(previous, None, "window {w:?} was emitted twice");
+        }
+        m
+    };
+    assert_eq!(got(&counts, 100), count, "tumbling counts");
+    assert_eq!(got(&sums, 100), sum, "tumbling sums");
+    assert_eq!(got(&sliding, 100), slide, "sliding sums");
+}
+
+#[test]
+fn late_records_are_counted_or_sent_aside_never_lost() {
+    use gearpump::dsl::{Watermarks, Window, Windowed};
+    // Some timestamps far more out of order than the bound allows: they come late.
+    let n = 20_000u64;
+    // Paced at about as many milliseconds of application time as of wall time (10 records a
+    // millisecond), so that the watermark moves while records still come.
+    let stamped = move || {
+        (0..n).map(|i| {
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // In time order but for stragglers: some 600 ms behind (late, but within the
+            // allowed lateness once the watermark has passed their window: how many depends on
+            // how far the clock lags), some 20 s behind (beyond it).
+            // Rare (one in flight holds the clock back until it is acknowledged).
+            let behind = if i % 4999 == 2500 {
+                600
+            } else if i % 5003 == 4000 {
+                20_000
+            } else {
+                0
+            };
+            (Timestamp(30_000 + (i / 10) as i64 - behind), i)
+        })
+    };
+    let results: Arc<Mutex<Vec<(Windowed<u64, u64>, Timestamp)>>> = Arc::default();
+    let late: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let p = pipeline("lateRecords");
+    let (r, l) = (results.clone(), late.clone());
+    p.generate("numbers", 1, move |_| stamped())
+        .watermarks(Watermarks::bounded(Duration::from_millis(20)))
+        .key_by(|i: &u64| i % 3)
+        .window(Window::tumbling(Duration::from_millis(50)))
+        .allowed_lateness(Duration::from_millis(1000))
+        .late_records(move |records| {
+            records.for_each(move |i, _| l.lock().unwrap().push(i));
+        })
+        .count()
+        .for_each(move |w, t| r.lock().unwrap().push((w, t)));
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    // The last result of each window (late firings update it) plus the records sent aside
+    // account for every record once.
+    let mut last: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for (w, t) in results.lock().unwrap().iter() {
+        assert!(t.0 >= w.window.end.0 - 1, "a result is stamped at or after its window's end: {w:?} at {t}");
+        let e = last.entry((w.key, w.window.start.0)).or_default();
+        assert!(w.value >= *e, "a late firing only adds: {w:?} after {e}");
+        *e = w.value;
+    }
+    let late = late.lock().unwrap();
+    eprintln!("{} results for {} windows, {} late records", results.lock().unwrap().len(), last.len(), late.len());
+    assert!(!late.is_empty(), "the test makes late records");
+    assert_eq!(last.values().sum::<u64>() + late.len() as u64, n);
+}
+
+#[test]
+fn a_window_join_pairs_equal_keys_of_the_same_window() {
+    use gearpump::dsl::Window;
+    let pairs: Arc<Mutex<Vec<(u64, i64, (u64, String))>>> = Arc::default();
+    let p = pipeline("windowJoin");
+    // Orders 0..300 for customers 0..10, one a millisecond; payments for every third order.
+    let orders = p.generate("orders", 1, |_| (0..300u64).map(|o| (Timestamp(o as i64), (o % 10, o))));
+    let payments = p.generate("payments", 2, |info| {
+        let t = u64::from(info.task_id.index);
+        (0..300u64).filter(move |o| o % 3 == 0 && o % 2 == t).map(|o| (Timestamp(o as i64 + 5), format!("paid {o}")))
+    });
+    let out = pairs.clone();
+    orders
+        .join(
+            payments,
+            |(customer, _): &(u64, u64)| *customer,
+            |paid: &String| paid[5..].parse::<u64>().unwrap() % 10,
+            Window::tumbling(Duration::from_millis(100)),
+        )
+        .for_each(move |w, _| out.lock().unwrap().push((w.key, w.window.start.0, ((w.value.0).1, w.value.1))));
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    let mut expected = Vec::new();
+    for o in 0..300u64 {
+        for paid in (0..300u64).filter(|p| p % 3 == 0) {
+            let (to, tp) = (o as i64, paid as i64 + 5);
+            if o % 10 == paid % 10 && to - to % 100 == tp - tp % 100 {
+                expected.push((o % 10, to - to % 100, (o, format!("paid {paid}"))));
+            }
+        }
+    }
+    expected.sort();
+    let mut got = pairs.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn processing_time_windows_count_every_record_once() {
+    use gearpump::dsl::Window;
+    let n = 30_000u64;
+    let counts: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
+    let p = pipeline("processingTime");
+    let c = counts.clone();
+    p.generate("numbers", 1, move |_| {
+        (0..n).map(|i| {
+            if i % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (Timestamp(i as i64), i)
+        })
+    })
+    .key_by(|_: &u64| 0u8)
+    .window(Window::tumbling(Duration::from_millis(20)).processing_time())
+    .count()
+    .for_each(move |w, _| c.lock().unwrap().push((w.window.start.0, w.value)));
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    let counts = counts.lock().unwrap();
+    assert!(counts.len() > 1, "the run spans several windows: {counts:?}");
+    let starts: BTreeSet<i64> = counts.iter().map(|c| c.0).collect();
+    assert_eq!(starts.len(), counts.len(), "each window fired once");
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), n);
+}
+
+#[test]
+fn invalid_windows_and_watermarks_are_errors_naming_the_operator() {
+    use gearpump::dsl::{Watermarks, Window};
+    let bad = |w: Window| {
+        let p = Pipeline::new("badWindow");
+        p.collection("numbers", [1u64]).key_by(|i: &u64| *i).window(w).count().name("perKey").for_each(|_, _| {});
+        p.build().unwrap_err()
+    };
+    let e = bad(Window::tumbling(Duration::ZERO));
+    assert!(matches!(&e, DslError::Invalid { operator, .. } if operator == "perKey"), "{e}");
+    let e = bad(Window::sliding(Duration::from_secs(1), Duration::from_secs(2)));
+    assert!(e.to_string().contains("slide (2000 ms) must not exceed its size (1000 ms)"), "{e}");
+    let e = bad(Window::session(Duration::ZERO));
+    assert!(e.to_string().contains("gap"), "{e}");
+    let p = Pipeline::new("badWatermarks");
+    p.collection("numbers", [1u64]).map(|i| i + 1).watermarks(Watermarks::ascending()).for_each(|_, _| {});
+    let e = p.build().unwrap_err();
+    assert!(e.to_string().contains("\"map\"") && e.to_string().contains("not a source"), "{e}");
+}
