@@ -31,7 +31,9 @@ pub mod numbers_to_files;
 pub mod numbers_to_parquet;
 pub mod sol;
 pub mod window_average;
+pub mod window_count;
 pub mod wordcount;
+pub mod wordcount_dsl;
 pub mod words;
 
 use std::time::Duration;

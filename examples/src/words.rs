@@ -78,10 +78,12 @@ pub fn lines_per_task(words: u64, tasks: u32) -> u64 {
     words / WORDS_PER_LINE / u64::from(tasks.max(1))
 }
 
-/// The word count in the DSL: about as long as it reads.
-pub fn dsl(words: u64, parallelism: u32) -> Result<StreamApplication, gearpump::DslError> {
+/// The word count in the DSL: about as long as it reads. `config` is the application's (where
+/// the counts' checkpoints go, for one).
+pub fn dsl(words: u64, parallelism: u32, config: UserConfig) -> Result<StreamApplication, gearpump::DslError> {
     let lines = lines_per_task(words, parallelism);
     let p = Pipeline::new("wordCountDsl");
+    p.config(config);
     p.generate("lines", parallelism, move |task| LineMaker::new(task.task_id.index, lines))
         .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .name("split")
@@ -158,7 +160,7 @@ impl Task for Sum {
 }
 
 /// The same word count with the Task API: lines → co-location → Split → hash → Sum.
-pub fn task_api(words: u64, parallelism: u32) -> Result<StreamApplication, gearpump::AppError> {
+pub fn task_api(words: u64, parallelism: u32, config: UserConfig) -> Result<StreamApplication, gearpump::AppError> {
     let lines = lines_per_task(words, parallelism);
     let source = Processor::from_fn("Lines", parallelism, move |info| {
         Ok(Lines { maker: LineMaker::new(info.task_id.index, lines), ended: false })
@@ -166,6 +168,7 @@ pub fn task_api(words: u64, parallelism: u32) -> Result<StreamApplication, gearp
     let split = Processor::from_fn("Split", parallelism, |_| Ok(Split));
     let sum = Processor::from_fn("Sum", parallelism, |_| Ok(Sum::default()));
     StreamApplication::builder("wordCountTasks")
+        .config(config)
         .edge(&source, PartitionerSpec::co_location(), &split)
         .edge(&split, PartitionerSpec::hash(), &sum)
         .build()

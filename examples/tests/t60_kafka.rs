@@ -332,3 +332,49 @@ fn an_application_recovers_when_its_broker_comes_back_and_fails_when_it_does_not
     assert!(error.contains(&b.bootstrap), "the error names the brokers: {error}");
     cluster.shutdown();
 }
+
+#[test]
+fn a_windowed_count_from_kafka_to_kafka_emits_each_window_once() {
+    let b = broker::shared();
+    b.topic("wwc-lines", 2);
+    b.topic("wwc-counts", 1);
+    let text = ["the cat", "the dog the end", "cat", "a b c", "the"];
+    produce_lines(&b.bootstrap, "wwc-lines", &text);
+    let topics = gearpump_examples::kafka::Topics {
+        brokers: b.bootstrap.clone(),
+        source: "wwc-lines".into(),
+        sink: "wwc-counts".into(),
+    };
+    let checkpoints = std::env::temp_dir().join(format!("gearpump-t60-wwc-{}", std::process::id()));
+    let config = config().with("state.checkpoint.store.rootpath", checkpoints.display());
+    let app = gearpump_examples::kafka::window_count(&topics, Duration::from_secs(2), 2, config).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let id = client.submit(app).unwrap();
+    // Every word's count, in one window or split over two.
+    let words: std::collections::BTreeSet<&str> = text.iter().flat_map(|l| l.split(' ')).collect();
+    wait_for_records("wwc-counts", words.len(), (&client, id), || {
+        broker::read_all(&b.bootstrap, "wwc-counts", "read_committed")
+    });
+    // Give a window split over two the time to close as well.
+    std::thread::sleep(Duration::from_secs(4));
+    let got = broker::read_all(&b.bootstrap, "wwc-counts", "read_committed");
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut windows = std::collections::BTreeSet::new();
+    for line in &got {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 4, "{line:?}");
+        let (start, end): (i64, i64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        assert_eq!(end - start, 2000, "{line:?}");
+        assert!(windows.insert((f[0].to_string(), start)), "window {line:?} came out twice: {got:?}");
+        *totals.entry(f[0].to_string()).or_default() += f[3].parse::<u64>().unwrap();
+    }
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for w in text.iter().flat_map(|l| l.split(' ')) {
+        *expected.entry(w.to_string()).or_default() += 1;
+    }
+    assert_eq!(totals, expected, "{got:?}");
+    client.kill(id).unwrap();
+    cluster.shutdown();
+    let _ = std::fs::remove_dir_all(&checkpoints);
+}

@@ -71,7 +71,6 @@ impl<T: Data> Stream<T> {
 
     /// Names the operator that made this stream (shown in the processor's description and task
     /// type, and in errors).
-    #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         let target = self.target();
         self.graph.borrow_mut().nodes[target].name = name.into();
@@ -81,7 +80,6 @@ impl<T: Data> Stream<T> {
     /// Runs the operator that made this stream as `parallelism` tasks (default: as many as its
     /// input has; sources say theirs). 0 is refused when the pipeline is built, naming the
     /// operator.
-    #[must_use]
     pub fn parallelism(self, parallelism: u32) -> Self {
         let target = self.target();
         self.graph.borrow_mut().nodes[target].parallelism = Some(parallelism);
@@ -91,7 +89,6 @@ impl<T: Data> Stream<T> {
     /// Sets how this source's watermark follows its timestamps (default: the largest read; see
     /// [`Watermarks`]). Only a source's stream has watermarks: on another operator, building
     /// the pipeline fails naming it.
-    #[must_use]
     pub fn watermarks(self, watermarks: Watermarks) -> Self {
         {
             let mut g = self.graph.borrow_mut();
@@ -207,13 +204,11 @@ pub struct Terminal(Stream<()>);
 
 impl Terminal {
     /// Names the sink.
-    #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         Terminal(self.0.name(name))
     }
 
     /// Runs the sink as `parallelism` tasks (default: as many as its input has).
-    #[must_use]
     pub fn parallelism(self, parallelism: u32) -> Self {
         Terminal(self.0.parallelism(parallelism))
     }

@@ -31,9 +31,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
+    // The DSL's counts are checkpointed (exactly once): into a directory of this run's own.
+    let checkpoints = std::env::temp_dir().join(format!("gearpump-wordcount-bench-{}", std::process::id()));
+    let config = gearpump::UserConfig::empty().with("state.checkpoint.store.rootpath", checkpoints.display());
     let app = match args.api.as_str() {
-        "task" => words::task_api(args.words, args.parallelism)?,
-        _ => words::dsl(args.words, args.parallelism)?,
+        "task" => words::task_api(args.words, args.parallelism, config)?,
+        _ => words::dsl(args.words, args.parallelism, config)?,
     };
     let expected =
         words::lines_per_task(args.words, args.parallelism) * u64::from(args.parallelism) * words::WORDS_PER_LINE;
@@ -47,6 +50,7 @@ fn run() -> anyhow::Result<()> {
     let stats = client.stats(id).ok_or_else(|| anyhow::anyhow!("no statistics for application {id}"))?;
     let counted = stats.processors.last().map_or(0, |p| p.received);
     cluster.shutdown();
+    let _ = std::fs::remove_dir_all(&checkpoints);
     anyhow::ensure!(counted == expected, "{counted} words counted of {expected}");
     println!(
         "api={} words={expected} parallelism={} wall={secs:.2}s throughput={:.2}M words/s",
