@@ -2,17 +2,20 @@
 //! Split runs chained with the source; the count keeps its state per word, checkpointed.
 
 use crate::wordcount::{CountSink, TEXT_TO_SPLIT};
-use gearpump::{DslError, Pipeline, StreamApplication, Timestamp};
+use gearpump::{DslError, Pipeline, StreamApplication, Timestamp, UserConfig};
 
 /// The WordCount pipeline: `parallelism` tasks per operator, the text's lines `rounds` times
-/// in all (forever without), the final counts added to `sink` if given.
+/// in all (forever without), the final counts added to `sink` if given; `config` is the
+/// application's.
 pub fn application(
     rounds: Option<u64>,
     parallelism: u32,
     sink: Option<CountSink>,
+    config: UserConfig,
 ) -> Result<StreamApplication, DslError> {
     let lines: Vec<String> = TEXT_TO_SPLIT.lines().map(str::to_owned).collect();
     let p = Pipeline::new("wordCountDsl");
+    p.config(config);
     let counts = p
         .generate("lines", parallelism, move |task| {
             let (i, n) = (u64::from(task.task_id.index), u64::from(task.parallelism));

@@ -77,3 +77,26 @@ fn exact_counts_over_the_tcp_data_plane() {
     }
     cluster.shutdown();
 }
+
+/// The DSL's WordCount gives the same exact counts.
+#[test]
+fn the_dsl_wordcount_gives_exact_counts() {
+    let checkpoints = std::env::temp_dir().join(format!("gearpump-t10-dsl-{}", std::process::id()));
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    for parallelism in [1, 2, 3] {
+        let counts = CountSink::default();
+        let config = gearpump::UserConfig::empty().with("state.checkpoint.store.rootpath", checkpoints.display());
+        let app =
+            gearpump_examples::wordcount_dsl::application(Some(ROUNDS), parallelism, Some(counts.clone()), config)
+                .unwrap();
+        let client = cluster.client();
+        let id = client.submit(app).unwrap();
+        let summary = client.wait(id, Duration::from_secs(120)).unwrap();
+        assert_eq!(summary.status, AppStatus::Succeeded, "parallelism {parallelism}: {summary:?}");
+        assert_eq!(*counts.lock(), expected_counts(TEXT_TO_SPLIT, ROUNDS), "parallelism {parallelism}");
+        // Two processors: lines → split chained, count → for_each chained.
+        assert_eq!(client.stats(id).unwrap().processors.len(), 2);
+    }
+    cluster.shutdown();
+    let _ = std::fs::remove_dir_all(&checkpoints);
+}

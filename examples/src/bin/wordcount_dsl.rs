@@ -27,5 +27,8 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
-    run_example(wordcount_dsl::application(args.rounds, args.parallelism, None)?, &args.run)
+    run_example(
+        wordcount_dsl::application(args.rounds, args.parallelism, None, gearpump::UserConfig::empty())?,
+        &args.run,
+    )
 }
