@@ -445,14 +445,16 @@ impl<S: DataSource, T: Value + Clone> Head<T> for SourceHead<S, T> {
 
 /// An iterator of stamped values as a chain's head (see `Pipeline::generate`). Opened at a
 /// start time it skips the values stamped before it.
-pub(crate) struct IterHead<I> {
+pub(crate) struct IterHead<I, T> {
     pub(crate) iter: Option<I>,
+    /// Stamps the values instead of the times the iterator gives.
+    pub(crate) assign: Option<crate::pipeline::Assigner<T>>,
     pub(crate) start: Timestamp,
     pub(crate) max_read: Timestamp,
     pub(crate) ended: bool,
 }
 
-impl<T: Send + 'static, I: Iterator<Item = (Timestamp, T)> + Send + 'static> Head<T> for IterHead<I> {
+impl<T: Send + 'static, I: Iterator<Item = (Timestamp, T)> + Send + 'static> Head<T> for IterHead<I, T> {
     fn open(&mut self, _ctx: &mut TaskContext<'_>, start: Timestamp) -> TaskResult {
         self.start = start;
         self.max_read = start;
@@ -463,6 +465,10 @@ impl<T: Send + 'static, I: Iterator<Item = (Timestamp, T)> + Send + 'static> Hea
     fn next(&mut self) -> Result<Option<(T, Timestamp)>, TaskError> {
         let Some(iter) = &mut self.iter else { return Ok(None) };
         for (t, v) in iter.by_ref() {
+            let t = match &self.assign {
+                Some(assign) => assign(&v),
+                None => t,
+            };
             if t >= self.start {
                 self.max_read = self.max_read.max(t);
                 return Ok(Some((v, t)));

@@ -34,8 +34,9 @@ pub(crate) enum Route {
 /// What a node is, with the typed glue made when it was added.
 pub(crate) enum Kind {
     /// A source: makes the task of a chain given the factory of the chain after it, whether
-    /// the chain is stateful, and the source's watermark strategy.
-    Source(Box<dyn Fn(AnyFactory, bool, Watermarks) -> TaskFactory>),
+    /// the chain is stateful, the source's watermark strategy and its timestamp assigner (an
+    /// [`Assigner`] of its type).
+    Source(Box<dyn Fn(AnyFactory, bool, Watermarks, Option<&dyn Any>) -> TaskFactory>),
     /// An operator: `link` puts it before the chain after it; `head` makes the task of a chain
     /// that starts with it (fed by edges).
     Op { link: Box<dyn Fn(AnyFactory) -> AnyFactory>, head: Box<dyn Fn(AnyFactory, bool) -> TaskFactory> },
@@ -83,6 +84,11 @@ pub(crate) struct Node {
     pub(crate) alias: Option<usize>,
     /// A source's watermark strategy.
     pub(crate) watermarks: Option<Watermarks>,
+    /// A source's timestamp assigner (an [`Assigner`] of its type).
+    pub(crate) assigner: Option<Box<dyn Any>>,
+    /// Whether the source replays by timestamps of its own (a [`DataSource`]): a timestamp
+    /// assigner is then refused.
+    pub(crate) own_timestamps: bool,
 }
 
 impl Node {
@@ -99,6 +105,8 @@ impl Node {
             invalid: None,
             alias: None,
             watermarks: None,
+            assigner: None,
+            own_timestamps: false,
         }
     }
 }
@@ -147,18 +155,24 @@ pub(crate) fn op_kind<In: Data, O: Operator<In>>(
 
 /// The glue for a source chain whose head `make` builds per task.
 pub(crate) fn source_kind<T: Data, H: Head<T>>(
-    make: impl Fn(&TaskInfo) -> Result<H, TaskError> + Send + Sync + 'static,
+    make: impl Fn(&TaskInfo, Option<Assigner<T>>) -> Result<H, TaskError> + Send + Sync + 'static,
 ) -> Kind {
     let make = Arc::new(make);
-    Kind::Source(Box::new(move |first: AnyFactory, stateful: bool, watermarks: Watermarks| -> TaskFactory {
-        let first = downcast::<T>(first);
-        let make = make.clone();
-        Arc::new(move |info: &TaskInfo| {
-            let chain = Chain::new(first(info)?, stateful);
-            Ok(Box::new(SourceTask::new(make(info)?, chain, watermarks)) as Box<dyn Task>)
-        })
-    }))
+    Kind::Source(Box::new(
+        move |first: AnyFactory, stateful: bool, watermarks: Watermarks, assigner: Option<&dyn Any>| -> TaskFactory {
+            let first = downcast::<T>(first);
+            let make = make.clone();
+            let assigner = assigner.and_then(|a| a.downcast_ref::<Assigner<T>>()).cloned();
+            Arc::new(move |info: &TaskInfo| {
+                let chain = Chain::new(first(info)?, stateful);
+                Ok(Box::new(SourceTask::new(make(info, assigner.clone())?, chain, watermarks)) as Box<dyn Task>)
+            })
+        },
+    ))
 }
+
+/// A timestamp assigner: the event time of a value.
+pub(crate) type Assigner<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 
 fn downcast<T: 'static>(f: AnyFactory) -> CollectorFactory<T> {
     // The builder joins nodes only along the graph's typed edges: a mismatch is a bug here.
@@ -238,10 +252,12 @@ impl Pipeline {
         T: Data,
         S: DataSource,
     {
-        let kind = source_kind::<T, _>(move |info| {
+        let kind = source_kind::<T, _>(move |info, _| {
             Ok(SourceHead { source: make(info)?, max_read: Timestamp::MIN, _t: PhantomData::<fn() -> T> })
         });
-        self.add_source(name, Some(parallelism), kind)
+        let s = self.add_source(name, Some(parallelism), kind);
+        s.graph().borrow_mut().nodes[s.node()].own_timestamps = true;
+        s
     }
 
     /// A stream of the values `make` generates for each of `parallelism` tasks, as
@@ -259,9 +275,10 @@ impl Pipeline {
         I: IntoIterator<Item = (Timestamp, T)>,
         I::IntoIter: Send + 'static,
     {
-        let kind = source_kind::<T, _>(move |info| {
+        let kind = source_kind::<T, _>(move |info, assign| {
             Ok(IterHead {
                 iter: Some(make(info).into_iter()),
+                assign,
                 start: Timestamp::MIN,
                 max_read: Timestamp::MIN,
                 ended: false,
@@ -385,7 +402,9 @@ fn compile(graph: Graph) -> Result<StreamApplication, DslError> {
         }
         let stateful = members.iter().any(|&m| nodes[m].stateful && !nodes[m].transactional);
         let task: TaskFactory = match &nodes[h].kind {
-            Kind::Source(make) => make(factory, stateful, nodes[h].watermarks.unwrap_or_default()),
+            Kind::Source(make) => {
+                make(factory, stateful, nodes[h].watermarks.unwrap_or_default(), nodes[h].assigner.as_deref())
+            }
             Kind::Op { link, head } => head(link(factory), stateful),
             Kind::Task(f) => f.clone(),
         };

@@ -86,6 +86,40 @@ impl<T: Data> Stream<T> {
         self
     }
 
+    /// Stamps each value of this source with the event time `f` gives (instead of the time
+    /// the source gave it). For `generate` and `collection` sources; a `DataSource` replays
+    /// after a failure by its own timestamps, so it must stamp its records itself
+    /// (`KafkaSource::timestamped`, `FileSource::stamped`): building the pipeline fails, naming
+    /// the operator, otherwise.
+    pub fn assign_timestamps(self, f: impl Fn(&T) -> Timestamp + Send + Sync + 'static) -> Self {
+        {
+            let mut g = self.graph.borrow_mut();
+            let node = &mut g.nodes[self.node];
+            if !matches!(node.kind, Kind::Source(_)) {
+                node.invalid =
+                    Some("timestamps are assigned on a source's stream, and this operator is not a source".into());
+            } else if node.own_timestamps {
+                node.invalid = Some(
+                    "this source replays by its own timestamps after a failure: stamp its records in the source \
+                     (KafkaSource::timestamped, FileSource::stamped) instead of with assign_timestamps"
+                        .into(),
+                );
+            } else {
+                let assigner: crate::pipeline::Assigner<T> = Arc::new(f);
+                node.assigner = Some(Box::new(assigner));
+            }
+        }
+        self
+    }
+
+    pub(crate) fn graph(&self) -> &Rc<RefCell<Graph>> {
+        &self.graph
+    }
+
+    pub(crate) fn node(&self) -> usize {
+        self.node
+    }
+
     /// Sets how this source's watermark follows its timestamps (default: the largest read; see
     /// [`Watermarks`]). Only a source's stream has watermarks: on another operator, building
     /// the pipeline fails naming it.
@@ -150,6 +184,15 @@ impl<T: Data> Stream<T> {
     /// Groups the stream by the key `f` gives each value: values with equal keys go to the
     /// same task, where the keyed operators keep their state per key.
     pub fn key_by<K: Key>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
+        self.keyed(f)
+    }
+
+    /// Another name for [`Stream::key_by`] (the later Gearpump DSL's `groupBy`).
+    pub fn group_by<K: Key>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
+        self.keyed(f)
+    }
+
+    fn keyed<K: Key>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
         let f: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(f);
         let name = format!("key_by#{}", self.node);
         let route = Route::Key(PartitionerSpec::unicast(name, {

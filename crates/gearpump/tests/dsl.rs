@@ -451,8 +451,45 @@ fn invalid_windows_and_watermarks_are_errors_naming_the_operator() {
     assert!(e.to_string().contains("slide (2000 ms) must not exceed its size (1000 ms)"), "{e}");
     let e = bad(Window::session(Duration::ZERO));
     assert!(e.to_string().contains("gap"), "{e}");
+    // A DataSource replays by its own timestamps: it must stamp its records itself.
+    let p = Pipeline::new("badAssigner");
+    p.source("numbers", 1, |_| Ok(gearpump::NumberSource::new(10, 1)))
+        .assign_timestamps(|i: &u64| Timestamp(*i as i64))
+        .for_each(|_, _| {});
+    let e = p.build().unwrap_err();
+    assert!(e.to_string().contains("\"numbers\"") && e.to_string().contains("KafkaSource::timestamped"), "{e}");
     let p = Pipeline::new("badWatermarks");
     p.collection("numbers", [1u64]).map(|i| i + 1).watermarks(Watermarks::ascending()).for_each(|_, _| {});
     let e = p.build().unwrap_err();
     assert!(e.to_string().contains("\"map\"") && e.to_string().contains("not a source"), "{e}");
+}
+
+#[test]
+fn assigned_timestamps_place_a_collection_in_its_windows() {
+    use gearpump::dsl::{Watermarks, Window};
+    // Events (user, time in ms), out of order by up to 3 s.
+    let events: Vec<(&str, i64)> =
+        vec![("ann", 1_000), ("bob", 61_000), ("ann", 59_000), ("ann", 58_000), ("bob", 2_000), ("ann", 121_000)];
+    let events: Vec<(String, i64)> = events.into_iter().map(|(u, t)| (u.to_string(), t)).collect();
+    let got: Arc<Mutex<BTreeSet<(String, i64, u64)>>> = Arc::default();
+    let g = got.clone();
+    let p = pipeline("assigned");
+    p.collection("events", events)
+        .assign_timestamps(|(_, t): &(String, i64)| Timestamp(*t))
+        .watermarks(Watermarks::bounded(Duration::from_secs(60)))
+        .key_by(|(user, _): &(String, i64)| user.clone())
+        .window(Window::tumbling(Duration::from_secs(60)))
+        .count()
+        .for_each(move |w, _| {
+            g.lock().unwrap().insert((w.key, w.window.start.0, w.value));
+        });
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    run(&cluster, p.build().unwrap());
+    cluster.shutdown();
+    let expected: BTreeSet<(String, i64, u64)> =
+        [("ann", 0, 3), ("ann", 120_000, 1), ("bob", 0, 1), ("bob", 60_000, 1)]
+            .into_iter()
+            .map(|(u, s, n)| (u.to_string(), s, n))
+            .collect();
+    assert_eq!(*got.lock().unwrap(), expected);
 }
