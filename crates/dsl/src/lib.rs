@@ -42,6 +42,7 @@ mod chain;
 mod keyed;
 mod ops;
 mod pipeline;
+mod state;
 mod stream;
 #[cfg(test)]
 mod testing;

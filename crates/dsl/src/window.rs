@@ -9,7 +9,7 @@
 //! windows are all gone is late beyond the lateness: it goes to the late side output, if one was
 //! asked for, and is otherwise dropped. Then the window's state is evicted.
 //!
-//! Window state is checkpointed as keyed state is (see `keyed`): per key, copy on write for
+//! Window state is checkpointed as keyed state is ([`KeyedState`]): per key, copy on write for
 //! the checkpoint time. After a recovery from time T, windows ending at or before T count as
 //! fired (their results, stamped before T, were committed with the checkpoint at T).
 //!
@@ -17,11 +17,12 @@
 //! timer when the wall clock reaches their end; their results are stamped no lower than what
 //! went into them, so a recovery replays them consistently.
 
-use crate::chain::{Collector, Control, Cx, Operator, Restore};
+use crate::chain::{Collector, Control, Cx, Operator};
+use crate::state::KeyedState;
 use crate::{Data, Key};
-use gearpump_api::{TaskError, TaskResult, TimerId};
+use gearpump_api::{TaskResult, TimerId};
 use gearpump_core::Timestamp;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,9 +229,8 @@ pub(crate) struct WindowOp<T, K, G: Aggregator<T>> {
     lateness: i64,
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     agg: Arc<G>,
-    state: FxHashMap<K, Vec<Pane<G::Acc>>>,
-    /// Panes as of the checkpoint time, for keys a later value changed (see `keyed`).
-    before: FxHashMap<K, Option<Vec<Pane<G::Acc>>>>,
+    /// Each key's windows, checkpointed copy on write.
+    state: KeyedState<K, Vec<Pane<G::Acc>>>,
     /// When keys need looking at: window ends (to fire) and ends plus lateness (to evict).
     due: BTreeMap<i64, Vec<K>>,
     watermark: i64,
@@ -245,8 +245,7 @@ impl<T, K, G: Aggregator<T>> WindowOp<T, K, G> {
             lateness: lateness.max(0),
             key,
             agg,
-            state: FxHashMap::default(),
-            before: FxHashMap::default(),
+            state: KeyedState::default(),
             due: BTreeMap::new(),
             watermark: i64::MIN,
             tick: None,
@@ -255,9 +254,9 @@ impl<T, K, G: Aggregator<T>> WindowOp<T, K, G> {
     }
 }
 
-/// Adds `value` (stamped `ts`, in windows of time `t`) to one key's panes. Returns whether it
-/// was too late for every window, and the panes that must fire at once (late firings: the
-/// watermark is past their end). `new_panes` collects the windows made or grown.
+/// Adds `value` (stamped `ts`, in windows of time `t`) to one key's panes. Gives the value back
+/// if it was too late for every window. `fired` collects the panes that must fire at once (late
+/// firings: the watermark is past their end), `new_panes` the windows made or grown.
 #[allow(clippy::too_many_arguments)]
 fn add_value<T: Clone, G: Aggregator<T>>(
     window: &Window,
@@ -270,13 +269,13 @@ fn add_value<T: Clone, G: Aggregator<T>>(
     ts: i64,
     fired: &mut Vec<Firing>,
     new_panes: &mut Vec<(i64, i64)>,
-) -> bool {
+) -> Option<T> {
     let event_time = !window.processing_time;
     let live = |end: i64| !event_time || end.saturating_add(lateness) > watermark;
     if let Shape::Session { .. } = window.shape {
         let (mut start, mut end) = windows[0];
         if !live(end) {
-            return true;
+            return Some(value);
         }
         let mut acc = agg.create();
         agg.add(&mut acc, value);
@@ -303,17 +302,16 @@ fn add_value<T: Clone, G: Aggregator<T>>(
         if late_firing {
             fired.push(Firing { start, end, time: (end - 1).max(watermark) });
         }
-        return false;
+        return None;
     }
-    let mut all_late = true;
-    let n = windows.len();
+    let Some(last) = windows.iter().rposition(|w| live(w.1)) else { return Some(value) };
     let mut value = Some(value);
-    for (i, &(start, end)) in windows.iter().enumerate() {
+    for (i, &(start, end)) in windows.iter().enumerate().take(last + 1) {
         if !live(end) {
             continue;
         }
-        all_late = false;
-        let v = if i + 1 == n { value.take() } else { value.clone() };
+        // Cloned for every window but the last it goes to.
+        let v = if i == last { value.take() } else { value.clone() };
         let Some(v) = v else { break };
         let pane = match panes.iter_mut().position(|p| p.start == start && p.end == end) {
             Some(at) => &mut panes[at],
@@ -331,7 +329,16 @@ fn add_value<T: Clone, G: Aggregator<T>>(
             fired.push(Firing { start, end, time: (end - 1).max(watermark) });
         }
     }
-    all_late
+    None
+}
+
+/// A pane's result for `key`.
+fn result_of<T, K: Clone, G: Aggregator<T>>(agg: &G, key: &K, pane: &Pane<G::Acc>) -> Windowed<K, G::Out> {
+    Windowed {
+        key: key.clone(),
+        window: TimeWindow { start: Timestamp(pane.start), end: Timestamp(pane.end) },
+        value: agg.result(&pane.acc),
+    }
 }
 
 impl<T, K, G> WindowOp<T, K, G>
@@ -340,22 +347,6 @@ where
     K: Key,
     G: Aggregator<T>,
 {
-    fn emit(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        key: &K,
-        pane: &Pane<G::Acc>,
-        time: i64,
-        out: &mut dyn Collector<WindowOut<Windowed<K, G::Out>, T>>,
-    ) -> TaskResult {
-        let result = Windowed {
-            key: key.clone(),
-            window: TimeWindow { start: Timestamp(pane.start), end: Timestamp(pane.end) },
-            value: self.agg.result(&pane.acc),
-        };
-        out.collect(cx, WindowOut::Result(result), Timestamp(time))
-    }
-
     fn schedule(&mut self, key: &K, windows: &[(i64, i64)]) {
         for &(_, end) in windows {
             if self.window.processing_time {
@@ -393,56 +384,19 @@ where
         }
         let processing = self.window.processing_time;
         for key in keys {
-            let Some(mut panes) = self.state.remove(&key) else { continue };
+            let Some(mut panes) = self.state.map.remove(&key) else { continue };
             panes.sort_by_key(|p| (p.end, p.start));
             for pane in &mut panes {
                 if !pane.fired && pane.end <= now {
                     pane.fired = true;
                     let time = if processing { pane.max_ts.max(self.watermark) } else { pane.end - 1 };
-                    self.emit(cx, &key, pane, time, out)?;
+                    out.collect(cx, WindowOut::Result(result_of(&*self.agg, &key, pane)), Timestamp(time))?;
                 }
             }
             let lateness = self.lateness;
             panes.retain(|p| if processing { !p.fired } else { p.end.saturating_add(lateness) > now });
             if !panes.is_empty() {
-                self.state.insert(key, panes);
-            }
-        }
-        Ok(())
-    }
-
-    fn snapshot(&self) -> Result<Vec<u8>, TaskError> {
-        let mut entries: Vec<(&K, &Vec<Pane<G::Acc>>)> = Vec::with_capacity(self.state.len());
-        for (k, panes) in &self.state {
-            match self.before.get(k) {
-                Some(Some(kept)) => entries.push((k, kept)),
-                Some(None) => {}
-                None => entries.push((k, panes)),
-            }
-        }
-        // Keys whose panes were all evicted after a later value touched them.
-        for (k, kept) in &self.before {
-            if let Some(kept) = kept
-                && !self.state.contains_key(k)
-            {
-                entries.push((k, kept));
-            }
-        }
-        postcard::to_allocvec(&entries).map_err(|e| TaskError::msg(format!("encoding a window state: {e}")))
-    }
-
-    fn restore(&mut self, restore: &mut Restore) -> TaskResult {
-        let split = restore.split;
-        for part in restore.take() {
-            let entries: Vec<(K, Vec<Pane<G::Acc>>)> = postcard::from_bytes(part)
-                .map_err(|e| TaskError::msg(format!("a window state in the checkpoint does not decode: {e}")))?;
-            for (k, panes) in entries {
-                let mine = split.is_none_or(|(index, parts)| {
-                    gearpump_core::serde_hash(&k) % u64::from(parts.max(1)) == u64::from(index)
-                });
-                if mine {
-                    self.state.insert(k, panes);
-                }
+                self.state.map.insert(key, panes);
             }
         }
         Ok(())
@@ -470,30 +424,15 @@ where
         self.window.assign(t, &mut windows);
         let mut fired = Vec::new();
         let mut grown = Vec::new();
-        // Copy on write for the checkpoint, as keyed state does.
-        if time >= cx.checkpoint {
-            if !self.before.contains_key(&key) {
-                self.before.insert(key.clone(), self.state.get(&key).cloned());
-            }
-        } else if !self.before.is_empty()
-            && let Some(kept) = self.before.get_mut(&key)
-        {
+        if let Some(kept) = self.state.before_change(&key, time, cx.checkpoint) {
+            // A value before the checkpoint time, for a key a later one changed already: it
+            // goes into the kept panes too (what it fires is fired from the current ones).
             let panes = kept.get_or_insert_with(Vec::new);
             let (mut f, mut g) = (Vec::new(), Vec::new());
-            add_value(
-                &self.window,
-                self.lateness,
-                &*self.agg,
-                self.watermark,
-                panes,
-                &windows,
-                value.clone(),
-                time.0,
-                &mut f,
-                &mut g,
-            );
+            let (window, lateness, watermark) = (self.window, self.lateness, self.watermark);
+            add_value(&window, lateness, &*self.agg, watermark, panes, &windows, value.clone(), time.0, &mut f, &mut g);
         }
-        let panes = self.state.entry(key.clone()).or_default();
+        let panes = self.state.map.entry(key.clone()).or_default();
         let late = add_value(
             &self.window,
             self.lateness,
@@ -501,24 +440,23 @@ where
             self.watermark,
             panes,
             &windows,
-            value.clone(),
+            value,
             time.0,
             &mut fired,
             &mut grown,
         );
         if panes.is_empty() {
-            self.state.remove(&key);
+            self.state.map.remove(&key);
         }
         self.scratch = windows;
-        if late {
+        if let Some(value) = late {
             return out.collect(cx, WindowOut::Late(value), time);
         }
         self.schedule(&key, &grown);
-        if !fired.is_empty() {
-            let panes = self.state.get(&key).cloned().unwrap_or_default();
+        if let Some(panes) = self.state.map.get(&key) {
             for f in fired {
                 if let Some(p) = panes.iter().find(|p| p.start == f.start && p.end == f.end) {
-                    self.emit(cx, &key, p, f.time, out)?;
+                    out.collect(cx, WindowOut::Result(result_of(&*self.agg, &key, p)), Timestamp(f.time))?;
                 }
             }
         }
@@ -532,7 +470,7 @@ where
         out: &mut dyn Collector<Self::Out>,
     ) -> TaskResult {
         match event {
-            Control::Restore(restore) => self.restore(restore)?,
+            Control::Restore(restore) => self.state.restore(restore)?,
             Control::Start(start) => {
                 if self.window.processing_time {
                     let every = match self.window.shape {
@@ -548,9 +486,9 @@ where
                 // After a recovery from T, windows ending by T fired before it.
                 let restart = start.0.0;
                 let processing = self.window.processing_time;
-                let keys: Vec<K> = self.state.keys().cloned().collect();
+                let keys: Vec<K> = self.state.map.keys().cloned().collect();
                 for k in keys {
-                    let panes = self.state.get_mut(&k).expect("a key just listed");
+                    let panes = self.state.map.get_mut(&k).expect("a key just listed");
                     let mut ends = Vec::new();
                     for p in panes.iter_mut() {
                         if !processing {
@@ -576,8 +514,8 @@ where
                 let now = Timestamp::now().0;
                 self.advance(cx, now, out)?;
             }
-            Control::Snapshot(parts) => parts.push(self.snapshot()?),
-            Control::Advance => self.before.clear(),
+            Control::Snapshot(parts) => parts.push(self.state.snapshot()?),
+            Control::Advance => self.state.advance(),
             Control::Stop => {
                 if let Some(t) = self.tick.take() {
                     cx.ctx().cancel(t);
