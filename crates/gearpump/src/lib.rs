@@ -81,6 +81,9 @@ pub use gearpump_cluster::application;
 pub mod prelude {
     pub use gearpump_api::prelude::*;
     pub use gearpump_api::{PartitionerSpec, PersistentState, PersistentTask, Processor, StreamApplication, TaskError};
+    pub use gearpump_dsl::{
+        Aggregator, KeyedStream, Pipeline, Stream, TimeWindow, Watermarks, Window, Windowed, WindowedStream,
+    };
 }
 
 /// The README's code compiles: its snippets run as doctests.
