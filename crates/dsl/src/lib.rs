@@ -26,13 +26,38 @@
 //! - [`Stream::key_by`] gives a [`KeyedStream`], whose operators (`count`, `sum`, `min`, `max`,
 //!   `reduce`, `fold`) keep state per key. That state is checkpointed with the application's
 //!   checkpoints (exactly once with a replayable source).
+//! - [`KeyedStream::window`] gives a [`WindowedStream`]: tumbling, sliding or session
+//!   [`Window`]s in event time (the values' timestamps; the watermark is the application's min
+//!   clock, set per source with [`Watermarks`]) or processing time, folded by an
+//!   [`Aggregator`] (or `count`, `sum`, `reduce`, `apply`) into one [`Windowed`] result per key
+//!   and window, with allowed lateness and a side output for late records. [`Stream::join`]
+//!   pairs two streams' values by key and window.
 //! - [`Pipeline::build`] compiles the graph. Operators that need no repartitioning (same
 //!   parallelism, one consumer, no key) are *chained*: they run in one task and call each other
 //!   directly, passing typed values, with no queue, no `Message` and no type erasure between
 //!   them. Values become messages, and are serialised, only where they cross to another task
 //!   (an edge; between processes, on the wire).
-//! - Errors are found early: types at compile time; a parallelism of 0 when the pipeline is
-//!   built ([`DslError`], naming the operator).
+//! - Errors are found early: types at compile time; a parallelism of 0, an invalid window or a
+//!   misplaced watermark strategy when the pipeline is built ([`DslError`], naming the
+//!   operator).
+//!
+//! ```
+//! use gearpump_dsl::{Pipeline, Watermarks, Window};
+//! use gearpump_core::Timestamp;
+//! use std::time::Duration;
+//!
+//! // Temperatures per sensor, up to 2 s out of order: the average of each minute.
+//! let p = Pipeline::new("temperatures");
+//! let readings = vec![("s1".to_string(), 1_000i64, 20.5f64), ("s2".to_string(), 3_000, 18.0), ("s1".to_string(), 2_000, 21.5)];
+//! p.collection("readings", readings)
+//!     .assign_timestamps(|(_, t, _)| Timestamp(*t))
+//!     .watermarks(Watermarks::bounded(Duration::from_secs(2)))
+//!     .key_by(|(sensor, _, _): &(String, i64, f64)| sensor.clone())
+//!     .window(Window::tumbling(Duration::from_secs(60)))
+//!     .apply(|_sensor, _window, readings| readings.iter().map(|r| r.2).sum::<f64>() / readings.len() as f64)
+//!     .for_each(|w, _| println!("{} {}..{}: {:.1}", w.key, w.window.start, w.window.end, w.value));
+//! let app = p.build().unwrap();
+//! ```
 //!
 //! The runtime sees ordinary processors: one per chain, described by its operators' names
 //! (`lines → flat_map`), so REST, the dashboard and dynamic DAG changes work as for any

@@ -242,6 +242,20 @@ impl Pipeline {
     ///
     /// Replay after a failure is the source's: a replayable source makes the stream's results
     /// exactly once.
+    ///
+    /// `T` comes from how the stream is used (annotate the next closure's argument), or name
+    /// it: `source::<u64, _>(…)`.
+    ///
+    /// ```
+    /// use gearpump_api::NumberSource;
+    /// use gearpump_dsl::Pipeline;
+    ///
+    /// let p = Pipeline::new("numbers");
+    /// p.source::<u64, _>("numbers", 1, |_| Ok(NumberSource::new(1000, 1)))
+    ///     .filter(|n| n % 2 == 0)
+    ///     .for_each(|n, time| println!("{n} at {time}"));
+    /// p.build().unwrap();
+    /// ```
     pub fn source<T, S>(
         &self,
         name: &str,
