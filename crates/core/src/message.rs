@@ -1,9 +1,11 @@
 //! Messages and their values.
 //!
-//! A [`Message`] is a value plus a [`Timestamp`]. The value is held as `Arc<dyn Value>`: moving a
-//! message between tasks of one process moves a pointer, never the bytes, and fanning a message
-//! out (broadcast, several downstream processors) bumps a reference count. Values are immutable,
-//! as the guide requires.
+//! A [`Message`] is a value plus a [`Timestamp`]. Values of the commonest types (`String`,
+//! `Vec<u8>`, `u64`, `i64`, `f64`) are held in the message itself, so a message of one costs no
+//! allocation of its own and no reference counting; any other value is held as `Arc<dyn Value>`:
+//! moving a message between tasks of one process moves a pointer, never the bytes, and fanning
+//! it out (broadcast, several downstream processors) bumps a reference count. Values are
+//! immutable, as the guide requires.
 //!
 //! [`Value`] is implemented for every `Send + Sync + Debug + Serialize + DeserializeOwned` type.
 //! Serde is the default codec for the wire; [`Value::hash_code`] hashes the same encoding, so the
@@ -112,55 +114,196 @@ pub enum CodecError {
 }
 
 /// A message: an immutable value and its application timestamp.
+///
+/// Values of the commonest types (`String`, `Vec<u8>`, `u64`, `i64`, `f64`) are held in the
+/// message itself: making one, moving it to a task of the same process and taking the value out
+/// again with [`Message::into_value`] allocate nothing beyond the value's own buffer and touch no
+/// reference count. Any other value is held behind an `Arc`, so fanning it out (broadcast,
+/// several downstream processors) bumps a count instead of copying; cloning a message of an
+/// inline type clones the value.
 #[derive(Clone)]
 pub struct Message {
-    value: Arc<dyn Value>,
+    value: Repr,
     timestamp: Timestamp,
+}
+
+/// How a message holds its value.
+#[derive(Clone)]
+enum Repr {
+    Str(String),
+    Bytes(Vec<u8>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Shared(Arc<dyn Value>),
+}
+
+/// Moves `value` into `Repr`'s inline variant for its type, or gives it back. Monomorphised per
+/// type: the type tests are decided at compile time.
+#[inline(always)]
+fn inline<T: Value>(value: T) -> Result<Repr, T> {
+    let mut slot = Some(value);
+    let any: &mut dyn Any = &mut slot;
+    if let Some(v) = any.downcast_mut::<Option<String>>() {
+        return Ok(Repr::Str(v.take().unwrap_or_default()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
+        return Ok(Repr::Bytes(v.take().unwrap_or_default()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<u64>>() {
+        return Ok(Repr::U64(v.take().unwrap_or_default()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<i64>>() {
+        return Ok(Repr::I64(v.take().unwrap_or_default()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<f64>>() {
+        return Ok(Repr::F64(v.take().unwrap_or_default()));
+    }
+    match slot {
+        Some(v) => Err(v),
+        None => unreachable!("the slot is taken only by a match above, which returns"),
+    }
+}
+
+/// Takes a `T` out of `value` when it is one (a move, monomorphised per type).
+#[inline(always)]
+fn take<V: Any, T: Any>(value: V) -> Result<T, V> {
+    let mut slot = Some(value);
+    let any: &mut dyn Any = &mut slot;
+    match any.downcast_mut::<Option<T>>() {
+        Some(t) => t.take().ok_or_else(|| unreachable!("the slot was just filled")),
+        None => Err(slot.unwrap_or_else(|| unreachable!("the slot was just filled"))),
+    }
+}
+
+/// The postcard encoding of a length: LEB128.
+#[inline]
+fn varint(mut n: u64, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf[i] = byte;
+            return &buf[..=i];
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+}
+
+/// [`serde_hash`] of a string, without serde's machinery: the same bytes into the same hasher
+/// (its length as postcard writes it, then its bytes).
+#[inline]
+fn str_hash(s: &str) -> u64 {
+    let bytes = s.as_bytes();
+    let mut h = rustc_hash::FxHasher::default();
+    let mut buf = [0u8; 10];
+    h.write(varint(bytes.len() as u64, &mut buf));
+    h.write(bytes);
+    h.finish()
 }
 
 impl Message {
     /// Creates a message from a value and a timestamp.
+    #[inline]
     pub fn new<T: Value>(value: T, timestamp: Timestamp) -> Self {
-        Message { value: Arc::new(value), timestamp }
+        let value = match inline(value) {
+            Ok(repr) => repr,
+            Err(value) => Repr::Shared(Arc::new(value)),
+        };
+        Message { value, timestamp }
     }
 
     /// Creates a message that shares an already allocated value (no copy, no allocation).
     pub fn from_shared(value: Arc<dyn Value>, timestamp: Timestamp) -> Self {
-        Message { value, timestamp }
+        Message { value: Repr::Shared(value), timestamp }
     }
 
     /// The message's timestamp.
+    #[inline]
     pub fn timestamp(&self) -> Timestamp {
         self.timestamp
     }
 
     /// The value, type-erased.
+    #[inline]
     pub fn value(&self) -> &dyn Value {
-        &*self.value
+        match &self.value {
+            Repr::Str(v) => v,
+            Repr::Bytes(v) => v,
+            Repr::U64(v) => v,
+            Repr::I64(v) => v,
+            Repr::F64(v) => v,
+            Repr::Shared(v) => &**v,
+        }
     }
 
-    /// The shared value, for re-sending without copying.
-    pub fn shared_value(&self) -> &Arc<dyn Value> {
-        &self.value
+    /// The value behind an `Arc`, for sending it on many times without copying: the message's
+    /// own when it holds one, a new one (the value copied once) when it holds its value inline.
+    pub fn shared_value(&self) -> Arc<dyn Value> {
+        match &self.value {
+            Repr::Str(v) => Arc::new(v.clone()),
+            Repr::Bytes(v) => Arc::new(v.clone()),
+            Repr::U64(v) => Arc::new(*v),
+            Repr::I64(v) => Arc::new(*v),
+            Repr::F64(v) => Arc::new(*v),
+            Repr::Shared(v) => v.clone(),
+        }
+    }
+
+    /// A hash of the value, stable across processes and builds: [`Value::hash_code`], computed
+    /// without serde for the types held inline (the same result).
+    #[inline]
+    pub fn hash_code(&self) -> u64 {
+        match &self.value {
+            Repr::Str(v) => str_hash(v),
+            // Serde writes a `Vec<u8>` as a sequence of single bytes: hashed as serde does.
+            Repr::Bytes(v) => serde_hash(v),
+            Repr::U64(v) => serde_hash(v),
+            Repr::I64(v) => serde_hash(v),
+            Repr::F64(v) => serde_hash(v),
+            Repr::Shared(v) => v.hash_code(),
+        }
     }
 
     /// The value as a `T`, or `None` if it is of another type.
+    #[inline]
     pub fn get<T: Value>(&self) -> Option<&T> {
-        let any: &dyn Any = &*self.value;
+        let any: &dyn Any = match &self.value {
+            Repr::Str(v) => v,
+            Repr::Bytes(v) => v,
+            Repr::U64(v) => v,
+            Repr::I64(v) => v,
+            Repr::F64(v) => v,
+            Repr::Shared(v) => &**v as &dyn Any,
+        };
         any.downcast_ref::<T>()
     }
 
-    /// Takes the value out as a `T`: without copying when this is the last reference, by
-    /// cloning otherwise. Gives the message back if the value is of another type.
+    /// Takes the value out as a `T`: a move for the types held inline and for a value behind an
+    /// `Arc` that no other message shares, a clone otherwise. Gives the message back if the
+    /// value is of another type.
+    #[inline]
     pub fn into_value<T: Value + Clone>(self) -> Result<T, Message> {
         let timestamp = self.timestamp;
-        let any: Arc<dyn Any + Send + Sync> = self.value.clone();
-        match any.downcast::<T>() {
-            Ok(arc) => {
-                drop(self);
-                Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
+        let back = |value| Message { value, timestamp };
+        match self.value {
+            Repr::Str(v) => take(v).map_err(|v| back(Repr::Str(v))),
+            Repr::Bytes(v) => take(v).map_err(|v| back(Repr::Bytes(v))),
+            Repr::U64(v) => take(v).map_err(|v| back(Repr::U64(v))),
+            Repr::I64(v) => take(v).map_err(|v| back(Repr::I64(v))),
+            Repr::F64(v) => take(v).map_err(|v| back(Repr::F64(v))),
+            Repr::Shared(v) => {
+                if !(&*v as &dyn Any).is::<T>() {
+                    return Err(back(Repr::Shared(v)));
+                }
+                let any: Arc<dyn Any + Send + Sync> = v;
+                match any.downcast::<T>() {
+                    Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
+                    Err(_) => unreachable!("the type was checked above"),
+                }
             }
-            Err(_) => Err(Message { value: self.value, timestamp }),
         }
     }
 
@@ -172,7 +315,7 @@ impl Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("value", &self.value).field("timestamp", &self.timestamp).finish()
+        f.debug_struct("Message").field("value", &self.value()).field("timestamp", &self.timestamp).finish()
     }
 }
 
@@ -204,6 +347,44 @@ mod tests {
         let c = Message::new(String::from("other"), Timestamp(1));
         assert_eq!(a.value().hash_code(), b.value().hash_code());
         assert_ne!(a.value().hash_code(), c.value().hash_code());
+    }
+
+    #[test]
+    fn inline_values_come_back_as_their_type_only() {
+        let s = Message::new(String::from("word"), Timestamp(3));
+        assert_eq!(s.get::<String>().map(String::as_str), Some("word"));
+        assert_eq!(s.get::<Vec<u8>>(), None);
+        assert_eq!(s.value().type_name(), "alloc::string::String");
+        let s = s.into_value::<u64>().expect_err("a String is not a u64");
+        assert_eq!(s.timestamp(), Timestamp(3));
+        assert_eq!(s.clone().into_value::<String>().unwrap(), "word");
+        assert_eq!(s.shared_value().type_name(), "alloc::string::String");
+        assert_eq!(Message::new(vec![1u8, 2], Timestamp(0)).into_value::<Vec<u8>>().unwrap(), vec![1, 2]);
+        assert_eq!(Message::new(5u64, Timestamp(0)).into_value::<u64>().unwrap(), 5);
+        assert_eq!(Message::new(-5i64, Timestamp(0)).into_value::<i64>().unwrap(), -5);
+        assert_eq!(Message::new(0.5f64, Timestamp(0)).into_value::<f64>().unwrap(), 0.5);
+        assert!(Message::new(5u64, Timestamp(0)).into_value::<i64>().is_err());
+        // Other types sit behind an Arc and come back the same way.
+        let pair = Message::new((1u32, String::from("x")), Timestamp(0));
+        assert_eq!(pair.get::<(u32, String)>(), Some(&(1, String::from("x"))));
+        assert_eq!(pair.into_value::<(u32, String)>().unwrap(), (1, String::from("x")));
+    }
+
+    #[test]
+    fn the_direct_hash_equals_the_serde_hash() {
+        for len in [0usize, 1, 9, 127, 128, 300, 20_000] {
+            let s: String = "abcdefghij".chars().cycle().take(len).collect();
+            assert_eq!(Message::new(s.clone(), Timestamp(0)).hash_code(), serde_hash(&s), "a string of {len}");
+            assert_eq!(Message::new(s.clone(), Timestamp(0)).hash_code(), s.hash_code());
+            let b = s.into_bytes();
+            assert_eq!(Message::new(b.clone(), Timestamp(0)).hash_code(), serde_hash(&b), "bytes of {len}");
+        }
+        for v in [0u64, 1, 300, u64::MAX] {
+            assert_eq!(Message::new(v, Timestamp(0)).hash_code(), serde_hash(&v));
+        }
+        assert_eq!(Message::new(-7i64, Timestamp(0)).hash_code(), serde_hash(&-7i64));
+        let shared = Message::from_shared(Arc::new(String::from("w")), Timestamp(0));
+        assert_eq!(shared.hash_code(), Message::new(String::from("w"), Timestamp(0)).hash_code());
     }
 
     #[test]

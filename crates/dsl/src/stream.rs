@@ -306,7 +306,7 @@ impl<K: Key, T: Data> Partitioner for KeyPartitioner<K, T> {
     fn get_partition(&mut self, msg: &Message, partitions: u32, _current: TaskIndex) -> Option<u32> {
         let hash = match msg.get::<T>() {
             Some(v) => gearpump_core::serde_hash(&(self.key)(v)),
-            None => msg.value().hash_code(),
+            None => msg.hash_code(),
         };
         Some((hash % u64::from(partitions.max(1))) as u32)
     }
