@@ -193,7 +193,7 @@ pub struct HashPartitioner;
 impl Partitioner for HashPartitioner {
     #[inline]
     fn get_partition(&mut self, msg: &Message, partitions: u32, _current: TaskIndex) -> Option<u32> {
-        Some((msg.hash_code() % u64::from(partitions)) as u32)
+        Some(gearpump_core::partition_of(msg.hash_code(), partitions))
     }
 }
 

@@ -49,7 +49,7 @@ pub use codec::{Codec, Codecs, type_hash};
 pub use config::{ConfigError, UserConfig};
 pub use graph::{CycleError, Graph, NodeIndex};
 pub use ids::{AppId, ExecutorId, ProcessorId, TaskId, TaskIndex, WorkerId};
-pub use message::{CodecError, Message, Value, serde_hash};
+pub use message::{CodecError, Message, Value, partition_of, serde_hash};
 pub use redact::{is_secret_key, redact};
 pub use status::AppStatus;
 pub use time::Timestamp;

@@ -29,6 +29,15 @@ pub fn serde_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
     postcard::serialize_with_flavor::<T, HashFlavor, u64>(value, hasher).unwrap_or_default()
 }
 
+/// `hash mod partitions` (0 when there are none): the partition a hash picks. A mask when
+/// `partitions` is a power of two (the same result, without a 64-bit division's latency on
+/// every message).
+#[inline]
+pub fn partition_of(hash: u64, partitions: u32) -> u32 {
+    let n = u64::from(partitions.max(1));
+    (if n.is_power_of_two() { hash & (n - 1) } else { hash % n }) as u32
+}
+
 /// A value that can travel in a [`Message`].
 ///
 /// Blanket-implemented: any `T: Send + Sync + Debug + Serialize + DeserializeOwned + 'static`
@@ -385,6 +394,16 @@ mod tests {
         assert_eq!(Message::new(-7i64, Timestamp(0)).hash_code(), serde_hash(&-7i64));
         let shared = Message::from_shared(Arc::new(String::from("w")), Timestamp(0));
         assert_eq!(shared.hash_code(), Message::new(String::from("w"), Timestamp(0)).hash_code());
+    }
+
+    #[test]
+    fn partition_of_is_the_remainder() {
+        for n in [1u32, 2, 3, 4, 7, 8, 64, 100] {
+            for h in [0u64, 1, 5, 1 << 40, u64::MAX, 0x9E37_79B9_7F4A_7C15] {
+                assert_eq!(partition_of(h, n), (h % u64::from(n)) as u32, "{h} mod {n}");
+            }
+        }
+        assert_eq!(partition_of(7, 0), 0);
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl<K: Key, T: Data> Partitioner for KeyPartitioner<K, T> {
             Some(v) => gearpump_core::serde_hash(&(self.key)(v)),
             None => msg.hash_code(),
         };
-        Some((hash % u64::from(partitions.max(1))) as u32)
+        Some(gearpump_core::partition_of(hash, partitions))
     }
 }
 

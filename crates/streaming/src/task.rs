@@ -287,6 +287,11 @@ impl TaskCell {
 }
 
 impl Runnable for TaskCell {
+    fn home(&self) -> usize {
+        // Tasks of one index share a thread, like a Timely worker's operators.
+        self.id.index as usize
+    }
+
     fn run(self: Arc<Self>) {
         let mut more = false;
         {
