@@ -147,41 +147,25 @@ enum Repr {
     Shared(Arc<dyn Value>),
 }
 
-/// Moves `value` into `Repr`'s inline variant for its type, or gives it back. Monomorphised per
-/// type: the type tests are decided at compile time.
+/// Moves `value` into `Repr`'s inline variant for its type, or gives it back.
 #[inline(always)]
 fn inline<T: Value>(value: T) -> Result<Repr, T> {
-    let mut slot = Some(value);
-    let any: &mut dyn Any = &mut slot;
-    if let Some(v) = any.downcast_mut::<Option<String>>() {
-        return Ok(Repr::Str(v.take().unwrap_or_default()));
-    }
-    if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
-        return Ok(Repr::Bytes(v.take().unwrap_or_default()));
-    }
-    if let Some(v) = any.downcast_mut::<Option<u64>>() {
-        return Ok(Repr::U64(v.take().unwrap_or_default()));
-    }
-    if let Some(v) = any.downcast_mut::<Option<i64>>() {
-        return Ok(Repr::I64(v.take().unwrap_or_default()));
-    }
-    if let Some(v) = any.downcast_mut::<Option<f64>>() {
-        return Ok(Repr::F64(v.take().unwrap_or_default()));
-    }
-    match slot {
-        Some(v) => Err(v),
-        None => unreachable!("the slot is taken only by a match above, which returns"),
-    }
+    cast(value)
+        .map(Repr::Str)
+        .or_else(|v| cast(v).map(Repr::Bytes))
+        .or_else(|v| cast(v).map(Repr::U64))
+        .or_else(|v| cast(v).map(Repr::I64))
+        .or_else(|v| cast(v).map(Repr::F64))
 }
 
-/// Takes a `T` out of `value` when it is one (a move, monomorphised per type).
+/// `value` as a `U` when `V` is `U` (a move), or `value` back. Monomorphised per pair of types,
+/// so the test is decided at compile time.
 #[inline(always)]
-fn take<V: Any, T: Any>(value: V) -> Result<T, V> {
+fn cast<V: Any, U: Any>(value: V) -> Result<U, V> {
     let mut slot = Some(value);
-    let any: &mut dyn Any = &mut slot;
-    match any.downcast_mut::<Option<T>>() {
-        Some(t) => t.take().ok_or_else(|| unreachable!("the slot was just filled")),
-        None => Err(slot.unwrap_or_else(|| unreachable!("the slot was just filled"))),
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(u) => Ok(u.take().expect("the slot was just filled")),
+        None => Err(slot.expect("the slot was just filled")),
     }
 }
 
@@ -279,14 +263,7 @@ impl Message {
     /// The value as a `T`, or `None` if it is of another type.
     #[inline]
     pub fn get<T: Value>(&self) -> Option<&T> {
-        let any: &dyn Any = match &self.value {
-            Repr::Str(v) => v,
-            Repr::Bytes(v) => v,
-            Repr::U64(v) => v,
-            Repr::I64(v) => v,
-            Repr::F64(v) => v,
-            Repr::Shared(v) => &**v as &dyn Any,
-        };
+        let any: &dyn Any = self.value();
         any.downcast_ref::<T>()
     }
 
@@ -298,11 +275,11 @@ impl Message {
         let timestamp = self.timestamp;
         let back = |value| Message { value, timestamp };
         match self.value {
-            Repr::Str(v) => take(v).map_err(|v| back(Repr::Str(v))),
-            Repr::Bytes(v) => take(v).map_err(|v| back(Repr::Bytes(v))),
-            Repr::U64(v) => take(v).map_err(|v| back(Repr::U64(v))),
-            Repr::I64(v) => take(v).map_err(|v| back(Repr::I64(v))),
-            Repr::F64(v) => take(v).map_err(|v| back(Repr::F64(v))),
+            Repr::Str(v) => cast(v).map_err(|v| back(Repr::Str(v))),
+            Repr::Bytes(v) => cast(v).map_err(|v| back(Repr::Bytes(v))),
+            Repr::U64(v) => cast(v).map_err(|v| back(Repr::U64(v))),
+            Repr::I64(v) => cast(v).map_err(|v| back(Repr::I64(v))),
+            Repr::F64(v) => cast(v).map_err(|v| back(Repr::F64(v))),
             Repr::Shared(v) => {
                 if !(&*v as &dyn Any).is::<T>() {
                     return Err(back(Repr::Shared(v)));

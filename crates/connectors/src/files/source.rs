@@ -565,9 +565,7 @@ impl<F: SourceFormat> DataSource for FileSource<F> {
                     .filter(|line| *line <= t),
                 None => Some(Timestamp::MIN),
             };
-            if t > self.max_ts.unwrap_or(Timestamp::MIN) || self.max_ts.is_none() {
-                self.max_ts = Some(t);
-            }
+            self.max_ts = Some(self.max_ts.map_or(t, |max| max.max(t)));
             if let Some(line) = boundary {
                 let file = self.current.as_ref().expect("a current file").0.path.clone();
                 self.boundaries.push_back((line, Position { file, at, ordinal }));
