@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Recovery time on a real cluster: a master and two workers (release build) run MessageCount;
 # an executor process is SIGKILLed three times; the AppMaster logs, for each recovery, the time
-# from the failure to the restarted tasks and to the clock moving again.
+# from the failure to the restarted tasks and to the clock moving again; the script prints when
+# it sent each SIGKILL, to compare with the AppMaster's log.
 #   cargo build --release -p gear -p gearpump-examples && benches/recovery.sh
 set -euo pipefail
 bin="$(cd "$(dirname "$0")/.." && pwd)/target/release"
@@ -22,8 +23,8 @@ for round in 1 2 3; do
   # The executors of application 1 are the children of the workers that are not the AppMaster.
   # The newest executors, as the AppMaster logged them.
   exe=$(sed 's/\x1b\[[0-9;]*m//g' w*/logs/app1/appmaster.log | grep "Executor registered" | sed 's/.*pid=//' | tail -1)
-  echo "round $round: SIGKILL executor $exe"
   kill -9 "$exe"
+  echo "round $round: SIGKILL executor $exe at $(date -u +%H:%M:%S.%6N)"
 done
 sleep 4
 grep -h "Tasks restarted\|The clock moves again" w*/logs/app1/appmaster.log | sed 's/\x1b\[[0-9;]*m//g'

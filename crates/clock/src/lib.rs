@@ -48,6 +48,7 @@ struct ProcessorClock {
 pub struct ClockService {
     processors: Vec<ProcessorClock>,
     min_clock: Timestamp,
+    start: Timestamp,
 }
 
 impl ClockService {
@@ -64,7 +65,7 @@ impl ClockService {
                 clock: if n == 0 { Timestamp::MAX } else { start },
             })
             .collect();
-        ClockService { processors, min_clock: start }
+        ClockService { processors, min_clock: start, start }
     }
 
     /// Records `task`'s min clock and returns its upstream min clock (`None` for a source).
@@ -86,6 +87,32 @@ impl ClockService {
     pub fn upstream_min_clock(&self, processor: ProcessorId) -> Option<Timestamp> {
         let pc = self.processors.get(processor.0 as usize)?;
         pc.upstream.iter().map(|u| self.processors[u.0 as usize].clock).min()
+    }
+
+    /// Whether the application's min clock has moved past the clock it started at.
+    pub fn has_moved(&self) -> bool {
+        self.min_clock > self.start
+    }
+
+    /// The tasks directly downstream of `processor` with their upstream min clock, for those
+    /// whose upstream min clock has moved past the start. Reports answer only the reporting task;
+    /// this lets the caller push a move at once (after a start or a restart, say) rather than
+    /// wait for each downstream task's next report.
+    pub fn downstream_clocks(&self, processor: ProcessorId) -> Vec<(TaskId, Timestamp)> {
+        let mut tasks = Vec::new();
+        for (d, pc) in self.processors.iter().enumerate() {
+            let d = ProcessorId(d as u32);
+            if !pc.upstream.contains(&processor) {
+                continue;
+            }
+            match self.upstream_min_clock(d) {
+                Some(up) if up > self.start => {
+                    tasks.extend((0..pc.tasks.len() as u32).map(|i| (TaskId::new(d.0, i), up)))
+                }
+                _ => {}
+            }
+        }
+        tasks
     }
 
     /// A processor's clock.
@@ -125,6 +152,25 @@ mod tests {
     /// Diamond-ish: P0 (2 tasks) → P2, P1 (1 task) → P2 (2 tasks).
     fn service() -> ClockService {
         ClockService::new(&[2, 1, 2], &[(P0, P2), (P1, P2)], Timestamp(0))
+    }
+
+    #[test]
+    fn downstream_clocks_name_the_tasks_whose_upstream_moved_past_the_start() {
+        let mut c = service();
+        assert!(c.downstream_clocks(P0).is_empty(), "nothing moved yet");
+        c.report(TaskId::new(0, 0), Timestamp(10));
+        c.report(TaskId::new(0, 1), Timestamp(20));
+        // P2's upstream clock is min(P0 = 10, P1 = 0): not past the start yet.
+        assert!(c.downstream_clocks(P0).is_empty());
+        c.report(TaskId::new(1, 0), Timestamp(5));
+        let up = vec![(TaskId::new(2, 0), Timestamp(5)), (TaskId::new(2, 1), Timestamp(5))];
+        assert_eq!(c.downstream_clocks(P1), up);
+        assert_eq!(c.downstream_clocks(P0), up);
+        assert!(c.downstream_clocks(P2).is_empty(), "a sink has nothing downstream");
+        assert!(!c.has_moved());
+        c.report(TaskId::new(2, 0), Timestamp(5));
+        c.report(TaskId::new(2, 1), Timestamp(5));
+        assert!(c.has_moved());
     }
 
     #[test]

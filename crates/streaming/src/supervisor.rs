@@ -179,8 +179,19 @@ impl Supervisor {
         if self.ending.is_some() || self.recovering.is_some() {
             return Vec::new();
         }
+        // Until the min clock first moves (after a start or a restart), a processor's clock
+        // moving is pushed to the tasks downstream at once: each move reaches the next stage
+        // within milliseconds instead of at its next report. At steady state, reports alone
+        // carry clocks (no more control traffic).
+        let unmoved = (!self.clock.has_moved()).then(|| self.clock.processor_clock(task.processor));
         let mut actions: Vec<Action> =
             self.clock.report(task, clock).map(|up| Action::UpstreamClock(task, up)).into_iter().collect();
+        if let Some(before) = unmoved
+            && self.clock.processor_clock(task.processor) != before
+        {
+            let pushed = self.clock.downstream_clocks(task.processor);
+            actions.extend(pushed.into_iter().map(|(t, up)| Action::UpstreamClock(t, up)));
+        }
         if let Some(complete) = self.recovery.complete_checkpoint(self.clock.min_clock()) {
             actions.push(Action::CheckpointComplete(complete));
         }
@@ -388,9 +399,11 @@ mod tests {
     #[test]
     fn clocks_are_answered_and_the_end_of_time_succeeds() {
         let mut s = supervisor();
-        assert_eq!(s.on_clock(SRC, Timestamp(5)), vec![]);
+        // Before the min clock first moves, the source's move is pushed to the sink's tasks.
+        let pushed = |t| vec![Action::UpstreamClock(SINK0, t), Action::UpstreamClock(SINK1, t)];
+        assert_eq!(s.on_clock(SRC, Timestamp(5)), pushed(Timestamp(5)));
         assert_eq!(s.on_clock(SINK0, Timestamp(3)), vec![Action::UpstreamClock(SINK0, Timestamp(5))]);
-        assert_eq!(s.on_clock(SRC, Timestamp::MAX), vec![]);
+        assert_eq!(s.on_clock(SRC, Timestamp::MAX), pushed(Timestamp::MAX));
         assert_eq!(s.on_clock(SINK0, Timestamp::MAX), vec![Action::UpstreamClock(SINK0, Timestamp::MAX)]);
         // The last task reaches the end of time: the min clock moves (and with it the start
         // clock, there being no stateful task), and the application has succeeded.
@@ -405,6 +418,38 @@ mod tests {
         assert_eq!(s.on_task_stopped(SINK0), vec![]);
         assert_eq!(s.on_task_stopped(SINK0), vec![], "a task counts once");
         assert_eq!(s.on_task_stopped(SINK1), vec![Action::Done]);
+    }
+
+    #[test]
+    fn clock_moves_are_pushed_downstream_only_until_the_min_clock_first_moves() {
+        // Source (1 task) → middle (1 task) → sink (2 tasks).
+        let source = Processor::from_fn("Source", 1, |_| Ok(Nop));
+        let middle = Processor::from_fn("Middle", 1, |_| Ok(Nop));
+        let sink = Processor::from_fn("Sink", 2, |_| Ok(Nop));
+        let app = StreamApplication::builder("s").path([&source, &middle, &sink]).build().unwrap();
+        let mut s = Supervisor::new(app.dag(), Timestamp(0), 1);
+        let (src, mid, sink0, sink1) = (TaskId::new(0, 0), TaskId::new(1, 0), TaskId::new(2, 0), TaskId::new(2, 1));
+        let up = Action::UpstreamClock;
+        // A restart from 10: each stage's first move reaches the next stage at once.
+        assert_eq!(s.on_task_failed(src, "boom"), vec![Action::StopAll]);
+        for t in [src, mid, sink0] {
+            assert_eq!(s.on_task_stopped(t), vec![]);
+        }
+        assert!(matches!(s.on_task_stopped(sink1)[..], [Action::Restart { start: Timestamp(0), .. }]));
+        // A report that does not move the source's clock pushes nothing.
+        assert_eq!(s.on_clock(src, Timestamp(0)), vec![]);
+        assert_eq!(s.on_clock(src, Timestamp(7)), vec![up(mid, Timestamp(7))]);
+        assert_eq!(
+            s.on_clock(mid, Timestamp(7)),
+            vec![up(mid, Timestamp(7)), up(sink0, Timestamp(7)), up(sink1, Timestamp(7))]
+        );
+        assert_eq!(s.on_clock(sink0, Timestamp(7)), vec![up(sink0, Timestamp(7))]);
+        assert!(!s.clock().has_moved());
+        // The last sink task: the min clock moves (the start clock with it, nothing being stateful).
+        assert_eq!(s.on_clock(sink1, Timestamp(7)), vec![up(sink1, Timestamp(7)), Action::StartClock(Timestamp(7))]);
+        // From now on reports are answered and nothing is pushed.
+        assert_eq!(s.on_clock(src, Timestamp(20)), vec![]);
+        assert_eq!(s.on_clock(mid, Timestamp(15)), vec![up(mid, Timestamp(20))]);
     }
 
     #[test]

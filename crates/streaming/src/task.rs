@@ -637,6 +637,11 @@ pub(crate) struct TaskRunner {
     until_sample: u32,
     /// Since when the task has been back-pressured, if it is.
     blocked_since: Option<std::time::Instant>,
+    /// The clock the task started at, until its clock first moves past it: that move is
+    /// reported when it happens rather than at the next tick, so that after a start or a
+    /// restart the application's clock moves again within milliseconds. At steady state
+    /// clocks are reported only on ticks.
+    unmoved: Option<Timestamp>,
 }
 
 impl TaskRunner {
@@ -695,6 +700,30 @@ impl TaskRunner {
             sample_rate,
             until_sample: sample_rate,
             blocked_since: None,
+            unmoved: None,
+        }
+    }
+
+    /// The task's min clock: a lower bound on the timestamp of anything it still holds or may
+    /// emit (its own watermark, or for a source what it emitted last; the upstream clock it was
+    /// told; its un-acked output).
+    fn clock(&self) -> Timestamp {
+        let own = self.task.watermark().unwrap_or(if self.is_source { self.io.max_output_ts } else { Timestamp::MAX });
+        let upstream = if self.is_source { Timestamp::MAX } else { self.io.upstream_clock };
+        own.min(upstream).min(self.io.min_unacked())
+    }
+
+    /// Reports the clock now if it has just moved past the start clock for the first time.
+    fn report_first_move(&mut self, cell: &TaskCell) {
+        let Some(start) = self.unmoved else { return };
+        if !self.started || self.done {
+            return;
+        }
+        let clock = self.clock();
+        if clock > start {
+            self.unmoved = None;
+            cell.counters.clock.store(clock.0, Ordering::Relaxed);
+            let _ = cell.events.send(TaskEvent::Clock { task: cell.id, clock });
         }
     }
 
@@ -883,6 +912,9 @@ impl TaskRunner {
         if self.io.blocked_targets > 0 && self.blocked_since.is_none() {
             self.blocked_since = Some(std::time::Instant::now());
         }
+        if self.unmoved.is_some() {
+            self.report_first_move(cell);
+        }
         let blocked = !self.started || self.done || self.io.blocked_targets > 0;
         cell.inbox.lock().handoff.set_blocked(blocked);
         !blocked && !self.local.is_empty()
@@ -895,6 +927,7 @@ impl TaskRunner {
                     return;
                 }
                 self.started = true;
+                self.unmoved = Some(start.0);
                 self.io.upstream_clock = start.0;
                 self.io.max_output_ts = start.0;
                 // Register this session with every downstream task before any message.
@@ -930,13 +963,10 @@ impl TaskRunner {
                     return;
                 }
                 self.io.request_acks(OutboundFlow::idle_request);
-                let own = self.task.watermark().unwrap_or(if self.is_source {
-                    self.io.max_output_ts
-                } else {
-                    Timestamp::MAX
-                });
-                let upstream = if self.is_source { Timestamp::MAX } else { self.io.upstream_clock };
-                let clock = own.min(upstream).min(self.io.min_unacked());
+                let clock = self.clock();
+                if self.unmoved.is_some_and(|start| clock > start) {
+                    self.unmoved = None;
+                }
                 cell.counters.clock.store(clock.0, Ordering::Relaxed);
                 let l = &self.latency;
                 let c = &cell.counters;
