@@ -430,7 +430,7 @@ mod tests {
         let mut s = Supervisor::new(app.dag(), Timestamp(0), 1);
         let (src, mid, sink0, sink1) = (TaskId::new(0, 0), TaskId::new(1, 0), TaskId::new(2, 0), TaskId::new(2, 1));
         let up = Action::UpstreamClock;
-        // A restart from 10: each stage's first move reaches the next stage at once.
+        // After a restart (from 0), each stage's first move reaches the next stage at once.
         assert_eq!(s.on_task_failed(src, "boom"), vec![Action::StopAll]);
         for t in [src, mid, sink0] {
             assert_eq!(s.on_task_stopped(t), vec![]);

@@ -912,9 +912,7 @@ impl TaskRunner {
         if self.io.blocked_targets > 0 && self.blocked_since.is_none() {
             self.blocked_since = Some(std::time::Instant::now());
         }
-        if self.unmoved.is_some() {
-            self.report_first_move(cell);
-        }
+        self.report_first_move(cell);
         let blocked = !self.started || self.done || self.io.blocked_targets > 0;
         cell.inbox.lock().handoff.set_blocked(blocked);
         !blocked && !self.local.is_empty()
