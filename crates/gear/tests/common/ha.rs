@@ -1,6 +1,6 @@
 //! Three masters replicating with Raft, two workers, and a client of the leader.
 
-use super::{Proc, free_port, wait_until, wordcount};
+use super::{Proc, free_port, log_tail, wait_until_explained, wordcount};
 use gearpump_cluster::daemon::MasterClient;
 use gearpump_config::HostPort;
 use gearpump_protocol::{ClusterSnapshot, MasterReply, MasterRequest};
@@ -80,11 +80,32 @@ impl Ha {
             let p = ha.start_worker(i);
             ha.workers.push(p);
         }
-        wait_until("two workers registered with the leader", || {
-            ha.ask(&MasterRequest::ListWorkers)
-                .is_some_and(|r| matches!(r, MasterReply::Workers(w) if w.iter().filter(|w| w.alive).count() == 2))
-        });
+        let last = std::cell::RefCell::new(None);
+        wait_until_explained(
+            "two workers registered with the leader",
+            || {
+                let answer = ha.ask(&MasterRequest::ListWorkers);
+                let ok = matches!(&answer, Some(MasterReply::Workers(w)) if w.iter().filter(|w| w.alive).count() == 2);
+                *last.borrow_mut() = answer;
+                ok
+            },
+            || ha.explain(&format!("the leader's last answer: {:?}", last.borrow())),
+        );
         ha
+    }
+
+    /// `first`, then the tails of every master's and worker's log: what a timed-out wait on a
+    /// CI machine, whose directories are gone, has to go on.
+    pub fn explain(&self, first: &str) -> String {
+        let mut text =
+            format!("{first}\nmasters: {:?}\n", self.masters.iter().map(ToString::to_string).collect::<Vec<_>>());
+        for i in 0..self.masters.len() {
+            text.push_str(&log_tail(&self.master_dir(i).join("master.out"), 40));
+        }
+        for i in 0..self.workers.len().max(2) {
+            text.push_str(&log_tail(&self.dir.join(format!("worker{i}")).join("worker.out"), 20));
+        }
+        text
     }
 
     /// A worker in `dir/worker<i>`.

@@ -34,11 +34,33 @@ impl Drop for Proc {
 
 /// Polls `ok` until it holds. The deadline only bounds a hang on this shared, noisy machine;
 /// it measures nothing.
-pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    wait_until_explained(what, ok, String::new);
+}
+
+/// [`wait_until`], and on a timeout the panic message carries `explain()` (the logs of the
+/// processes involved, say), so that a failure on a CI machine, whose directories are gone,
+/// still says why.
+pub fn wait_until_explained(what: &str, mut ok: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting until {what}\n{}", explain());
+        }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `lines` lines of the file at `path`, headed by its path (or why it cannot be read).
+#[allow(dead_code)] // Not every test file explains a timeout with logs.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            let from = all.len().saturating_sub(lines);
+            format!("--- {} (last {} lines)\n{}\n", path.display(), all.len() - from, all[from..].join("\n"))
+        }
+        Err(e) => format!("--- {}: {e}\n", path.display()),
     }
 }
 
@@ -137,8 +159,18 @@ pub fn submit_wordcount(dir: &Path, conf: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// A free port on 127.0.0.1 (free when asked; good enough for tests on one machine).
+/// A free port on 127.0.0.1 (free when asked; good enough for tests on one machine), never
+/// one handed out before in this test process: tests run in parallel threads, and two clusters
+/// given the same port would both start and talk to each other's masters (they share a secret).
 #[allow(dead_code)]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
