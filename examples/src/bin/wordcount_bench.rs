@@ -23,6 +23,13 @@ struct Args {
     /// Tasks per processor (sources, splits, counts).
     #[arg(long, default_value_t = 2)]
     parallelism: u32,
+    /// Threads of the embedded cluster's task pool (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// An application setting, `key=value` (repeatable), e.g.
+    /// `-config gearpump.streaming.ack-once-every-message-count=1000`.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,20 +40,35 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse_from(gearpump::cli::normalize_args(std::env::args()));
     // The DSL's counts are checkpointed (exactly once): into a directory of this run's own.
     let checkpoints = std::env::temp_dir().join(format!("gearpump-wordcount-bench-{}", std::process::id()));
-    let config = gearpump::UserConfig::empty().with("state.checkpoint.store.rootpath", checkpoints.display());
+    let mut config = gearpump::UserConfig::empty().with("state.checkpoint.store.rootpath", checkpoints.display());
+    for setting in &args.config {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("-config {setting:?} has no '=': write NAME=VALUE"))?;
+        config = config.with(key.trim(), value.trim());
+    }
     let app = match args.api.as_str() {
         "task" => words::task_api(args.words, args.parallelism, config)?,
         _ => words::dsl(args.words, args.parallelism, config)?,
     };
     let expected =
         words::lines_per_task(args.words, args.parallelism) * u64::from(args.parallelism) * words::WORDS_PER_LINE;
-    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let mut cluster_config = ClusterConfig::default();
+    if let Some(threads) = args.threads {
+        cluster_config.task_threads = usize::from(threads);
+    }
+    let cluster = EmbeddedCluster::start(cluster_config);
     let client = cluster.client();
     let started = Instant::now();
     let id = client.submit(app)?;
     let summary = client.wait(id, Duration::from_secs(3600))?;
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(summary.status == AppStatus::Succeeded, "the word count ended {:?}", summary.status);
+    anyhow::ensure!(
+        summary.status == AppStatus::Succeeded,
+        "the word count ended {:?}: {}",
+        summary.status,
+        summary.error.as_deref().unwrap_or("no error given")
+    );
     let stats = client.stats(id).ok_or_else(|| anyhow::anyhow!("no statistics for application {id}"))?;
     let counted = stats.processors.last().map_or(0, |p| p.received);
     cluster.shutdown();
