@@ -26,9 +26,9 @@ struct Args {
     /// Threads of the embedded cluster's task pool (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
-    /// An application setting, `key=value` (repeatable), e.g.
+    /// An application setting, `NAME=VALUE` (repeatable), e.g.
     /// `-config gearpump.streaming.ack-once-every-message-count=1000`.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
+    #[arg(long = "config", value_name = "NAME=VALUE")]
     config: Vec<String>,
 }
 
@@ -42,10 +42,12 @@ fn run() -> anyhow::Result<()> {
     let checkpoints = std::env::temp_dir().join(format!("gearpump-wordcount-bench-{}", std::process::id()));
     let mut config = gearpump::UserConfig::empty().with("state.checkpoint.store.rootpath", checkpoints.display());
     for setting in &args.config {
-        let (key, value) = setting
+        let (name, value) = setting
             .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("-config {setting:?} has no '=': write NAME=VALUE"))?;
-        config = config.with(key.trim(), value.trim());
+            .map(|(name, value)| (name.trim(), value.trim()))
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("-config {setting:?}: write NAME=VALUE, with a setting's name"))?;
+        config = config.with(name, value);
     }
     let app = match args.api.as_str() {
         "task" => words::task_api(args.words, args.parallelism, config)?,

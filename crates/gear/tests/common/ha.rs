@@ -102,7 +102,7 @@ impl Ha {
         for i in 0..self.masters.len() {
             text.push_str(&log_tail(&self.master_dir(i).join("master.out"), 40));
         }
-        for i in 0..self.workers.len().max(2) {
+        for i in 0..self.workers.len() {
             text.push_str(&log_tail(&self.dir.join(format!("worker{i}")).join("worker.out"), 20));
         }
         text
